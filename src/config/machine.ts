@@ -1,0 +1,37 @@
+/** One build machine, normalised from any of the accepted formats. */
+export interface Machine {
+  /** Name as written in the machines file (an ssh_config alias or a real host). */
+  hostName: string;
+  /** Where to connect after ssh_config resolution. */
+  address: string;
+  port: number;
+  sshUser?: string;
+  sshKey?: string;
+  systems: string[];
+  supportedFeatures: string[];
+  mandatoryFeatures: string[];
+  maxJobs: number;
+  speedFactor: number;
+  /** Base64 of the host's public key line (as in Nix's machines file). */
+  publicHostKey?: string;
+  /** From ssh_config StrictHostKeyChecking: accept unknown host keys. */
+  acceptUnknownHostKey?: boolean;
+}
+
+/** Settings for the local machine and the run. */
+export interface LocalSettings {
+  /** Local build slots; 0 = never build locally (except builtin: derivations). */
+  maxJobs: number;
+  /** Local machine's speed relative to the reference builder. */
+  speedFactor: number;
+  systems: string[];
+  supportedFeatures: string[];
+  buildersUseSubstitutes: boolean;
+}
+
+export interface MachinesConfig {
+  /** Which file (or string) the machines came from, for error messages. */
+  source: string;
+  machines: Machine[];
+  local: LocalSettings;
+}

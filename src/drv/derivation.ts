@@ -1,0 +1,40 @@
+/** One output of a derivation, as in the ATerm `Derive(...)` output tuple. */
+export interface DerivationOutput {
+  /** Store path; empty for content-addressed floating or deferred outputs. */
+  path: string;
+  /** e.g. `sha256` or `r:sha256`; empty unless fixed-output / CA. */
+  hashAlgo: string;
+  /** Hex hash of a fixed-output derivation; empty otherwise. */
+  hash: string;
+}
+
+/** A parsed derivation: the raw `.drv` fields plus the facts the scheduler needs. */
+export interface Derivation {
+  drvPath: string;
+  /** The name part of the `.drv` file name (after the hash, without `.drv`). */
+  name: string;
+  outputs: Record<string, DerivationOutput>;
+  /** Input derivations → the output names used from each. */
+  inputDrvs: Record<string, string[]>;
+  inputSrcs: string[];
+  system: string;
+  builder: string;
+  args: string[];
+  env: Record<string, string>;
+  // Facts derived from env / structured attrs:
+  requiredSystemFeatures: string[];
+  preferLocalBuild: boolean;
+  allowSubstitutes: boolean;
+  /** Every output has a fixed hash (a download). */
+  isFixedOutput: boolean;
+  /** `system` is `builtin` (e.g. builtin:fetchurl): Nix runs these locally. */
+  isBuiltin: boolean;
+  /** Parsed `__json` env when the derivation uses structured attrs. */
+  structuredAttrs?: Record<string, unknown>;
+}
+
+/** The closure of derivations reachable from the requested roots. */
+export interface DerivationSet {
+  roots: string[];
+  drvs: Map<string, Derivation>;
+}

@@ -1,0 +1,23 @@
+/**
+ * Every error a user can hit is an OffloadError: it carries the exit code the
+ * CLI returns and a one-sentence message that already says what was tried.
+ * Anything else reaching the CLI is a bug and is reported as such.
+ */
+export const ExitCode = {
+  ok: 0,
+  buildFailed: 1,
+  badInput: 2,
+  noHostFits: 3,
+  hostsUnusable: 4,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+export class OffloadError extends Error {
+  readonly exitCode: ExitCode;
+  constructor(message: string, exitCode: ExitCode = ExitCode.badInput, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+  }
+}

@@ -1,0 +1,19 @@
+import type { Readable, Writable } from 'node:stream';
+
+/**
+ * A running `nix-store --serve --write`: over an SSH channel for a remote
+ * builder, or a child process for the local store. The serve-protocol client
+ * only needs these three streams, so both ends speak the same code.
+ */
+export interface ServeTransport {
+  /** What we write to the server. */
+  stdin: Writable;
+  /** What the server writes back (the protocol). */
+  stdout: Readable;
+  /** Build logs and errors from the server. */
+  stderr: Readable;
+  /** Where this transport leads, for messages (`local` or a hostName). */
+  readonly host: string;
+  /** Ends the server process (closes the channel / kills the child). */
+  close(): void;
+}

@@ -1,0 +1,57 @@
+/**
+ * Plain data the scheduler works on. It never sees SSH, files or Nix: the
+ * CLI turns machines + derivations into Hosts + Jobs.
+ */
+export const LOCAL_HOST = 'local';
+
+export interface Host {
+  /** hostName, or `local` for this machine. */
+  id: string;
+  systems: string[];
+  supportedFeatures: string[];
+  mandatoryFeatures: string[];
+  /** Concurrent build slots. The local host may have 0 (then only builtin jobs run there). */
+  maxJobs: number;
+  /** Duration on this host = estimate / speedFactor. */
+  speedFactor: number;
+  isLocal: boolean;
+}
+
+export interface Job {
+  /** The derivation path. */
+  id: string;
+  name: string;
+  system: string;
+  requiredFeatures: string[];
+  /** Estimated seconds on a speedFactor-1 host. */
+  duration: number;
+  /** Where the estimate came from: `history`, `rules` or `default`. */
+  estimateSource: 'history' | 'rules' | 'default';
+  /** Jobs (ids) that must finish first. Only jobs in the same set; already-built inputs are absent. */
+  deps: string[];
+  preferLocalBuild: boolean;
+  /** builtin: derivations always run on the local host. */
+  isBuiltin: boolean;
+}
+
+export interface Assignment {
+  jobId: string;
+  host: string;
+  start: number;
+  end: number;
+}
+
+export interface Plan {
+  makespan: number;
+  assignments: Assignment[];
+  /** Job ids along the longest (estimated) path, first to last. */
+  criticalPath: string[];
+  /** Which candidate schedule won: the list scheduler or a trivial baseline. */
+  policy: string;
+  /** Makespans of every candidate, for the report. */
+  candidates: Record<string, number>;
+  /** max(critical path at the fastest fitting speed, work / capacity). */
+  lowerBound: number;
+  /** Hosts the winning policy uses; the live run is restricted to them. */
+  hosts: string[];
+}
