@@ -9,6 +9,8 @@ export const ExitCode = {
   badInput: 2,
   noHostFits: 3,
   hostsUnusable: 4,
+  /** A bug in offload, not in the input. */
+  internal: 70,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

@@ -1,0 +1,54 @@
+import { Option, type Command } from 'commander';
+import { OffloadError } from '../errors/offloadError.js';
+
+/** Options every command that reads machines accepts. */
+export interface MachineOptions {
+  machines?: string;
+  builders?: string;
+  sshConfig?: string;
+  maxJobs?: number;
+  hosts?: string[];
+  excludeHosts?: string[];
+  buildersUseSubstitutes?: boolean;
+}
+
+export interface OutputOptions {
+  json?: boolean;
+  color: boolean;
+  debug?: boolean;
+}
+
+export function addMachineOptions(cmd: Command): Command {
+  return cmd
+    .option('--machines <file>', 'machines file: offload JSON or Nix machines format (default: $OFFLOAD_MACHINES, ~/.config/offload/machines.json, /etc/nix/machines)')
+    .option('--builders <spec>', "machines in Nix's --builders syntax ('ssh://host sys key jobs speed feats mandatory hostkey; …' or @file)")
+    .option('--ssh-config <file>', 'resolve host aliases from this ssh_config instead of ~/.ssh/config and /etc/ssh/ssh_config')
+    .option('-j, --max-jobs <n>', 'local build slots (0 = never build locally, except builtin: derivations)', parseCount)
+    .option('--hosts <names>', 'use only these machines (comma-separated hostNames)', parseList)
+    .option('--exclude-hosts <names>', 'do not use these machines (comma-separated hostNames)', parseList)
+    .option('--builders-use-substitutes', 'builders fetch inputs from their own substituters before receiving them from here');
+}
+
+export function addOutputOptions(cmd: Command): Command {
+  return cmd
+    .option('--json', 'print one JSON object on stdout (for scripts)')
+    .addOption(new Option('--no-color', 'no ANSI colours (also when NO_COLOR is set)'))
+    .option('--debug', 'show stack traces of errors');
+}
+
+export function parseCount(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new OffloadError(`expected a whole number ≥ 0, got "${value}"`);
+  return n;
+}
+
+export function parseList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+export function useColor(opts: { color?: boolean }, stream: NodeJS.WriteStream): boolean {
+  return opts.color !== false && !process.env.NO_COLOR && stream.isTTY === true;
+}

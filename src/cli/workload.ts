@@ -1,0 +1,80 @@
+import { readFile } from 'node:fs/promises';
+import type { MachinesConfig } from '../config/machine.js';
+import type { DerivationSet } from '../drv/derivation.js';
+import { loadDrvClosure, loadJsonClosure } from '../drv/loadClosure.js';
+import { buildGraph, type BuildGraph } from '../graph/buildGraph.js';
+import { estimate, type DurationRules } from '../schedule/durations.js';
+import { LOCAL_HOST, type Host, type Job } from '../schedule/types.js';
+import { queryValidLocalPaths } from '../store/localStore.js';
+
+export interface WorkloadOptions {
+  fromJson?: string;
+  storeDir?: string;
+  /** When false, assume nothing is built (no local store is asked). */
+  askLocalStore: boolean;
+}
+
+export interface Workload {
+  set: DerivationSet;
+  graph: BuildGraph;
+  /** True when the local Nix store answered which outputs are valid. */
+  storeConsulted: boolean;
+}
+
+/** Loads the derivation closure and works out what still needs building. */
+export async function loadWorkload(roots: string[], opts: WorkloadOptions): Promise<Workload> {
+  const set = opts.fromJson !== undefined ? loadJsonClosure(await readJsonSource(opts.fromJson), opts.fromJson === '-' ? 'stdin' : opts.fromJson, roots.length > 0 ? roots : undefined) : await loadDrvClosure(roots, { storeDir: opts.storeDir });
+  const outputs = [...set.drvs.values()].flatMap((d) => Object.values(d.outputs).map((o) => o.path)).filter((p) => p !== '');
+  const valid = opts.askLocalStore ? await queryValidLocalPaths(outputs) : null;
+  return { set, graph: buildGraph(set, valid ?? new Set()), storeConsulted: valid !== null };
+}
+
+async function readJsonSource(source: string): Promise<string> {
+  if (source !== '-') return readFile(source, 'utf8');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The scheduler's view of the derivations that need building. */
+export function jobsFromGraph(graph: BuildGraph, rules: DurationRules, history?: (name: string, system: string) => number | undefined): Job[] {
+  return graph.order.map((id) => {
+    const node = graph.nodes.get(id)!;
+    const d = node.drv;
+    const est = estimate(d, rules, history);
+    return {
+      id,
+      name: d.name,
+      system: d.system,
+      requiredFeatures: d.requiredSystemFeatures,
+      duration: est.seconds,
+      estimateSource: est.source,
+      deps: node.deps,
+      preferLocalBuild: d.preferLocalBuild,
+      isBuiltin: d.isBuiltin,
+    };
+  });
+}
+
+/** The local machine is a host like the others, with `--max-jobs` slots. */
+export function hostsFromConfig(config: MachinesConfig): Host[] {
+  const local: Host = {
+    id: LOCAL_HOST,
+    systems: config.local.systems,
+    supportedFeatures: config.local.supportedFeatures,
+    mandatoryFeatures: [],
+    maxJobs: config.local.maxJobs,
+    speedFactor: config.local.speedFactor,
+    isLocal: true,
+  };
+  const remotes = config.machines.map<Host>((m) => ({
+    id: m.hostName,
+    systems: m.systems,
+    supportedFeatures: m.supportedFeatures,
+    mandatoryFeatures: m.mandatoryFeatures,
+    maxJobs: m.maxJobs,
+    speedFactor: m.speedFactor,
+    isLocal: false,
+  }));
+  return [local, ...remotes];
+}

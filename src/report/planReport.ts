@@ -1,0 +1,113 @@
+import type { Host, Job, Plan } from '../schedule/types.js';
+import { formatDuration } from './duration.js';
+import { renderTable } from './table.js';
+
+export interface PlanReportInput {
+  plan: Plan;
+  jobs: ReadonlyMap<string, Job>;
+  hosts: readonly Host[];
+  /** Derivations skipped because all their outputs are already valid locally. */
+  alreadyBuilt: readonly string[];
+  machinesSource: string;
+}
+
+export interface HostUsage {
+  host: string;
+  slots: number;
+  speedFactor: number;
+  jobs: number;
+  busySeconds: number;
+  /** Busy slot-seconds / (slots × makespan). */
+  utilisation: number;
+}
+
+export function hostUsage(input: PlanReportInput): HostUsage[] {
+  const { plan, hosts } = input;
+  return hosts.map((h) => {
+    const mine = plan.assignments.filter((a) => a.host === h.id);
+    const busy = mine.reduce((sum, a) => sum + (a.end - a.start), 0);
+    const slots = Math.max(h.maxJobs, mine.length > 0 ? 1 : 0);
+    const capacity = slots * plan.makespan;
+    return {
+      host: h.id,
+      slots: h.maxJobs,
+      speedFactor: h.speedFactor,
+      jobs: mine.length,
+      busySeconds: round(busy),
+      utilisation: capacity > 0 ? round(busy / capacity) : 0,
+    };
+  });
+}
+
+/** The `--json` shape: stable field names, times in seconds from the start. */
+export function planToJson(input: PlanReportInput): object {
+  const { plan, jobs } = input;
+  const critical = new Set(plan.criticalPath);
+  return {
+    makespan: round(plan.makespan),
+    lowerBound: round(plan.lowerBound),
+    policy: plan.policy,
+    candidates: Object.fromEntries(Object.entries(plan.candidates).map(([k, v]) => [k, round(v)])),
+    machinesSource: input.machinesSource,
+    jobs: sortedAssignments(plan).map((a) => {
+      const job = jobs.get(a.jobId);
+      return {
+        drvPath: a.jobId,
+        name: job?.name ?? a.jobId,
+        system: job?.system ?? '',
+        host: a.host,
+        start: round(a.start),
+        end: round(a.end),
+        estimate: job ? { seconds: round(job.duration), source: job.estimateSource } : undefined,
+        criticalPath: critical.has(a.jobId),
+      };
+    }),
+    criticalPath: plan.criticalPath,
+    hosts: hostUsage(input),
+    alreadyBuilt: input.alreadyBuilt,
+  };
+}
+
+export function planToText(input: PlanReportInput, opts: { color: boolean }): string {
+  const { plan, jobs } = input;
+  const critical = new Set(plan.criticalPath);
+  const mark = (s: string) => (opts.color ? `\x1b[1m${s}\x1b[22m` : s);
+  const rows = sortedAssignments(plan).map((a) => {
+    const job = jobs.get(a.jobId);
+    const name = job?.name ?? a.jobId;
+    const est = job ? `${formatDuration(job.duration)}${job.estimateSource === 'history' ? '' : job.estimateSource === 'rules' ? ' (rules)' : ' (default)'}` : '';
+    const cells = [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est];
+    return critical.has(a.jobId) ? cells.map(mark) : cells;
+  });
+  const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate'], rows, new Set([2, 3]));
+  return [table, '', summary(input)].join('\n');
+}
+
+function summary(input: PlanReportInput): string {
+  const { plan, jobs } = input;
+  const names = plan.criticalPath.map((id) => jobs.get(id)?.name ?? id);
+  const path = names.length > 8 ? [...names.slice(0, 3), `… ${names.length - 6} more …`, ...names.slice(-3)] : names;
+  const others = Object.entries(plan.candidates)
+    .filter(([k]) => k !== plan.policy)
+    .map(([k, v]) => `${k} ${formatDuration(v)}`)
+    .join(', ');
+  const usage = hostUsage(input)
+    .map((u) => `  ${u.host.padEnd(12)} ${String(u.jobs).padStart(5)} jobs  ${String(u.slots).padStart(2)} slots  speed ${u.speedFactor}  ${Math.round(u.utilisation * 100)}% busy`)
+    .join('\n');
+  const defaults = [...jobs.values()].filter((j) => j.estimateSource === 'default').length;
+  return [
+    `* = critical path (${names.length} derivations): ${path.join(' → ') || '—'}`,
+    `estimated makespan ${formatDuration(plan.makespan)} (lower bound ${formatDuration(plan.lowerBound)}), policy ${plan.policy}${others ? `; alternatives: ${others}` : ''}`,
+    `${plan.assignments.length} to build, ${input.alreadyBuilt.length} already built; ${defaults} estimates are defaults (no history yet)`,
+    `machines from ${input.machinesSource}:`,
+    usage,
+  ].join('\n');
+}
+
+function sortedAssignments(plan: Plan) {
+  return [...plan.assignments].sort((a, b) => a.start - b.start || a.end - b.end || a.jobId.localeCompare(b.jobId));
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}
