@@ -1,0 +1,216 @@
+import { paddingFor } from './serializer.js';
+import { ServeProtocolError, ServeStreamEndedError } from './errors.js';
+
+/** Strings other than file contents are names, paths, hashes, messages: 64 MiB is far beyond any of them. */
+export const MAX_STRING_LENGTH = 64 * 1024 * 1024;
+/** Every list item costs at least 8 bytes on the wire; a count above this is garbage or an attack. */
+export const MAX_LIST_LENGTH = 1 << 24;
+
+type Chunk = Buffer | Uint8Array | string;
+
+/**
+ * A pull reader over a byte stream with an explicit buffer: `await reader.u64()`
+ * takes exactly the bytes it needs and leaves the rest for the next call, so
+ * one reader serves a long-lived connection, command after command. It pulls
+ * a chunk only when the buffer is short, which keeps the source's
+ * back-pressure intact, and every short read ends in a ServeStreamEndedError,
+ * never a hang.
+ */
+export class ServeReader {
+  private readonly iterator: AsyncIterator<Chunk>;
+  private chunks: Buffer[] = [];
+  private headOffset = 0;
+  private buffered = 0;
+  private ended = false;
+  /** Largest number of bytes ever held at once: the flat-memory guarantee, measurable. */
+  maxBuffered = 0;
+  /** Bytes consumed so far. */
+  position = 0;
+
+  /** `description` names the peer in messages, e.g. `nix-store --serve on ruby`. */
+  constructor(
+    source: AsyncIterable<Chunk>,
+    readonly description: string,
+  ) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  async u64(what: string): Promise<number> {
+    await this.need(8, what);
+    const value = this.take(8).readBigUInt64LE(0);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw this.malformed(`${what} is ${value}, larger than any sane value`);
+    }
+    return Number(value);
+  }
+
+  async bool(what: string): Promise<boolean> {
+    const value = await this.u64(what);
+    if (value > 1) throw this.malformed(`${what} should be 0 or 1 but is ${value}`);
+    return value === 1;
+  }
+
+  /** Exactly `length` bytes, buffered: only for bounded sizes (use passthrough for file contents). */
+  async bytes(length: number, what: string): Promise<Buffer> {
+    await this.need(length, what);
+    return this.take(length);
+  }
+
+  async stringBytes(what: string, maxLength = MAX_STRING_LENGTH): Promise<Buffer> {
+    const length = await this.u64(`the length of ${what}`);
+    if (length > maxLength) throw this.malformed(`${what} claims ${length} bytes, more than the ${maxLength} allowed`);
+    const value = await this.bytes(length, what);
+    await this.padding(length, what);
+    return value;
+  }
+
+  async string(what: string, maxLength = MAX_STRING_LENGTH): Promise<string> {
+    return (await this.stringBytes(what, maxLength)).toString('utf8');
+  }
+
+  async count(what: string, maxCount = MAX_LIST_LENGTH): Promise<number> {
+    const count = await this.u64(`the length of ${what}`);
+    if (count > maxCount) throw this.malformed(`${what} claims ${count} items, more than the ${maxCount} allowed`);
+    return count;
+  }
+
+  async strings(what: string, maxCount = MAX_LIST_LENGTH, maxLength = MAX_STRING_LENGTH): Promise<string[]> {
+    const count = await this.count(what, maxCount);
+    const values: string[] = [];
+    for (let i = 0; i < count; i++) values.push(await this.string(`an item of ${what}`, maxLength));
+    return values;
+  }
+
+  async stringMap(what: string, maxCount = MAX_LIST_LENGTH, maxLength = MAX_STRING_LENGTH): Promise<Map<string, string>> {
+    const count = await this.count(what, maxCount);
+    const map = new Map<string, string>();
+    for (let i = 0; i < count; i++) {
+      const key = await this.string(`a key of ${what}`, maxLength);
+      map.set(key, await this.string(`a value of ${what}`, maxLength));
+    }
+    return map;
+  }
+
+  /** The zero bytes that pad a string of `length` bytes to a multiple of 8. */
+  async padding(length: number, what: string): Promise<void> {
+    const size = paddingFor(length);
+    if (size === 0) return;
+    const pad = await this.bytes(size, `the padding of ${what}`);
+    if (pad.some((byte) => byte !== 0)) throw this.malformed(`the padding of ${what} is not zero`);
+  }
+
+  /**
+   * Hands `length` bytes to the consumer chunk by chunk as they arrive,
+   * holding at most one source chunk: for file contents of any size.
+   */
+  async *passthrough(length: number, what: string): AsyncGenerator<Buffer> {
+    let remaining = length;
+    while (remaining > 0) {
+      if (this.buffered === 0 && !(await this.pull())) {
+        throw this.truncated(`${what} (${remaining} of ${length} bytes missing)`);
+      }
+      const chunk = this.take(Math.min(remaining, this.headAvailable()));
+      remaining -= chunk.length;
+      yield chunk;
+    }
+  }
+
+  /** True when the source is exhausted and nothing is buffered. */
+  async atEnd(): Promise<boolean> {
+    while (this.buffered === 0) {
+      if (!(await this.pull())) return true;
+    }
+    return false;
+  }
+
+  /** Stops reading the source (for a Readable: destroys it). */
+  async close(): Promise<void> {
+    this.ended = true;
+    this.chunks = [];
+    this.buffered = 0;
+    await this.iterator.return?.();
+  }
+
+  malformed(problem: string): ServeProtocolError {
+    return new ServeProtocolError(`Bad data from ${this.description} at byte ${this.position}: ${problem}.`);
+  }
+
+  private truncated(what: string, cause?: unknown): ServeStreamEndedError {
+    return new ServeStreamEndedError(`The stream from ${this.description} ended while reading ${what}.`, { cause });
+  }
+
+  private async need(length: number, what: string): Promise<void> {
+    while (this.buffered < length) {
+      if (!(await this.pull(what))) throw this.truncated(what);
+    }
+  }
+
+  private headAvailable(): number {
+    const head = this.chunks[0];
+    return head === undefined ? 0 : head.length - this.headOffset;
+  }
+
+  /** Adds one chunk from the source; false at its end. */
+  private async pull(what = 'more data'): Promise<boolean> {
+    if (this.ended) return false;
+    let next: IteratorResult<Chunk>;
+    try {
+      next = await this.iterator.next();
+    } catch (error) {
+      this.ended = true;
+      throw this.truncated(what, error);
+    }
+    if (next.done) {
+      this.ended = true;
+      return false;
+    }
+    const chunk = toBuffer(next.value);
+    if (chunk.length === 0) return true;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    this.maxBuffered = Math.max(this.maxBuffered, this.buffered);
+    return true;
+  }
+
+  /** Removes `length` buffered bytes; the caller made sure they are there. */
+  private take(length: number): Buffer {
+    const head = this.chunks[0];
+    if (head !== undefined && head.length - this.headOffset >= length) {
+      const out = head.subarray(this.headOffset, this.headOffset + length);
+      this.consumed(length);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const chunk = this.chunks[0] as Buffer;
+      const n = Math.min(length - filled, chunk.length - this.headOffset);
+      chunk.copy(out, filled, this.headOffset, this.headOffset + n);
+      filled += n;
+      this.consumed(n);
+    }
+    return out;
+  }
+
+  private consumed(length: number): void {
+    this.headOffset += length;
+    this.buffered -= length;
+    this.position += length;
+    const head = this.chunks[0];
+    if (head !== undefined && this.headOffset === head.length) {
+      this.chunks.shift();
+      this.headOffset = 0;
+    }
+  }
+}
+
+function toBuffer(chunk: Chunk): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  throw new ServeProtocolError('A serve-protocol source yielded something other than bytes.');
+}
