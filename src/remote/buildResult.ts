@@ -1,0 +1,73 @@
+/**
+ * Build result status codes, with Nix's names and numbers
+ * (libstore/build-result.hh; they are sent as-is in the serve protocol, and
+ * Nix only ever appends new ones).
+ */
+export enum BuildStatus {
+  Built = 0,
+  Substituted = 1,
+  AlreadyValid = 2,
+  PermanentFailure = 3,
+  InputRejected = 4,
+  OutputRejected = 5,
+  TransientFailure = 6,
+  /** No longer produced by Nix. */
+  CachedFailure = 7,
+  TimedOut = 8,
+  MiscFailure = 9,
+  DependencyFailed = 10,
+  LogLimitExceeded = 11,
+  NotDeterministic = 12,
+  ResolvesToAlreadyValid = 13,
+  NoSubstituters = 14,
+}
+
+/** What a builder reports after a build-derivation command. */
+export interface BuildResult {
+  status: BuildStatus;
+  /** The status as a name; `Unknown(n)` for a code this version does not know. */
+  statusName: string;
+  /** Nix's message for a failure, without terminal colour codes; empty on success. */
+  errorMsg: string;
+  /** How often the build ran (0 when the outputs were already valid). */
+  timesBuilt: number;
+  isNonDeterministic: boolean;
+  /** Unix seconds, as the builder's clock saw them; 0 when not reported. */
+  startTime: number;
+  stopTime: number;
+  /**
+   * Realisations of the built outputs (protocol minor ≥ 6): key is the
+   * DrvOutput id (`sha256:<drv hash>!<output>`), value the realisation JSON.
+   */
+  builtOutputs: Map<string, string>;
+}
+
+const SUCCESS = new Set<number>([
+  BuildStatus.Built,
+  BuildStatus.Substituted,
+  BuildStatus.AlreadyValid,
+  BuildStatus.ResolvesToAlreadyValid,
+]);
+
+export function isSuccess(status: number): boolean {
+  return SUCCESS.has(status);
+}
+
+/**
+ * Failures worth trying again, on this or another builder. Follows Hydra's
+ * queue runner, the main user of this protocol, which sets `canRetry` for
+ * exactly these two: TransientFailure (Nix's "possibly transient") and
+ * MiscFailure (an error outside the builder itself, e.g. the builder's
+ * store or a lost daemon). TimedOut is not retried by Hydra either: the
+ * build ran as long as it was allowed to and would likely do so again;
+ * the same goes for LogLimitExceeded. Unknown codes are not retried, since
+ * a future status could well be permanent.
+ */
+export function isTransient(status: number): boolean {
+  return status === BuildStatus.TransientFailure || status === BuildStatus.MiscFailure;
+}
+
+export function buildStatusName(status: number): string {
+  const name = (BuildStatus as unknown as Record<number, string | undefined>)[status];
+  return name ?? `Unknown(${status})`;
+}
