@@ -1,0 +1,85 @@
+/**
+ * Finds where JSON text first goes wrong. Only called after JSON.parse has
+ * failed: V8's messages do not always carry a position, and a user needs the
+ * line and column to fix a hand-edited file.
+ */
+export interface JsonSyntaxProblem {
+  index: number;
+  reason: string;
+}
+
+export function findJsonSyntaxProblem(text: string): JsonSyntaxProblem | undefined {
+  let i = 0;
+  const fail = (reason: string): never => {
+    throw { index: i, reason } satisfies JsonSyntaxProblem;
+  };
+  const describeHere = () => (i >= text.length ? 'unexpected end of file' : `unexpected ${JSON.stringify(text[i])}`);
+  const skipSpace = () => {
+    while (i < text.length && ' \t\n\r'.includes(text[i]!)) i++;
+  };
+  const expect = (char: string) => {
+    skipSpace();
+    if (text[i] !== char) fail(`expected "${char}", ${describeHere()}`);
+    i++;
+  };
+  const string = () => {
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text[i]! < ' ') fail('control character inside a string');
+      if (text[i] === '\\') {
+        i++;
+        if (text[i] === 'u') {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 1, i + 5))) fail('bad \\u escape');
+          i += 4;
+        } else if (!'"\\/bfnrt'.includes(text[i] ?? 'x')) fail('bad escape');
+      }
+      i++;
+    }
+    if (i >= text.length) fail('unterminated string');
+    i++;
+  };
+  const value = (): void => {
+    skipSpace();
+    const char = text[i];
+    if (char === '{') return container('}', () => {
+      skipSpace();
+      if (text[i] !== '"') fail(`expected a field name in double quotes, ${describeHere()}`);
+      string();
+      expect(':');
+      value();
+    });
+    if (char === '[') return container(']', value);
+    if (char === '"') return string();
+    const literal = /^(?:true|false|null|-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(text.slice(i));
+    if (!literal) fail(describeHere());
+    i += literal![0].length;
+  };
+  const container = (close: string, item: () => void) => {
+    i++;
+    skipSpace();
+    if (text[i] === close) {
+      i++;
+      return;
+    }
+    for (;;) {
+      item();
+      skipSpace();
+      if (text[i] === close) {
+        i++;
+        return;
+      }
+      if (text[i] !== ',') fail(`expected "," or "${close}", ${describeHere()}`);
+      i++;
+      skipSpace();
+      if (text[i] === close) fail(`trailing comma before "${close}"`);
+    }
+  };
+  try {
+    value();
+    skipSpace();
+    if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the end of the JSON value`);
+    return undefined;
+  } catch (problem) {
+    return problem as JsonSyntaxProblem;
+  }
+}
