@@ -1,0 +1,78 @@
+/**
+ * What one test builder models: its name (an ssh_config alias), slots, the
+ * systems it can build and the features it offers. The default cluster mirrors
+ * a small real fleet so placement rules can be tested against real sshd + Nix.
+ */
+export interface BuilderSpec {
+  name: string;
+  /** Build slots advertised in the machines files (default 2). */
+  maxJobs?: number;
+  /** First entry is the builder's own system; the rest become `extra-platforms`. */
+  systems?: string[];
+  /** `system-features` in the builder's nix.conf and supportedFeatures in the machines files. */
+  features?: string[];
+  mandatoryFeatures?: string[];
+  speedFactor?: number;
+  /**
+   * Binary caches the builder may substitute from (e.g. `http://127.0.0.1:PORT`
+   * for the builders-use-substitutes test). Without them `substituters =` is empty.
+   */
+  substituters?: string[];
+  /** Keys that sign the substituters' paths; without them `require-sigs = false`. */
+  trustedPublicKeys?: string[];
+}
+
+/** A builder spec with every default filled in. */
+export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys'>> &
+  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys'>;
+
+/** The Nix system string of this machine, which every test builder can build natively. */
+export function hostSystem(): string {
+  const arch = { x64: 'x86_64', arm64: 'aarch64', ia32: 'i686' }[process.arch as string] ?? process.arch;
+  return `${arch}-${process.platform}`;
+}
+
+/** aquamarine: the big one; ruby: plain; kana: the only aarch64-linux and kvm host. */
+export function defaultBuilders(): BuilderSpec[] {
+  const native = hostSystem();
+  return [
+    { name: 'aquamarine', maxJobs: 3, systems: [native], features: ['benchmark', 'big-parallel'] },
+    { name: 'ruby', maxJobs: 2, systems: [native], features: [] },
+    {
+      name: 'kana',
+      maxJobs: 2,
+      systems: [native, 'aarch64-linux'],
+      features: ['benchmark', 'big-parallel', 'kvm', 'nixos-test'],
+    },
+  ];
+}
+
+/** `n` builders: the default three first, then plain ones named builder4, builder5, ... */
+export function builderSpecs(count: number): BuilderSpec[] {
+  const defaults = defaultBuilders();
+  const extra = Array.from({ length: Math.max(0, count - defaults.length) }, (_, i) => ({
+    name: `builder${defaults.length + i + 1}`,
+    maxJobs: 2,
+    systems: [hostSystem()],
+    features: [],
+  }));
+  return [...defaults, ...extra].slice(0, count);
+}
+
+const NAME = /^[a-z][a-z0-9-]{0,30}$/;
+
+export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
+  if (!NAME.test(spec.name)) {
+    throw new Error(`test builder name "${spec.name}" must be lower-case letters, digits and dashes`);
+  }
+  return {
+    name: spec.name,
+    maxJobs: spec.maxJobs ?? 2,
+    systems: spec.systems && spec.systems.length > 0 ? spec.systems : [hostSystem()],
+    features: spec.features ?? [],
+    mandatoryFeatures: spec.mandatoryFeatures ?? [],
+    speedFactor: spec.speedFactor ?? 1,
+    substituters: spec.substituters,
+    trustedPublicKeys: spec.trustedPublicKeys,
+  };
+}

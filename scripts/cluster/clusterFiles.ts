@@ -1,0 +1,161 @@
+import type { ResolvedBuilderSpec } from './builderSpec.js';
+
+/**
+ * Text of every file the test cluster writes. Pure, so the exact sshd and Nix
+ * settings the integration tests rely on are visible in one place.
+ */
+
+export interface BuilderFiles {
+  spec: ResolvedBuilderSpec;
+  port: number;
+  /** Absolute path of the builder's private host key. */
+  hostKeyFile: string;
+  /** `<type> <base64>` of the builder's public host key, without comment. */
+  hostKeyLine: string;
+  pidFile: string;
+}
+
+export interface ClusterPaths {
+  dir: string;
+  clientKey: string;
+  authorizedKeys: string;
+  knownHosts: string;
+  sshConfig: string;
+}
+
+/**
+ * MaxSessions: one channel per running job plus probes; OpenSSH's default of 10
+ * is too low for a pool that multiplexes everything over one connection.
+ * SetEnv: sessions must use the builder's own store directly (there is no
+ * daemon socket in the private /nix), whatever the caller's environment.
+ * UsePAM no + StrictModes no: root in a throw-away folder, no login stack.
+ */
+export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: string): string {
+  return [
+    'ListenAddress 127.0.0.1',
+    `Port ${b.port}`,
+    `HostKey ${b.hostKeyFile}`,
+    'PermitRootLogin prohibit-password',
+    'PubkeyAuthentication yes',
+    `AuthorizedKeysFile ${paths.authorizedKeys}`,
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'UsePAM no',
+    'StrictModes no',
+    `PidFile ${b.pidFile}`,
+    'UseDNS no',
+    'LogLevel VERBOSE',
+    'MaxSessions 64',
+    'MaxStartups 64:30:128',
+    'PrintMotd no',
+    'PrintLastLog no',
+    'X11Forwarding no',
+    'AllowTcpForwarding no',
+    `SetEnv NIX_REMOTE=local XDG_CACHE_HOME=${builderRoot}/cache`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * `build-users-group =` is essential: builders sharing the host's nixbld users
+ * kill each other's builds (each store's cleanup SIGKILLs "its" build user).
+ */
+export function nixConf(spec: ResolvedBuilderSpec): string {
+  const [, ...extraPlatforms] = spec.systems;
+  const lines = [
+    'build-users-group =',
+    'sandbox = false',
+    `max-jobs = ${spec.maxJobs}`,
+    `system-features = ${spec.features.join(' ')}`,
+    `extra-platforms = ${extraPlatforms.join(' ')}`,
+  ];
+  if (spec.substituters && spec.substituters.length > 0) {
+    lines.push(`substituters = ${spec.substituters.join(' ')}`);
+    if (spec.trustedPublicKeys && spec.trustedPublicKeys.length > 0) {
+      lines.push(`trusted-public-keys = ${spec.trustedPublicKeys.join(' ')}`);
+    } else {
+      lines.push('require-sigs = false');
+    }
+  } else {
+    lines.push('substituters =');
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * HostKeyAlias makes OpenSSH look the key up under the builder's name instead of
+ * `[127.0.0.1]:port`; that is also the name Nix writes into its temporary
+ * known_hosts for a machines-file host key, so both `ssh` and Nix verify keys.
+ */
+export function sshConfig(builders: BuilderFiles[], paths: ClusterPaths): string {
+  return builders
+    .map((b) =>
+      [
+        `Host ${b.spec.name}`,
+        '  HostName 127.0.0.1',
+        `  Port ${b.port}`,
+        '  User root',
+        `  IdentityFile ${paths.clientKey}`,
+        '  IdentitiesOnly yes',
+        `  HostKeyAlias ${b.spec.name}`,
+        `  UserKnownHostsFile ${paths.knownHosts}`,
+        '  StrictHostKeyChecking yes',
+        '  BatchMode yes',
+        '',
+      ].join('\n'),
+    )
+    .join('\n');
+}
+
+export function knownHosts(builders: BuilderFiles[]): string {
+  return builders.map((b) => `${b.spec.name} ${b.hostKeyLine}\n`).join('');
+}
+
+/** What Nix and offload call `publicHostKey`: base64 of the public key line. */
+export function publicHostKeyField(hostKeyLine: string): string {
+  return Buffer.from(hostKeyLine, 'utf8').toString('base64');
+}
+
+/** offload's JSON machines file; hostName is the ssh_config alias. */
+export function machinesJson(builders: BuilderFiles[], paths: ClusterPaths): string {
+  const machines = builders.map((b) => ({
+    hostName: b.spec.name,
+    sshUser: 'root',
+    sshKey: paths.clientKey,
+    port: b.port,
+    systems: b.spec.systems,
+    supportedFeatures: b.spec.features,
+    mandatoryFeatures: b.spec.mandatoryFeatures,
+    maxJobs: b.spec.maxJobs,
+    speedFactor: b.spec.speedFactor,
+    publicHostKey: publicHostKeyField(b.hostKeyLine),
+  }));
+  return JSON.stringify(machines, null, 2) + '\n';
+}
+
+const orDash = (items: string[]): string => (items.length > 0 ? items.join(',') : '-');
+
+/**
+ * Nix's machines format. Nix 2.8 passes the URI's authority straight to `ssh`,
+ * so `ssh://root@127.0.0.1:PORT` does not work; the hosts are the aliases and
+ * Nix must be run with NIX_SSHOPTS="-F <dir>/ssh_config".
+ */
+export function nixMachines(builders: BuilderFiles[], paths: ClusterPaths): string {
+  const header = [
+    '# Test cluster for Nix\'s own build-remote hook. Use with:',
+    `#   NIX_SSHOPTS="-F ${paths.sshConfig}" nix-build --builders @${paths.dir}/machines.nix ...`,
+  ];
+  const lines = builders.map((b) =>
+    [
+      `ssh://root@${b.spec.name}`,
+      b.spec.systems.join(','),
+      paths.clientKey,
+      String(b.spec.maxJobs),
+      String(b.spec.speedFactor),
+      orDash(b.spec.features),
+      orDash(b.spec.mandatoryFeatures),
+      publicHostKeyField(b.hostKeyLine),
+    ].join(' '),
+  );
+  return [...header, ...lines, ''].join('\n');
+}

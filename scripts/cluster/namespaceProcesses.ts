@@ -1,0 +1,84 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/**
+ * A builder is everything running in its mount namespace: the namespace
+ * holder, the sshd listener, per-connection sshd processes (which call setsid,
+ * so process groups do not cover them) and the Nix processes they start.
+ * Tracking by namespace finds all of them.
+ */
+
+/** `mnt:[4026532176]`, or undefined once the process is gone (or a zombie). */
+export function mountNamespaceOf(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/mnt`);
+  } catch {
+    return undefined;
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The state follows the parenthesised command name, which may itself contain spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Live (non-zombie) processes in the namespace. */
+export function pidsInNamespace(namespace: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (mountNamespaceOf(pid) === namespace && !isZombie(pid)) pids.push(pid);
+  }
+  return pids;
+}
+
+export function signalNamespace(namespace: string, signal: NodeJS.Signals, except: number[] = []): number[] {
+  const signalled: number[] = [];
+  for (const pid of pidsInNamespace(namespace)) {
+    if (except.includes(pid)) continue;
+    try {
+      process.kill(pid, signal);
+      signalled.push(pid);
+    } catch {
+      // Exited between listing and signalling.
+    }
+  }
+  return signalled;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until none of `pids` is alive; returns the ones still alive at the deadline. */
+export async function waitForExit(pids: number[], timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  let alive = pids.filter(isAlive);
+  while (alive.length > 0 && Date.now() < deadline) {
+    await sleep(20);
+    alive = alive.filter(isAlive);
+  }
+  return alive;
+}
+
+export function isAlive(pid: number): boolean {
+  return !isZombie(pid);
+}
+
+/** Signals every process in the namespace (except `except`) until none is left. */
+export async function emptyNamespace(namespace: string, timeoutMs: number, except: number[] = []): Promise<void> {
+  const others = () => pidsInNamespace(namespace).filter((pid) => !except.includes(pid));
+  signalNamespace(namespace, 'SIGCONT', except); // a paused process cannot act on SIGTERM
+  signalNamespace(namespace, 'SIGTERM', except);
+  await waitForExit(others(), timeoutMs);
+  // New processes may have been forked while the first ones were exiting.
+  for (let round = 0; round < 5 && others().length > 0; round++) {
+    signalNamespace(namespace, 'SIGKILL', except);
+    await waitForExit(others(), 2_000);
+  }
+  const left = others();
+  if (left.length > 0) throw new Error(`processes ${left.join(', ')} in ${namespace} survived SIGKILL`);
+}

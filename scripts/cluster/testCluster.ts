@@ -1,0 +1,341 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { builderSpecs, resolveBuilderSpec, type BuilderSpec, type ResolvedBuilderSpec } from './builderSpec.js';
+import { startNamespaceHolder, type NamespaceHolder } from './builderNamespace.js';
+import {
+  knownHosts,
+  machinesJson,
+  nixConf,
+  nixMachines,
+  publicHostKeyField,
+  sshConfig,
+  sshdConfig,
+  type BuilderFiles,
+  type ClusterPaths,
+} from './clusterFiles.js';
+import { emptyNamespace, isAlive, pidsInNamespace, signalNamespace, waitForExit } from './namespaceProcesses.js';
+import { freePort, waitForPort } from './ports.js';
+import { generateKey } from './sshKeys.js';
+
+export type { BuilderSpec } from './builderSpec.js';
+
+/** One running test builder. `pid` changes when sshd is restarted. */
+export interface ClusterBuilder {
+  name: string;
+  port: number;
+  /** The sshd listener, or undefined while it is stopped or killed. */
+  pid: number | undefined;
+  /** The process holding the builder's mount namespace (target for nsenter). */
+  namespacePid: number;
+  /** `mnt:[inode]` of the builder's mount namespace. */
+  namespace: string;
+  /** `<dir>/<name>`: holds nix/ (the builder's /nix), etc-nix/, keys and logs. */
+  root: string;
+  /** The builder's /nix/store as seen from the host, readable without nsenter. */
+  storeDir: string;
+  sshdLog: string;
+  maxJobs: number;
+  systems: string[];
+  features: string[];
+  mandatoryFeatures: string[];
+  speedFactor: number;
+  /** `<type> <base64>` of the builder's public host key. */
+  hostKeyLine: string;
+  /** The same key as a machines-file `publicHostKey` (base64 of the line). */
+  publicHostKey: string;
+}
+
+export interface CommandResult {
+  stdout: string;
+  stderr: string;
+  code: number;
+}
+
+export interface StartClusterOptions {
+  /** A folder owned by this cluster (created if missing); each test should use its own. */
+  dir: string;
+  builders?: BuilderSpec[];
+}
+
+const SSHD = '/usr/sbin/sshd';
+const STARTUP_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 3_000;
+
+interface BuilderState {
+  info: ClusterBuilder;
+  spec: ResolvedBuilderSpec;
+  holder: NamespaceHolder;
+  sshd: ChildProcess | undefined;
+  sshdConfigFile: string;
+}
+
+export class TestCluster {
+  readonly machinesFile: string;
+  readonly sshConfigFile: string;
+  readonly nixMachinesFile: string;
+  readonly knownHostsFile: string;
+  readonly clientKey: string;
+  /** What NIX_SSHOPTS must be for Nix's own `--builders @machines.nix` to reach the builders. */
+  readonly nixSshOpts: string;
+  readonly builders: ClusterBuilder[];
+  private readonly states: Map<string, BuilderState>;
+  private stopped = false;
+
+  /** @internal use startCluster */
+  constructor(
+    readonly dir: string,
+    paths: ClusterPaths,
+    states: BuilderState[],
+  ) {
+    this.machinesFile = join(dir, 'machines.json');
+    this.nixMachinesFile = join(dir, 'machines.nix');
+    this.sshConfigFile = paths.sshConfig;
+    this.knownHostsFile = paths.knownHosts;
+    this.clientKey = paths.clientKey;
+    this.nixSshOpts = `-F ${paths.sshConfig}`;
+    this.states = new Map(states.map((s) => [s.info.name, s]));
+    this.builders = states.map((s) => s.info);
+  }
+
+  builder(name: string): ClusterBuilder {
+    return this.state(name).info;
+  }
+
+  /** SIGKILL the builder's sshd and everything it started; its store stays inspectable. */
+  async kill(name: string): Promise<void> {
+    const state = this.state(name);
+    const killed = signalNamespace(state.info.namespace, 'SIGKILL', [state.holder.pid]);
+    await waitForExit(killed, STOP_TIMEOUT_MS);
+    state.sshd = undefined;
+    state.info.pid = undefined;
+  }
+
+  /** SIGSTOP every process of the builder: connections hang without closing. */
+  pause(name: string): void {
+    const state = this.state(name);
+    signalNamespace(state.info.namespace, 'SIGSTOP', [state.holder.pid]);
+  }
+
+  resume(name: string): void {
+    const state = this.state(name);
+    signalNamespace(state.info.namespace, 'SIGCONT', [state.holder.pid]);
+  }
+
+  /** Stops the listener only: new connections are refused, open sessions continue. */
+  async stopSshd(name: string): Promise<void> {
+    const state = this.state(name);
+    const pid = state.info.pid;
+    if (pid === undefined) return;
+    process.kill(pid, 'SIGCONT');
+    process.kill(pid, 'SIGTERM');
+    await waitForExit([pid], STOP_TIMEOUT_MS);
+    await waitForPort(state.info.port, STOP_TIMEOUT_MS, () => false, false);
+    state.sshd = undefined;
+    state.info.pid = undefined;
+  }
+
+  /** Starts the listener again on the same port, e.g. after stopSshd or kill. */
+  async startSshd(name: string): Promise<void> {
+    const state = this.state(name);
+    if (state.info.pid !== undefined && isAlive(state.info.pid)) return;
+    await launchSshd(state);
+  }
+
+  /** Runs a command inside the builder's mount namespace (its /nix, its nix.conf). */
+  runOnBuilder(name: string, command: string[], input?: string): Promise<CommandResult> {
+    const state = this.state(name);
+    const env: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local' };
+    delete env.NIX_CONFIG;
+    return runCommand('nsenter', ['-t', String(state.holder.pid), '-m', '--', ...command], env, input);
+  }
+
+  /** Live processes of the builder (holder included); empty after stop(). */
+  processes(name: string): number[] {
+    return pidsInNamespace(this.state(name).info.namespace);
+  }
+
+  /** SIGTERM (then SIGKILL) everything in every builder's namespace and wait until it is gone. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all([...this.states.values()].map((state) => stopBuilder(state)));
+  }
+
+  private state(name: string): BuilderState {
+    const state = this.states.get(name);
+    if (!state) throw new Error(`test cluster has no builder "${name}" (it has ${[...this.states.keys()].join(', ')})`);
+    return state;
+  }
+}
+
+async function stopBuilder(state: BuilderState): Promise<void> {
+  await emptyNamespace(state.info.namespace, STOP_TIMEOUT_MS);
+  state.sshd = undefined;
+  state.info.pid = undefined;
+}
+
+function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<CommandResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (text: string) => (stdout += text));
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolvePromise({ stdout, stderr, code: code ?? (signal ? 128 : 1) }));
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** Starts sshd inside the builder's namespace and waits until its port accepts connections. */
+async function launchSshd(state: BuilderState): Promise<void> {
+  const sshd = spawn('nsenter', ['-t', String(state.holder.pid), '-m', '--', SSHD, '-D', '-f', state.sshdConfigFile, '-E', state.info.sshdLog], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  sshd.unref();
+  let exited = false;
+  sshd.once('exit', () => (exited = true));
+  sshd.once('error', () => (exited = true));
+  const up = await waitForPort(state.info.port, STARTUP_TIMEOUT_MS, () => exited);
+  if (!up || sshd.pid === undefined) {
+    sshd.kill('SIGKILL');
+    const log = await readFile(state.info.sshdLog, 'utf8').catch(() => '');
+    throw new SshdStartError(state.info.name, state.info.port, log.trim().split('\n').slice(-3).join(' / '));
+  }
+  state.sshd = sshd;
+  state.info.pid = sshd.pid;
+}
+
+class SshdStartError extends Error {
+  constructor(
+    readonly builder: string,
+    readonly port: number,
+    readonly log: string,
+  ) {
+    super(`sshd for test builder ${builder} did not start on 127.0.0.1:${port}: ${log || 'no log output'}`);
+  }
+  get portTaken(): boolean {
+    return /Address already in use|Cannot bind any address/.test(this.log);
+  }
+}
+
+/** Picks a port and starts sshd, retrying with another port if sshd lost the race for it. */
+async function launchOnFreePort(state: BuilderState, paths: ClusterPaths, write: (port: number) => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    state.info.port = port;
+    await write(port);
+    try {
+      await launchSshd(state);
+      return;
+    } catch (error) {
+      if (!(error instanceof SshdStartError && error.portTaken) || attempt >= 5) throw error;
+    }
+  }
+}
+
+async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: ClusterPaths): Promise<BuilderState> {
+  const root = join(dir, spec.name);
+  await Promise.all([mkdir(join(root, 'nix'), { recursive: true }), mkdir(join(root, 'etc-nix'), { recursive: true })]);
+  const hostKeyFile = join(root, 'ssh_host_ed25519_key');
+  const [hostKeyLine] = await Promise.all([
+    generateKey(hostKeyFile, `${spec.name}-host-key`),
+    writeFile(join(root, 'etc-nix', 'nix.conf'), nixConf(spec)),
+  ]);
+  const holder = await startNamespaceHolder(join(root, 'nix'), join(root, 'etc-nix'));
+  const info: ClusterBuilder = {
+    name: spec.name,
+    port: 0,
+    pid: undefined,
+    namespacePid: holder.pid,
+    namespace: holder.namespace,
+    root,
+    storeDir: join(root, 'nix', 'store'),
+    sshdLog: join(root, 'sshd.log'),
+    maxJobs: spec.maxJobs,
+    systems: spec.systems,
+    features: spec.features,
+    mandatoryFeatures: spec.mandatoryFeatures,
+    speedFactor: spec.speedFactor,
+    hostKeyLine,
+    publicHostKey: publicHostKeyField(hostKeyLine),
+  };
+  const state: BuilderState = { info, spec, holder, sshd: undefined, sshdConfigFile: join(root, 'sshd_config') };
+  try {
+    await launchOnFreePort(state, paths, (port) =>
+      writeFile(state.sshdConfigFile, sshdConfig(builderFiles(state, hostKeyFile, port), paths, root)),
+    );
+  } catch (error) {
+    await stopBuilder(state).catch(() => undefined);
+    throw error;
+  }
+  return state;
+}
+
+function builderFiles(state: BuilderState, hostKeyFile: string, port: number): BuilderFiles {
+  return {
+    spec: state.spec,
+    port,
+    hostKeyFile,
+    hostKeyLine: state.info.hostKeyLine,
+    pidFile: join(state.info.root, 'sshd.pid'),
+  };
+}
+
+async function writeClientFiles(dir: string, states: BuilderState[], paths: ClusterPaths): Promise<void> {
+  const files = states.map((s) => builderFiles(s, join(s.info.root, 'ssh_host_ed25519_key'), s.info.port));
+  await Promise.all([
+    writeFile(paths.knownHosts, knownHosts(files)),
+    writeFile(paths.sshConfig, sshConfig(files, paths)),
+    writeFile(join(dir, 'machines.json'), machinesJson(files, paths)),
+    writeFile(join(dir, 'machines.nix'), nixMachines(files, paths)),
+    writeFile(
+      join(dir, 'cluster.json'),
+      JSON.stringify(
+        { pid: process.pid, builders: states.map((s) => ({ name: s.info.name, namespace: s.info.namespace, port: s.info.port })) },
+        null,
+        2,
+      ) + '\n',
+    ),
+  ]);
+}
+
+/**
+ * Starts the builders (default: aquamarine, ruby, kana) as sshd servers on
+ * loopback ports, each with its own empty Nix store. Needs root, sshd, unshare,
+ * nsenter and nix-store (see test/support/requireIntegration.ts).
+ */
+export async function startCluster(options: StartClusterOptions): Promise<TestCluster> {
+  const dir = resolve(options.dir);
+  const specs = (options.builders ?? builderSpecs(3)).map(resolveBuilderSpec);
+  const names = specs.map((s) => s.name);
+  const duplicate = names.find((name, i) => names.indexOf(name) !== i);
+  if (duplicate) throw new Error(`test cluster builder "${duplicate}" is listed twice`);
+  await mkdir(dir, { recursive: true });
+  // sshd's privilege separation directory; Debian creates it only from its service unit.
+  mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
+  const paths: ClusterPaths = {
+    dir,
+    clientKey: join(dir, 'client_key'),
+    authorizedKeys: join(dir, 'authorized_keys'),
+    knownHosts: join(dir, 'known_hosts'),
+    sshConfig: join(dir, 'ssh_config'),
+  };
+  const clientLine = await generateKey(paths.clientKey, 'offload-test-client');
+  await writeFile(paths.authorizedKeys, `${clientLine} offload-test-client\n`);
+
+  const started = await Promise.allSettled(specs.map((spec) => prepareBuilder(dir, spec, paths)));
+  const states = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  try {
+    if (failure) throw failure.reason;
+    await writeClientFiles(dir, states, paths);
+  } catch (error) {
+    await Promise.allSettled(states.map((state) => stopBuilder(state)));
+    throw error;
+  }
+  return new TestCluster(dir, paths, states);
+}
