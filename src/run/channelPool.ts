@@ -1,0 +1,74 @@
+import type { ChannelSource, StoreChannel } from './storeChannel.js';
+
+export type ChannelOpener = (host: string) => Promise<StoreChannel>;
+
+/**
+ * Serve channels per host: a job takes an idle one when there is one, so a
+ * new `nix-store --serve` is started only when every open channel is busy.
+ * A few idle channels per host are kept; more are closed.
+ */
+export class ChannelPool implements ChannelSource {
+  private readonly idle = new Map<string, StoreChannel[]>();
+  private readonly open = new Set<StoreChannel>();
+  private closed = false;
+
+  constructor(
+    private readonly opener: ChannelOpener,
+    private readonly maxIdlePerHost = 2,
+  ) {}
+
+  async acquire(host: string): Promise<StoreChannel> {
+    if (this.closed) throw new Error('the channel pool is closed');
+    const reused = this.idle.get(host)?.pop();
+    if (reused) return reused;
+    const channel = await this.opener(host);
+    if (this.closed) {
+      void channel.close();
+      throw new Error('the channel pool is closed');
+    }
+    this.open.add(channel);
+    return channel;
+  }
+
+  release(host: string, channel: StoreChannel): void {
+    const idle = this.idle.get(host) ?? [];
+    if (this.closed || idle.length >= this.maxIdlePerHost) {
+      this.discard(host, channel);
+      return;
+    }
+    idle.push(channel);
+    this.idle.set(host, idle);
+  }
+
+  discard(_host: string, channel: StoreChannel): void {
+    this.open.delete(channel);
+    closeQuietly(channel);
+  }
+
+  /** Idle channels of a host that went down are dead; busy ones fail on their own. */
+  dropHost(host: string): void {
+    for (const channel of this.idle.get(host) ?? []) this.discard(host, channel);
+    this.idle.delete(host);
+  }
+
+  /** Closes every channel, busy ones too: running commands fail with a lost connection. */
+  closeAll(): void {
+    this.closed = true;
+    for (const channel of this.open) closeQuietly(channel);
+    this.open.clear();
+    this.idle.clear();
+  }
+
+  openCount(): number {
+    return this.open.size;
+  }
+}
+
+function closeQuietly(channel: StoreChannel): void {
+  try {
+    const done = channel.close();
+    if (done instanceof Promise) done.catch(() => undefined);
+  } catch {
+    // Closing a channel whose transport already died is not an error worth reporting.
+  }
+}

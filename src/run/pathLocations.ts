@@ -1,0 +1,51 @@
+import { LOCAL_HOST } from '../schedule/types.js';
+
+/**
+ * Which hosts hold which store paths, as far as this run knows. Outputs stay
+ * where they were built until a job elsewhere needs them, so the run must
+ * remember where to stream each one from. The local store is the host
+ * `local`. Only what this run saw is recorded: a host may hold more (a
+ * validity query on the host is the judge), never less unless it went down.
+ */
+export class PathLocations {
+  private readonly hostsByPath = new Map<string, Set<string>>();
+
+  add(path: string, host: string): void {
+    let hosts = this.hostsByPath.get(path);
+    if (!hosts) this.hostsByPath.set(path, (hosts = new Set()));
+    hosts.add(host);
+  }
+
+  addAll(paths: Iterable<string>, host: string): void {
+    for (const p of paths) this.add(p, host);
+  }
+
+  has(path: string, host: string): boolean {
+    return this.hostsByPath.get(path)?.has(host) ?? false;
+  }
+
+  hostsOf(path: string): string[] {
+    return [...(this.hostsByPath.get(path) ?? [])];
+  }
+
+  /**
+   * Where to fetch `path` from for a job on `target`: the local store when it
+   * has the path (no second SSH hop), else the first remote that has it.
+   */
+  sourceFor(path: string, target: string): string | undefined {
+    const hosts = this.hostsByPath.get(path);
+    if (!hosts || hosts.size === 0) return undefined;
+    if (hosts.has(target)) return target;
+    if (hosts.has(LOCAL_HOST)) return LOCAL_HOST;
+    return [...hosts][0];
+  }
+
+  /** A host that went down takes its paths with it; returns the paths no host has any more. */
+  forgetHost(host: string): string[] {
+    const lost: string[] = [];
+    for (const [path, hosts] of this.hostsByPath) {
+      if (hosts.delete(host) && hosts.size === 0) lost.push(path);
+    }
+    return lost;
+  }
+}

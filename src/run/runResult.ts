@@ -1,0 +1,69 @@
+/** What happened to one job in a live run; times are seconds since the run started. */
+export type JobStatus = 'pending' | 'running' | 'built' | 'failed' | 'skipped' | 'interrupted';
+
+export interface JobRecord {
+  drvPath: string;
+  name: string;
+  /** Host of the last attempt (empty when it never started). */
+  host: string;
+  status: JobStatus;
+  start?: number;
+  end?: number;
+  attempts: number;
+  /** Why it failed or was skipped. */
+  error?: string;
+  /** The last log lines of a failed build. */
+  logTail?: string[];
+  /** Input paths streamed to the host for the last attempt. */
+  sent: string[];
+  /** Input paths the host fetched from its own substituters. */
+  substituted: string[];
+}
+
+export interface RunResult {
+  records: JobRecord[];
+  /** Outputs of the requested roots that are in the local store: drvPath → output name → path. */
+  outputs: Record<string, Record<string, string>>;
+  makespan: number;
+  interrupted: boolean;
+  /** Jobs left unbuilt because no available host fits them any more, with the reason. */
+  stuck?: { jobs: string[]; reason: string };
+}
+
+export function runFailed(result: RunResult): boolean {
+  return result.records.some((r) => r.status === 'failed' || r.status === 'skipped') || result.stuck !== undefined;
+}
+
+/** `--json` output. */
+export function runResultJson(result: RunResult) {
+  return {
+    outputs: result.outputs,
+    jobs: result.records.map((r) => ({
+      drvPath: r.drvPath,
+      name: r.name,
+      host: r.host,
+      status: r.status,
+      start: round(r.start),
+      end: round(r.end),
+      attempts: r.attempts,
+      ...(r.error !== undefined ? { error: r.error } : {}),
+      sent: r.sent,
+      substituted: r.substituted,
+    })),
+    makespan: round(result.makespan),
+    interrupted: result.interrupted,
+    ...(result.stuck ? { stuck: result.stuck } : {}),
+  };
+}
+
+function round(t: number | undefined): number | null {
+  return t === undefined ? null : Math.round(t * 1000) / 1000;
+}
+
+/** One line per status for the end-of-run summary on stderr. */
+export function summaryLine(result: RunResult): string {
+  const counts = new Map<JobStatus, number>();
+  for (const r of result.records) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+  const parts = [...counts].map(([status, n]) => `${n} ${status}`);
+  return `offload: ${parts.length > 0 ? parts.join(', ') : 'nothing to build'} in ${result.makespan.toFixed(1)} s`;
+}
