@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MachinesFileError } from './errors.js';
 import type { MachineSpec } from './machineSpec.js';
+import { HOST_NAME_PATTERN, LIST_ITEM_PATTERN, USER_NAME_PATTERN } from './names.js';
 import { findJsonSyntaxProblem } from './jsonSyntax.js';
 import { decodePublicHostKey } from './publicHostKey.js';
 
@@ -22,11 +23,9 @@ export interface MachinesFile {
 
 const REQUIRED = 'is required';
 
-// Systems and features must survive a round trip through Nix's machines format,
-// where whitespace separates columns and commas separate list items.
-const LIST_ITEM = /^[^\s,;#]+$/;
-const HOST_NAME = /^[A-Za-z0-9_.%:][A-Za-z0-9_.%:-]*$/;
-const USER_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+const LIST_ITEM = LIST_ITEM_PATTERN;
+const HOST_NAME = HOST_NAME_PATTERN;
+const USER_NAME = USER_NAME_PATTERN;
 
 function text(message: string, pattern: RegExp) {
   return z.string({ invalid_type_error: message, required_error: REQUIRED }).regex(pattern, message);
