@@ -27,7 +27,9 @@ export interface ClusterPaths {
  * MaxSessions: one channel per running job plus probes; OpenSSH's default of 10
  * is too low for a pool that multiplexes everything over one connection.
  * SetEnv: sessions must use the builder's own store directly (there is no
- * daemon socket in the private /nix), whatever the caller's environment.
+ * daemon socket in the private /nix). HOME points into the builder folder so
+ * root's real ~/.bashrc (which bash sources for every ssh command) and
+ * ~/.config/nix stay out of the builders: hermetic, and much faster.
  * UsePAM no + StrictModes no: root in a throw-away folder, no login stack.
  */
 export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: string): string {
@@ -51,7 +53,7 @@ export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: st
     'PrintLastLog no',
     'X11Forwarding no',
     'AllowTcpForwarding no',
-    `SetEnv NIX_REMOTE=local XDG_CACHE_HOME=${builderRoot}/cache`,
+    `SetEnv NIX_REMOTE=local HOME=${builderRoot}/home`,
     '',
   ].join('\n');
 }

@@ -239,7 +239,7 @@ async function launchOnFreePort(state: BuilderState, paths: ClusterPaths, write:
 
 async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: ClusterPaths): Promise<BuilderState> {
   const root = join(dir, spec.name);
-  await Promise.all([mkdir(join(root, 'nix'), { recursive: true }), mkdir(join(root, 'etc-nix'), { recursive: true })]);
+  await Promise.all(['nix', 'etc-nix', 'home'].map((sub) => mkdir(join(root, sub), { recursive: true })));
   const hostKeyFile = join(root, 'ssh_host_ed25519_key');
   const [hostKeyLine] = await Promise.all([
     generateKey(hostKeyFile, `${spec.name}-host-key`),
