@@ -30,8 +30,15 @@ export function completeDerivation(fields: DerivationFields, fail: Fail): Deriva
   // Nix requires this feature of any builder that gets a floating or deferred CA derivation.
   if (outputs.some((o) => o.path === '')) features.add('ca-derivations');
   const drv: Derivation = {
-    ...fields,
+    drvPath: fields.drvPath,
     name: drvNameFromPath(fields.drvPath),
+    outputs: fields.outputs,
+    inputDrvs: fields.inputDrvs,
+    inputSrcs: fields.inputSrcs,
+    system: fields.system,
+    builder: fields.builder,
+    args: fields.args,
+    env: fields.env,
     requiredSystemFeatures: [...features].sort(),
     preferLocalBuild: attrs.preferLocalBuild,
     allowSubstitutes: attrs.allowSubstitutes,

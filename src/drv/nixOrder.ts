@@ -27,3 +27,13 @@ export function setOwn<T>(record: Record<string, T>, key: string, value: T): voi
     record[key] = value;
   }
 }
+
+/** Sorted in Nix's byte order without duplicates; already-canonical input (the norm) is returned as is. */
+export function canonicalSet(items: string[]): string[] {
+  for (let i = 1; i < items.length; i++) {
+    if (compareNixStrings(items[i - 1]!, items[i]!) >= 0) {
+      return [...new Set(items)].sort(compareNixStrings);
+    }
+  }
+  return items;
+}

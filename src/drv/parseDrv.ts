@@ -2,7 +2,7 @@ import { assertDrvPath, DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, stor
 import type { Derivation, DerivationOutput } from './derivation.js';
 import { completeDerivation } from './derivationFacts.js';
 import { DrvParseError } from './errors.js';
-import { compareNixStrings, setOwn } from './nixOrder.js';
+import { canonicalSet, setOwn } from './nixOrder.js';
 
 export interface ParseDrvOptions {
   storeDir?: string;
@@ -32,15 +32,17 @@ export function parseDrv(text: string, drvPath: string, opts: ParseDrvOptions = 
 
 class DrvScanner {
   private pos = 0;
-  /** Next backslash at or after the last string start; -1 once none is left. */
-  private nextBackslash: number;
+  /** Positions of the next '"' and '\\' at or after the last search; -1 once none is left. */
+  private quoteAt: number;
+  private backslashAt: number;
 
   constructor(
     private readonly text: string,
     private readonly file: string,
     private readonly storeDir: string,
   ) {
-    this.nextBackslash = text.indexOf('\\');
+    this.quoteAt = text.indexOf('"');
+    this.backslashAt = text.indexOf('\\');
   }
 
   derivation(drvPath: string): Derivation {
@@ -153,9 +155,9 @@ class DrvScanner {
     let out = '';
     let start = this.pos;
     for (;;) {
-      const quote = text.indexOf('"', start);
+      const quote = this.nextQuote(start);
       if (quote === -1) this.fail("'\"' closing the string", text.length);
-      const backslash = this.backslashFrom(start);
+      const backslash = this.nextBackslash(start);
       if (backslash === -1 || backslash > quote) {
         this.pos = quote + 1;
         return out + text.slice(start, quote);
@@ -168,12 +170,18 @@ class DrvScanner {
     }
   }
 
-  /** Caches the next backslash so a file with few escapes is not rescanned for each string. */
-  private backslashFrom(from: number): number {
-    if (this.nextBackslash !== -1 && this.nextBackslash < from) {
-      this.nextBackslash = this.text.indexOf('\\', from);
-    }
-    return this.nextBackslash;
+  /*
+   * The next quote and backslash are cached: rescanning for the closing quote
+   * after every escape would make long env scripts quadratic.
+   */
+  private nextQuote(from: number): number {
+    if (this.quoteAt !== -1 && this.quoteAt < from) this.quoteAt = this.text.indexOf('"', from);
+    return this.quoteAt;
+  }
+
+  private nextBackslash(from: number): number {
+    if (this.backslashAt !== -1 && this.backslashAt < from) this.backslashAt = this.text.indexOf('\\', from);
+    return this.backslashAt;
   }
 
   private char(code: number, expected: string): void {
@@ -195,14 +203,4 @@ class DrvScanner {
   private fail(expected: string, at: number = this.pos): never {
     throw new DrvParseError(this.file, this.text, at, expected);
   }
-}
-
-/** Sorted in Nix's byte order without duplicates; already-canonical input (the norm) is returned as is. */
-function canonicalSet(items: string[]): string[] {
-  for (let i = 1; i < items.length; i++) {
-    if (compareNixStrings(items[i - 1]!, items[i]!) >= 0) {
-      return [...new Set(items)].sort(compareNixStrings);
-    }
-  }
-  return items;
 }

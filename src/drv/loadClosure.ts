@@ -1,0 +1,136 @@
+import { readFile as fsReadFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { assertDrvPath, DEFAULT_STORE_DIR } from '../store/storePath.js';
+import type { Derivation, DerivationSet } from './derivation.js';
+import { DrvJsonError, DrvNotFoundError, DrvReadError } from './errors.js';
+import { parseDrv } from './parseDrv.js';
+import { readShowDerivationJson } from './showDerivationJson.js';
+
+export interface LoadDrvClosureOptions {
+  storeDir?: string;
+  /** Reads one file; defaults to fs.readFile as UTF-8. */
+  readFile?: (file: string) => Promise<string>;
+  /**
+   * Where the store's files physically are, like Nix's `--store local?root=…`:
+   * `/nix/store/x.drv` is read from `<storeRoot>/nix/store/x.drv`.
+   */
+  storeRoot?: string;
+  /** Maps a derivation path to the file to read; overrides storeRoot. */
+  fileFor?: (drvPath: string) => string;
+  /** Files read at once; enough to hide disk latency without exhausting file descriptors. */
+  concurrency?: number;
+}
+
+const DEFAULT_CONCURRENCY = 32;
+
+interface Pending {
+  drvPath: string;
+  referencedBy: string | undefined;
+}
+
+/**
+ * Loads the `.drv` files of `roots` and, through inputDrvs, of everything
+ * they depend on. The resulting map lists derivations in discovery order
+ * (breadth-first from the roots), whatever order the reads finish in.
+ */
+export async function loadDrvClosure(roots: string[], opts: LoadDrvClosureOptions = {}): Promise<DerivationSet> {
+  const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
+  for (const root of roots) assertDrvPath(root, 'root derivation', storeDir);
+  const fileFor = opts.fileFor ?? (opts.storeRoot === undefined ? (p: string) => p : (p: string) => join(opts.storeRoot!, p));
+  const readFile = opts.readFile ?? ((file: string) => fsReadFile(file, 'utf8'));
+  const loadOne = async ({ drvPath, referencedBy }: Pending): Promise<Derivation> => {
+    const file = fileFor(drvPath);
+    let text: string;
+    try {
+      text = await readFile(file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException | null)?.code === 'ENOENT') throw new DrvNotFoundError(drvPath, file, referencedBy, { cause: e });
+      throw new DrvReadError(file, e);
+    }
+    return parseDrv(text, drvPath, { storeDir, file });
+  };
+  const discovered = await crawl(roots, loadOne, Math.max(1, opts.concurrency ?? DEFAULT_CONCURRENCY));
+  return { roots: [...new Set(roots)], drvs: discovered };
+}
+
+/** Bounded-concurrency breadth-first walk; the first failure rejects the whole load. */
+function crawl(
+  roots: string[],
+  loadOne: (p: Pending) => Promise<Derivation>,
+  limit: number,
+): Promise<Map<string, Derivation>> {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const loaded = new Map<string, Derivation>();
+  const queue: Pending[] = [];
+  let next = 0;
+  const enqueue = (drvPath: string, referencedBy: string | undefined): void => {
+    if (seen.has(drvPath)) return;
+    seen.add(drvPath);
+    order.push(drvPath);
+    queue.push({ drvPath, referencedBy });
+  };
+  for (const root of roots) enqueue(root, undefined);
+
+  return new Promise((resolve, reject) => {
+    let active = 0;
+    let failed = false;
+    const pump = (): void => {
+      while (!failed && active < limit && next < queue.length) {
+        const item = queue[next++]!;
+        active++;
+        loadOne(item).then(
+          (drv) => {
+            active--;
+            loaded.set(item.drvPath, drv);
+            for (const input of Object.keys(drv.inputDrvs)) enqueue(input, item.drvPath);
+            pump();
+          },
+          (error: unknown) => {
+            failed = true;
+            reject(error);
+          },
+        );
+      }
+      if (!failed && active === 0 && next === queue.length) {
+        resolve(new Map(order.map((p) => [p, loaded.get(p)!])));
+      }
+    };
+    pump();
+  });
+}
+
+/**
+ * Builds the closure of `roots` from `nix show-derivation -r` JSON.
+ * Without roots, the roots are the derivations nothing else in the file depends on.
+ */
+export function loadJsonClosure(text: string, source: string, roots?: string[], storeDir?: string): DerivationSet {
+  const all = readShowDerivationJson(text, source, storeDir);
+  const chosen = roots === undefined ? topLevel(all) : [...new Set(roots)];
+  for (const root of chosen) {
+    if (!all.has(root)) throw new DrvJsonError(source, undefined, `the requested root ${root} is not in the file`);
+  }
+  const reachable = new Set<string>(chosen);
+  const stack = [...chosen];
+  while (stack.length > 0) {
+    const drvPath = stack.pop()!;
+    for (const input of Object.keys(all.get(drvPath)!.inputDrvs)) {
+      if (!all.has(input)) {
+        throw new DrvJsonError(source, JSON.stringify(drvPath), `its input derivation ${input} is not in the file`);
+      }
+      if (!reachable.has(input)) {
+        reachable.add(input);
+        stack.push(input);
+      }
+    }
+  }
+  const drvs = new Map<string, Derivation>();
+  for (const [drvPath, drv] of all) if (reachable.has(drvPath)) drvs.set(drvPath, drv);
+  return { roots: chosen, drvs };
+}
+
+function topLevel(all: Map<string, Derivation>): string[] {
+  const depended = new Set<string>();
+  for (const drv of all.values()) for (const input of Object.keys(drv.inputDrvs)) depended.add(input);
+  return [...all.keys()].filter((p) => !depended.has(p));
+}
