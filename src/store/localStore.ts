@@ -1,0 +1,169 @@
+import { Readable } from 'node:stream';
+import { OffloadError } from '../errors/offloadError.js';
+import type { ExportedPath } from '../remote/exportStream.js';
+import { assertStorePath, DEFAULT_STORE_DIR } from './storePath.js';
+import { ServeClient, type PathInfo } from '../remote/serveClient.js';
+import { NixStoreNotFoundError, spawnServe, type SpawnServeOptions } from './spawnServe.js';
+
+export interface LocalStoreOptions extends SpawnServeOptions {
+  storeDir?: string;
+  /** Local `nix-store --serve` processes kept at most (default 4). */
+  maxConnections?: number;
+  /** Lines the local servers print on stderr (warnings, errors). */
+  onLog?: (line: string) => void;
+}
+
+/**
+ * The local Nix store, spoken to through the same serve protocol as the
+ * builders (`nix-store --serve --write` children), so export and import use
+ * one code path on both ends.
+ *
+ * A small pool of long-lived children rather than one per operation: a run
+ * makes thousands of queries, exports and imports, and each child costs a
+ * process start and a store open; several children let exports and imports
+ * for different jobs overlap. A side effect worth keeping: paths queried
+ * with `lock` stay GC roots until the store is closed.
+ */
+export class LocalStore {
+  private readonly storeDir: string;
+  private readonly maxConnections: number;
+  private readonly idle: ServeClient[] = [];
+  private readonly everyClient = new Set<ServeClient>();
+  private readonly waiting: (() => void)[] = [];
+  private freePermits: number;
+  private closed = false;
+
+  constructor(private readonly options: LocalStoreOptions = {}) {
+    this.storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
+    this.maxConnections = Math.max(1, options.maxConnections ?? 4);
+    this.freePermits = this.maxConnections;
+  }
+
+  async validPaths(paths: Iterable<string>, options: { lock?: boolean } = {}): Promise<Set<string>> {
+    // No shortcut for an empty list: queryValidLocalPaths relies on a real round trip to detect Nix.
+    const list = this.check(paths, 'A path to check');
+    return new Set(await this.withClient((client) => client.queryValidPaths(list, { lock: options.lock ?? false })));
+  }
+
+  async closure(paths: Iterable<string>, includeOutputs = false): Promise<string[]> {
+    const list = this.check(paths, 'A path whose closure to compute');
+    if (list.length === 0) return [];
+    return this.withClient((client) => client.queryClosure(list, includeOutputs));
+  }
+
+  async pathInfos(paths: Iterable<string>): Promise<PathInfo[]> {
+    const list = this.check(paths, 'A path to describe');
+    if (list.length === 0) return [];
+    return this.withClient((client) => client.queryPathInfos(list));
+  }
+
+  /** An export stream of `paths` (dependencies first) from the local store. */
+  exportPaths(paths: Iterable<string>, options: { onPath?: (info: ExportedPath) => void } = {}): Readable {
+    const list = this.check(paths, 'A path to export');
+    const store = this;
+    async function* generate(): AsyncGenerator<Buffer> {
+      const client = await store.takeClient();
+      try {
+        yield* client.exportPaths(list, options);
+      } finally {
+        store.giveBack(client);
+      }
+    }
+    return Readable.from(generate(), { objectMode: false });
+  }
+
+  /** Imports an export stream into the local store; resolves with the paths it held. */
+  async importPaths(
+    source: AsyncIterable<Buffer | Uint8Array | string>,
+    options: { onPath?: (info: ExportedPath) => void } = {},
+  ): Promise<ExportedPath[]> {
+    return this.withClient((client) => client.importPaths(source, options));
+  }
+
+  /** Stops every local server; operations still running fail with ServeConnectionLostError. */
+  close(): void {
+    this.closed = true;
+    for (const client of this.everyClient) client.close();
+    this.everyClient.clear();
+    this.idle.length = 0;
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  private check(paths: Iterable<string>, what: string): string[] {
+    const list = [...paths];
+    for (const path of list) assertStorePath(path, what, this.storeDir);
+    return list;
+  }
+
+  private async withClient<T>(body: (client: ServeClient) => Promise<T>): Promise<T> {
+    const client = await this.takeClient();
+    try {
+      return await body(client);
+    } finally {
+      this.giveBack(client);
+    }
+  }
+
+  private async takeClient(): Promise<ServeClient> {
+    while (this.freePermits === 0 && !this.closed) await new Promise<void>((wake) => this.waiting.push(wake));
+    if (this.closed) throw new OffloadError('The local store connection was already closed.');
+    this.freePermits--;
+    try {
+      let client = this.idle.pop();
+      while (client !== undefined && !client.usable) {
+        this.forget(client);
+        client = this.idle.pop();
+      }
+      return client ?? (await this.spawnClient());
+    } catch (error) {
+      this.releasePermit();
+      throw error;
+    }
+  }
+
+  private giveBack(client: ServeClient): void {
+    if (client.usable && !this.closed) this.idle.push(client);
+    else this.forget(client);
+    this.releasePermit();
+  }
+
+  private releasePermit(): void {
+    this.freePermits++;
+    this.waiting.shift()?.();
+  }
+
+  private forget(client: ServeClient): void {
+    client.close();
+    this.everyClient.delete(client);
+  }
+
+  private async spawnClient(): Promise<ServeClient> {
+    const transport = await spawnServe(this.options);
+    const client = await ServeClient.open(transport, {
+      storeDir: this.storeDir,
+      ...(this.options.onLog ? { onLog: this.options.onLog } : {}),
+    });
+    this.everyClient.add(client);
+    return client;
+  }
+}
+
+/**
+ * The subset of `paths` valid in the local store, or null when Nix is not
+ * installed: `plan` works on machines without Nix, it just cannot tell what
+ * is already built.
+ */
+export async function queryValidLocalPaths(
+  paths: Iterable<string>,
+  options: Omit<LocalStoreOptions, 'maxConnections'> = {},
+): Promise<Set<string> | null> {
+  const store = new LocalStore({ ...options, maxConnections: 1 });
+  try {
+    return await store.validPaths(paths);
+  } catch (error) {
+    if (error instanceof NixStoreNotFoundError) return null;
+    throw error;
+  } finally {
+    store.close();
+  }
+}

@@ -1,0 +1,65 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import type { ServeTransport } from '../remote/transport.js';
+
+/** `nix-store` could not be started: Nix is not installed (or not where we were told). */
+export class NixStoreNotFoundError extends OffloadError {
+  constructor(readonly bin: string, options?: { cause?: unknown }) {
+    super(`Could not run ${bin}: is Nix installed and on PATH?`, ExitCode.badInput, options);
+  }
+}
+
+export interface SpawnServeOptions {
+  /** The nix-store binary (default `nix-store` from PATH). */
+  nixStoreBin?: string;
+  /** Environment of the child; default: ours, so NIX_REMOTE, NIX_CONFIG and friends pass through. */
+  env?: NodeJS.ProcessEnv;
+  /** Seconds between asking the server to stop and killing it (default 5). */
+  killAfterSeconds?: number;
+}
+
+export interface ChildServeTransport extends ServeTransport {
+  readonly child: ChildProcessWithoutNullStreams;
+  /** Resolves with the exit code (or the signal name) once the child is gone. */
+  readonly exited: Promise<number | string>;
+}
+
+/**
+ * Starts `nix-store --serve --write` against the local store as a
+ * ServeTransport. Resolves once the process runs, so a missing Nix is a
+ * NixStoreNotFoundError here rather than a silent end of stream later.
+ */
+export async function spawnServe(options: SpawnServeOptions = {}): Promise<ChildServeTransport> {
+  const bin = options.nixStoreBin ?? 'nix-store';
+  const child = spawn(bin, ['--serve', '--write'], { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<number | string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      reject(error.code === 'ENOENT' || error.code === 'EACCES' ? new NixStoreNotFoundError(bin, { cause: error }) : error);
+    });
+  });
+  child.on('error', () => undefined);
+  const graceMs = (options.killAfterSeconds ?? 5) * 1000;
+  let closing = false;
+  return {
+    child,
+    exited,
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
+    host: 'local',
+    close() {
+      if (closing) return;
+      closing = true;
+      // End of input makes Nix stop its build and exit cleanly; SIGTERM does the same when it is busy elsewhere.
+      child.stdin.end();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      killer.unref();
+      void exited.then(() => clearTimeout(killer));
+    },
+  };
+}
