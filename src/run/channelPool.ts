@@ -19,8 +19,11 @@ export class ChannelPool implements ChannelSource {
 
   async acquire(host: string): Promise<StoreChannel> {
     if (this.closed) throw new Error('the channel pool is closed');
-    const reused = this.idle.get(host)?.pop();
-    if (reused) return reused;
+    const idle = this.idle.get(host) ?? [];
+    for (let reused = idle.pop(); reused; reused = idle.pop()) {
+      if (reused.usable !== false) return reused;
+      this.discard(host, reused);
+    }
     const channel = await this.opener(host);
     if (this.closed) {
       void channel.close();

@@ -8,18 +8,20 @@ import type { BuildResult } from '../remote/buildResult.js';
  * it; naming the subset here keeps run/ independent of the wire protocol.
  */
 export interface StoreChannel {
+  /** False once the channel is known to be broken (it then only fails). */
+  readonly usable?: boolean;
   queryValidPaths(paths: string[], opts?: { lock?: boolean; substitute?: boolean }): Promise<Iterable<string>>;
   queryClosure(paths: string[], includeOutputs: boolean): Promise<Iterable<string>>;
   /** The export stream; it ends exactly where the export ends. */
   exportPaths(paths: string[]): Readable | Promise<Readable>;
-  importPaths(stream: Readable): Promise<unknown>;
+  importPaths(stream: AsyncIterable<Buffer | Uint8Array | string>): Promise<unknown>;
   buildDerivation(drvPath: string, drv: Derivation, opts: BuildRequestOptions): Promise<BuildResult>;
   close(): void | Promise<void>;
 }
 
 export interface BuildRequestOptions {
-  /** Receives the build log as it arrives. */
-  onLog?: (chunk: string | Buffer) => void;
+  /** Receives the build log line by line (without the newline) as it arrives. */
+  onLog?: (line: string) => void;
 }
 
 /** Opens channels to each host, keeping a few idle ones for reuse. */

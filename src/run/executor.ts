@@ -1,0 +1,247 @@
+import type { Derivation } from '../drv/derivation.js';
+import { LOCAL_HOST, type Job } from '../schedule/types.js';
+import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
+import { BuildLog, logPrefix } from './buildLog.js';
+import { classifyBuildResult, classifyError, decide, defaultRetryLimits, type Attempt, type RetryLimits } from './failure.js';
+import { PathLocations } from './pathLocations.js';
+import type { JobRecord, RunResult } from './runResult.js';
+import type { ChannelSource, StoreChannel } from './storeChannel.js';
+import { PathTransfers, type TransferReport } from './transfers.js';
+
+/** The part of the online scheduler the executor drives (the policy `plan` simulates). */
+export interface LiveScheduler {
+  next(now: number): Array<{ jobId: string; host: string }>;
+  started(jobId: string, host: string, now: number): void;
+  finished(jobId: string, now: number): void;
+  /** Returns the dependents that can no longer be built. */
+  failed(jobId: string): string[];
+  requeue(jobId: string): void;
+  setHostAvailable(host: string, available: boolean): void;
+}
+
+export type CopyBack = 'needed' | 'all';
+
+export interface ExecutorOptions {
+  keepGoing: boolean;
+  /** `needed`: outputs come back only for the roots and local jobs; `all`: every output, as Nix does. */
+  copyBack: CopyBack;
+  buildersUseSubstitutes: boolean;
+  retry?: RetryLimits;
+}
+
+export interface ExecutorInput {
+  drvs: ReadonlyMap<string, Derivation>;
+  roots: string[];
+  jobs: Job[];
+  scheduler: LiveScheduler;
+  channels: ChannelSource;
+  /** Paths in the local store at the start that jobs may need: input sources and valid outputs. */
+  localPaths: Iterable<string>;
+  /** Hosts kept in reserve (not in the plan): brought in when a planned host goes down. */
+  reserveHosts?: string[];
+  options: ExecutorOptions;
+  /** Build logs and messages, one line at a time (stderr). */
+  log: (line: string) => void;
+  /** Seconds since the run started. */
+  now: () => number;
+}
+
+/**
+ * The live loop: asks the scheduler which ready job goes where, runs each
+ * on its host (inputs in, build, outputs back when needed), and reports
+ * completions back so the next choice sees the real clock.
+ */
+export class Executor {
+  private readonly records = new Map<string, JobRecord>();
+  private readonly locations = new PathLocations();
+  private readonly transfers: PathTransfers;
+  private readonly roots: Set<string>;
+  private readonly retries = new Map<string, { transient: number; connectionLost: number }>();
+  private readonly downHosts = new Map<string, string>();
+  private reserves: string[];
+  private stopping = false;
+  private interrupted = false;
+  private bug: unknown;
+
+  constructor(private readonly input: ExecutorInput) {
+    this.roots = new Set(input.roots);
+    this.reserves = [...(input.reserveHosts ?? [])];
+    this.locations.addAll(input.localPaths, LOCAL_HOST);
+    this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
+    for (const job of input.jobs) {
+      this.records.set(job.id, { drvPath: job.id, name: job.name, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
+    }
+  }
+
+  async run(): Promise<RunResult> {
+    const running = new Map<string, Promise<void>>();
+    for (;;) {
+      if (!this.stopping) this.startReady(running);
+      if (running.size === 0) break;
+      await Promise.race(running.values());
+      if (this.bug !== undefined) {
+        this.stopping = true;
+      }
+    }
+    if (this.bug !== undefined) throw this.bug;
+    return this.result();
+  }
+
+  /** SIGINT/SIGTERM: start nothing new; the caller closes the channels so running jobs end. */
+  interrupt(): void {
+    this.stopping = true;
+    this.interrupted = true;
+  }
+
+  /** A host that cannot be used any more: its jobs go elsewhere, reserves step in. */
+  hostDown(host: string, reason: string): void {
+    if (this.downHosts.has(host)) return;
+    this.downHosts.set(host, reason);
+    this.input.log(`offload: ${host} is down (${reason}); its jobs go to other machines`);
+    this.input.scheduler.setHostAvailable(host, false);
+    this.locations.forgetHost(host);
+    for (const reserve of this.reserves) this.input.scheduler.setHostAvailable(reserve, true);
+    this.reserves = [];
+  }
+
+  private startReady(running: Map<string, Promise<void>>): void {
+    const now = this.input.now();
+    for (const { jobId, host } of this.input.scheduler.next(now)) {
+      this.input.scheduler.started(jobId, host, now);
+      const done = this.runJob(jobId, host)
+        .catch((error: unknown) => {
+          this.bug ??= error;
+        })
+        .finally(() => running.delete(jobId));
+      running.set(jobId, done);
+    }
+  }
+
+  private async runJob(jobId: string, host: string): Promise<void> {
+    const record = this.records.get(jobId)!;
+    record.host = host;
+    record.status = 'running';
+    record.start ??= this.input.now();
+    record.attempts += 1;
+    const log = new BuildLog(logPrefix(host, record.name), this.input.log);
+    const attempt = await this.attempt(jobId, host, log, record);
+    log.end();
+    this.settle(jobId, host, attempt, log);
+  }
+
+  private async attempt(jobId: string, host: string, log: BuildLog, record: JobRecord): Promise<Attempt> {
+    const drv = this.input.drvs.get(jobId)!;
+    let channel: StoreChannel | undefined;
+    try {
+      channel = await this.input.channels.acquire(host);
+      const report = await this.transfers.ensure(host, channel, buildInputs(drv, this.input.drvs));
+      noteTransfers(record, report);
+      const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog: (line) => log.write(`${line}\n`) });
+      const attempt = classifyBuildResult(result);
+      if (attempt.kind === 'built') await this.placeOutputs(drv, host);
+      this.input.channels.release(host, channel);
+      return attempt;
+    } catch (error) {
+      if (channel) this.input.channels.discard(host, channel);
+      const attempt = classifyError(error, this.interrupted);
+      if (!attempt) throw error;
+      return attempt;
+    }
+  }
+
+  /** Outputs stay on the builder unless they are final (or `--copy-back all`). */
+  private async placeOutputs(drv: Derivation, host: string): Promise<void> {
+    const outputs = outputPaths(drv);
+    this.locations.addAll(outputs, host);
+    if (host === LOCAL_HOST) return;
+    if (this.input.options.copyBack === 'all' || this.roots.has(drv.drvPath)) {
+      const local = await this.input.channels.acquire(LOCAL_HOST);
+      try {
+        await this.transfers.ensure(LOCAL_HOST, local, outputs);
+      } catch (error) {
+        this.input.channels.discard(LOCAL_HOST, local);
+        throw error;
+      }
+      this.input.channels.release(LOCAL_HOST, local);
+    }
+  }
+
+  private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): void {
+    const { scheduler } = this.input;
+    const record = this.records.get(jobId)!;
+    const now = this.input.now();
+    if (attempt.kind === 'built') {
+      scheduler.finished(jobId, now);
+      Object.assign(record, { status: 'built', end: now });
+      return;
+    }
+    if (attempt.kind === 'interrupted') {
+      Object.assign(record, { status: 'interrupted', end: now });
+      return;
+    }
+    const counts = this.retries.get(jobId) ?? { transient: 0, connectionLost: 0 };
+    if (attempt.kind === 'transient') counts.transient += 1;
+    if (attempt.kind === 'connectionLost') counts.connectionLost += 1;
+    this.retries.set(jobId, counts);
+    if (attempt.kind === 'hostUnusable') this.hostDown(host, attempt.message);
+    if (decide(attempt, counts, this.input.options.retry ?? defaultRetryLimits) === 'requeue') {
+      this.input.log(`offload: ${record.name} on ${host}: ${attempt.message}; trying again`);
+      record.status = 'pending';
+      scheduler.requeue(jobId);
+      return;
+    }
+    this.fail(jobId, host, attempt.message, log.lastLines(), now);
+  }
+
+  private fail(jobId: string, host: string, message: string, tail: string[], now: number): void {
+    const record = this.records.get(jobId)!;
+    Object.assign(record, { status: 'failed', end: now, error: message, logTail: tail });
+    const skipped = this.input.scheduler.failed(jobId);
+    for (const id of skipped) {
+      const dependent = this.records.get(id);
+      if (dependent && dependent.status === 'pending') Object.assign(dependent, { status: 'skipped', error: `needs ${jobId}, which failed` });
+    }
+    const lines = [`offload: building ${jobId} on ${host} failed: ${message}`];
+    if (tail.length > 0) lines.push(`last ${tail.length} log lines of ${record.name}:`, ...tail.map((l) => `  ${l}`));
+    if (skipped.length > 0) lines.push(`skipped ${skipped.length} dependent derivation${skipped.length === 1 ? '' : 's'}: ${skipped.map((id) => this.records.get(id)?.name ?? id).join(', ')}`);
+    for (const line of lines) this.input.log(line);
+    if (!this.input.options.keepGoing) this.stopping = true;
+  }
+
+  private result(): RunResult {
+    const records = [...this.records.values()];
+    const pending = records.filter((r) => r.status === 'pending');
+    const stuck =
+      pending.length > 0 && !this.stopping
+        ? { jobs: pending.map((r) => r.drvPath), reason: this.stuckReason() }
+        : undefined;
+    return {
+      records,
+      outputs: this.localRootOutputs(),
+      makespan: this.input.now(),
+      interrupted: this.interrupted,
+      ...(stuck ? { stuck } : {}),
+    };
+  }
+
+  private stuckReason(): string {
+    if (this.downHosts.size === 0) return 'no available machine fits them';
+    return `no available machine fits them (${[...this.downHosts].map(([h, why]) => `${h} is down: ${why}`).join('; ')})`;
+  }
+
+  private localRootOutputs(): Record<string, Record<string, string>> {
+    const outputs: Record<string, Record<string, string>> = {};
+    for (const root of this.input.roots) {
+      const drv = this.input.drvs.get(root);
+      if (!drv) continue;
+      const paths = Object.entries(drv.outputs).filter(([, o]) => this.locations.has(o.path, LOCAL_HOST));
+      if (paths.length > 0) outputs[root] = Object.fromEntries(paths.map(([name, o]) => [name, o.path]));
+    }
+    return outputs;
+  }
+}
+
+function noteTransfers(record: JobRecord, report: TransferReport): void {
+  record.sent = report.sent;
+  record.substituted = report.substituted;
+}
