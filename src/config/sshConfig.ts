@@ -1,0 +1,265 @@
+import { createHash } from 'node:crypto';
+import SSHConfig, { LineType, type Line } from 'ssh-config';
+import { SshConfigError } from './errors.js';
+
+/**
+ * Host alias resolution the way OpenSSH does it: files are read in order
+ * (user file, then system file), the first value obtained for an option wins
+ * (IdentityFile accumulates), Host lines match the alias with "*"/"?"
+ * wildcards and "!" negation. The `ssh-config` package parses; evaluation is
+ * done here because its compute() runs `Match exec` commands and nslookup for
+ * CanonicalizeHostName, and treats "?" as "zero or one character".
+ */
+export interface SshConfigSource {
+  /** Shown in errors, e.g. "~/.ssh/config". */
+  path: string;
+  /** Text with Include directives already expanded. */
+  text: string;
+}
+
+export interface SshLocalContext {
+  homeDir: string;
+  localUser: string;
+  /** Local host name with domain, for %l (and without, for %L). */
+  localHostName: string;
+  uid: number;
+}
+
+/** What the command line (here: the machines file) already says; it wins over ssh_config. */
+export interface SshGiven {
+  user?: string;
+  port?: number;
+}
+
+export interface SshHostSettings {
+  /** HostName after %h expansion, or the alias itself. */
+  hostName: string;
+  port?: number;
+  user?: string;
+  /** IdentityFile values in order, with ~ and %-tokens expanded. */
+  identityFiles: string[];
+  /** UserKnownHostsFile values, expanded; absent when not configured. */
+  userKnownHostsFiles?: string[];
+  /** StrictHostKeyChecking no/off/false/accept-new: a host key not yet known is accepted. */
+  acceptUnknownHostKey: boolean;
+  /** Config that was skipped because offload does not evaluate it (Match exec, ...). */
+  warnings: string[];
+}
+
+interface Obtained {
+  value: string | string[];
+  path: string;
+}
+
+type Parsed = { path: string; lines: SSHConfig };
+
+export function parseSshConfigs(sources: SshConfigSource[]): Parsed[] {
+  return sources.map(({ path, text }) => {
+    try {
+      return { path, lines: SSHConfig.parse(text) };
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new SshConfigError(`${path}: cannot parse ssh_config: ${reason}`, { cause: error });
+    }
+  });
+}
+
+export function resolveSshHost(alias: string, configs: Parsed[], local: SshLocalContext, given: SshGiven = {}): SshHostSettings {
+  const state = new Evaluation(alias.toLowerCase(), local, given);
+  for (const { path, lines } of configs) state.apply(lines, path);
+  return state.result(alias);
+}
+
+const ACCEPT_UNKNOWN = new Map([
+  ['yes', false], ['true', false], ['ask', false],
+  ['no', true], ['false', true], ['off', true], ['accept-new', true],
+]);
+
+class Evaluation {
+  private readonly options = new Map<string, Obtained>();
+  private readonly identityFiles: Obtained[] = [];
+  private readonly warnings: string[] = [];
+
+  constructor(
+    private readonly host: string,
+    private readonly local: SshLocalContext,
+    private readonly given: SshGiven,
+  ) {}
+
+  apply(lines: SSHConfig, path: string): void {
+    for (const line of lines) {
+      if (line.type !== LineType.DIRECTIVE) continue;
+      const keyword = line.param.toLowerCase();
+      if (keyword === 'host') {
+        if (hostPatternsMatch(words(line.value), this.host)) this.apply(sectionLines(line), path);
+      } else if (keyword === 'match') {
+        if (this.matchApplies(line, path)) this.apply(sectionLines(line), path);
+      } else {
+        this.set(keyword, line.value, path);
+      }
+    }
+  }
+
+  private set(keyword: string, raw: unknown, path: string): void {
+    const value = Array.isArray(raw) ? words(raw) : String(raw);
+    if (keyword === 'identityfile') this.identityFiles.push({ value, path });
+    else if (!this.options.has(keyword)) this.options.set(keyword, { value, path });
+  }
+
+  private single(keyword: string): { value: string; path: string } | undefined {
+    const obtained = this.options.get(keyword);
+    if (!obtained) return undefined;
+    return { value: Array.isArray(obtained.value) ? obtained.value.join(' ') : obtained.value, path: obtained.path };
+  }
+
+  /** The host name as OpenSSH knows it at this point: HostName if obtained, else the alias. */
+  private currentHostName(): string {
+    const hostName = this.single('hostname');
+    return hostName ? expandPercent(hostName.value, { h: this.host }, `HostName in ${hostName.path}`) : this.host;
+  }
+
+  private currentUser(): string {
+    return this.given.user ?? this.single('user')?.value ?? this.local.localUser;
+  }
+
+  private matchApplies(line: Line, path: string): boolean {
+    const criteria = 'criteria' in line ? line.criteria : {};
+    for (const [rawKey, rawValue] of Object.entries(criteria)) {
+      const negated = rawKey.startsWith('!');
+      const key = rawKey.replace(/^!/, '').toLowerCase();
+      const patterns = (Array.isArray(rawValue) ? rawValue.map((v) => v.val).join(',') : rawValue).split(',');
+      let matched: boolean;
+      if (key === 'all') matched = true;
+      else if (key === 'host') matched = patternListMatches(patterns, this.currentHostName().toLowerCase());
+      else if (key === 'originalhost') matched = patternListMatches(patterns, this.host);
+      else if (key === 'user') matched = patternListMatches(patterns, this.currentUser());
+      else if (key === 'localuser') matched = patternListMatches(patterns, this.local.localUser);
+      else {
+        this.warnings.push(`${path}: "Match ${key}" is not evaluated by offload; that Match block was skipped`);
+        return false;
+      }
+      if (matched === negated) return false;
+    }
+    return true;
+  }
+
+  result(alias: string): SshHostSettings {
+    const hostName = this.currentHostName();
+    const port = this.given.port ?? parsePort(this.single('port'), alias);
+    const user = this.given.user ?? this.single('user')?.value;
+    const remoteUser = user ?? this.local.localUser;
+    const tokens = fileTokens(this.local, { h: hostName, n: alias, p: String(port ?? 22), r: remoteUser });
+    const identityFiles = this.identityFiles
+      .flatMap(({ value, path }) => [value].flat().map((file) => ({ file, path })))
+      .filter(({ file }) => file.toLowerCase() !== 'none')
+      .map(({ file, path }) => expandPath(file, tokens, this.local.homeDir, `IdentityFile in ${path}`));
+    const settings: SshHostSettings = {
+      hostName,
+      identityFiles,
+      acceptUnknownHostKey: this.acceptUnknownHostKey(alias),
+      warnings: this.warnings,
+    };
+    if (port !== undefined) settings.port = port;
+    if (user !== undefined) settings.user = user;
+    const knownHosts = this.options.get('userknownhostsfile');
+    if (knownHosts) {
+      settings.userKnownHostsFiles = [knownHosts.value]
+        .flat()
+        .filter((file) => file.toLowerCase() !== 'none')
+        .map((file) => expandPath(file, tokens, this.local.homeDir, `UserKnownHostsFile in ${knownHosts.path}`));
+    }
+    return settings;
+  }
+
+  private acceptUnknownHostKey(alias: string): boolean {
+    const strict = this.single('stricthostkeychecking');
+    if (!strict) return false;
+    const accept = ACCEPT_UNKNOWN.get(strict.value.toLowerCase());
+    if (accept === undefined) {
+      throw new SshConfigError(
+        `${strict.path}: StrictHostKeyChecking "${strict.value}" for host ${alias} is not one of yes, no, ask, accept-new, off`,
+      );
+    }
+    return accept;
+  }
+}
+
+function sectionLines(line: Line): SSHConfig {
+  return 'config' in line ? line.config : new SSHConfig();
+}
+
+function words(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map((v: { val: string }) => v.val);
+  return String(value).split(/\s+/).filter((word) => word !== '');
+}
+
+function parsePort(obtained: { value: string; path: string } | undefined, alias: string): number | undefined {
+  if (!obtained) return undefined;
+  const port = /^\d+$/.test(obtained.value) ? Number(obtained.value) : NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new SshConfigError(`${obtained.path}: Port "${obtained.value}" for host ${alias} is not a number from 1 to 65535`);
+  }
+  return port;
+}
+
+/** OpenSSH wildcards: "*" any run of characters, "?" exactly one. Host names compare case-insensitively. */
+export function wildcardMatches(pattern: string, text: string, { ignoreCase = true } = {}): boolean {
+  const source = [...pattern]
+    .map((char) => (char === '*' ? '.*' : char === '?' ? '.' : char.replace(/[\\^$.|+()[\]{}]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^${source}$`, ignoreCase ? 'si' : 's').test(text);
+}
+
+/** A Host line: some positive pattern matches and no negated pattern does. */
+function hostPatternsMatch(patterns: string[], host: string): boolean {
+  let matched = false;
+  for (const pattern of patterns) {
+    if (pattern.startsWith('!')) {
+      if (wildcardMatches(pattern.slice(1), host)) return false;
+    } else if (wildcardMatches(pattern, host)) {
+      matched = true;
+    }
+  }
+  return matched;
+}
+
+/** A comma-separated pattern list in a Match criterion: same rule as a Host line. */
+function patternListMatches(patterns: string[], text: string): boolean {
+  return hostPatternsMatch(patterns.filter((p) => p !== ''), text);
+}
+
+function fileTokens(local: SshLocalContext, remote: { h: string; n: string; p: string; r: string }): Record<string, string> {
+  const l = local.localHostName;
+  return {
+    '%': '%',
+    d: local.homeDir,
+    u: local.localUser,
+    i: String(local.uid),
+    l,
+    L: l.split('.')[0] ?? l,
+    C: createHash('sha1').update(`${l}${remote.h}${remote.p}${remote.r}`).digest('hex'),
+    k: remote.n,
+    ...remote,
+  };
+}
+
+/** ssh's percent_expand: an unknown token is an error, not left alone. */
+function expandPercent(value: string, tokens: Record<string, string>, what: string): string {
+  return value.replace(/%(.?)/g, (whole, token: string) => {
+    const replacement = tokens[token];
+    if (replacement === undefined) throw new SshConfigError(`${what}: unknown token "${whole}" in "${value}"`);
+    return replacement;
+  });
+}
+
+/** ssh expands "~" (its own home) before %-tokens in IdentityFile and UserKnownHostsFile. */
+function expandPath(value: string, tokens: Record<string, string>, homeDir: string, what: string): string {
+  if (/^~[^/]/.test(value)) throw new SshConfigError(`${what}: "~user" paths are not supported ("${value}")`);
+  const tilde = value === '~' ? homeDir : value.startsWith('~/') ? `${homeDir}${value.slice(1)}` : value;
+  return expandPercent(tilde, tokens, what);
+}
+
+/** For a machines-file sshKey: ssh -i expands "~" the same way. */
+export function expandHome(path: string, homeDir: string): string {
+  return path === '~' ? homeDir : path.startsWith('~/') ? `${homeDir}${path.slice(1)}` : path;
+}
