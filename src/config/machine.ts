@@ -16,6 +16,13 @@ export interface Machine {
   publicHostKey?: string;
   /** From ssh_config StrictHostKeyChecking: accept unknown host keys. */
   acceptUnknownHostKey?: boolean;
+  /**
+   * Every private key ssh would offer, in order (machines-file key first, then
+   * ssh_config IdentityFile); `sshKey` is the first. Absent when none is configured.
+   */
+  identityFiles?: string[];
+  /** From ssh_config UserKnownHostsFile, expanded; absent = ssh's default (~/.ssh/known_hosts). */
+  userKnownHostsFiles?: string[];
 }
 
 /** Settings for the local machine and the run. */
@@ -34,4 +41,6 @@ export interface MachinesConfig {
   source: string;
   machines: Machine[];
   local: LocalSettings;
+  /** Things that were skipped or ignored while reading (a missing @include, an unevaluated Match). */
+  warnings?: string[];
 }
