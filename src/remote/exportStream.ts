@@ -1,7 +1,7 @@
 import { scanNar } from './narScanner.js';
-import { ServeReader } from './serveCodec/parser.js';
+import { ServeReader, type ByteSource } from './serveCodec/parser.js';
 import { Serializer } from './serveCodec/serializer.js';
-import { DEFAULT_STORE_DIR, looksLikeStorePath } from './serveCodec/storePathCheck.js';
+import { DEFAULT_STORE_DIR, storePathProblem } from '../store/storePath.js';
 
 /** `NIXE`: the marker between a path's NAR and its metadata (export-import.cc). */
 export const EXPORT_MAGIC = 0x4558494e;
@@ -45,7 +45,7 @@ export async function* scanExportStream(reader: ServeReader, options: ExportScan
  * reply): the same scan, plus a check that nothing follows the final 0.
  */
 export async function* exportStreamFrom(
-  source: AsyncIterable<Buffer | Uint8Array | string>,
+  source: ByteSource,
   description: string,
   options: ExportScanOptions = {},
 ): AsyncGenerator<Buffer> {
@@ -103,8 +103,9 @@ async function storePath(reader: ServeReader, what: string, storeDir: string): P
 }
 
 function checkStorePath(reader: ServeReader, path: string, what: string, storeDir: string): void {
-  if (!looksLikeStorePath(path, storeDir)) {
-    throw reader.malformed(`${what} ${JSON.stringify(path.slice(0, 300))} is not a store path in ${storeDir}`);
+  const problem = storePathProblem(path, storeDir);
+  if (problem !== undefined) {
+    throw reader.malformed(`${what} ${JSON.stringify(path.slice(0, 300))} is not a store path (${problem})`);
   }
 }
 

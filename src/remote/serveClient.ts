@@ -5,7 +5,7 @@ import { buildStatusName, type BuildResult } from './buildResult.js';
 import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
 import { LineSplitter } from './serveCodec/lineSplitter.js';
-import { ServeReader } from './serveCodec/parser.js';
+import { ServeReader, type ByteSource } from './serveCodec/parser.js';
 import { compareBytes, Serializer } from './serveCodec/serializer.js';
 import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR, storePathProblem } from '../store/storePath.js';
 import type { ServeTransport } from './transport.js';
@@ -212,7 +212,7 @@ export class ServeClient {
    * fails here instead of leaving the server waiting for more bytes.
    */
   async importPaths(
-    source: AsyncIterable<Buffer | Uint8Array | string>,
+    source: ByteSource,
     options: { onPath?: (info: ExportedPath) => void } = {},
   ): Promise<ExportedPath[]> {
     return this.run('importing paths', async () => {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { OffloadError } from '../errors/offloadError.js';
 import type { ExportedPath } from '../remote/exportStream.js';
+import type { ByteSource } from '../remote/serveCodec/parser.js';
 import { assertStorePath, DEFAULT_STORE_DIR } from './storePath.js';
 import { ServeClient, type PathInfo } from '../remote/serveClient.js';
 import { NixStoreNotFoundError, spawnServe, type SpawnServeOptions } from './spawnServe.js';
@@ -74,7 +75,7 @@ export class LocalStore {
 
   /** Imports an export stream into the local store; resolves with the paths it held. */
   async importPaths(
-    source: AsyncIterable<Buffer | Uint8Array | string>,
+    source: ByteSource,
     options: { onPath?: (info: ExportedPath) => void } = {},
   ): Promise<ExportedPath[]> {
     return this.withClient((client) => client.importPaths(source, options));

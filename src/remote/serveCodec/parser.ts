@@ -7,6 +7,8 @@ export const MAX_STRING_LENGTH = 64 * 1024 * 1024;
 export const MAX_LIST_LENGTH = 1 << 24;
 
 type Chunk = Buffer | Uint8Array | string;
+/** Bytes from a stream, a generator, or an array of chunks. */
+export type ByteSource = AsyncIterable<Chunk> | Iterable<Chunk>;
 
 /**
  * A pull reader over a byte stream with an explicit buffer: `await reader.u64()`
@@ -17,7 +19,7 @@ type Chunk = Buffer | Uint8Array | string;
  * never a hang.
  */
 export class ServeReader {
-  private readonly iterator: AsyncIterator<Chunk>;
+  private readonly iterator: AsyncIterator<Chunk> | Iterator<Chunk>;
   private chunks: Buffer[] = [];
   private headOffset = 0;
   private buffered = 0;
@@ -29,10 +31,10 @@ export class ServeReader {
 
   /** `description` names the peer in messages, e.g. `nix-store --serve on ruby`. */
   constructor(
-    source: AsyncIterable<Chunk>,
+    source: ByteSource,
     readonly description: string,
   ) {
-    this.iterator = source[Symbol.asyncIterator]();
+    this.iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
   }
 
   get bufferedBytes(): number {
