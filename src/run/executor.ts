@@ -211,6 +211,7 @@ export class Executor {
   private result(): RunResult {
     const records = [...this.records.values()];
     const pending = records.filter((r) => r.status === 'pending');
+    for (const r of pending) r.status = 'not-started';
     const stuck =
       pending.length > 0 && !this.stopping
         ? { jobs: pending.map((r) => r.drvPath), reason: this.stuckReason() }

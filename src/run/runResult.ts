@@ -1,5 +1,6 @@
 /** What happened to one job in a live run; times are seconds since the run started. */
-export type JobStatus = 'pending' | 'running' | 'built' | 'failed' | 'skipped' | 'interrupted';
+/** `not-started`: the run stopped first (after a failure without --keep-going, or no host fits any more). */
+export type JobStatus = 'pending' | 'running' | 'built' | 'failed' | 'skipped' | 'interrupted' | 'not-started';
 
 export interface JobRecord {
   drvPath: string;

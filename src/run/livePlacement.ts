@@ -1,0 +1,26 @@
+import type { Host, Plan } from '../schedule/types.js';
+
+export interface LivePlacement {
+  /** Builders to connect to before the first job. */
+  planned: string[];
+  /** Builders the plan leaves out: held back, brought in when a planned one goes down. */
+  reserves: string[];
+  /** OnlineScheduler's regularHosts: the plan's choice plus the reserves (which start unavailable). */
+  regularHosts: string[];
+}
+
+/**
+ * The live run follows the plan's host choice (a baseline that wins with
+ * one host keeps the run on it), but keeps the other builders as reserves:
+ * a run should not fail for want of a host that is configured and fits.
+ */
+export function livePlacement(plan: Plan, hosts: readonly Host[]): LivePlacement {
+  const regular = plan.regularHosts ?? plan.hosts;
+  const reserves = hosts.filter((h) => !h.isLocal && !plan.hosts.includes(h.id) && !regular.includes(h.id)).map((h) => h.id);
+  const local = new Set(hosts.filter((h) => h.isLocal).map((h) => h.id));
+  return {
+    planned: plan.hosts.filter((h) => !local.has(h)),
+    reserves,
+    regularHosts: [...regular, ...reserves],
+  };
+}
