@@ -7,8 +7,8 @@ import type { MachineSpec } from './machineSpec.js';
 import { parseMachinesJson, type MachinesFile } from './machinesJson.js';
 import { parseNixMachines } from './nixMachines.js';
 import { readIfExists } from './readIfExists.js';
-import { expandHome, parseSshConfigs, resolveSshHost, type SshLocalContext } from './sshConfig.js';
-import { readSshConfigSources } from './sshConfigFiles.js';
+import { expandHome, resolveSshHost, type SshLocalContext } from './sshConfig.js';
+import { loadSshConfigFiles } from './sshConfigFiles.js';
 
 export interface LoadMachinesOptions {
   /** `--machines FILE`: offload JSON or Nix machines format. */
@@ -175,17 +175,15 @@ function resolveAll(
   homeDir: string,
 ): { machines: Machine[]; warnings: string[] } {
   if (specs.length === 0) return { machines: [], warnings: [] };
-  const configs = parseSshConfigs(
-    readSshConfigSources({
-      homeDir,
-      ...(options.sshConfigFile !== undefined && { sshConfigFile: options.sshConfigFile }),
-      ...(options.systemSshConfigFile !== undefined && { systemConfigFile: options.systemSshConfigFile }),
-    }),
-  );
+  const { configs, include } = loadSshConfigFiles({
+    homeDir,
+    ...(options.sshConfigFile !== undefined && { sshConfigFile: options.sshConfigFile }),
+    ...(options.systemSshConfigFile !== undefined && { systemConfigFile: options.systemSshConfigFile }),
+  });
   const local = localContext(env, homeDir);
   const warnings: string[] = [];
   const machines = specs.map((spec) => {
-    const ssh = resolveSshHost(spec.hostName, configs, local, { user: spec.sshUser, port: spec.port });
+    const ssh = resolveSshHost(spec.hostName, configs, local, { user: spec.sshUser, port: spec.port }, include);
     warnings.push(...ssh.warnings);
     return toMachine(spec, ssh, homeDir);
   });

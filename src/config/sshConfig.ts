@@ -10,12 +10,19 @@ import { SshConfigError } from './errors.js';
  * done here because its compute() runs `Match exec` commands and nslookup for
  * CanonicalizeHostName, and treats "?" as "zero or one character".
  */
-export interface SshConfigSource {
-  /** Shown in errors, e.g. "~/.ssh/config". */
+export interface ParsedSshConfig {
+  /** Shown in errors. */
   path: string;
-  /** Text with Include directives already expanded. */
-  text: string;
+  lines: SSHConfig;
+  /** Where relative Include paths point: ~/.ssh for user files, /etc/ssh for the system file. */
+  includeBase: string;
 }
+
+/** Reads the files an Include names (glob, sorted); called only when the Include is reached. */
+export type IncludeLoader = (pattern: string, from: ParsedSshConfig) => ParsedSshConfig[];
+
+/** OpenSSH's limit on nested Include. */
+const MAX_INCLUDE_DEPTH = 16;
 
 export interface SshLocalContext {
   homeDir: string;
@@ -51,22 +58,24 @@ interface Obtained {
   path: string;
 }
 
-type Parsed = { path: string; lines: SSHConfig };
-
-export function parseSshConfigs(sources: SshConfigSource[]): Parsed[] {
-  return sources.map(({ path, text }) => {
-    try {
-      return { path, lines: SSHConfig.parse(text) };
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new SshConfigError(`${path}: cannot parse ssh_config: ${reason}`, { cause: error });
-    }
-  });
+export function parseSshConfig(path: string, text: string, includeBase: string): ParsedSshConfig {
+  try {
+    return { path, lines: SSHConfig.parse(text), includeBase };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new SshConfigError(`${path}: cannot parse ssh_config: ${reason}`, { cause: error });
+  }
 }
 
-export function resolveSshHost(alias: string, configs: Parsed[], local: SshLocalContext, given: SshGiven = {}): SshHostSettings {
-  const state = new Evaluation(alias.toLowerCase(), local, given);
-  for (const { path, lines } of configs) state.apply(lines, path);
+export function resolveSshHost(
+  alias: string,
+  configs: ParsedSshConfig[],
+  local: SshLocalContext,
+  given: SshGiven = {},
+  include: IncludeLoader = () => [],
+): SshHostSettings {
+  const state = new Evaluation(alias.toLowerCase(), local, given, include);
+  for (const config of configs) state.apply(config.lines, config, 0);
   return state.result(alias);
 }
 
@@ -84,18 +93,29 @@ class Evaluation {
     private readonly host: string,
     private readonly local: SshLocalContext,
     private readonly given: SshGiven,
+    private readonly include: IncludeLoader,
   ) {}
 
-  apply(lines: SSHConfig, path: string): void {
+  /**
+   * Sections are applied only when they match, so an Include inside a
+   * non-matching Host block is never read, and the lines after an Include
+   * stay in their enclosing section: both as in OpenSSH.
+   */
+  apply(lines: SSHConfig, config: ParsedSshConfig, depth: number): void {
     for (const line of lines) {
       if (line.type !== LineType.DIRECTIVE) continue;
       const keyword = line.param.toLowerCase();
       if (keyword === 'host') {
-        if (hostPatternsMatch(words(line.value), this.host)) this.apply(sectionLines(line), path);
+        if (hostPatternsMatch(words(line.value), this.host)) this.apply(sectionLines(line), config, depth);
       } else if (keyword === 'match') {
-        if (this.matchApplies(line, path)) this.apply(sectionLines(line), path);
+        if (this.matchApplies(line, config.path)) this.apply(sectionLines(line), config, depth);
+      } else if (keyword === 'include') {
+        if (depth >= MAX_INCLUDE_DEPTH) throw new SshConfigError(`${config.path}: Include nested more than ${MAX_INCLUDE_DEPTH} deep`);
+        for (const pattern of words(line.value)) {
+          for (const included of this.include(pattern, config)) this.apply(included.lines, included, depth + 1);
+        }
       } else {
-        this.set(keyword, line.value, path);
+        this.set(keyword, line.value, config.path);
       }
     }
   }

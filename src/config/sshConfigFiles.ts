@@ -2,7 +2,7 @@ import { readdirSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { SshConfigError } from './errors.js';
 import { readIfExists } from './readIfExists.js';
-import { expandHome, wildcardMatches, type SshConfigSource } from './sshConfig.js';
+import { expandHome, parseSshConfig, wildcardMatches, type IncludeLoader, type ParsedSshConfig } from './sshConfig.js';
 
 export interface SshConfigFileOptions {
   /** `--ssh-config FILE` (ssh -F): the only file read when given. */
@@ -12,26 +12,36 @@ export interface SshConfigFileOptions {
   systemConfigFile?: string;
 }
 
-/** OpenSSH's limit on nested Include. */
-const MAX_INCLUDE_DEPTH = 16;
+export interface SshConfigFiles {
+  /** User file first, then the system file, as OpenSSH reads them. */
+  configs: ParsedSshConfig[];
+  include: IncludeLoader;
+}
 
-/** The ssh_config files OpenSSH would read, user file first, with Include expanded. */
-export function readSshConfigSources(options: SshConfigFileOptions): SshConfigSource[] {
+/** The ssh_config files OpenSSH would read, parsed, and a reader for the files their Include lines name. */
+export function loadSshConfigFiles(options: SshConfigFileOptions): SshConfigFiles {
   const userDir = join(options.homeDir, '.ssh');
+  const cache = new Map<string, ParsedSshConfig | undefined>();
+  const load = (path: string, includeBase: string): ParsedSshConfig | undefined => {
+    if (!cache.has(path)) {
+      const text = read(path);
+      cache.set(path, text === undefined ? undefined : parseSshConfig(path, text, includeBase));
+    }
+    return cache.get(path);
+  };
+  const include: IncludeLoader = (pattern, from) => {
+    const absolute = isAbsolute(pattern) || pattern.startsWith('~') ? expandHome(pattern, options.homeDir) : join(from.includeBase, pattern);
+    return globFiles(absolute).flatMap((file) => load(file, from.includeBase) ?? []);
+  };
+
   if (options.sshConfigFile !== undefined) {
-    const text = read(options.sshConfigFile);
-    if (text === undefined) throw new SshConfigError(`ssh_config file ${options.sshConfigFile} (--ssh-config) does not exist`);
-    return [{ path: options.sshConfigFile, text: expandIncludes(text, options.sshConfigFile, userDir, options.homeDir, 0) }];
+    const config = load(options.sshConfigFile, userDir);
+    if (!config) throw new SshConfigError(`ssh_config file ${options.sshConfigFile} (--ssh-config) does not exist`);
+    return { configs: [config], include };
   }
   const systemFile = options.systemConfigFile ?? '/etc/ssh/ssh_config';
-  const candidates = [
-    { path: join(userDir, 'config'), base: userDir },
-    { path: systemFile, base: dirname(systemFile) },
-  ];
-  return candidates.flatMap(({ path, base }) => {
-    const text = read(path);
-    return text === undefined ? [] : [{ path, text: expandIncludes(text, path, base, options.homeDir, 0) }];
-  });
+  const configs = [load(join(userDir, 'config'), userDir), load(systemFile, dirname(systemFile))];
+  return { configs: configs.filter((c): c is ParsedSshConfig => c !== undefined), include };
 }
 
 function read(path: string): string | undefined {
@@ -43,38 +53,7 @@ function read(path: string): string | undefined {
   }
 }
 
-/**
- * Splices included files in place. OpenSSH restores the enclosing Host/Match
- * state after an Include, so the enclosing section line is repeated after the
- * included text ("Host *" at top level, where every host is active).
- */
-function expandIncludes(text: string, path: string, base: string, homeDir: string, depth: number): string {
-  if (depth > MAX_INCLUDE_DEPTH) throw new SshConfigError(`${path}: Include nested more than ${MAX_INCLUDE_DEPTH} deep`);
-  let section = 'Host *';
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const [keyword = '', ...args] = line.trim().replace(/^([^\s=]+)\s*=\s*/, '$1 ').split(/\s+/);
-    if (/^(host|match)$/i.test(keyword)) section = line.trim();
-    if (!/^include$/i.test(keyword)) {
-      out.push(line);
-      continue;
-    }
-    for (const pattern of args.filter((arg) => arg !== '' && !arg.startsWith('#')).map(unquote)) {
-      const absolute = isAbsolute(pattern) || pattern.startsWith('~') ? expandHome(pattern, homeDir) : join(base, pattern);
-      for (const file of globFiles(absolute)) {
-        const included = read(file);
-        if (included !== undefined) out.push(expandIncludes(included, file, base, homeDir, depth + 1), section);
-      }
-    }
-  }
-  return out.join('\n');
-}
-
-function unquote(word: string): string {
-  return word.replace(/^"(.*)"$/, '$1');
-}
-
-/** glob(3) as Include uses it: wildcards in any path component, sorted, no match → nothing. */
+/** glob(3) as Include uses it: wildcards in any path component, sorted; no match gives nothing. */
 function globFiles(pattern: string): string[] {
   const parts = pattern.split('/');
   let paths = [parts[0] === '' ? '/' : parts[0]!];
