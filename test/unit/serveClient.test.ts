@@ -1,0 +1,219 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { Derivation } from '../../src/drv/derivation.js';
+import { BuildStatus, buildStatusName, isSuccess, isTransient } from '../../src/remote/buildResult.js';
+import { ServeProtocolError } from '../../src/remote/serveCodec/errors.js';
+import { LineSplitter } from '../../src/remote/serveCodec/lineSplitter.js';
+import { Serializer } from '../../src/remote/serveCodec/serializer.js';
+import { ServeClient, ServeConnectionLostError } from '../../src/remote/serveClient.js';
+import type { ServeTransport } from '../../src/remote/transport.js';
+
+/**
+ * A transport whose server side is a script: the replies are queued on
+ * stdout up front (the client reads them in order), and what the client
+ * writes is collected for byte-exact checks.
+ */
+function scriptedTransport(replies: Buffer[] = []) {
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const written: Buffer[] = [];
+  stdin.on('data', (chunk: Buffer) => written.push(chunk));
+  for (const reply of replies) stdout.write(reply);
+  let closed = false;
+  const transport: ServeTransport = {
+    stdin,
+    stdout,
+    stderr,
+    host: 'scripted',
+    close() {
+      closed = true;
+      stdout.end();
+      stderr.end();
+    },
+  };
+  return { transport, stdout, stderr, written: () => Buffer.concat(written), isClosed: () => closed };
+}
+
+const greeting = (version: number) => new Serializer().u64(0x5452eecb).u64(version).flush();
+const hash = 'avbb1da2h2j2zxv2wqajs13r57j6i787';
+const drvPath = `/nix/store/${hash}-t.drv`;
+const out = `/nix/store/${hash}-t`;
+const dev = `/nix/store/${hash}-t-dev`;
+
+const drv: Derivation = {
+  drvPath,
+  name: 't',
+  outputs: { out: { path: out, hashAlgo: '', hash: '' }, dev: { path: dev, hashAlgo: '', hash: '' } },
+  inputDrvs: {},
+  inputSrcs: [],
+  system: 'x86_64-linux',
+  builder: '/bin/sh',
+  args: ['-c', 'true'],
+  env: { out, dev, Z: 'z', a: 'a' },
+  requiredSystemFeatures: [],
+  preferLocalBuild: false,
+  allowSubstitutes: true,
+  isFixedOutput: false,
+  isBuiltin: false,
+};
+
+describe('ServeClient handshake', () => {
+  it('sends magic 1 and version 2.6, and takes the common minor', async () => {
+    const s = scriptedTransport([greeting(0x207)]);
+    const client = await ServeClient.open(s.transport);
+    expect(s.written().toString('hex')).toBe(new Serializer().u64(0x390c9deb).u64(0x206).flush().toString('hex'));
+    expect(client.serverVersion).toBe(0x207);
+    expect(client.minor).toBe(6);
+  });
+
+  it('explains a greeting that is not Nix (a chatty login shell)', async () => {
+    const s = scriptedTransport([Buffer.from('Welcome to host\n')]);
+    await expect(ServeClient.open(s.transport)).rejects.toThrow(/"Welcome "[^]*login shell print to stdout/);
+    expect(s.isClosed()).toBe(true);
+  });
+
+  it('refuses another major version', async () => {
+    const s = scriptedTransport([greeting(0x301)]);
+    await expect(ServeClient.open(s.transport)).rejects.toThrow(/speaks protocol 3\.1/);
+  });
+
+  it('gives up on a silent server after the handshake timeout', async () => {
+    const s = scriptedTransport();
+    await expect(ServeClient.open(s.transport, { handshakeTimeoutMs: 50 })).rejects.toThrow(ServeConnectionLostError);
+    expect(s.isClosed()).toBe(true);
+  });
+
+  it('reports a server that closes during the greeting as a lost connection, with its last words', async () => {
+    const s = scriptedTransport();
+    s.stderr.write('bash: nix-store: command not found\n');
+    setTimeout(() => s.transport.close(), 20);
+    await expect(ServeClient.open(s.transport)).rejects.toThrow(/Lost the connection[^]*command not found/);
+  });
+});
+
+describe('ServeClient commands', () => {
+  it('writes build-derivation for an old minor-2 server exactly, with maps in byte order', async () => {
+    const s = scriptedTransport([greeting(0x202), new Serializer().u64(BuildStatus.TransientFailure).string('\u001b[31;1mboom\u001b[0m').flush()]);
+    const client = await ServeClient.open(s.transport);
+    const before = s.written().length;
+    const result = await client.buildDerivation(drvPath, drv, { maxSilentTime: 7, buildTimeout: 9, maxLogSize: 11 });
+    const expected = new Serializer()
+      .u64(8)
+      .string(drvPath)
+      .u64(2)
+      .string('dev').string(dev).string('').string('')
+      .string('out').string(out).string('').string('')
+      .strings([])
+      .string('x86_64-linux')
+      .string('/bin/sh')
+      .strings(['-c', 'true'])
+      .stringMap([['Z', 'z'], ['a', 'a'], ['dev', dev], ['out', out]])
+      .u64(7).u64(9).u64(11)
+      .flush();
+    expect(s.written().subarray(before).toString('hex')).toBe(expected.toString('hex'));
+    expect(result).toMatchObject({ status: BuildStatus.TransientFailure, statusName: 'TransientFailure', errorMsg: 'boom', timesBuilt: 0 });
+    expect(isTransient(result.status)).toBe(true);
+  });
+
+  it('serialises concurrent commands: each gets its own reply', async () => {
+    const s = scriptedTransport([
+      greeting(0x207),
+      new Serializer().strings([out]).flush(),
+      new Serializer().strings([dev, out]).flush(),
+    ]);
+    const client = await ServeClient.open(s.transport);
+    const [valid, closure] = await Promise.all([client.queryValidPaths([out, dev]), client.queryClosure([out], true)]);
+    expect(valid).toEqual([out]);
+    expect(closure).toEqual([dev, out]);
+  });
+
+  it('treats a reply path outside the store as a protocol error and drops the connection', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().strings(['/etc/passwd']).flush()]);
+    const client = await ServeClient.open(s.transport);
+    await expect(client.queryValidPaths([out])).rejects.toThrow(ServeProtocolError);
+    expect(client.usable).toBe(false);
+    expect(s.isClosed()).toBe(true);
+    await expect(client.queryValidPaths([out])).rejects.toThrow(/no longer usable/);
+  });
+
+  it('rejects bad arguments before sending anything, and stays usable', async () => {
+    const s = scriptedTransport([greeting(0x207)]);
+    const client = await ServeClient.open(s.transport);
+    const sent = s.written().length;
+    await expect(client.queryValidPaths(['/nix/store/x'])).rejects.toThrow(/not a valid store path/);
+    await expect(client.buildDerivation(out, drv)).rejects.toThrow(/does not end in \.drv/);
+    expect(() => client.exportPaths(['relative'])).toThrow(/not a valid store path/);
+    expect(s.written().length).toBe(sent);
+    expect(client.usable).toBe(true);
+  });
+
+  it('fails a command cut off mid-reply with ServeConnectionLostError', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().u64(2).string(out).flush()]);
+    const client = await ServeClient.open(s.transport);
+    const pending = client.queryClosure([out]);
+    setTimeout(() => s.stdout.end(), 10);
+    await expect(pending).rejects.toThrow(ServeConnectionLostError);
+  });
+
+  it('reads path infos up to the empty-string terminator', async () => {
+    const s = scriptedTransport([
+      greeting(0x207),
+      new Serializer()
+        .string(out).string(drvPath).strings([dev]).u64(100).u64(120).string('sha256:abc').string('').strings(['k:sig'])
+        .string('')
+        .flush(),
+    ]);
+    const client = await ServeClient.open(s.transport);
+    expect(await client.queryPathInfos([out])).toEqual([
+      { path: out, deriver: drvPath, references: [dev], downloadSize: 100, narSize: 120, narHash: 'sha256:abc', sigs: ['k:sig'] },
+    ]);
+  });
+
+  it('hands stderr to log listeners line by line', async () => {
+    const lines: string[] = [];
+    const s = scriptedTransport([greeting(0x207)]);
+    const client = await ServeClient.open(s.transport, { onLog: (l) => lines.push(l) });
+    const other: string[] = [];
+    const off = client.onLog((l) => other.push(l));
+    s.stderr.write('one\ntw');
+    s.stderr.write('o\r\n');
+    await new Promise((r) => setImmediate(r));
+    off();
+    s.stderr.write('three\n');
+    await new Promise((r) => setImmediate(r));
+    expect(lines).toEqual(['one', 'two', 'three']);
+    expect(other).toEqual(['one', 'two']);
+  });
+});
+
+describe('LineSplitter', () => {
+  it('keeps multi-byte characters split across chunks and flushes a last unterminated line', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((l) => lines.push(l));
+    const text = Buffer.from('größe\nend');
+    splitter.push(text.subarray(0, 3));
+    splitter.push(text.subarray(3));
+    splitter.end();
+    expect(lines).toEqual(['größe', 'end']);
+  });
+
+  it('cuts a line that never ends instead of growing without bound', () => {
+    const lines: string[] = [];
+    const splitter = new LineSplitter((l) => lines.push(l));
+    for (let i = 0; i < 20; i++) splitter.push(Buffer.alloc(8192, 0x61));
+    expect(lines.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('build status', () => {
+  it('has Nix numbers and classifies like Hydra', () => {
+    expect(BuildStatus.TimedOut).toBe(8);
+    expect(BuildStatus.NoSubstituters).toBe(14);
+    expect(buildStatusName(13)).toBe('ResolvesToAlreadyValid');
+    expect(buildStatusName(99)).toBe('Unknown(99)');
+    expect([0, 1, 2, 13].every(isSuccess)).toBe(true);
+    expect([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14].some(isSuccess)).toBe(false);
+    expect([...Array(16).keys()].filter(isTransient)).toEqual([BuildStatus.TransientFailure, BuildStatus.MiscFailure]);
+  });
+});
