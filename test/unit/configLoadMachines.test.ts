@@ -1,0 +1,280 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HostSelectionError, MachinesFileError } from '../../src/config/errors.js';
+import { loadMachinesConfig, nixSystemOf, type LoadMachinesOptions } from '../../src/config/loadMachines.js';
+import { OffloadError } from '../../src/errors/offloadError.js';
+
+const example = fileURLToPath(new URL('../../machines.example.json', import.meta.url));
+
+let root: string;
+let home: string;
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'offload-load-'));
+  home = join(root, 'home');
+  mkdirSync(home);
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+function file(path: string, text: string): string {
+  const full = join(root, path);
+  mkdirSync(dirname(full), { recursive: true });
+  writeFileSync(full, text);
+  return full;
+}
+
+/** Every default path points into the temp dir, so the machine's own files never leak in. */
+const load = (options: LoadMachinesOptions = {}) =>
+  loadMachinesConfig({
+    env: { USER: 'me' },
+    homeDir: home,
+    localSystem: 'x86_64-linux',
+    nixMachinesFile: join(root, 'etc/nix/machines'),
+    systemSshConfigFile: join(root, 'etc/ssh/ssh_config'),
+    cwd: root,
+    ...options,
+  });
+
+const names = async (options: LoadMachinesOptions = {}) => (await load(options)).machines.map((m) => m.hostName);
+
+describe('loadMachinesConfig: where machines come from', () => {
+  it('reads the example cluster from --machines and resolves each machine', async () => {
+    const config = await load({ machinesFile: example });
+    expect(config.source).toBe(example);
+    expect(config.warnings).toBeUndefined();
+    expect(config.local).toEqual({
+      maxJobs: 1,
+      speedFactor: 1,
+      systems: ['x86_64-linux'],
+      supportedFeatures: [],
+      buildersUseSubstitutes: false,
+    });
+    expect(config.machines.map((m) => [m.hostName, m.maxJobs])).toEqual([
+      ['aquamarine', 3],
+      ['ruby', 2],
+      ['kana', 2],
+    ]);
+    expect(config.machines[1]).toEqual({
+      hostName: 'ruby',
+      address: 'ruby',
+      port: 22,
+      sshUser: 'root',
+      sshKey: `${home}/.ssh/id_ed25519`,
+      identityFiles: [`${home}/.ssh/id_ed25519`],
+      systems: ['x86_64-linux', 'aarch64-linux', 'riscv64-linux'],
+      supportedFeatures: ['benchmark', 'big-parallel', 'kvm'],
+      mandatoryFeatures: [],
+      maxJobs: 2,
+      speedFactor: 1,
+      acceptUnknownHostKey: false,
+    });
+  });
+
+  it('reads --machines in Nix format when it is not JSON, and JSON when it parses as JSON', async () => {
+    const nixFile = file('builders.txt', 'ssh://root@ruby:2222 aarch64-linux - 4\nkana');
+    const config = await load({ machinesFile: nixFile });
+    expect(config.source).toBe(nixFile);
+    expect(config.machines.map((m) => [m.hostName, m.sshUser, m.port, m.systems, m.maxJobs])).toEqual([
+      ['ruby', 'root', 2222, ['aarch64-linux'], 4],
+      ['kana', undefined, 22, ['x86_64-linux'], 1],
+    ]);
+    expect(await names({ machinesFile: file('machines', '[{"hostName": "onyx", "systems": ["x86_64-linux"]}]') })).toEqual(['onyx']);
+  });
+
+  it('reports JSON errors for a .json file even when it looks like a Nix line', async () => {
+    await expect(load({ machinesFile: file('m.json', 'ruby x86_64-linux') })).rejects.toThrow(
+      new MachinesFileError([`${join(root, 'm.json')}:1:1: invalid JSON: unexpected "r"`]),
+    );
+  });
+
+  it('fails when --machines or $OFFLOAD_MACHINES names a missing file', async () => {
+    await expect(load({ machinesFile: join(root, 'nope.json') })).rejects.toThrow(
+      `machines file ${join(root, 'nope.json')} (--machines) does not exist`,
+    );
+    await expect(load({ env: { OFFLOAD_MACHINES: join(root, 'gone') } })).rejects.toThrow(
+      `machines file ${join(root, 'gone')} ($OFFLOAD_MACHINES) does not exist`,
+    );
+  });
+
+  it('reads --builders with ";" and newlines', async () => {
+    const config = await load({ builders: 'ruby x86_64-linux - 2; kana\n ssh-ng://aquamarine' });
+    expect(config.source).toBe('--builders');
+    expect(config.machines.map((m) => m.hostName)).toEqual(['ruby', 'kana', 'aquamarine']);
+  });
+
+  it('refuses --machines together with --builders', async () => {
+    await expect(load({ machinesFile: example, builders: 'ruby' })).rejects.toThrow(
+      new OffloadError('give either --machines or --builders, not both'),
+    );
+  });
+
+  it('looks at --machines, --builders, $OFFLOAD_MACHINES, ~/.config/offload/machines.json, /etc/nix/machines in that order', async () => {
+    const envFile = file('env-machines', 'from-env');
+    file('home/.config/offload/machines.json', '[{"hostName": "from-home", "systems": ["x86_64-linux"]}]');
+    file('etc/nix/machines', 'from-etc');
+    const env = { USER: 'me', OFFLOAD_MACHINES: envFile };
+    expect(await names({ env, machinesFile: file('flag', 'from-flag') })).toEqual(['from-flag']);
+    expect(await names({ env, builders: 'from-builders' })).toEqual(['from-builders']);
+    expect(await names({ env })).toEqual(['from-env']);
+    expect(await names()).toEqual(['from-home']);
+    rmSync(join(home, '.config'), { recursive: true });
+    expect(await load()).toMatchObject({ source: join(root, 'etc/nix/machines'), machines: [{ hostName: 'from-etc' }] });
+  });
+
+  it('honours $XDG_CONFIG_HOME for the user machines file', async () => {
+    file('xdg/offload/machines.json', '{"machines": [{"hostName": "xdg", "systems": ["x86_64-linux"]}]}');
+    expect(await names({ env: { XDG_CONFIG_HOME: join(root, 'xdg') } })).toEqual(['xdg']);
+  });
+
+  it('builds locally only when nothing is configured, and says so', async () => {
+    const config = await load();
+    expect(config.machines).toEqual([]);
+    expect(config.source).toBe(
+      `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${home}/.config/offload/machines.json or ${root}/etc/nix/machines): building locally only`,
+    );
+    expect(config.local.maxJobs).toBe(1);
+  });
+
+  it('passes on warnings, such as a missing @include', async () => {
+    const config = await load({ builders: '@missing; ruby' });
+    expect(config.warnings).toEqual([
+      `--builders entry 1: included machines file ${join(root, 'missing')} does not exist; skipped, as Nix does`,
+    ]);
+  });
+});
+
+describe('loadMachinesConfig: local settings', () => {
+  const withLocal = () =>
+    file(
+      'local.json',
+      JSON.stringify({
+        machines: [],
+        maxJobs: 0,
+        buildersUseSubstitutes: true,
+        local: { speedFactor: 2.5, systems: ['x86_64-linux', 'i686-linux'], supportedFeatures: ['kvm'] },
+      }),
+    );
+
+  it('takes maxJobs, speedFactor, systems, features and buildersUseSubstitutes from the file', async () => {
+    expect((await load({ machinesFile: withLocal() })).local).toEqual({
+      maxJobs: 0,
+      speedFactor: 2.5,
+      systems: ['x86_64-linux', 'i686-linux'],
+      supportedFeatures: ['kvm'],
+      buildersUseSubstitutes: true,
+    });
+  });
+
+  it('lets the flags win over the file', async () => {
+    const { local } = await load({ machinesFile: withLocal(), maxJobs: 4, buildersUseSubstitutes: false });
+    expect(local).toMatchObject({ maxJobs: 4, buildersUseSubstitutes: false });
+  });
+
+  it('defaults to one local job on the local system', async () => {
+    expect((await load({ builders: 'ruby', localSystem: 'aarch64-linux' })).local).toEqual({
+      maxJobs: 1,
+      speedFactor: 1,
+      systems: ['aarch64-linux'],
+      supportedFeatures: [],
+      buildersUseSubstitutes: false,
+    });
+    expect((await load({ builders: 'ruby', maxJobs: 0 })).local.maxJobs).toBe(0);
+  });
+
+  it('names Nix systems the way Nix does', () => {
+    expect(nixSystemOf('x64', 'linux')).toBe('x86_64-linux');
+    expect(nixSystemOf('arm64', 'linux')).toBe('aarch64-linux');
+    expect(nixSystemOf('arm64', 'darwin')).toBe('aarch64-darwin');
+    expect(nixSystemOf('riscv64', 'linux')).toBe('riscv64-linux');
+  });
+});
+
+describe('loadMachinesConfig: --hosts and --exclude-hosts', () => {
+  it('keeps only the named hosts, in file order', async () => {
+    expect(await names({ machinesFile: example, hosts: ['kana', 'aquamarine'] })).toEqual(['aquamarine', 'kana']);
+  });
+
+  it('removes excluded hosts, also after --hosts', async () => {
+    expect(await names({ machinesFile: example, excludeHosts: ['ruby'] })).toEqual(['aquamarine', 'kana']);
+    expect(await names({ machinesFile: example, hosts: ['ruby', 'kana'], excludeHosts: ['kana'] })).toEqual(['ruby']);
+  });
+
+  it('lists the known hosts when a name is unknown', async () => {
+    await expect(load({ machinesFile: example, hosts: ['ruby', 'rubyy'] })).rejects.toThrow(
+      new HostSelectionError(`--hosts: no machine named "rubyy" in ${example} (known: aquamarine, ruby, kana)`),
+    );
+    await expect(load({ machinesFile: example, excludeHosts: ['onyx'] })).rejects.toThrow(
+      new HostSelectionError(`--exclude-hosts: no machine named "onyx" in ${example} (known: aquamarine, ruby, kana)`),
+    );
+    await expect(load({ hosts: ['ruby'] })).rejects.toThrow(/^--hosts: no machine named "ruby" in no machines configured .* \(known: none\)$/);
+  });
+});
+
+describe('loadMachinesConfig: ssh_config resolution', () => {
+  const sshConfig = [
+    'Host ruby',
+    '  HostName 127.0.0.1',
+    '  Port 2201',
+    '  User cfg-user',
+    '  IdentityFile ~/.ssh/ruby_key',
+    '  StrictHostKeyChecking accept-new',
+    '  UserKnownHostsFile ~/.ssh/cluster_hosts',
+    'Host *',
+    '  User everyone',
+  ].join('\n');
+
+  it('resolves an alias from ~/.ssh/config into address, port, user, key and host-key policy', async () => {
+    file('home/.ssh/config', sshConfig);
+    const [ruby, kana] = (await load({ builders: 'ruby; kana' })).machines;
+    expect(ruby).toEqual({
+      hostName: 'ruby',
+      address: '127.0.0.1',
+      port: 2201,
+      sshUser: 'cfg-user',
+      sshKey: `${home}/.ssh/ruby_key`,
+      identityFiles: [`${home}/.ssh/ruby_key`],
+      userKnownHostsFiles: [`${home}/.ssh/cluster_hosts`],
+      systems: ['x86_64-linux'],
+      supportedFeatures: [],
+      mandatoryFeatures: [],
+      maxJobs: 1,
+      speedFactor: 1,
+      acceptUnknownHostKey: true,
+    });
+    expect(kana).toMatchObject({ address: 'kana', port: 22, sshUser: 'everyone', acceptUnknownHostKey: false });
+  });
+
+  it('lets sshUser, sshKey and port from the machines file win over ssh_config', async () => {
+    file('home/.ssh/config', sshConfig);
+    const machinesFile = file(
+      'm.json',
+      JSON.stringify([{ hostName: 'ruby', systems: ['x86_64-linux'], sshUser: 'root', sshKey: '/keys/ruby', port: 22 }]),
+    );
+    const [ruby] = (await load({ machinesFile })).machines;
+    expect(ruby).toMatchObject({
+      address: '127.0.0.1',
+      port: 22,
+      sshUser: 'root',
+      sshKey: '/keys/ruby',
+      identityFiles: ['/keys/ruby', `${home}/.ssh/ruby_key`],
+    });
+  });
+
+  it('uses the system ssh_config after the user file, and only --ssh-config when given', async () => {
+    file('home/.ssh/config', 'Host ruby\n  Port 2201');
+    file('etc/ssh/ssh_config', 'Host ruby\n  Port 2299\n  HostName 10.1.1.1');
+    expect((await load({ builders: 'ruby' })).machines[0]).toMatchObject({ address: '10.1.1.1', port: 2201 });
+    const only = file('only_config', 'Host ruby\n  HostName 10.2.2.2');
+    expect((await load({ builders: 'ruby', sshConfigFile: only })).machines[0]).toMatchObject({ address: '10.2.2.2', port: 22 });
+  });
+
+  it('does not read ssh_config when there are no machines', async () => {
+    file('home/.ssh/config', 'Host *\n  Port not-a-port');
+    await expect(load()).resolves.toMatchObject({ machines: [] });
+    await expect(load({ builders: 'ruby' })).rejects.toThrow(
+      `${home}/.ssh/config: Port "not-a-port" for host ruby is not a number from 1 to 65535`,
+    );
+  });
+});
