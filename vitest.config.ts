@@ -16,6 +16,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
+          // Builds dist/ when src/ is newer: the build tests run `node bin/offload.js`.
+          globalSetup: ['test/support/globalSetup.ts'],
           testTimeout: 180_000,
           hookTimeout: 180_000,
           fileParallelism: false,

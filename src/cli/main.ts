@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { exitCodeHelp } from './exitCodes.js';
+import { registerBuildCommand } from './buildCommand.js';
 import { registerPlanCommand } from './planCommand.js';
 
 /**
@@ -20,6 +21,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError()
     .addHelpText('after', `\n${exitCodeHelp}`);
   registerPlanCommand(program, run);
+  registerBuildCommand(program, run);
   try {
     await program.parseAsync(argv);
     return exitCode;

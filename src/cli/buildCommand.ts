@@ -1,0 +1,188 @@
+import { Option, type Command } from 'commander';
+import { performance } from 'node:perf_hooks';
+import { loadMachinesConfig } from '../config/loadMachines.js';
+import { checkKeyFile } from '../config/keyFile.js';
+import type { Machine } from '../config/machine.js';
+import type { Derivation } from '../drv/derivation.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { SshPool } from '../remote/sshPool.js';
+import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
+import { OnlineScheduler } from '../schedule/onlineScheduler.js';
+import { planBuild } from '../schedule/planBuild.js';
+import { queryValidLocalPaths } from '../store/localStore.js';
+import { assertInputAddressed } from '../run/buildInputs.js';
+import { ChannelPool } from '../run/channelPool.js';
+import { Executor, type CopyBack } from '../run/executor.js';
+import { openPlannedHosts } from '../run/connectHosts.js';
+import { livePlacement } from '../run/livePlacement.js';
+import { serveChannelOpener } from '../run/openChannel.js';
+import { runFailed, runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
+import { machineLoadOptions } from './planCommand.js';
+import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
+import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
+
+export interface BuildOptions extends MachineOptions, OutputOptions {
+  storeDir?: string;
+  durations?: string;
+  keepGoing?: boolean;
+  copyBack: CopyBack;
+}
+
+export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
+  const cmd = program
+    .command('build')
+    .description('build derivations across the machines: critical path first, inputs in and outputs back over one SSH connection per host')
+    .argument('<drvs...>', '.drv files to build (with everything they need that is not built yet)')
+    .option('--store-dir <dir>', 'Nix store directory holding the .drv files', '/nix/store')
+    .option('--durations <file>', 'duration rules (format of durations.json) for the scheduler')
+    .option('-k, --keep-going', 'after a failure, build everything that does not depend on it before exiting')
+    .addOption(
+      new Option('--copy-back <which>', "which outputs come back to the local store: 'needed' (final outputs and inputs of local builds) or 'all' (every output as soon as it is built, like Nix)")
+        .choices(['needed', 'all'])
+        .default('needed'),
+    );
+  addMachineOptions(cmd);
+  addOutputOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+Prints the output paths of the given derivations, one per line (logs go to stderr).
+
+Examples:
+  offload build $(nix-instantiate '<nixpkgs>' -A hello) --machines machines.json
+  offload build ./result.drv --max-jobs 0 --hosts ruby,kana --json | jq .makespan`,
+  );
+  cmd.action((drvs: string[], opts: BuildOptions) => run(() => buildAction(drvs, opts)));
+}
+
+export async function buildAction(drvs: string[], opts: BuildOptions): Promise<number> {
+  const config = await loadMachinesConfig(machineLoadOptions(opts));
+  for (const warning of config.warnings ?? []) process.stderr.write(`offload: warning: ${warning}\n`);
+  const { set, graph } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
+  const toBuild = [...graph.nodes.values()].map((n) => n.drv);
+  assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
+  const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
+  const jobs = jobsFromGraph(graph, rules);
+  const hosts = hostsFromConfig(config);
+  const plan = jobs.length > 0 ? planBuild(jobs, hosts) : undefined;
+  const localPaths = await queryValidLocalPaths(pathsJobsRead(set.drvs.values()));
+  if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
+  const start = performance.now();
+  const now = () => (performance.now() - start) / 1000;
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  if (!plan) {
+    const nothing: RunResult = { records: [], outputs: rootOutputs(set.roots, set.drvs, localPaths), makespan: 0, interrupted: false };
+    return report(nothing, opts);
+  }
+
+  const placement = livePlacement(plan, hosts);
+  for (const m of config.machines) {
+    if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
+  }
+  const reserves = await usableReserves(config.machines, placement.reserves, log);
+  const scheduler = new OnlineScheduler(jobs, hosts, { regularHosts: placement.regularHosts });
+  for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
+
+  const ssh = new SshPool();
+  const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
+  const executor = new Executor({
+    drvs: set.drvs,
+    roots: set.roots,
+    jobs,
+    scheduler,
+    channels,
+    localPaths,
+    reserveHosts: reserves,
+    options: { keepGoing: opts.keepGoing ?? false, copyBack: opts.copyBack, buildersUseSubstitutes: config.local.buildersUseSubstitutes },
+    log,
+    now,
+  });
+  ssh.on('down', (host: string, error: unknown) => executor.hostDown(host, error instanceof Error ? error.message : String(error)));
+  const shutdown = () => {
+    executor.interrupt();
+    channels.closeAll();
+    void ssh.closeAll();
+  };
+  const stopListening = onTerminationSignals(shutdown);
+  let result: RunResult;
+  try {
+    await openPlannedHosts(channels, placement.planned, (host, reason) => executor.hostDown(host, reason));
+    result = await executor.run();
+  } finally {
+    stopListening();
+    channels.closeAll();
+    await ssh.closeAll();
+  }
+  return report(result, opts);
+}
+
+/** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */
+async function usableReserves(machines: Machine[], reserves: string[], log: (line: string) => void): Promise<string[]> {
+  const usable: string[] = [];
+  for (const name of reserves) {
+    const m = machines.find((x) => x.hostName === name);
+    try {
+      if (m?.sshKey) await checkKeyFile(m.sshKey, m.hostName);
+      usable.push(name);
+    } catch (error) {
+      if (!(error instanceof OffloadError)) throw error;
+      log(`offload: ${name} is not kept in reserve: ${error.message}`);
+    }
+  }
+  return usable;
+}
+
+/** Input sources and outputs: what jobs may read from the local store. */
+function pathsJobsRead(drvs: Iterable<Derivation>): string[] {
+  const paths = new Set<string>();
+  for (const d of drvs) {
+    for (const src of d.inputSrcs) paths.add(src);
+    for (const o of Object.values(d.outputs)) if (o.path !== '') paths.add(o.path);
+  }
+  return [...paths];
+}
+
+function rootOutputs(roots: string[], drvs: ReadonlyMap<string, Derivation>, local: Iterable<string>): RunResult['outputs'] {
+  const valid = new Set(local);
+  const out: RunResult['outputs'] = {};
+  for (const root of roots) {
+    const entries = Object.entries(drvs.get(root)?.outputs ?? {}).filter(([, o]) => valid.has(o.path));
+    if (entries.length > 0) out[root] = Object.fromEntries(entries.map(([name, o]) => [name, o.path]));
+  }
+  return out;
+}
+
+function report(result: RunResult, opts: BuildOptions): number {
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(runResultJson(result), null, 2)}\n`);
+  } else {
+    const paths = Object.values(result.outputs).flatMap((outs) => Object.values(outs));
+    if (paths.length > 0) process.stdout.write(`${paths.join('\n')}\n`);
+  }
+  process.stderr.write(`${summaryLine(result)}\n`);
+  if (result.interrupted) return ExitCode.interrupted;
+  if (result.stuck) {
+    throw new OffloadError(
+      `cannot build ${result.stuck.jobs.length} derivation${result.stuck.jobs.length === 1 ? '' : 's'} (${result.stuck.jobs.slice(0, 3).join(', ')}${result.stuck.jobs.length > 3 ? ', …' : ''}): ${result.stuck.reason}.`,
+      ExitCode.hostsUnusable,
+    );
+  }
+  return runFailed(result) ? ExitCode.buildFailed : ExitCode.ok;
+}
+
+/** SIGINT/SIGTERM end the run cleanly instead of killing the process mid-transfer. */
+function onTerminationSignals(handler: () => void): () => void {
+  let seen = false;
+  const once = () => {
+    if (seen) return;
+    seen = true;
+    process.stderr.write('offload: interrupted; closing connections\n');
+    handler();
+  };
+  process.on('SIGINT', once);
+  process.on('SIGTERM', once);
+  return () => {
+    process.off('SIGINT', once);
+    process.off('SIGTERM', once);
+  };
+}

@@ -1,0 +1,22 @@
+import type { Machine } from '../config/machine.js';
+import { ServeClient } from '../remote/serveClient.js';
+import type { SshPool } from '../remote/sshPool.js';
+import { LOCAL_HOST } from '../schedule/types.js';
+import { spawnServe } from '../store/spawnServe.js';
+import type { ChannelOpener } from './channelPool.js';
+
+/**
+ * Serve channels for the executor: over the host's one SSH connection for a
+ * builder, a local `nix-store --serve --write` for the local machine, so
+ * both build through the same protocol.
+ */
+export function serveChannelOpener(ssh: SshPool, machines: readonly Machine[], opts: { storeDir?: string } = {}): ChannelOpener {
+  const byName = new Map(machines.map((m) => [m.hostName, m]));
+  const clientOptions = opts.storeDir ? { storeDir: opts.storeDir } : {};
+  return async (host) => {
+    if (host === LOCAL_HOST) return ServeClient.open(await spawnServe(), clientOptions);
+    const machine = byName.get(host);
+    if (!machine) throw new Error(`no machine named ${host} is configured`);
+    return ServeClient.open(await ssh.openServe(machine), clientOptions);
+  };
+}

@@ -1,0 +1,38 @@
+import { execFile } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+/**
+ * Integration tests run the CLI as users do (`node bin/offload.js`), which
+ * loads dist/. Rebuild it when any source is newer, so a test never runs
+ * yesterday's code.
+ */
+export default async function setup(): Promise<void> {
+  const root = join(import.meta.dirname, '..', '..');
+  const built = mtime(join(root, 'dist', 'cli', 'main.js'));
+  if (built !== undefined && built >= newest(join(root, 'src'))) return;
+  try {
+    await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
+  } catch (error) {
+    const out = (error as { stdout?: string }).stdout ?? '';
+    throw new Error(`building dist/ for the integration tests failed:\n${out.slice(0, 4000)}`);
+  }
+}
+
+function mtime(path: string): number | undefined {
+  try {
+    return statSync(path).mtimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
