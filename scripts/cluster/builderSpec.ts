@@ -20,6 +20,8 @@ export interface BuilderSpec {
   substituters?: string[];
   /** Keys that sign the substituters' paths; without them `require-sigs = false`. */
   trustedPublicKeys?: string[];
+  /** sshd MaxSessions (channels per connection); default 64. OpenSSH's own default is 10. */
+  maxSessions?: number;
 }
 
 /** A builder spec with every default filled in. */
@@ -72,6 +74,7 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     features: spec.features ?? [],
     mandatoryFeatures: spec.mandatoryFeatures ?? [],
     speedFactor: spec.speedFactor ?? 1,
+    maxSessions: spec.maxSessions ?? 64,
     substituters: spec.substituters,
     trustedPublicKeys: spec.trustedPublicKeys,
   };

@@ -47,7 +47,7 @@ export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: st
     `PidFile ${b.pidFile}`,
     'UseDNS no',
     'LogLevel VERBOSE',
-    'MaxSessions 64',
+    `MaxSessions ${b.spec.maxSessions}`,
     'MaxStartups 64:30:128',
     'PrintMotd no',
     'PrintLastLog no',

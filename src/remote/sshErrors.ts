@@ -73,17 +73,53 @@ export class HostUnreachableError extends OffloadError {
   }
 }
 
-/** sshd refused the key (or the user). */
+/** sshd refused the keys (or the user). */
 export class AuthenticationError extends OffloadError {
   constructor(
     readonly host: string,
     readonly user: string,
-    readonly keyFile: string | undefined,
+    /** Key files offered (paths only). */
+    readonly keyFiles: string[],
     options?: { cause?: unknown },
   ) {
-    const key = keyFile ? `the key ${keyFile}` : 'no key (set sshKey in the machines file or IdentityFile in ssh_config)';
-    super(`${host} refused login as ${user} with ${key}`, ExitCode.hostsUnusable, options);
+    const keys =
+      keyFiles.length === 1
+        ? `the key ${keyFiles[0]}`
+        : keyFiles.length > 1
+          ? `the keys ${keyFiles.join(', ')}`
+          : 'no key file (set sshKey in the machines file or IdentityFile in ssh_config)';
+    const agent = process.env.SSH_AUTH_SOCK ? ' or the ssh-agent keys' : '';
+    super(`${host} refused login as ${user} with ${keys}${agent}`, ExitCode.hostsUnusable, options);
   }
+}
+
+const SOCKET_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (no sshd listening on that port)',
+  ENOTFOUND: 'unknown host name',
+  EAI_AGAIN: 'host name lookup failed',
+  ETIMEDOUT: 'TCP connect timed out',
+  EHOSTUNREACH: 'no route to host',
+  ENETUNREACH: 'network unreachable',
+  ECONNRESET: 'connection reset during the SSH handshake',
+};
+
+/** Why a new connection did not come up, from ssh2's error (undefined: closed without one). */
+export function connectFailure(
+  error: (Error & { level?: string; code?: string }) | undefined,
+  host: string,
+  address: string,
+  port: number,
+  auth: { user: string; keyFiles: string[] },
+  timeoutMs: number,
+): OffloadError {
+  const options = error ? { cause: error } : undefined;
+  if (error?.level === 'client-authentication') return new AuthenticationError(host, auth.user, auth.keyFiles, options);
+  if (error?.level === 'client-timeout') {
+    return new HostUnreachableError(host, address, port, `no SSH handshake within ${timeoutMs / 1000} s`, options);
+  }
+  const socketReason = error?.code ? SOCKET_REASONS[error.code] : undefined;
+  const reason = socketReason ?? (error ? `SSH handshake failed: ${error.message}` : 'connection closed during the SSH handshake');
+  return new HostUnreachableError(host, address, port, reason, options);
 }
 
 /** An established connection died: keep-alive unanswered, reset, or closed by the host. */

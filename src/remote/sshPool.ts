@@ -1,0 +1,304 @@
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { Client, utils, type AnyAuthMethod, type ClientChannel, type ConnectConfig } from 'ssh2';
+import type { Machine } from '../config/machine.js';
+import { KeyFileError } from '../config/errors.js';
+import { checkKeyFile } from '../config/keyFile.js';
+import type { OffloadError } from '../errors/offloadError.js';
+import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, type HostKeyPolicy } from './hostKey.js';
+import { defaultKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts } from './knownHosts.js';
+import { ChannelOpenError, ConnectionLostError, connectFailure } from './sshErrors.js';
+import type { ServeTransport } from './transport.js';
+
+/**
+ * One SSH connection per builder, opened on first use and shared by every job
+ * on that builder: each running job gets its own channel (`nix-store --serve`
+ * or a probe command), so there is no per-job handshake. The host key is
+ * verified during the handshake, before authentication and before any channel.
+ * A dead connection (closed, reset, or keep-alives unanswered) is dropped and
+ * reported with a 'down' event; the next use connects again.
+ */
+export interface SshPoolOptions {
+  /** TCP connect + SSH handshake + authentication must finish within this (default 10 s). */
+  connectTimeoutMs?: number;
+  /** Keep-alive request interval on every connection (default 5 s). */
+  keepaliveIntervalMs?: number;
+  /** Unanswered keep-alives before a connection counts as dead (default 3: a hung host is noticed in ≈ 15–20 s). */
+  keepaliveCountMax?: number;
+  /** Close a connection that has had no channel for this long (default 0: keep until closeAll). */
+  idleTimeoutMs?: number;
+  /** known_hosts files for hosts without userKnownHostsFiles (default ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts, ...). */
+  knownHostsFiles?: string[];
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status, or null when the command was killed by a signal. */
+  code: number | null;
+  signal?: string;
+}
+
+export const SERVE_COMMAND = 'nix-store --serve --write';
+
+interface Connection {
+  client: Client;
+  ready: Promise<void>;
+  channels: number;
+  idleTimer?: NodeJS.Timeout;
+  closing: boolean;
+}
+
+type PoolEvents = { down: [host: string, error: OffloadError] };
+
+export class SshPool extends EventEmitter<PoolEvents> {
+  private readonly connections = new Map<string, Connection>();
+  private readonly options: Required<SshPoolOptions>;
+
+  constructor(options: SshPoolOptions = {}) {
+    super();
+    this.options = {
+      connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+      keepaliveIntervalMs: options.keepaliveIntervalMs ?? 5_000,
+      keepaliveCountMax: options.keepaliveCountMax ?? 3,
+      idleTimeoutMs: options.idleTimeoutMs ?? 0,
+      knownHostsFiles: options.knownHostsFiles ?? defaultKnownHostsFiles(),
+    };
+  }
+
+  /** Connects (or waits for the connection in progress); rejects with a classified SSH error. */
+  async connect(machine: Machine): Promise<void> {
+    await this.connection(machine).ready;
+  }
+
+  isConnected(host: string): boolean {
+    return this.connections.has(host);
+  }
+
+  /** `nix-store --serve --write` on a new channel of the host's connection. */
+  async openServe(machine: Machine): Promise<ServeTransport> {
+    const channel = await this.openChannel(machine, SERVE_COMMAND);
+    return {
+      stdin: channel,
+      stdout: channel,
+      stderr: channel.stderr,
+      host: machine.hostName,
+      close: () => channel.close(),
+    };
+  }
+
+  /** Runs a short probe command (e.g. `nix-store --version`) and collects its output. */
+  async exec(machine: Machine, command: string): Promise<ExecResult> {
+    const channel = await this.openChannel(machine, command);
+    return new Promise((resolve, reject) => {
+      const stdout: Buffer[] = [];
+      const stderr: Buffer[] = [];
+      let code: number | null = null;
+      let signal: string | undefined;
+      channel.on('data', (data: Buffer) => stdout.push(data));
+      channel.stderr.on('data', (data: Buffer) => stderr.push(data));
+      channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
+        code = exitCode;
+        signal = exitSignal ?? undefined;
+      });
+      channel.on('close', () => {
+        // sshd always reports an exit status or signal; without one the connection died.
+        if (code === null && signal === undefined) {
+          reject(new ConnectionLostError(machine.hostName, `the connection closed while running ${command}`));
+          return;
+        }
+        resolve({
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+          code,
+          ...(signal ? { signal } : {}),
+        });
+      });
+      channel.end();
+    });
+  }
+
+  /** Ends every connection (no 'down' events) and waits until their sockets are closed. */
+  async closeAll(): Promise<void> {
+    const all = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.all(all.map((connection) => closeConnection(connection)));
+  }
+
+  private connection(machine: Machine): Connection {
+    const existing = this.connections.get(machine.hostName);
+    if (existing) return existing;
+    const client = new Client();
+    const connection: Connection = { client, ready: Promise.resolve(), channels: 0, closing: false };
+    connection.ready = this.establish(machine, connection);
+    connection.ready.catch(() => {
+      if (this.connections.get(machine.hostName) === connection) this.connections.delete(machine.hostName);
+    });
+    this.connections.set(machine.hostName, connection);
+    return connection;
+  }
+
+  private async establish(machine: Machine, connection: Connection): Promise<void> {
+    const [auth, policy] = await Promise.all([authMethods(machine), hostKeyPolicy(machine, this.options.knownHostsFiles)]);
+    const { client } = connection;
+    let refusedKey: OffloadError | undefined;
+    const config: ConnectConfig = {
+      host: policy.address,
+      port: policy.port,
+      username: auth.user,
+      authHandler: auth.methods,
+      readyTimeout: this.options.connectTimeoutMs,
+      keepaliveInterval: this.options.keepaliveIntervalMs,
+      keepaliveCountMax: this.options.keepaliveCountMax,
+      algorithms: { serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] },
+      hostVerifier: (key: Buffer) => {
+        const decision = checkHostKey(key, policy);
+        if (!decision.accepted) refusedKey = decision.error;
+        return decision.accepted;
+      },
+    };
+    await new Promise<void>((resolve, reject) => {
+      let ready = false;
+      let lastError: Error | undefined;
+      client.on('ready', () => {
+        ready = true;
+        resolve();
+      });
+      client.on('error', (error: Error) => {
+        lastError = error;
+        if (!ready) {
+          reject(refusedKey ?? connectFailure(error, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
+        }
+      });
+      client.on('close', () => {
+        if (!ready) {
+          reject(refusedKey ?? connectFailure(lastError, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
+          return;
+        }
+        this.lost(machine.hostName, connection, lastError);
+      });
+      client.connect(config);
+    });
+    if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
+    this.scheduleIdleClose(machine.hostName, connection);
+  }
+
+  private lost(host: string, connection: Connection, error: Error | undefined): void {
+    clearTimeout(connection.idleTimer);
+    if (this.connections.get(host) === connection) this.connections.delete(host);
+    if (connection.closing) return;
+    const reason =
+      error?.message === 'Keepalive timeout'
+        ? `no answer to ${this.options.keepaliveCountMax} keep-alives ${this.options.keepaliveIntervalMs} ms apart`
+        : (error?.message ?? 'closed by the host');
+    this.emit('down', host, new ConnectionLostError(host, reason, { cause: error }));
+  }
+
+  private async openChannel(machine: Machine, command: string): Promise<ClientChannel> {
+    const connection = this.connection(machine);
+    await connection.ready;
+    connection.channels++;
+    clearTimeout(connection.idleTimer);
+    try {
+      const channel = await new Promise<ClientChannel>((resolve, reject) =>
+        connection.client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))),
+      );
+      channel.once('close', () => this.channelClosed(machine.hostName, connection));
+      return channel;
+    } catch (error) {
+      this.channelClosed(machine.hostName, connection);
+      const reason = error instanceof Error ? error.message : String(error);
+      if (!this.connections.has(machine.hostName) || reason === 'No response from server') {
+        throw new ConnectionLostError(machine.hostName, `the connection closed while opening a channel for ${command}`, { cause: error });
+      }
+      throw new ChannelOpenError(machine.hostName, connection.channels, reason, { cause: error });
+    }
+  }
+
+  private channelClosed(host: string, connection: Connection): void {
+    connection.channels--;
+    this.scheduleIdleClose(host, connection);
+  }
+
+  private scheduleIdleClose(host: string, connection: Connection): void {
+    if (this.options.idleTimeoutMs <= 0 || connection.channels > 0 || connection.closing) return;
+    clearTimeout(connection.idleTimer);
+    connection.idleTimer = setTimeout(() => {
+      if (connection.channels > 0) return;
+      if (this.connections.get(host) === connection) this.connections.delete(host);
+      void closeConnection(connection);
+    }, this.options.idleTimeoutMs);
+    connection.idleTimer.unref();
+  }
+}
+
+async function closeConnection(connection: Connection): Promise<void> {
+  connection.closing = true;
+  clearTimeout(connection.idleTimer);
+  const closed = new Promise<void>((resolve) => {
+    connection.client.once('close', () => resolve());
+    // A connection whose peer is hung never answers the disconnect.
+    setTimeout(() => {
+      connection.client.destroy();
+      resolve();
+    }, 2_000).unref();
+  });
+  await connection.ready.catch(() => undefined);
+  connection.client.end();
+  await closed;
+}
+
+export interface ClientAuth {
+  user: string;
+  /** The key files offered, for messages (never their contents). */
+  keyFiles: string[];
+  methods: AnyAuthMethod[];
+}
+
+/** Default identities ssh tries when neither the machines file nor ssh_config names one. */
+function defaultIdentityFiles(): string[] {
+  const ssh = join(homedir(), '.ssh');
+  return ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((name) => join(ssh, name)).filter((path) => existsSync(path));
+}
+
+async function authMethods(machine: Machine): Promise<ClientAuth> {
+  const user = machine.sshUser ?? userInfo().username;
+  const configured = machine.identityFiles ?? (machine.sshKey ? [machine.sshKey] : undefined);
+  const keyFiles = configured ?? defaultIdentityFiles();
+  const methods: AnyAuthMethod[] = [];
+  for (const file of keyFiles) {
+    await checkKeyFile(file, machine.hostName);
+    const key = utils.parseKey(await readFile(file));
+    if (key instanceof Error) {
+      throw new KeyFileError(
+        `SSH key ${file} for host ${machine.hostName} cannot be used: ${key.message} (offload needs an unencrypted key, or the key loaded in ssh-agent)`,
+      );
+    }
+    methods.push({ type: 'publickey', username: user, key: Array.isArray(key) ? key[0]! : key });
+  }
+  if (process.env.SSH_AUTH_SOCK) methods.push({ type: 'agent', username: user, agent: process.env.SSH_AUTH_SOCK });
+  return { user, keyFiles, methods };
+}
+
+async function hostKeyPolicy(machine: Machine, defaultFiles: string[]): Promise<HostKeyPolicy> {
+  const address = machine.address || machine.hostName;
+  const port = machine.port || 22;
+  const knownHostsFiles = machine.publicHostKey ? [] : (machine.userKnownHostsFiles ?? defaultFiles);
+  const entries = await loadKnownHosts(knownHostsFiles);
+  // OpenSSH looks keys up under the address; an alias's key may also be recorded
+  // under the alias itself, bare, as ssh_config HostKeyAlias writes it.
+  const aliasNames = machine.hostName === address ? [] : [knownHostsName(machine.hostName, port), machine.hostName.toLowerCase()];
+  const names = [...new Set([knownHostsName(address, port), ...aliasNames])];
+  return {
+    host: machine.hostName,
+    address,
+    port,
+    ...(machine.publicHostKey ? { pinned: machine.publicHostKey } : {}),
+    known: keysForHost(entries, names),
+    knownHostsFiles,
+    acceptUnknown: machine.acceptUnknownHostKey ?? false,
+  };
+}

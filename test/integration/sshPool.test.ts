@@ -1,0 +1,278 @@
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/cluster/ports.js';
+import { loadMachinesConfig } from '../../src/config/loadMachines.js';
+import type { Machine } from '../../src/config/machine.js';
+import { ExitCode } from '../../src/errors/offloadError.js';
+import {
+  AuthenticationError,
+  ChannelOpenError,
+  ConnectionLostError,
+  HostKeyMismatchError,
+  HostUnreachableError,
+  UnknownHostKeyError,
+} from '../../src/remote/sshErrors.js';
+import { SshPool } from '../../src/remote/sshPool.js';
+import { startTempCluster, type TestCluster } from '../support/cluster.js';
+import { integrationPrereqs } from '../support/requireIntegration.js';
+
+const run = promisify(execFile);
+
+describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
+  let cluster: TestCluster & { dispose(): Promise<void> };
+  const pools: SshPool[] = [];
+  const newPool = (...args: ConstructorParameters<typeof SshPool>) => {
+    const pool = new SshPool({ knownHostsFiles: [join(cluster.dir, 'empty_known_hosts')], ...args[0] });
+    pools.push(pool);
+    return pool;
+  };
+
+  function machine(name: string, overrides: Partial<Machine> = {}): Machine {
+    const b = cluster.builder(name);
+    return {
+      hostName: name,
+      address: '127.0.0.1',
+      port: b.port,
+      sshUser: 'root',
+      sshKey: cluster.clientKey,
+      systems: b.systems,
+      supportedFeatures: b.features,
+      mandatoryFeatures: b.mandatoryFeatures,
+      maxJobs: b.maxJobs,
+      speedFactor: b.speedFactor,
+      publicHostKey: b.publicHostKey,
+      ...overrides,
+    };
+  }
+
+  /** Successful logins so far, from the builder's sshd log (LogLevel VERBOSE). */
+  const logins = (name: string) => (readFileSync(cluster.builder(name).sshdLog, 'utf8').match(/Accepted publickey for root/g) ?? []).length;
+
+  const commandsOn = (name: string) =>
+    cluster.processes(name).map((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+      } catch {
+        return '';
+      }
+    });
+
+  beforeAll(async () => {
+    cluster = await startTempCluster('sshpool');
+    writeFileSync(join(cluster.dir, 'empty_known_hosts'), '');
+  });
+  afterEach(async () => {
+    await Promise.all(pools.splice(0).map((pool) => pool.closeAll()));
+    for (const b of cluster.builders) cluster.resume(b.name);
+  });
+  afterAll(async () => {
+    await cluster?.dispose();
+  });
+
+  it('connects with the pinned host key and runs a probe', async () => {
+    const result = await newPool().exec(machine('aquamarine'), 'nix-store --version');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^nix-store \(Nix\) \d/);
+  });
+
+  it('reaches every builder as configured by machines.json + ssh_config through the config loader', async () => {
+    const config = await loadMachinesConfig({
+      machinesFile: cluster.machinesFile,
+      sshConfigFile: cluster.sshConfigFile,
+      env: {},
+    });
+    expect(config.machines.map((m) => [m.hostName, m.address, m.port])).toEqual(
+      cluster.builders.map((b) => [b.name, '127.0.0.1', b.port]),
+    );
+    const pool = newPool();
+    const names = await Promise.all(config.machines.map((m) => pool.exec(m, 'echo $NIX_REMOTE')));
+    expect(names.map((r) => r.stdout.trim())).toEqual(['local', 'local', 'local']);
+  });
+
+  it('runs 5 parallel commands over one connection', async () => {
+    const before = logins('ruby');
+    const pool = newPool();
+    const m = machine('ruby');
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => pool.exec(m, `sleep 0.3; echo ${i}`)));
+    expect(results.map((r) => r.stdout.trim())).toEqual(['1', '2', '3', '4', '5']);
+    expect(logins('ruby') - before).toBe(1);
+  });
+
+  it('reports exit codes and stderr of a probe', async () => {
+    const result = await newPool().exec(machine('kana'), 'echo oops >&2; exit 3');
+    expect(result).toEqual({ stdout: '', stderr: 'oops\n', code: 3 });
+  });
+
+  it('opens nix-store --serve --write as a transport that speaks the serve handshake', async () => {
+    const pool = newPool();
+    const transport = await pool.openServe(machine('kana'));
+    expect(transport.host).toBe('kana');
+    const hello = Buffer.alloc(16);
+    hello.writeBigUInt64LE(0x390c9debn, 0);
+    hello.writeBigUInt64LE(0x206n, 8);
+    transport.stdin.write(hello);
+    const reply = await new Promise<Buffer>((resolve) => {
+      let got = Buffer.alloc(0);
+      const onData = (data: Buffer) => {
+        got = Buffer.concat([got, data]);
+        if (got.length >= 16) {
+          transport.stdout.off('data', onData);
+          resolve(got);
+        }
+      };
+      transport.stdout.on('data', onData);
+    });
+    expect(reply.readBigUInt64LE(0)).toBe(0x5452eecbn);
+    expect(Number(reply.readBigUInt64LE(8)) >> 8).toBe(2);
+    const closed = new Promise((resolve) => transport.stdout.once('close', resolve));
+    transport.close();
+    await closed;
+    // The connection outlives the channel.
+    expect(pool.isConnected('kana')).toBe(true);
+    expect((await pool.exec(machine('kana'), 'true')).code).toBe(0);
+  });
+
+  it('refuses a host whose key differs from the pinned one before logging in', async () => {
+    const before = logins('aquamarine');
+    const wrongPin = cluster.builder('ruby').publicHostKey;
+    const attempt = newPool().exec(machine('aquamarine', { publicHostKey: wrongPin }), 'touch /tmp/should-not-run');
+    const error = await attempt.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostKeyMismatchError);
+    expect((error as HostKeyMismatchError).exitCode).toBe(ExitCode.hostsUnusable);
+    expect((error as Error).message).toContain(`aquamarine (127.0.0.1:${cluster.builder('aquamarine').port})`);
+    expect(logins('aquamarine')).toBe(before);
+  });
+
+  it('refuses an unknown host key and says which publicHostKey would pin it', async () => {
+    const error = await newPool()
+      .connect(machine('kana', { publicHostKey: undefined }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnknownHostKeyError);
+    expect((error as UnknownHostKeyError).publicHostKey).toBe(cluster.builder('kana').publicHostKey);
+    expect((error as Error).message).toContain(`ssh-keyscan -p ${cluster.builder('kana').port} -t ed25519 127.0.0.1`);
+  });
+
+  it('accepts a host key found in known_hosts under the machine name, and unknown keys when told to', async () => {
+    const viaKnownHosts = machine('kana', { publicHostKey: undefined, userKnownHostsFiles: [cluster.knownHostsFile] });
+    expect((await newPool().exec(viaKnownHosts, 'true')).code).toBe(0);
+
+    const hashedFile = join(cluster.dir, 'hashed_known_hosts');
+    writeFileSync(hashedFile, `[127.0.0.1]:${cluster.builder('ruby').port} ${cluster.builder('ruby').hostKeyLine}\n`);
+    await run('ssh-keygen', ['-H', '-f', hashedFile]);
+    expect(readFileSync(hashedFile, 'utf8')).toMatch(/^\|1\|/);
+    const viaHashed = machine('ruby', { publicHostKey: undefined, userKnownHostsFiles: [hashedFile] });
+    expect((await newPool().exec(viaHashed, 'true')).code).toBe(0);
+
+    const trusting = machine('ruby', { publicHostKey: undefined, acceptUnknownHostKey: true });
+    expect((await newPool().exec(trusting, 'true')).code).toBe(0);
+  });
+
+  it('reports a closed port as unreachable, naming the address', async () => {
+    const port = await freePort();
+    const error = await newPool()
+      .connect(machine('ruby', { port }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostUnreachableError);
+    expect((error as Error).message).toBe(`cannot reach ruby at 127.0.0.1:${port}: connection refused (no sshd listening on that port)`);
+  });
+
+  it('gives up on a host that accepts TCP but never answers, after the connect timeout', async () => {
+    cluster.pause('ruby');
+    const started = Date.now();
+    const error = await newPool({ connectTimeoutMs: 700 })
+      .connect(machine('ruby'))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostUnreachableError);
+    expect((error as Error).message).toContain('no SSH handshake within 0.7 s');
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it('reports a refused key as an authentication error naming user and key file', async () => {
+    const otherKey = join(cluster.dir, 'other_key');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', otherKey]);
+    const error = await newPool()
+      .connect(machine('aquamarine', { sshKey: otherKey }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AuthenticationError);
+    expect((error as Error).message).toContain(`aquamarine refused login as root with the key ${otherKey}`);
+  });
+
+  it('detects a hung (SIGSTOPped) builder within the keep-alive bound and reconnects once it is back', async () => {
+    const intervalMs = 300;
+    const countMax = 2;
+    const pool = newPool({ keepaliveIntervalMs: intervalMs, keepaliveCountMax: countMax });
+    const m = machine('ruby');
+    await pool.connect(m);
+    const down = new Promise<{ host: string; error: unknown; at: number }>((resolve) =>
+      pool.once('down', (host, error) => resolve({ host, error, at: Date.now() })),
+    );
+    const pausedAt = Date.now();
+    cluster.pause('ruby');
+    const event = await down;
+    expect(event.host).toBe('ruby');
+    expect(event.error).toBeInstanceOf(ConnectionLostError);
+    expect((event.error as Error).message).toContain('keep-alives');
+    expect(event.at - pausedAt).toBeLessThan(intervalMs * (countMax + 1) + 1_500);
+    expect(pool.isConnected('ruby')).toBe(false);
+
+    cluster.resume('ruby');
+    expect((await pool.exec(m, 'echo back')).stdout).toBe('back\n');
+  });
+
+  it('fails a running command with ConnectionLostError and emits down when the builder is killed', async () => {
+    const pool = newPool();
+    const m = machine('kana');
+    const downs: string[] = [];
+    pool.on('down', (host) => downs.push(host));
+    await pool.connect(m);
+    const running = pool.exec(m, 'sleep 31').catch((e: unknown) => e);
+    await expect.poll(() => commandsOn('kana'), { timeout: 5_000 }).toContain('sleep 31');
+    await cluster.kill('kana');
+    expect(await running).toBeInstanceOf(ConnectionLostError);
+    await expect.poll(() => downs).toEqual(['kana']);
+    await cluster.startSshd('kana');
+  });
+
+  it('turns sshd refusing another channel (MaxSessions) into ChannelOpenError', async () => {
+    const limited = await startTempCluster('maxsessions', [{ name: 'tiny', maxSessions: 2 }]);
+    try {
+      const b = limited.builder('tiny');
+      const m = { ...machine('ruby'), hostName: 'tiny', port: b.port, publicHostKey: b.publicHostKey, sshKey: limited.clientKey };
+      const pool = newPool();
+      const first = await pool.openServe(m);
+      const second = await pool.openServe(m);
+      const error = await pool.exec(m, 'true').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ChannelOpenError);
+      expect((error as Error).message).toContain('tiny refused a new SSH channel with 2 already open');
+      expect((error as Error).message).toContain('MaxSessions');
+      first.close();
+      second.close();
+      await expect.poll(async () => (await pool.exec(m, 'echo ok').catch(() => undefined))?.stdout).toBe('ok\n');
+    } finally {
+      await limited.dispose();
+    }
+  });
+
+  it('closes a connection left idle, without reporting it down', async () => {
+    const pool = newPool({ idleTimeoutMs: 200 });
+    const downs: string[] = [];
+    pool.on('down', (host) => downs.push(host));
+    await pool.exec(machine('aquamarine'), 'true');
+    expect(pool.isConnected('aquamarine')).toBe(true);
+    await expect.poll(() => pool.isConnected('aquamarine'), { timeout: 3_000 }).toBe(false);
+    expect(downs).toEqual([]);
+  });
+
+  it('closeAll ends every connection without down events', async () => {
+    const pool = newPool();
+    const downs: string[] = [];
+    pool.on('down', (host) => downs.push(host));
+    await Promise.all(cluster.builders.map((b) => pool.connect(machine(b.name))));
+    await pool.closeAll();
+    expect(cluster.builders.map((b) => pool.isConnected(b.name))).toEqual([false, false, false]);
+    expect(downs).toEqual([]);
+  });
+});
