@@ -54,4 +54,10 @@ export interface Plan {
   lowerBound: number;
   /** Hosts the winning policy uses; the live run is restricted to them. */
   hosts: string[];
+  /**
+   * When the winner is a baseline: the hosts it lets take non-builtin jobs
+   * (builtin jobs still go to local). Absent = every host in `hosts`.
+   * Pass it as OnlineScheduler's `regularHosts` so the live run matches.
+   */
+  regularHosts?: string[];
 }

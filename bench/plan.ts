@@ -1,0 +1,139 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { loadDurationRules } from '../src/schedule/durations.js';
+import { makeJob } from '../src/schedule/makeJob.js';
+import { simulateNixLike } from '../src/schedule/nixLikePolicy.js';
+import { planBuild } from '../src/schedule/planBuild.js';
+import { LOCAL_HOST, type Host, type Job } from '../src/schedule/types.js';
+import { generateLayeredDag } from './dagGenerator.js';
+import { loadSharedDag } from './loadSharedDag.js';
+
+const DAGS = '/work/shared/dags';
+const ALL_SYSTEMS = ['x86_64-linux', 'aarch64-linux', 'riscv64-linux'];
+
+function host(id: string, over: Partial<Host>): Host {
+  return {
+    id,
+    systems: ['x86_64-linux'],
+    supportedFeatures: [],
+    mandatoryFeatures: [],
+    maxJobs: 1,
+    speedFactor: 1,
+    isLocal: id === LOCAL_HOST,
+    ...over,
+  };
+}
+
+/** Local with max-jobs 0: only builtin downloads run here, as in the seed setup. */
+const local = host(LOCAL_HOST, { maxJobs: 0 });
+
+export const clusters: Record<string, Host[]> = {
+  seed: [
+    local,
+    ...(
+      [
+        ['aquamarine', 3],
+        ['ruby', 2],
+        ['kana', 2],
+      ] as const
+    ).map(([id, maxJobs]) =>
+      host(id, { maxJobs, systems: ALL_SYSTEMS, supportedFeatures: ['benchmark', 'big-parallel', 'kvm'] }),
+    ),
+  ],
+  mixed: [
+    local,
+    host('titan', { maxJobs: 4, speedFactor: 4, supportedFeatures: ['big-parallel', 'kvm'] }),
+    host('ruby', { maxJobs: 2 }),
+    host('kana', { maxJobs: 2 }),
+    host('pine', { maxJobs: 4, systems: ['aarch64-linux'], supportedFeatures: ['big-parallel'] }),
+  ],
+};
+
+export interface PlanBenchRow {
+  dag: string;
+  cluster: string;
+  jobs: number;
+  planMs: number;
+  makespan: number;
+  lowerBound: number;
+  policy: string;
+  nixLike: number;
+}
+
+function timeMs<T>(f: () => T): [T, number] {
+  const t0 = performance.now();
+  const v = f();
+  return [v, performance.now() - t0];
+}
+
+function sharedDagJobs(file: string, rulesPath: string): Job[] {
+  const rules = loadDurationRules(rulesPath);
+  return loadSharedDag(file).map((n) => makeJob(n.drv, n.deps, rules));
+}
+
+function fmt(row: PlanBenchRow): string {
+  const ratio = (row.makespan / row.lowerBound).toFixed(3);
+  const vsNix = (row.nixLike / row.makespan).toFixed(2);
+  return [
+    row.dag.padEnd(14),
+    row.cluster.padEnd(6),
+    String(row.jobs).padStart(6),
+    `${row.planMs.toFixed(0).padStart(5)} ms`,
+    `${row.makespan.toFixed(0).padStart(7)} s`,
+    `LB ${row.lowerBound.toFixed(0).padStart(7)} s`,
+    `×LB ${ratio}`,
+    `nix-like ${row.nixLike.toFixed(0).padStart(7)} s`,
+    `nix/offload ${vsNix}`,
+    row.policy,
+  ].join('  ');
+}
+
+/** Plans every shared DAG on both clusters plus a generated 100k DAG; prints a table and returns the rows. */
+export function runPlanBench(log: (line: string) => void = console.log): PlanBenchRow[] {
+  const rows: PlanBenchRow[] = [];
+  const rulesPath = join(DAGS, 'durations.json');
+  const files = existsSync(DAGS) ? readdirSync(DAGS).filter((f) => f.endsWith('.json.gz')).sort() : [];
+  if (files.length === 0) log(`plan bench: no DAGs in ${DAGS}, only the generated one`);
+  log('dag             cluster  jobs   plan      makespan   lower bound  ratio      nix-like          speedup  policy');
+  for (const file of files) {
+    const jobs = sharedDagJobs(join(DAGS, file), rulesPath);
+    for (const [cluster, hosts] of Object.entries(clusters)) {
+      const [plan, planMs] = timeMs(() => planBuild(jobs, hosts));
+      const nix = simulateNixLike(jobs, hosts);
+      const row: PlanBenchRow = {
+        dag: file.replace('.json.gz', ''),
+        cluster,
+        jobs: jobs.length,
+        planMs,
+        makespan: plan.makespan,
+        lowerBound: plan.lowerBound,
+        policy: plan.policy,
+        nixLike: nix.makespan,
+      };
+      rows.push(row);
+      log(fmt(row));
+    }
+  }
+  const [generated, genMs] = timeMs(() => generateLayeredDag({ jobs: 100_000, seed: 7 }));
+  const hosts = clusters['mixed']!;
+  const [plan, planMs] = timeMs(() => planBuild(generated, hosts));
+  const nix = simulateNixLike(generated, hosts);
+  const row: PlanBenchRow = {
+    dag: 'generated-100k',
+    cluster: 'mixed',
+    jobs: generated.length,
+    planMs,
+    makespan: plan.makespan,
+    lowerBound: plan.lowerBound,
+    policy: plan.policy,
+    nixLike: nix.makespan,
+  };
+  rows.push(row);
+  log(fmt(row));
+  log(`(generating the 100k DAG took ${genMs.toFixed(0)} ms; plan times exclude parsing)`);
+  return rows;
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) runPlanBench();

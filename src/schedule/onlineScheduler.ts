@@ -1,0 +1,572 @@
+import { OffloadError, ExitCode } from '../errors/offloadError.js';
+import { IndexHeap } from './binaryHeap.js';
+import { slotLimit } from './fit.js';
+import { computeFitClasses, type FitClasses } from './fitClasses.js';
+import { buildTopology, type Topology } from './jobGraph.js';
+import { criticalPathIndices, optimisticWeights, upwardRanks } from './ranks.js';
+import type { Host, Job } from './types.js';
+
+export interface SchedulerOptions {
+  /** Hosts (ids) that may take non-builtin jobs; default: every host. builtin jobs keep local. */
+  regularHosts?: readonly string[];
+  /**
+   * Reserve slots for high-rank jobs whose deps are all running (they become
+   * ready when those end), so shorter jobs only fill the gap before. Default on.
+   */
+  lookahead?: boolean;
+  /**
+   * Jobs with slack (finishing on a slower host does not push the projected
+   * end) go to the slowest host that keeps them on time, leaving fast slots
+   * to critical work. Default on.
+   */
+  slackPlacement?: boolean;
+}
+
+export interface Start {
+  jobId: string;
+  host: string;
+}
+
+export interface HostSlots {
+  /** Slots for non-builtin jobs. */
+  limit: number;
+  /** Slots including the local builtin-only allowance. */
+  builtinLimit: number;
+  running: number;
+  available: boolean;
+}
+
+const BLOCKED = 0;
+const READY = 1;
+const RUNNING = 2;
+const DONE = 3;
+const FAILED = 4;
+
+/** Seconds: an overdue job is assumed to end this soon, and comparisons tolerate it. */
+const EPS = 1e-6;
+
+/** A host slot in the view `next` builds: when it frees, and a gap a reserved slot leaves open before. */
+interface SlotView {
+  t: number;
+  /** Held for a job that becomes ready at gapEnd; jobs that finish by then may use it now. */
+  gapEnd: number;
+}
+
+interface Option {
+  host: number;
+  slot: number;
+  eft: number;
+  now: boolean;
+  viaGap: boolean;
+}
+
+/**
+ * The scheduling policy shared by `plan` (on a simulated clock) and the live
+ * build (on real completions). It keeps no clock: callers report events and
+ * ask `next(now)` what to start.
+ *
+ * Priority is the upward rank (longest remaining path at the fastest fitting
+ * speed). Placement is earliest-finish over expected slot-free times, so a
+ * critical job waits for a fast host that frees soon rather than start on a
+ * slow one; jobs with slack go to the slowest host that keeps them on time;
+ * and high-rank jobs about to become ready hold a slot, which lower-rank jobs
+ * may fill only if they end before it is needed.
+ */
+export class OnlineScheduler {
+  readonly jobs: readonly Job[];
+  readonly hosts: readonly Host[];
+  private readonly topo: Topology;
+  private readonly fit: FitClasses;
+  private readonly hostIndex = new Map<string, number>();
+  private readonly rank: Float64Array;
+  private readonly tail: Float64Array;
+  private readonly state: Uint8Array;
+  private readonly missing: Int32Array;
+  private readonly unstarted: Int32Array;
+  private readonly hostOf: Int32Array;
+  private readonly startAt: Float64Array;
+  private readonly endAt: Float64Array;
+  private readonly ready: IndexHeap[];
+  private readonly soon: IndexHeap;
+  private readonly inSoon: Uint8Array;
+  /** At most one heap entry per ready job, so a scan never meets the same job twice. */
+  private readonly inReady: Uint8Array;
+  private readonly running: Array<Set<number>>;
+  private readonly available: boolean[];
+  private readonly regularLimit: number[];
+  private readonly builtinLimit: number[];
+  private readonly speed: Float64Array;
+  private readonly totalSlots: number;
+  private readonly lookahead: boolean;
+  private readonly slackPlacement: boolean;
+  private remainingWork = 0;
+  private unfinished: number;
+
+  constructor(jobs: Job[], hosts: Host[], options: SchedulerOptions = {}) {
+    this.jobs = jobs;
+    this.hosts = hosts;
+    this.lookahead = options.lookahead ?? true;
+    this.slackPlacement = options.slackPlacement ?? true;
+    hosts.forEach((h, k) => this.hostIndex.set(h.id, k));
+    const allowed = options.regularHosts ? new Set(options.regularHosts) : undefined;
+    const regularAllowed = (h: Host) => !allowed || allowed.has(h.id);
+    this.topo = buildTopology(jobs);
+    this.fit = computeFitClasses(jobs, hosts, regularAllowed);
+    const weight = optimisticWeights(jobs, this.fit);
+    this.rank = upwardRanks(this.topo, weight);
+    this.tail = this.rank.map((r, i) => r - weight[i]!);
+
+    const n = jobs.length;
+    this.state = new Uint8Array(n);
+    this.missing = new Int32Array(n);
+    this.unstarted = new Int32Array(n);
+    this.hostOf = new Int32Array(n).fill(-1);
+    this.startAt = new Float64Array(n);
+    this.endAt = new Float64Array(n);
+    this.inSoon = new Uint8Array(n);
+    this.inReady = new Uint8Array(n);
+    const rank = this.rank;
+    const before = (a: number, b: number) => rank[a]! > rank[b]! || (rank[a] === rank[b] && a < b);
+    this.ready = this.fit.hostsOf.map(() => new IndexHeap(before));
+    this.soon = new IndexHeap(before);
+    this.running = hosts.map(() => new Set<number>());
+    this.available = hosts.map(() => true);
+    this.regularLimit = hosts.map((h) => (regularAllowed(h) ? slotLimit(h, false) : 0));
+    this.builtinLimit = hosts.map((h) => slotLimit(h, true));
+    this.speed = Float64Array.from(hosts, (h) => h.speedFactor);
+    this.totalSlots = this.regularLimit.reduce((a, b) => a + b, 0);
+    this.unfinished = n;
+    for (let i = 0; i < n; i++) {
+      const deps = this.topo.depStart[i + 1]! - this.topo.depStart[i]!;
+      this.missing[i] = deps;
+      this.unstarted[i] = deps;
+      this.remainingWork += jobs[i]!.duration;
+      if (deps === 0) this.makeReady(i);
+    }
+  }
+
+  // ---- queries -------------------------------------------------------------
+
+  /** Upward rank of a job (seconds of remaining path at the fastest fitting speeds). */
+  rankOf(jobId: string): number {
+    return this.rank[this.index(jobId)]!;
+  }
+
+  criticalPath(): string[] {
+    return criticalPathIndices(this.topo, this.rank).map((i) => this.jobs[i]!.id);
+  }
+
+  hostSlots(hostId: string): HostSlots {
+    const k = this.hostIdx(hostId);
+    return {
+      limit: this.regularLimit[k]!,
+      builtinLimit: this.builtinLimit[k]!,
+      running: this.running[k]!.size,
+      available: this.available[k]!,
+    };
+  }
+
+  runningOn(hostId: string): string[] {
+    return [...this.running[this.hostIdx(hostId)]!].map((i) => this.jobs[i]!.id);
+  }
+
+  /** Host a running job was given, if it is running. */
+  hostOfJob(jobId: string): string | undefined {
+    const i = this.index(jobId);
+    return this.state[i] === RUNNING ? this.hosts[this.hostOf[i]!]!.id : undefined;
+  }
+
+  expectedEnd(jobId: string): number | undefined {
+    const i = this.index(jobId);
+    return this.state[i] === RUNNING ? this.endAt[i] : undefined;
+  }
+
+  /** Every job is finished or unrunnable. */
+  isComplete(): boolean {
+    return this.unfinished === 0;
+  }
+
+  /**
+   * Seconds left, estimated: the longer of the projected critical path and
+   * the remaining work spread over the available capacity.
+   */
+  estimatedRemaining(now: number): number {
+    if (this.unfinished === 0) return 0;
+    let capacity = 0;
+    this.hosts.forEach((h, k) => {
+      if (this.available[k]) capacity += Math.max(this.regularLimit[k]!, this.running[k]!.size) * h.speedFactor;
+    });
+    const byWork = capacity > 0 ? this.remainingWork / capacity : Infinity;
+    return Math.max(this.projectedEnd(now) - now, byWork);
+  }
+
+  // ---- events --------------------------------------------------------------
+
+  /**
+   * Jobs to start now. They count as running from this moment (so a second
+   * call does not hand them out again); `started` may then correct the start
+   * time or host. Call after every event.
+   */
+  next(now: number): Start[] {
+    const starts: Start[] = [];
+    this.startBuiltins(now, starts);
+    this.startRegular(now, starts);
+    return starts;
+  }
+
+  /** The job really began on `host` at `now` (after `next` proposed it, or on the caller's own decision). */
+  started(jobId: string, hostId: string, now: number): void {
+    const i = this.index(jobId);
+    const k = this.hostIdx(hostId);
+    if (this.state[i] === RUNNING) {
+      this.running[this.hostOf[i]!]!.delete(i);
+    } else if (this.state[i] === READY) {
+      this.markStarted(i);
+    } else {
+      throw this.misuse(`cannot start ${jobId}: it is not ready`);
+    }
+    this.state[i] = RUNNING;
+    this.hostOf[i] = k;
+    this.running[k]!.add(i);
+    this.startAt[i] = now;
+    this.endAt[i] = now + this.jobs[i]!.duration / this.hosts[k]!.speedFactor;
+  }
+
+  finished(jobId: string, _now: number): void {
+    const i = this.index(jobId);
+    if (this.state[i] !== RUNNING) throw this.misuse(`cannot finish ${jobId}: it is not running`);
+    this.running[this.hostOf[i]!]!.delete(i);
+    this.state[i] = DONE;
+    this.unfinished--;
+    this.remainingWork -= this.jobs[i]!.duration;
+    const { childStart, children } = this.topo;
+    for (let e = childStart[i]!; e < childStart[i + 1]!; e++) {
+      const c = children[e]!;
+      if (--this.missing[c]! === 0 && this.state[c] === BLOCKED) this.makeReady(c);
+    }
+  }
+
+  /** A permanent failure: the job and everything depending on it will not run. Returns the dependents' ids. */
+  failed(jobId: string): string[] {
+    const i = this.index(jobId);
+    if (this.state[i] === DONE || this.state[i] === FAILED) throw this.misuse(`cannot fail ${jobId}: it already ended`);
+    if (this.state[i] === RUNNING) this.running[this.hostOf[i]!]!.delete(i);
+    this.markFailed(i);
+    const dependents: string[] = [];
+    const stack = [i];
+    const { childStart, children } = this.topo;
+    while (stack.length > 0) {
+      const j = stack.pop()!;
+      for (let e = childStart[j]!; e < childStart[j + 1]!; e++) {
+        const c = children[e]!;
+        if (this.state[c] === FAILED) continue;
+        this.markFailed(c);
+        dependents.push(this.jobs[c]!.id);
+        stack.push(c);
+      }
+    }
+    return dependents;
+  }
+
+  /** A running job goes back to the ready queue (its host died, or a transient error). */
+  requeue(jobId: string): void {
+    const i = this.index(jobId);
+    if (this.state[i] !== RUNNING) throw this.misuse(`cannot requeue ${jobId}: it is not running`);
+    this.running[this.hostOf[i]!]!.delete(i);
+    this.hostOf[i] = -1;
+    const { childStart, children } = this.topo;
+    for (let e = childStart[i]!; e < childStart[i + 1]!; e++) this.unstarted[children[e]!]!++;
+    this.makeReady(i);
+  }
+
+  /** An unavailable host gets no new jobs; jobs running there stay until finished or requeued. */
+  setHostAvailable(hostId: string, available: boolean): void {
+    this.available[this.hostIdx(hostId)] = available;
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  private index(jobId: string): number {
+    const i = this.topo.indexOf.get(jobId);
+    if (i === undefined) throw this.misuse(`unknown job ${jobId}`);
+    return i;
+  }
+
+  private hostIdx(hostId: string): number {
+    const k = this.hostIndex.get(hostId);
+    if (k === undefined) throw this.misuse(`unknown host ${hostId}`);
+    return k;
+  }
+
+  private misuse(message: string): OffloadError {
+    return new OffloadError(`scheduler: ${message}`, ExitCode.badInput);
+  }
+
+  private makeReady(i: number): void {
+    this.state[i] = READY;
+    this.enqueue(i);
+  }
+
+  private enqueue(i: number): void {
+    if (this.inReady[i]) return;
+    this.inReady[i] = 1;
+    this.ready[this.fit.classOf[i]!]!.push(i);
+  }
+
+  private dequeue(c: number): void {
+    const i = this.ready[c]!.pop();
+    if (i !== undefined) this.inReady[i] = 0;
+  }
+
+  private markFailed(i: number): void {
+    if (this.state[i] !== DONE && this.state[i] !== FAILED) {
+      this.unfinished--;
+      this.remainingWork -= this.jobs[i]!.duration;
+    }
+    this.state[i] = FAILED;
+  }
+
+  /** Bookkeeping for lookahead: children whose deps have now all started become "soon ready". */
+  private markStarted(i: number): void {
+    const { childStart, children } = this.topo;
+    for (let e = childStart[i]!; e < childStart[i + 1]!; e++) {
+      const c = children[e]!;
+      if (--this.unstarted[c]! === 0 && this.missing[c]! > 0 && !this.inSoon[c]) {
+        this.inSoon[c] = 1;
+        this.soon.push(c);
+      }
+    }
+  }
+
+  private assign(i: number, k: number, now: number, starts: Start[]): void {
+    this.markStarted(i);
+    this.state[i] = RUNNING;
+    this.hostOf[i] = k;
+    this.running[k]!.add(i);
+    this.startAt[i] = now;
+    this.endAt[i] = now + this.jobs[i]!.duration / this.hosts[k]!.speedFactor;
+    starts.push({ jobId: this.jobs[i]!.id, host: this.hosts[k]!.id });
+  }
+
+  /** Pops a ready heap past entries that are no longer ready (requeue can leave duplicates). */
+  private head(c: number): number | undefined {
+    const heap = this.ready[c]!;
+    for (;;) {
+      const top = heap.peek();
+      if (top === undefined || this.state[top] === READY) return top;
+      this.dequeue(c);
+    }
+  }
+
+  /** builtin jobs only ever run locally and are short: start them as soon as a local slot allows. */
+  private startBuiltins(now: number, starts: Start[]): void {
+    this.fit.hostsOf.forEach((hs, c) => {
+      if (!this.fit.builtin[c]) return;
+      for (const k of hs) {
+        while (this.available[k] && this.running[k]!.size < this.builtinLimit[k]!) {
+          const i = this.head(c);
+          if (i === undefined) return;
+          this.dequeue(c);
+          this.assign(i, k, now, starts);
+        }
+      }
+    });
+  }
+
+  private clampEnd(i: number, now: number): number {
+    return Math.max(this.endAt[i]!, now + EPS);
+  }
+
+  /** Optimistic end of the build: every unfinished path at its fastest speed, capacity ignored. */
+  private projectedEnd(now: number): number {
+    let end = now;
+    for (let c = 0; c < this.ready.length; c++) {
+      const i = this.head(c);
+      if (i !== undefined) end = Math.max(end, now + this.rank[i]!);
+    }
+    for (const set of this.running) {
+      for (const i of set) end = Math.max(end, this.clampEnd(i, now) + this.tail[i]!);
+    }
+    return end;
+  }
+
+  /** Each usable host's slots, earliest first: free ones at `now`, busy ones at their job's expected end. */
+  private slotViews(now: number): Array<SlotView[] | null> {
+    const views: Array<SlotView[] | null> = [];
+    for (let k = 0; k < this.hosts.length; k++) {
+      const limit = this.regularLimit[k]!;
+      if (!this.available[k] || limit <= 0) {
+        views.push(null);
+        continue;
+      }
+      const view: SlotView[] = [];
+      for (const i of this.running[k]!) view.push({ t: this.clampEnd(i, now), gapEnd: -1 });
+      view.sort(bySlotTime);
+      if (view.length > limit) view.length = limit;
+      while (view.length < limit) view.unshift({ t: now, gapEnd: -1 });
+      views.push(view);
+    }
+    return views;
+  }
+
+  /** When a soon-ready job's last running dep is expected to end. */
+  private readyAt(i: number, now: number): number {
+    let t = now + EPS;
+    const { depStart, deps } = this.topo;
+    for (let e = depStart[i]!; e < depStart[i + 1]!; e++) {
+      const d = deps[e]!;
+      if (this.state[d] === RUNNING) t = Math.max(t, this.clampEnd(d, now));
+    }
+    return t;
+  }
+
+  /** Best way to run job i on host k given the slot view, if it is ready at `at`. */
+  private optionOn(i: number, k: number, view: SlotView[], at: number, now: number): Option {
+    const run = this.jobs[i]!.duration / this.speed[k]!;
+    const first = view[0]!;
+    const startsNow = at <= now && first.t <= now;
+    if (!startsNow && at <= now) {
+      // A slot held for a soon-ready job can be used if this one ends first.
+      for (let s = 0; s < view.length; s++) {
+        const v = view[s]!;
+        if (v.gapEnd > now && now + run <= v.gapEnd + EPS) return { host: k, slot: s, eft: now + run, now: true, viaGap: true };
+      }
+    }
+    return { host: k, slot: 0, eft: Math.max(at, first.t) + run, now: startsNow, viaGap: false };
+  }
+
+  /**
+   * Where job i should go. preferLocalBuild jobs take a free local slot (Nix
+   * semantics, not mandatory). A job with slack takes the slowest host that
+   * still ends by its deadline (projected end minus its tail), starting now
+   * if possible; otherwise the earliest finish, even if that means waiting.
+   */
+  private choose(i: number, views: Array<SlotView[] | null>, at: number, now: number, projected: number): Option | null {
+    const job = this.jobs[i]!;
+    const deadline = projected - this.tail[i]! + EPS;
+    let slackPick: Option | null = null;
+    let eftPick: Option | null = null;
+    for (const k of this.fit.hostsOf[this.fit.classOf[i]!]!) {
+      const view = views[k];
+      if (!view) continue;
+      const o = this.optionOn(i, k, view, at, now);
+      if (job.preferLocalBuild && o.now && this.hosts[k]!.isLocal) return o;
+      const sp = this.speed[k]!;
+      if (this.slackPlacement && o.eft <= deadline) {
+        const p = slackPick;
+        if (!p || (o.now && !p.now) || (o.now === p.now && (sp < this.speed[p.host]! || (sp === this.speed[p.host] && o.eft < p.eft)))) {
+          slackPick = o;
+        }
+      }
+      const e = eftPick;
+      if (
+        !e ||
+        o.eft < e.eft - EPS ||
+        (o.eft <= e.eft + EPS && ((o.now && !e.now) || (o.now === e.now && sp > this.speed[e.host]!)))
+      ) {
+        eftPick = o;
+      }
+    }
+    return slackPick ?? eftPick;
+  }
+
+  /** Book the chosen slot in the view; a slot held for a job not yet ready keeps its gap open. */
+  private book(o: Option, view: SlotView[], at: number, now: number): void {
+    const slot = view[o.slot]!;
+    if (o.viaGap) {
+      slot.gapEnd = -1;
+      return;
+    }
+    slot.gapEnd = at > now && slot.t <= now ? at : -1;
+    slot.t = o.eft;
+    view.sort(bySlotTime);
+  }
+
+  private startRegular(now: number, starts: Start[]): void {
+    const views = this.slotViews(now);
+    const open = new Uint8Array(this.hosts.length);
+    let anyOpen = false;
+    for (let k = 0; k < views.length; k++) {
+      if (isOpen(views[k], now)) {
+        open[k] = 1;
+        anyOpen = true;
+      }
+    }
+    if (!anyOpen) return;
+    const classes: number[] = [];
+    for (let c = 0; c < this.ready.length; c++) {
+      if (!this.fit.builtin[c] && this.head(c) !== undefined) classes.push(c);
+    }
+    if (classes.length === 0) return;
+    const projected = this.projectedEnd(now);
+    const soon = this.lookahead ? this.takeSoon(now) : [];
+    const putBack: number[] = [];
+    let soonAt = 0;
+    let budget = 2 * this.totalSlots + 32;
+    const rank = this.rank;
+    while (budget-- > 0) {
+      let bestClass = -1;
+      let bestJob = -1;
+      for (const c of classes) {
+        if (!this.classOpen(c, open)) continue;
+        const i = this.head(c);
+        if (i !== undefined && (bestJob < 0 || rank[i]! > rank[bestJob]! || (rank[i] === rank[bestJob] && i < bestJob))) {
+          bestJob = i;
+          bestClass = c;
+        }
+      }
+      if (bestJob < 0) break;
+      const phantom = soon[soonAt];
+      if (phantom && rank[phantom.job]! > rank[bestJob]!) {
+        soonAt++;
+        const o = this.choose(phantom.job, views, phantom.at, now, projected);
+        if (o) {
+          this.book(o, views[o.host]!, phantom.at, now);
+          open[o.host] = isOpen(views[o.host], now) ? 1 : 0;
+        }
+        continue;
+      }
+      this.dequeue(bestClass);
+      const o = this.choose(bestJob, views, now, now, projected);
+      if (o) {
+        this.book(o, views[o.host]!, now, now);
+        open[o.host] = isOpen(views[o.host], now) ? 1 : 0;
+      }
+      if (o && o.now) this.assign(bestJob, o.host, now, starts);
+      else putBack.push(bestJob);
+    }
+    for (const i of putBack) this.enqueue(i);
+    for (const p of soon) this.soon.push(p.job);
+  }
+
+  private classOpen(c: number, open: Uint8Array): boolean {
+    for (const k of this.fit.hostsOf[c]!) if (open[k]) return true;
+    return false;
+  }
+
+  /** The highest-rank soon-ready jobs (all deps started, some still running), at most one per slot. */
+  private takeSoon(now: number): Array<{ job: number; at: number }> {
+    const out: Array<{ job: number; at: number }> = [];
+    while (out.length < this.totalSlots) {
+      const i = this.soon.pop();
+      if (i === undefined) break;
+      if (this.state[i] !== BLOCKED || this.unstarted[i]! > 0 || this.missing[i] === 0) {
+        this.inSoon[i] = 0;
+        continue;
+      }
+      out.push({ job: i, at: this.readyAt(i, now) });
+    }
+    return out;
+  }
+}
+
+function bySlotTime(a: SlotView, b: SlotView): number {
+  return a.t - b.t;
+}
+
+function isOpen(view: SlotView[] | null | undefined, now: number): boolean {
+  if (!view) return false;
+  if (view[0]!.t <= now) return true;
+  for (const s of view) if (s.gapEnd > now) return true;
+  return false;
+}

@@ -1,0 +1,60 @@
+import { assertEveryJobFits, fits } from './fit.js';
+import { OnlineScheduler, type SchedulerOptions } from './onlineScheduler.js';
+import { simulate } from './simulate.js';
+import type { Host, Job, Plan } from './types.js';
+
+export interface PlanOptions {
+  /** Skip the trivial baselines (tests of the policy alone). */
+  baselines?: boolean;
+}
+
+interface Candidate {
+  name: string;
+  regularHosts?: string[];
+}
+
+/**
+ * Published results (PISA, Coleman & Krishnamachari) show list schedulers can
+ * lose badly to "everything on one fast host", so both trivial baselines run
+ * through the same scheduler on restricted host sets and the best one wins.
+ */
+function candidates(jobs: Job[], hosts: Host[]): Candidate[] {
+  const regular = jobs.filter((j) => !j.isBuiltin);
+  const fitsAll = (h: Host) => regular.every((j) => fits(h, j));
+  const out: Candidate[] = [{ name: 'offload' }];
+  const local = hosts.find((h) => h.isLocal);
+  if (local && local.maxJobs > 0 && fitsAll(local)) out.push({ name: 'all-local', regularHosts: [local.id] });
+  const single = hosts
+    .filter((h) => h.maxJobs > 0 && fitsAll(h))
+    .sort((a, b) => b.speedFactor - a.speedFactor || b.maxJobs - a.maxJobs)[0];
+  if (single && single !== local) out.push({ name: `single-host ${single.id}`, regularHosts: [single.id] });
+  return out;
+}
+
+/**
+ * The dry-run plan: the policy on every host plus the baselines, best
+ * makespan wins (ties keep the earlier candidate, so the full policy).
+ * Throws NoHostFitsError before simulating if some job fits no host.
+ */
+export function planBuild(jobs: Job[], hosts: Host[], opts: PlanOptions = {}): Plan {
+  assertEveryJobFits(jobs, hosts);
+  const all = opts.baselines === false ? candidates(jobs, hosts).slice(0, 1) : candidates(jobs, hosts);
+  let best: Plan | undefined;
+  const makespans: Record<string, number> = {};
+  for (const c of all) {
+    const plan = simulate(jobs, hosts, { name: c.name, ...(c.regularHosts ? { regularHosts: c.regularHosts } : {}) });
+    makespans[c.name] = plan.makespan;
+    if (!best || plan.makespan < best.makespan) best = plan;
+  }
+  return { ...best!, candidates: makespans };
+}
+
+/** The scheduler a live run should use to follow `plan` (same host restriction). */
+export function schedulerForPlan(plan: Plan, jobs: Job[], hosts: Host[], options: SchedulerOptions = {}): OnlineScheduler {
+  const allowed = new Set(plan.hosts);
+  return new OnlineScheduler(
+    jobs,
+    hosts.filter((h) => allowed.has(h.id)),
+    plan.regularHosts ? { ...options, regularHosts: plan.regularHosts } : options,
+  );
+}
