@@ -3,7 +3,10 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { Client, utils, type AnyAuthMethod, type ClientChannel, type ConnectConfig } from 'ssh2';
+import ssh2, { Client, type AnyAuthMethod, type ClientChannel, type ConnectConfig } from 'ssh2';
+
+// ssh2 is CommonJS: `utils` exists only on the default export under ESM.
+const { utils } = ssh2;
 import type { Machine } from '../config/machine.js';
 import { KeyFileError } from '../config/errors.js';
 import { checkKeyFile } from '../config/keyFile.js';
