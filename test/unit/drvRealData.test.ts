@@ -6,6 +6,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDrv } from '../../src/drv/parseDrv.js';
 import { loadDrvClosure, loadJsonClosure } from '../../src/drv/loadClosure.js';
+import { printDrv } from '../../src/drv/printDrv.js';
 
 // Real nixpkgs data lives outside the repository; it is read, never copied in.
 const DAGS = '/work/shared/dags';
@@ -74,5 +75,19 @@ describe.runIf(existsSync(DAGS))('real show-derivation DAGs', () => {
     const drvs = [...set.drvs.values()];
     expect(drvs.filter((d) => d.isFixedOutput)).toHaveLength(want.fixedOutput);
     expect(drvs.filter((d) => d.requiredSystemFeatures.includes('big-parallel'))).toHaveLength(want.bigParallel);
+  });
+});
+
+describe.runIf(existsSync(join(DAGS, 'firefox.json.gz')))('parser speed', () => {
+  it('parses the 2152 .drv texts of the firefox closure quickly', () => {
+    const set = loadJsonClosure(readDag('firefox.json.gz'), 'firefox.json.gz');
+    const texts = [...set.drvs.values()].map((d) => [d.drvPath, printDrv(d)] as const);
+    expect(texts).toHaveLength(2152);
+    const start = performance.now();
+    for (const [drvPath, text] of texts) parseDrv(text, drvPath);
+    const ms = performance.now() - start;
+    // About 0.1 s on an idle machine; the bound leaves room for a loaded CI host
+    // while still catching anything quadratic.
+    expect(ms).toBeLessThan(2000);
   });
 });
