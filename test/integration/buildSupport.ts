@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,15 +25,41 @@ export interface CliResult {
 
 /** `node bin/offload.js ...args` as a user runs it. */
 export function offload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'offload.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  return startOffload(args, env).result;
+}
+
+export interface RunningCli {
+  child: ChildProcess;
+  result: Promise<CliResult>;
+  /** Resolves once stderr contains `text`. */
+  stderrContains(text: string): Promise<void>;
+}
+
+export function startOffload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): RunningCli {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'offload.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  const waiters: Array<{ text: string; resolve: () => void }> = [];
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    for (const w of waiters.filter((x) => stderr.includes(x.text))) w.resolve();
+  });
+  const result = new Promise<CliResult>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : -1), stdout, stderr }));
   });
+  return {
+    child,
+    result,
+    stderrContains: (text) =>
+      stderr.includes(text)
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => {
+            waiters.push({ text, resolve });
+            void result.then((r) => reject(new Error(`offload exited (${r.code}) before printing ${JSON.stringify(text)}:\n${r.stderr}`)));
+          }),
+  };
 }
 
 export interface BuildJson {
