@@ -67,8 +67,8 @@ class JsonReader {
   private outputs(value: unknown, key: string): Record<string, DerivationOutput> {
     const outputs: Record<string, DerivationOutput> = {};
     for (const [name, raw] of Object.entries(this.object(value, key, 'an object of outputs'))) {
+      this.outputName(name, key);
       const at = `${key}.${name}`;
-      this.outputName(name, at);
       const o = this.object(raw, at, 'an object');
       // Floating content-addressed and deferred outputs have no path yet.
       const path = o['path'] === undefined ? '' : this.string(o['path'], `${at}.path`);
