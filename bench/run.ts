@@ -1,0 +1,11 @@
+/**
+ * `npm run bench`: plan quality and speed on the shared nixpkgs DAGs, then
+ * real builds side by side with Nix's own build-remote on the test cluster.
+ * Numbers are printed, never asserted: benchmarks are not tests.
+ */
+import { runBuildBench } from './buildVsNix.js';
+import { runPlanBench } from './plan.js';
+
+const only = process.argv[2];
+if (!only || only === 'plan') runPlanBench();
+if (!only || only === 'build') await runBuildBench();
