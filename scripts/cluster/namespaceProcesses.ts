@@ -68,16 +68,25 @@ export function isAlive(pid: number): boolean {
   return !isZombie(pid);
 }
 
-/** Signals every process in the namespace (except `except`) until none is left. */
+/**
+ * Signals every process in the namespace (except `except`) until none is left:
+ * SIGTERM first, then SIGKILL. "None left" must hold twice in a row, because a
+ * process forked while the others were exiting is only seen on a later look.
+ */
 export async function emptyNamespace(namespace: string, timeoutMs: number, except: number[] = []): Promise<void> {
   const others = () => pidsInNamespace(namespace).filter((pid) => !except.includes(pid));
-  signalNamespace(namespace, 'SIGCONT', except); // a paused process cannot act on SIGTERM
-  signalNamespace(namespace, 'SIGTERM', except);
-  await waitForExit(others(), timeoutMs);
-  // New processes may have been forked while the first ones were exiting.
-  for (let round = 0; round < 5 && others().length > 0; round++) {
-    signalNamespace(namespace, 'SIGKILL', except);
-    await waitForExit(others(), 2_000);
+  let calmLooks = 0;
+  for (let round = 0; round < 10 && calmLooks < 2; round++) {
+    const alive = others();
+    if (alive.length === 0) {
+      calmLooks++;
+      await sleep(50);
+      continue;
+    }
+    calmLooks = 0;
+    signalNamespace(namespace, 'SIGCONT', except); // a stopped process does not act on SIGTERM
+    signalNamespace(namespace, round === 0 ? 'SIGTERM' : 'SIGKILL', except);
+    await waitForExit(alive, round === 0 ? timeoutMs : 2_000);
   }
   const left = others();
   if (left.length > 0) throw new Error(`processes ${left.join(', ')} in ${namespace} survived SIGKILL`);

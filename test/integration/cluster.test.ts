@@ -176,7 +176,14 @@ describe.runIf(integrationPrereqs())('test cluster', () => {
   it('stop() leaves no process behind and closes every port', async () => {
     const namespaces = cluster.builders.map((b) => b.name);
     await cluster.stop();
-    for (const name of namespaces) expect(cluster.processes(name)).toEqual([]);
+    const commandLine = (pid: number) => {
+      try {
+        return `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`;
+      } catch {
+        return `${pid} (gone)`;
+      }
+    };
+    for (const name of namespaces) expect(cluster.processes(name).map(commandLine)).toEqual([]);
     for (const b of cluster.builders) expect(await banner(b.port, 200)).toBe('');
   });
 });
