@@ -74,6 +74,13 @@ describe.runIf(integrationPrereqs())('offload build on the test cluster', () => 
     }
     expect([...perHost.keys()].sort()).toEqual(['aquamarine', 'kana', 'ruby']);
     for (const [host, intervals] of perHost) expect(maxOverlap(intervals), host).toBeLessThanOrEqual(limits.get(host)!);
+    // wide-all got the other builders' outputs straight from them, never through the local store.
+    const all = json.jobs.find((j) => j.name === 'wide-all')!;
+    for (const job of json.jobs.filter((j) => j !== all)) {
+      const out = outputOfDrv(job.drvPath);
+      expect(all.sent.includes(out), `${job.name} on ${job.host}, wide-all on ${all.host}`).toBe(job.host !== all.host);
+      expect(existsSync(out)).toBe(false);
+    }
     // 12 half-second builds on 7 slots take two rounds, not twelve.
     expect(json.makespan).toBeLessThan(6);
   });
