@@ -251,9 +251,13 @@ export class ServeClient {
   exportPaths(paths: Iterable<string>, options: { onPath?: (info: ExportedPath) => void } = {}): Readable {
     const list = this.checkPaths(paths, 'A path to export');
     const self = this;
+    let started = false;
+    let finished = false;
+    const abandoned = () =>
+      self.markBroken(new ServeConnectionLostError(`The export from ${self.host} was abandoned midway.`, self.host));
     async function* generate(): AsyncGenerator<Buffer> {
       const release = await self.acquire();
-      let finished = false;
+      started = true;
       try {
         self.assertUsable('exporting paths');
         await self.send(new Serializer().u64(ServeCommand.ExportPaths).u64(0).strings(list));
@@ -262,11 +266,17 @@ export class ServeClient {
       } catch (error) {
         throw self.fail('exporting paths', error);
       } finally {
-        if (!finished) self.markBroken(new ServeConnectionLostError(`The export from ${self.host} was abandoned midway.`, self.host));
+        if (!finished) abandoned();
         release();
       }
     }
-    return Readable.from(generate(), { objectMode: false });
+    const stream = Readable.from(generate(), { objectMode: false });
+    // A consumer that destroys the stream while we wait for the server would otherwise hold the connection until
+    // more bytes arrive; closing the transport ends that wait at once.
+    stream.once('close', () => {
+      if (started && !finished) abandoned();
+    });
+    return stream;
   }
 
   /**

@@ -64,10 +64,13 @@ export class LocalStore {
     const store = this;
     async function* generate(): AsyncGenerator<Buffer> {
       const client = await store.takeClient();
+      let completed = false;
       try {
         yield* client.exportPaths(list, options);
+        completed = true;
       } finally {
-        store.giveBack(client);
+        // An export stopped early leaves the child mid-reply; it must not serve the next operation.
+        store.giveBack(client, completed);
       }
     }
     return Readable.from(generate(), { objectMode: false });
@@ -122,8 +125,8 @@ export class LocalStore {
     }
   }
 
-  private giveBack(client: ServeClient): void {
-    if (client.usable && !this.closed) this.idle.push(client);
+  private giveBack(client: ServeClient, reusable = true): void {
+    if (reusable && client.usable && !this.closed) this.idle.push(client);
     else this.forget(client);
     this.releasePermit();
   }

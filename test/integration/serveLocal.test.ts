@@ -62,6 +62,7 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect(await client.queryValidPaths([hello.outPath], { lock: true })).toEqual([hello.outPath]);
     const again = await client.buildDerivation(hello.drvPath, hello.drv);
     expect(isSuccess(again.status)).toBe(true);
+    expect(again.status).toBe(BuildStatus.AlreadyValid);
     expect(again.timesBuilt).toBe(0);
   });
 
@@ -152,6 +153,17 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     await expect(build).rejects.toThrow(/Lost the connection to nix-store --serve on local while building/);
     expect(client.usable).toBe(false);
     await expect(client.queryValidPaths([slow.drvPath])).rejects.toThrow(ServeConnectionLostError);
+  });
+
+  it('closes the connection when an export is abandoned midway, so nothing reads a stale reply', async () => {
+    const big = await instantiate({ name: 'serve-big', script: '/bin/head -c 3000000 /dev/zero > $out' });
+    const { client, transport } = await connect();
+    expect((await client.buildDerivation(big.drvPath, big.drv)).status).toBe(BuildStatus.Built);
+    // Larger than any read-ahead, so the export is still running when the consumer stops.
+    for await (const _ of client.exportPaths([big.outPath])) break;
+    await transport.exited;
+    expect(client.usable).toBe(false);
+    await expect(client.queryValidPaths([hello.outPath])).rejects.toThrow(ServeConnectionLostError);
   });
 
   it('refuses a truncated import source without leaving the server waiting', async () => {
