@@ -4,6 +4,7 @@ import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, type Attempt, type RetryLimits } from './failure.js';
 import { PathLocations } from './pathLocations.js';
+import type { RunEventListener } from './runEvents.js';
 import type { JobRecord, RunResult } from './runResult.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
 import { PathTransfers, type TransferReport } from './transfers.js';
@@ -44,6 +45,8 @@ export interface ExecutorInput {
   log: (line: string) => void;
   /** Seconds since the run started. */
   now: () => number;
+  /** Progress events (live view, event streams, history). */
+  onEvent?: RunEventListener;
 }
 
 /**
@@ -98,6 +101,7 @@ export class Executor {
     if (this.downHosts.has(host)) return;
     this.downHosts.set(host, reason);
     this.input.log(`offload: ${host} is down (${reason}); its jobs go to other machines`);
+    this.input.onEvent?.({ type: 'hostDown', time: this.input.now(), host, reason });
     this.input.scheduler.setHostAvailable(host, false);
     this.locations.forgetHost(host);
     for (const reserve of this.reserves) this.input.scheduler.setHostAvailable(reserve, true);
@@ -123,10 +127,15 @@ export class Executor {
     record.status = 'running';
     record.start ??= this.input.now();
     record.attempts += 1;
+    const startedAt = this.input.now();
+    this.input.onEvent?.({ type: 'jobStarted', time: startedAt, jobId, name: record.name, host, attempt: record.attempts });
     const log = new BuildLog(logPrefix(host, record.name), this.input.log);
     const attempt = await this.attempt(jobId, host, log, record);
     log.end();
-    this.settle(jobId, host, attempt, log);
+    const status = this.settle(jobId, host, attempt, log);
+    const time = this.input.now();
+    const error = 'message' in attempt ? attempt.message : undefined;
+    this.input.onEvent?.({ type: 'jobFinished', time, jobId, name: record.name, host, status, seconds: time - startedAt, ...(error !== undefined ? { error } : {}) });
   }
 
   private async attempt(jobId: string, host: string, log: BuildLog, record: JobRecord): Promise<Attempt> {
@@ -136,7 +145,12 @@ export class Executor {
       channel = await this.input.channels.acquire(host);
       const report = await this.transfers.ensure(host, channel, buildInputs(drv, this.input.drvs));
       noteTransfers(record, report);
-      const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog: (line) => log.write(`${line}\n`) });
+      const onEvent = this.input.onEvent;
+      const onLog = (line: string) => {
+        log.write(`${line}\n`);
+        onEvent?.({ type: 'buildLog', time: this.input.now(), jobId, host, line });
+      };
+      const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog });
       const attempt = classifyBuildResult(result);
       if (attempt.kind === 'built') await this.placeOutputs(drv, host);
       this.input.channels.release(host, channel);
@@ -166,18 +180,18 @@ export class Executor {
     }
   }
 
-  private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): void {
+  private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): 'built' | 'failed' | 'interrupted' | 'requeued' {
     const { scheduler } = this.input;
     const record = this.records.get(jobId)!;
     const now = this.input.now();
     if (attempt.kind === 'built') {
       scheduler.finished(jobId, now);
       Object.assign(record, { status: 'built', end: now });
-      return;
+      return 'built';
     }
     if (attempt.kind === 'interrupted') {
       Object.assign(record, { status: 'interrupted', end: now });
-      return;
+      return 'interrupted';
     }
     const counts = this.retries.get(jobId) ?? { transient: 0, connectionLost: 0 };
     if (attempt.kind === 'transient') counts.transient += 1;
@@ -188,9 +202,10 @@ export class Executor {
       this.input.log(`offload: ${record.name} on ${host}: ${attempt.message}; trying again`);
       record.status = 'pending';
       scheduler.requeue(jobId);
-      return;
+      return 'requeued';
     }
     this.fail(jobId, host, attempt.message, log.lastLines(), now);
+    return 'failed';
   }
 
   private fail(jobId: string, host: string, message: string, tail: string[], now: number): void {
@@ -199,7 +214,10 @@ export class Executor {
     const skipped = this.input.scheduler.failed(jobId);
     for (const id of skipped) {
       const dependent = this.records.get(id);
-      if (dependent && dependent.status === 'pending') Object.assign(dependent, { status: 'skipped', error: `needs ${jobId}, which failed` });
+      if (dependent && dependent.status === 'pending') {
+        Object.assign(dependent, { status: 'skipped', error: `needs ${jobId}, which failed` });
+        this.input.onEvent?.({ type: 'jobSkipped', time: now, jobId: id, name: dependent.name, reason: dependent.error! });
+      }
     }
     const lines = [`offload: building ${jobId} on ${host} failed: ${message}`];
     if (tail.length > 0) lines.push(`last ${tail.length} log lines of ${record.name}:`, ...tail.map((l) => `  ${l}`));
