@@ -55,7 +55,9 @@ export async function spawnServe(options: SpawnServeOptions = {}): Promise<Child
       if (closing) return;
       closing = true;
       // End of input makes Nix stop its build and exit cleanly; SIGTERM does the same when it is busy elsewhere.
+      // Dropping our end of stdout turns a write blocked on a full pipe (an abandoned export) into EPIPE.
       child.stdin.end();
+      child.stdout.destroy();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
       killer.unref();
