@@ -3,10 +3,11 @@ import { KeyFileError } from '../config/errors.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import { loadMachinesConfig } from '../config/loadMachines.js';
 import type { Machine } from '../config/machine.js';
-import { ExitCode } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { checkBuilders } from '../remote/builderProbe.js';
 import { expectedHostKey, knownHostsFilesFor } from '../remote/expectedHostKey.js';
 import { loadKnownHosts } from '../remote/knownHosts.js';
-import { machinesListToJson, machinesListToText, type MachineListing } from '../report/machinesReport.js';
+import { machinesCheckToJson, machinesCheckToText, machinesListToJson, machinesListToText, type MachineListing } from '../report/machinesReport.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 
@@ -21,7 +22,9 @@ export interface Output {
 export function registerMachinesCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
   const cmd = program
     .command('machines')
-    .description('list the configured machines as offload sees them (after ssh_config and host selection; never connects)');
+    .description('list the configured machines as offload sees them (after ssh_config and host selection; never connects)')
+    // Options after `check` belong to check (needs positional options on the root program too; see withParentOptions).
+    .enablePositionalOptions();
   addMachineOptions(cmd);
   addOutputOptions(cmd);
   cmd.addHelpText(
@@ -32,6 +35,76 @@ Examples:
   offload machines --builders @/etc/nix/machines --json | jq '.machines[].hostKey'`,
   );
   cmd.action((opts: MachinesOptions) => run(() => machinesAction(opts, process.stdout)));
+  registerCheckCommand(cmd, run);
+}
+
+function registerCheckCommand(machines: Command, run: (action: () => Promise<number>) => Promise<void>): void {
+  const cmd = machines
+    .command('check')
+    .description('connect to every machine (in parallel) and compare what its Nix really offers with what the machines file claims')
+    .option('--timeout <duration>', 'give each machine this long to answer everything, e.g. 10s, 1500ms', parseTimeout, DEFAULT_TIMEOUT_MS);
+  addMachineOptions(cmd);
+  addOutputOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+Reports per machine: reachable (connect time), host key (pinned / known_hosts / accepted), Nix version,
+serve protocol version, the systems and system-features its Nix really has against the claims, load per CPU
+and free store space, and a verdict: ok, warning (some builds would fail there) or unusable.
+Exit code ${ExitCode.hostsUnusable} when any machine is unusable, ${ExitCode.ok} otherwise.
+
+Examples:
+  offload machines check --machines machines.json
+  offload machines check --hosts kana --timeout 30s --json | jq '.machines[0].findings'`,
+  );
+  cmd.action(() => run(() => machinesCheckAction(withParentOptions<MachinesCheckOptions>(cmd), process.stdout)));
+}
+
+/**
+ * `machines` and `machines check` share their options, and commander hands
+ * an option to the first command that knows it (the parent, unless the root
+ * program enables positional options): an option the user gave to either
+ * counts, the subcommand's winning when both have one.
+ */
+export function withParentOptions<T>(cmd: Command): T {
+  const merged: Record<string, unknown> = { ...cmd.opts() };
+  const parent = cmd.parent;
+  if (!parent) return merged as T;
+  const given = (c: Command, key: string) => ['cli', 'env'].includes(c.getOptionValueSource(key) ?? '');
+  for (const [key, value] of Object.entries(parent.opts())) {
+    if (given(parent, key) && !given(cmd, key)) merged[key] = value;
+  }
+  return merged as T;
+}
+
+export interface MachinesCheckOptions extends MachinesOptions {
+  timeout: number;
+  /** known_hosts files for machines without their own; default ssh's. */
+  knownHostsFiles?: string[];
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** `10s`, `1500ms`, `1m`, or plain seconds. */
+export function parseTimeout(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+  const ms = match ? Number(match[1]) * unit[match[2] ?? 's']! : NaN;
+  if (!(ms > 0)) throw new OffloadError(`--timeout: expected a duration such as 10s or 1500ms, got "${value}"`);
+  return Math.round(ms);
+}
+
+export async function machinesCheckAction(opts: MachinesCheckOptions, out: Output): Promise<number> {
+  const config = await loadMachinesConfig(machineLoadOptions(opts));
+  for (const warning of config.warnings ?? []) process.stderr.write(`offload: warning: ${warning}\n`);
+  const checks = await checkBuilders(config.machines, {
+    timeoutMs: opts.timeout,
+    ...(opts.knownHostsFiles !== undefined && { knownHostsFiles: opts.knownHostsFiles }),
+  });
+  const input = { source: config.source, timeoutMs: opts.timeout, checks };
+  if (opts.json) out.write(`${JSON.stringify(machinesCheckToJson(input), null, 2)}\n`);
+  else out.write(`${machinesCheckToText(input, { color: useColor(opts, out as NodeJS.WriteStream) })}\n`);
+  return checks.some((c) => c.verdict === 'unusable') ? ExitCode.hostsUnusable : ExitCode.ok;
 }
 
 export async function machinesAction(opts: MachinesOptions, out: Output): Promise<number> {

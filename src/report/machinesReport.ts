@@ -1,4 +1,7 @@
 import type { LocalSettings, Machine } from '../config/machine.js';
+import type { Severity } from '../remote/builderClaims.js';
+import type { BuilderCheck } from '../remote/builderProbe.js';
+import { formatKiB, type Verdict } from '../remote/builderVerdict.js';
 import type { ExpectedHostKey } from '../remote/expectedHostKey.js';
 import { renderTable } from './table.js';
 
@@ -102,4 +105,91 @@ export function machinesListToText(input: MachinesListInput, opts: { color: bool
   }
   for (const warning of input.warnings) lines.push(`warning: ${warning}`);
   return lines.join('\n');
+}
+
+export interface MachinesCheckInput {
+  source: string;
+  timeoutMs: number;
+  checks: readonly BuilderCheck[];
+}
+
+/** The `offload machines check --json` shape: one entry per machine, in the machines file's order. */
+export function machinesCheckToJson(input: MachinesCheckInput): object {
+  const unusable = input.checks.filter((c) => c.verdict === 'unusable').map((c) => c.hostName);
+  return {
+    source: input.source,
+    timeoutSeconds: input.timeoutMs / 1000,
+    usable: input.checks.length - unusable.length,
+    unusable,
+    machines: input.checks.map((c) => ({
+      hostName: c.hostName,
+      address: c.address,
+      port: c.port,
+      user: c.user ?? null,
+      verdict: c.verdict,
+      reason: c.reason ?? null,
+      reachable: c.reachable ?? null,
+      connectMs: c.connectMs ?? null,
+      authenticated: c.authenticated,
+      hostKey: c.hostKey,
+      nixVersion: c.nixVersion ?? null,
+      serveProtocol: c.serveProtocol ?? null,
+      nix: c.nix ?? null,
+      claims: c.claims,
+      load: c.load ?? null,
+      store: c.store ?? null,
+      findings: c.findings,
+    })),
+  };
+}
+
+const SEVERITY_ORDER: Record<Severity, number> = { unusable: 0, warning: 1, note: 2 };
+
+export function machinesCheckToText(input: MachinesCheckInput, opts: { color: boolean }): string {
+  const paint = (code: number, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[39m` : s);
+  const verdictCell = (v: Verdict) => (v === 'ok' ? paint(32, v) : v === 'warning' ? paint(33, v) : paint(31, v));
+  const rows = input.checks.map((c) => [
+    c.hostName,
+    c.verdict,
+    c.connectMs !== undefined ? `${c.connectMs} ms` : c.reachable === false ? 'unreachable' : '-',
+    c.hostKey.status,
+    c.nixVersion ?? '-',
+    c.serveProtocol ?? '-',
+    c.nix ? [c.nix.system, ...c.nix.extraPlatforms.map((p) => `+${p}`)].join(',') : '-',
+    c.nix ? list(c.nix.systemFeatures) : '-',
+    c.load ? c.load.perCpu.toFixed(2) : '-',
+    c.store ? formatKiB(c.store.availableKiB) : '-',
+  ]);
+  const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE'];
+  // Colour codes are invisible: pad the verdict column on the plain text, then paint it.
+  const table = renderTable(header, rows, new Set([2, 8, 9]))
+    .split('\n')
+    .map((line, i) => (i === 0 ? line : paintVerdict(line, input.checks[i - 1]!.verdict, verdictCell)))
+    .join('\n');
+  const lines = [`Checked ${input.checks.length} machine${input.checks.length === 1 ? '' : 's'} from ${input.source}`, '', table];
+  const findings = input.checks.flatMap((c) =>
+    [...c.findings].sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]).map((f) => ({ host: c.hostName, ...f })),
+  );
+  if (findings.length > 0) lines.push('');
+  for (const f of findings) {
+    const label = f.severity === 'unusable' ? paint(31, 'unusable') : f.severity === 'warning' ? paint(33, 'warning') : 'note';
+    lines.push(`${f.host}: ${label}: ${f.message}`);
+  }
+  lines.push('', summary(input.checks));
+  return lines.join('\n');
+}
+
+function paintVerdict(line: string, verdict: Verdict, paint: (v: Verdict) => string): string {
+  const at = line.indexOf(`  ${verdict}`);
+  return at < 0 ? line : `${line.slice(0, at + 2)}${paint(verdict)}${line.slice(at + 2 + verdict.length)}`;
+}
+
+function summary(checks: readonly BuilderCheck[]): string {
+  if (checks.length === 0) return 'No machines configured: nothing to check.';
+  const unusable = checks.filter((c) => c.verdict === 'unusable').map((c) => c.hostName);
+  const warnings = checks.filter((c) => c.verdict === 'warning').length;
+  const usable = checks.length - unusable.length;
+  const warned = warnings > 0 ? ` (${warnings} with warnings)` : '';
+  const bad = unusable.length > 0 ? `; unusable: ${unusable.join(', ')}` : '';
+  return `${usable} of ${checks.length} machines usable${warned}${bad}.`;
 }

@@ -1,0 +1,55 @@
+/**
+ * Load and free store space of a builder, parsed from fixed probe commands.
+ * Pure; `undefined` means the output was not what the command prints.
+ */
+
+export const LOADAVG_COMMAND = 'cat /proc/loadavg';
+export const NPROC_COMMAND = 'nproc';
+/** A store that has never held a path has no /nix/store yet; Nix will create it on /nix. */
+export const STORE_DF_COMMAND = 'df -Pk /nix/store 2>/dev/null || df -Pk /nix';
+
+/** `/proc/loadavg`: `0.52 0.61 0.70 2/345 6789`. */
+export function parseLoadavg(text: string): { one: number; five: number; fifteen: number } | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)(?:\s|$)/.exec(text);
+  if (!match) return undefined;
+  return { one: Number(match[1]), five: Number(match[2]), fifteen: Number(match[3]) };
+}
+
+/** `nproc`: CPUs this process may use. */
+export function parseCpuCount(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^\d+$/.test(trimmed)) return undefined;
+  const n = Number(trimmed);
+  return n > 0 ? n : undefined;
+}
+
+export interface StoreSpace {
+  /** Filesystem holding the store, as df names it. */
+  filesystem: string;
+  mountPoint: string;
+  totalKiB: number;
+  availableKiB: number;
+  /** df's Capacity column: used share of the space not reserved for root. */
+  usedPercent: number;
+}
+
+/**
+ * POSIX `df -Pk`: a header, then exactly one line per filesystem:
+ * `Filesystem 1024-blocks Used Available Capacity Mounted on`. The numbers
+ * are matched from the right, since the filesystem name may contain spaces.
+ */
+export function parseDfStore(text: string): StoreSpace | undefined {
+  const lines = text.split('\n').filter((line) => line.trim() !== '');
+  const header = lines[0];
+  const row = lines[1];
+  if (!header || !row || !/^Filesystem\s/.test(header)) return undefined;
+  const match = /^(.+?)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)%\s+(\/.*)$/.exec(row.trim());
+  if (!match) return undefined;
+  return {
+    filesystem: match[1]!,
+    totalKiB: Number(match[2]),
+    availableKiB: Number(match[4]),
+    usedPercent: Number(match[5]),
+    mountPoint: match[6]!,
+  };
+}

@@ -1,0 +1,259 @@
+import { performance } from 'node:perf_hooks';
+import { KeyFileError } from '../config/errors.js';
+import type { Machine } from '../config/machine.js';
+import { OffloadError } from '../errors/offloadError.js';
+import { compareClaims, type Finding, type MachineClaims } from './builderClaims.js';
+import { LOADAVG_COMMAND, NPROC_COMMAND, parseCpuCount, parseDfStore, parseLoadavg, STORE_DF_COMMAND, type StoreSpace } from './builderMetrics.js';
+import { loadFindings, storeSpaceFindings, verdictOf, type StoreSpaceLimits, type Verdict } from './builderVerdict.js';
+import { expectedHostKey, knownHostsFilesFor } from './expectedHostKey.js';
+import { defaultKnownHostsFiles, loadKnownHosts } from './knownHosts.js';
+import {
+  NIX_VERSION_COMMAND,
+  parseNixVersion,
+  parseShowConfigJson,
+  parseShowConfigText,
+  SHOW_CONFIG_JSON_COMMAND,
+  SHOW_CONFIG_TEXT_COMMAND,
+  type BuilderNixConfig,
+} from './nixConfigProbe.js';
+import { ServeClient } from './serveClient.js';
+import { AuthenticationError, HostKeyMismatchError, HostUnreachableError, UnknownHostKeyError } from './sshErrors.js';
+import { SshPool, type ExecResult } from './sshPool.js';
+
+/**
+ * `offload machines check`: connects to a builder and asks it, with fixed
+ * commands only (nothing from the machines file reaches its shell), what it
+ * really is, then compares that with what the machines file claims.
+ */
+
+export type HostKeyStatus = 'pinned' | 'known_hosts' | 'accepted unknown' | 'mismatch' | 'unknown' | 'not checked';
+
+export interface BuilderCheck {
+  hostName: string;
+  address: string;
+  port: number;
+  user?: string;
+  /** TCP + SSH handshake reached sshd; undefined when not tried (a local problem came first). */
+  reachable?: boolean;
+  /** Handshake and authentication, in milliseconds. */
+  connectMs?: number;
+  authenticated: boolean;
+  hostKey: { status: HostKeyStatus; fingerprints: string[] };
+  nixVersion?: string;
+  /** Serve protocol version the builder's `nix-store --serve` announced, e.g. `2.7`. */
+  serveProtocol?: string;
+  /** What its Nix settings say (from `nix show-config`). */
+  nix?: BuilderNixConfig;
+  claims: MachineClaims;
+  load?: { oneMinute: number; cpus: number; perCpu: number };
+  store?: StoreSpace;
+  findings: Finding[];
+  verdict: Verdict;
+  reason?: string;
+}
+
+export interface CheckOptions {
+  /** Each host must answer everything within this (connect included). */
+  timeoutMs: number;
+  /** known_hosts files for machines without their own (default: ssh's). */
+  knownHostsFiles?: string[];
+  storeSpaceLimits?: StoreSpaceLimits;
+}
+
+/** Checks every machine in parallel over one pool; the result keeps the machines' order. */
+export async function checkBuilders(machines: readonly Machine[], options: CheckOptions): Promise<BuilderCheck[]> {
+  const knownHostsFiles = options.knownHostsFiles ?? defaultKnownHostsFiles();
+  const pool = new SshPool({ connectTimeoutMs: options.timeoutMs, knownHostsFiles });
+  try {
+    return await Promise.all(machines.map((m) => checkWithTimeout(pool, m, { ...options, knownHostsFiles })));
+  } finally {
+    await pool.closeAll();
+  }
+}
+
+/** What is known so far; a timeout reports it as it stands. */
+interface Draft extends Omit<BuilderCheck, 'verdict' | 'reason'> {
+  /** Probe steps started but not finished, for the timeout message. */
+  pending: Set<string>;
+}
+
+async function checkWithTimeout(
+  pool: SshPool,
+  machine: Machine,
+  options: CheckOptions & { knownHostsFiles: string[] },
+): Promise<BuilderCheck> {
+  const draft: Draft = {
+    hostName: machine.hostName,
+    address: machine.address,
+    port: machine.port,
+    ...(machine.sshUser !== undefined && { user: machine.sshUser }),
+    authenticated: false,
+    hostKey: { status: 'not checked', fingerprints: [] },
+    claims: { systems: machine.systems, supportedFeatures: machine.supportedFeatures, mandatoryFeatures: machine.mandatoryFeatures },
+    findings: [],
+    pending: new Set(),
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), options.timeoutMs);
+  });
+  const probing = probe(pool, machine, draft, options);
+  // After a timeout the probe may still fail when the pool closes; that is already reported.
+  probing.catch(() => undefined);
+  try {
+    const outcome = await Promise.race([probing, timedOut]);
+    if (outcome === 'timeout') {
+      const waiting = [...draft.pending].join(', ') || 'connecting';
+      const snapshot: Draft = { ...draft, findings: [...draft.findings], pending: new Set() };
+      snapshot.findings.unshift({
+        severity: 'unusable',
+        message: `no complete answer within ${options.timeoutMs / 1000} s (still waiting for: ${waiting})`,
+      });
+      return finish(snapshot);
+    }
+    return finish(draft);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function finish(draft: Draft): BuilderCheck {
+  const { pending: _pending, ...rest } = draft;
+  return { ...rest, ...verdictOf(draft.findings) };
+}
+
+async function probe(pool: SshPool, machine: Machine, draft: Draft, options: CheckOptions & { knownHostsFiles: string[] }): Promise<void> {
+  const files = knownHostsFilesFor(machine, options.knownHostsFiles);
+  const expected = await step(draft, 'known_hosts', async () => expectedHostKey(machine, await loadKnownHosts(files), files));
+  if (!expected) return;
+  if (!(await connect(pool, machine, draft, expected))) return;
+  await Promise.all([
+    step(draft, NIX_VERSION_COMMAND, () => nixVersion(pool, machine, draft)),
+    step(draft, 'serve greeting', () => serveProtocol(pool, machine, draft, options.timeoutMs)),
+    step(draft, 'nix show-config', () => nixSettings(pool, machine, draft)),
+    step(draft, 'load', () => load(pool, machine, draft)),
+    step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
+  ]);
+}
+
+/** Runs one probe step; an OffloadError (lost connection, refused channel) becomes an unusable finding. */
+async function step<T>(draft: Draft, name: string, run: () => Promise<T>): Promise<T | undefined> {
+  draft.pending.add(name);
+  try {
+    return await run();
+  } catch (error) {
+    if (!(error instanceof OffloadError)) throw error;
+    draft.findings.push({ severity: 'unusable', message: `${name}: ${error.message}` });
+    return undefined;
+  } finally {
+    draft.pending.delete(name);
+  }
+}
+
+async function connect(pool: SshPool, machine: Machine, draft: Draft, expected: ReturnType<typeof expectedHostKey>): Promise<boolean> {
+  const trusted = { status: trustOf(expected), fingerprints: expected.fingerprints };
+  const start = performance.now();
+  draft.pending.add('connecting');
+  try {
+    await pool.connect(machine);
+    Object.assign(draft, { reachable: true, authenticated: true, connectMs: Math.round(performance.now() - start), hostKey: trusted });
+    return true;
+  } catch (error) {
+    if (!(error instanceof OffloadError)) throw error;
+    draft.findings.push({ severity: 'unusable', message: error.message });
+    if (error instanceof HostKeyMismatchError) {
+      Object.assign(draft, { reachable: true, hostKey: { status: 'mismatch', fingerprints: [error.offeredFingerprint] } });
+    } else if (error instanceof UnknownHostKeyError) {
+      Object.assign(draft, { reachable: true, hostKey: { status: 'unknown', fingerprints: [`${error.keyType} ${error.offeredFingerprint}`] } });
+    } else if (error instanceof AuthenticationError) {
+      // ssh checks the host key before authentication, so it was accepted.
+      Object.assign(draft, { reachable: true, hostKey: trusted });
+    } else if (error instanceof HostUnreachableError || !(error instanceof KeyFileError)) {
+      // A bad local key file stops the attempt before any connection: reachability stays unknown.
+      draft.reachable = false;
+    }
+    return false;
+  } finally {
+    draft.pending.delete('connecting');
+  }
+}
+
+/** How the key of a connection that succeeded was trusted: SshPool checks pinned, then known_hosts, then acceptance. */
+function trustOf(expected: ReturnType<typeof expectedHostKey>): HostKeyStatus {
+  if (expected.source === 'pinned') return 'pinned';
+  if (expected.source === 'known_hosts') return 'known_hosts';
+  return 'accepted unknown';
+}
+
+/** Why a probe command gave nothing usable: its exit and first stderr line (e.g. "nix-store: command not found"). */
+function failure(command: string, result: ExecResult): string {
+  if (result.code === 0) return `${command} printed unexpected output "${result.stdout.trim().slice(0, 100)}"`;
+  const line = result.stderr.split('\n').map((l) => l.trim()).find((l) => l !== '');
+  const how = result.code === null ? `was killed by ${result.signal ?? 'a signal'}` : `exited with ${result.code}`;
+  return `${command} ${how}${line ? `: ${line.slice(0, 300)}` : ''}`;
+}
+
+async function nixVersion(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
+  const result = await pool.exec(machine, NIX_VERSION_COMMAND);
+  const version = result.code === 0 ? parseNixVersion(result.stdout) : undefined;
+  if (version !== undefined) {
+    draft.nixVersion = version;
+    return;
+  }
+  draft.findings.push({ severity: 'unusable', message: `no usable Nix over ssh: ${failure(NIX_VERSION_COMMAND, result)}` });
+}
+
+async function serveProtocol(pool: SshPool, machine: Machine, draft: Draft, timeoutMs: number): Promise<void> {
+  const transport = await pool.openServe(machine);
+  try {
+    const client = await ServeClient.open(transport, { handshakeTimeoutMs: timeoutMs });
+    const version = client.serverVersion;
+    draft.serveProtocol = `${(version >> 8) & 0xff}.${version & 0xff}`;
+    client.close();
+  } finally {
+    transport.close();
+  }
+}
+
+async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
+  const json = await pool.exec(machine, SHOW_CONFIG_JSON_COMMAND);
+  let parsed = json.code === 0 ? parseShowConfigJson(json.stdout) : { ok: false as const, reason: failure(SHOW_CONFIG_JSON_COMMAND, json) };
+  if (!parsed.ok) {
+    const text = await pool.exec(machine, SHOW_CONFIG_TEXT_COMMAND);
+    if (text.code === 0) parsed = parseShowConfigText(text.stdout);
+  }
+  if (!parsed.ok) {
+    draft.findings.push({
+      severity: 'warning',
+      message: `cannot read its Nix settings (${parsed.reason}), so its systems and features are unchecked`,
+    });
+    return;
+  }
+  draft.nix = parsed.config;
+  draft.findings.push(...compareClaims(draft.claims, parsed.config));
+}
+
+async function load(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
+  const [loadavg, nproc] = await Promise.all([pool.exec(machine, LOADAVG_COMMAND), pool.exec(machine, NPROC_COMMAND)]);
+  const average = loadavg.code === 0 ? parseLoadavg(loadavg.stdout) : undefined;
+  const cpus = nproc.code === 0 ? parseCpuCount(nproc.stdout) : undefined;
+  if (average === undefined || cpus === undefined) {
+    const why = average === undefined ? failure(LOADAVG_COMMAND, loadavg) : failure(NPROC_COMMAND, nproc);
+    draft.findings.push({ severity: 'note', message: `load unknown (${why})` });
+    return;
+  }
+  const perCpu = Math.round((average.one / cpus) * 100) / 100;
+  draft.load = { oneMinute: average.one, cpus, perCpu };
+  draft.findings.push(...loadFindings(perCpu));
+}
+
+async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits: StoreSpaceLimits | undefined): Promise<void> {
+  const result = await pool.exec(machine, STORE_DF_COMMAND);
+  const space = result.code === 0 ? parseDfStore(result.stdout) : undefined;
+  if (space === undefined) {
+    draft.findings.push({ severity: 'note', message: `free store space unknown (${failure(STORE_DF_COMMAND, result)})` });
+    return;
+  }
+  draft.store = space;
+  draft.findings.push(...storeSpaceFindings(space, limits));
+}
