@@ -1,3 +1,5 @@
+import { LOCAL_HOST } from '../schedule/types.js';
+
 /**
  * Nix's `--log-format internal-json` activity stream, so that
  * `offload build … |& nom --json` shows offload's builds as if Nix ran them.
@@ -66,11 +68,12 @@ export class InternalJsonLogger {
   /**
    * Starts an actBuild activity. Like Nix, the machine is its store URI
    * (`ssh://host`) and empty for a local build; the last two fields are
-   * curRound and nrRounds, always 1.
+   * curRound and nrRounds, always 1. Host `local` (LOCAL_HOST) is local
+   * unless `options.local` says otherwise.
    */
   startBuild(drvPath: string, host: string, options: { local?: boolean } = {}): number {
     const id = this.idBase + this.nextId++;
-    const machine = options.local ? '' : `ssh://${host}`;
+    const machine = (options.local ?? host === LOCAL_HOST) ? '' : `ssh://${host}`;
     const text = machine === '' ? `building '${drvPath}'` : `building '${drvPath}' on '${machine}'`;
     this.open.add(id);
     this.emit({ action: 'start', id, level: Verbosity.info, type: ActivityType.build, text, parent: 0, fields: [drvPath, machine, 1, 1] });

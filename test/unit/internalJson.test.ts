@@ -53,8 +53,11 @@ describe('InternalJsonLogger', () => {
 
   it('leaves the machine empty for local builds', () => {
     const { sink, parsed } = capture();
-    new InternalJsonLogger(sink).startBuild(drv, 'local', { local: true });
+    const log = new InternalJsonLogger(sink);
+    log.startBuild(drv, 'local');
+    log.startBuild(drv, 'this-machine', { local: true });
     expect(parsed()[0]).toMatchObject({ text: `building '${drv}'`, fields: [drv, '', 1, 1] });
+    expect(parsed()[1]).toMatchObject({ text: `building '${drv}'`, fields: [drv, '', 1, 1] });
   });
 
   it('gives each activity a distinct exact-integer id carrying the pid, like Nix', () => {
