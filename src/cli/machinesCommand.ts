@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { KeyFileError } from '../config/errors.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import { loadMachinesConfig } from '../config/loadMachines.js';
@@ -42,7 +42,11 @@ function registerCheckCommand(machines: Command, run: (action: () => Promise<num
   const cmd = machines
     .command('check')
     .description('connect to every machine (in parallel) and compare what its Nix really offers with what the machines file claims')
-    .option('--timeout <duration>', 'give each machine this long to answer everything, e.g. 10s, 1500ms', parseTimeout, DEFAULT_TIMEOUT_MS);
+    .addOption(
+      new Option('--timeout <duration>', 'give each machine this long to answer everything, e.g. 30s, 1500ms')
+        .argParser(parseTimeout)
+        .default(DEFAULT_TIMEOUT_MS, '10s'),
+    );
   addMachineOptions(cmd);
   addOutputOptions(cmd);
   cmd.addHelpText(
