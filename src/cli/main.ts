@@ -2,6 +2,9 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { registerBuildCommand } from './buildCommand.js';
+import { registerCompletionCommand } from './completion.js';
+import { registerHistoryCommand } from './historyCommand.js';
+import { registerMachinesCommand } from './machinesCommand.js';
 import { registerPlanCommand } from './planCommand.js';
 
 /**
@@ -19,9 +22,15 @@ export async function main(argv: string[]): Promise<number> {
     .version(await packageVersion())
     .exitOverride()
     .showSuggestionAfterError()
+    // Options after a subcommand belong to it (`machines check --json`).
+    .enablePositionalOptions()
     .addHelpText('after', `\n${exitCodeHelp}`);
   registerPlanCommand(program, run);
   registerBuildCommand(program, run);
+  registerMachinesCommand(program, run);
+  registerHistoryCommand(program, run);
+  // Last: the completion script is generated from every command above.
+  registerCompletionCommand(program);
   try {
     await program.parseAsync(argv);
     return exitCode;
