@@ -91,6 +91,12 @@ function releaseAllAtExit(): void {
  * other processes' releases and deaths are noticed by one poll per instance
  * (every 50 ms growing to 250 ms), which only takes the write lock once a read
  * shows that one of its tickets may be served.
+ *
+ * Use: one instance per run, closed when the run ends. Per job, on its host
+ * (LOCAL_HOST for this machine), with the run's AbortSignal:
+ *   const lease = await slots.acquire(host.id, host.maxJobs, signal);
+ *   try { ...build... } finally { lease.release(); }
+ * A host with maxJobs 0 has no slots to lease (acquire throws RangeError).
  */
 export class SlotLeases {
   readonly path: string;
