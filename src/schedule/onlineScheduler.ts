@@ -10,8 +10,10 @@ export interface SchedulerOptions {
   /** Hosts (ids) that may take non-builtin jobs; default: every host. builtin jobs keep local. */
   regularHosts?: readonly string[];
   /**
-   * Reserve slots for high-rank jobs whose deps are all running (they become
-   * ready when those end), so shorter jobs only fill the gap before. Default on.
+   * Hold slots for jobs that will be critical once their running deps end;
+   * other jobs may use such a slot only if they end before it is needed.
+   * Default off: on the shared nixpkgs DAGs slack placement alone did as well
+   * or better, so planBuild tries both and the plan records the winner.
    */
   lookahead?: boolean;
   /**
@@ -105,7 +107,7 @@ export class OnlineScheduler {
   constructor(jobs: Job[], hosts: Host[], options: SchedulerOptions = {}) {
     this.jobs = jobs;
     this.hosts = hosts;
-    this.lookahead = options.lookahead ?? true;
+    this.lookahead = options.lookahead ?? false;
     this.slackPlacement = options.slackPlacement ?? true;
     hosts.forEach((h, k) => this.hostIndex.set(h.id, k));
     const allowed = options.regularHosts ? new Set(options.regularHosts) : undefined;
@@ -268,7 +270,10 @@ export class OnlineScheduler {
     return dependents;
   }
 
-  /** A running job goes back to the ready queue (its host died, or a transient error). */
+  /**
+   * A running job goes back to the queue (its host died, or a transient
+   * error): ready again, or blocked when a dep was meanwhile un-finished.
+   */
   requeue(jobId: string): void {
     const i = this.index(jobId);
     if (this.state[i] !== RUNNING) throw this.misuse(`cannot requeue ${jobId}: it is not running`);
@@ -276,7 +281,32 @@ export class OnlineScheduler {
     this.hostOf[i] = -1;
     const { childStart, children } = this.topo;
     for (let e = childStart[i]!; e < childStart[i + 1]!; e++) this.unstarted[children[e]!]!++;
-    this.makeReady(i);
+    if (this.missing[i]! > 0) this.state[i] = BLOCKED;
+    else this.makeReady(i);
+  }
+
+  /**
+   * A finished job must run again: the only copy of its outputs went with a
+   * builder that died. It is ready (or blocked, if a dep is un-finished too)
+   * and dependents that have not started wait for it again; running ones
+   * keep running (they may already hold the outputs) and, if requeued,
+   * wait for it.
+   */
+  unfinish(jobId: string): void {
+    const i = this.index(jobId);
+    if (this.state[i] !== DONE) throw this.misuse(`cannot unfinish ${jobId}: it has not finished`);
+    this.unfinished++;
+    this.remainingWork += this.jobs[i]!.duration;
+    const { childStart, children } = this.topo;
+    for (let e = childStart[i]!; e < childStart[i + 1]!; e++) {
+      const c = children[e]!;
+      this.missing[c]!++;
+      this.unstarted[c]!++;
+      // A stale heap entry stays behind; head() skips jobs that are not ready.
+      if (this.state[c] === READY) this.state[c] = BLOCKED;
+    }
+    if (this.missing[i]! > 0) this.state[i] = BLOCKED;
+    else this.makeReady(i);
   }
 
   /** An unavailable host gets no new jobs; jobs running there stay until finished or requeued. */
@@ -519,6 +549,8 @@ export class OnlineScheduler {
       const phantom = soon[soonAt];
       if (phantom && rank[phantom.job]! > rank[bestJob]!) {
         soonAt++;
+        // Only a job that would be critical when it becomes ready is worth holding a slot for.
+        if (phantom.at + rank[phantom.job]! < projected - EPS) continue;
         const o = this.choose(phantom.job, views, phantom.at, now, projected);
         if (o) {
           this.book(o, views[o.host]!, phantom.at, now);

@@ -11,7 +11,12 @@ export interface PlanOptions {
 interface Candidate {
   name: string;
   regularHosts?: string[];
+  lookahead?: boolean;
 }
+
+/** Above this many jobs the lookahead variant is not tried, to keep planning fast. */
+const VARIANT_LIMIT = 20_000;
+const LOOKAHEAD = 'offload+lookahead';
 
 /**
  * Published results (PISA, Coleman & Krishnamachari) show list schedulers can
@@ -22,6 +27,7 @@ function candidates(jobs: Job[], hosts: Host[]): Candidate[] {
   const regular = jobs.filter((j) => !j.isBuiltin);
   const fitsAll = (h: Host) => regular.every((j) => fits(h, j));
   const out: Candidate[] = [{ name: 'offload' }];
+  if (jobs.length <= VARIANT_LIMIT) out.push({ name: LOOKAHEAD, lookahead: true });
   const local = hosts.find((h) => h.isLocal);
   if (local && local.maxJobs > 0 && fitsAll(local)) out.push({ name: 'all-local', regularHosts: [local.id] });
   const single = hosts
@@ -38,23 +44,35 @@ function candidates(jobs: Job[], hosts: Host[]): Candidate[] {
  */
 export function planBuild(jobs: Job[], hosts: Host[], opts: PlanOptions = {}): Plan {
   assertEveryJobFits(jobs, hosts);
-  const all = opts.baselines === false ? candidates(jobs, hosts).slice(0, 1) : candidates(jobs, hosts);
+  const all = candidates(jobs, hosts).filter((c) => opts.baselines !== false || !c.regularHosts);
   let best: Plan | undefined;
   const makespans: Record<string, number> = {};
   for (const c of all) {
-    const plan = simulate(jobs, hosts, { name: c.name, ...(c.regularHosts ? { regularHosts: c.regularHosts } : {}) });
+    const plan = simulate(jobs, hosts, {
+      name: c.name,
+      lookahead: c.lookahead ?? false,
+      ...(c.regularHosts ? { regularHosts: c.regularHosts } : {}),
+    });
     makespans[c.name] = plan.makespan;
     if (!best || plan.makespan < best.makespan) best = plan;
   }
   return { ...best!, candidates: makespans };
 }
 
-/** The scheduler a live run should use to follow `plan` (same host restriction). */
-export function schedulerForPlan(plan: Plan, jobs: Job[], hosts: Host[], options: SchedulerOptions = {}): OnlineScheduler {
+/** The scheduler options that reproduce `plan`'s winning policy. */
+export function schedulerOptionsForPlan(plan: Plan): SchedulerOptions {
+  return {
+    lookahead: plan.policy === LOOKAHEAD,
+    ...(plan.regularHosts ? { regularHosts: plan.regularHosts } : {}),
+  };
+}
+
+/** The scheduler a live run should use to follow `plan`: same policy variant, same hosts. */
+export function schedulerForPlan(plan: Plan, jobs: Job[], hosts: Host[]): OnlineScheduler {
   const allowed = new Set(plan.hosts);
   return new OnlineScheduler(
     jobs,
     hosts.filter((h) => allowed.has(h.id)),
-    plan.regularHosts ? { ...options, regularHosts: plan.regularHosts } : options,
+    schedulerOptionsForPlan(plan),
   );
 }

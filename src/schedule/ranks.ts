@@ -51,32 +51,32 @@ export function criticalPathIndices(topo: Topology, rank: Float64Array): number[
   return path;
 }
 
-/** Capacity in reference-seconds per second: Σ slots·speedFactor over hosts some job fits. */
-export function usableCapacity(jobs: Job[], hosts: Host[], fit: FitClasses): number {
-  const used = new Set<number>();
-  const builtinOnly = new Set<number>();
-  fit.hostsOf.forEach((hs, c) => hs.forEach((k) => (fit.builtin[c] ? builtinOnly : used).add(k)));
-  let capacity = 0;
-  hosts.forEach((h, k) => {
-    if (used.has(k)) capacity += Math.max(slotLimit(h, false), builtinOnly.has(k) ? slotLimit(h, true) : 0) * h.speedFactor;
-    else if (builtinOnly.has(k)) capacity += slotLimit(h, true) * h.speedFactor;
-  });
-  return capacity;
-}
-
 /**
- * max(critical path at each job's fastest fitting speed, Σ durations / Σ
- * slots·speedFactor). The work term divides reference seconds by reference
- * capacity, which is the valid (and tighter) form for hosts of mixed speed.
+ * max(critical path at each job's fastest fitting speed, work / capacity).
+ * The work term divides reference seconds by reference capacity (Σ
+ * slots·speedFactor), the valid form for hosts of mixed speed, and is taken
+ * for every fit class's host set too: jobs that only fit hosts S must be done
+ * by S alone (big-parallel work on the one big host, say).
  */
 export function lowerBoundOf(topo: Topology, hosts: Host[], fit: FitClasses): number {
   const rank = upwardRanks(topo, optimisticWeights(topo.jobs, fit));
-  let cp = 0;
-  for (const r of rank) cp = Math.max(cp, r);
-  let work = 0;
-  for (const job of topo.jobs) work += job.duration;
-  const capacity = usableCapacity(topo.jobs, hosts, fit);
-  return Math.max(cp, capacity > 0 ? work / capacity : 0);
+  let bound = 0;
+  for (const r of rank) bound = Math.max(bound, r);
+  const classWork = new Float64Array(fit.hostsOf.length);
+  topo.jobs.forEach((job, i) => (classWork[fit.classOf[i]!]! += job.duration));
+  const hasBuiltin = fit.builtin.some((b, c) => b && classWork[c]! > 0);
+  const slots = hosts.map((h) => Math.max(slotLimit(h, false), hasBuiltin ? slotLimit(h, true) : 0) * h.speedFactor);
+  const sets = [...fit.hostsOf, [...new Set(fit.hostsOf.flat())]];
+  for (const set of sets) {
+    const inSet = new Set(set);
+    let work = 0;
+    fit.hostsOf.forEach((hs, c) => {
+      if (hs.length > 0 && hs.every((k) => inSet.has(k))) work += classWork[c]!;
+    });
+    const capacity = set.reduce((a, k) => a + slots[k]!, 0);
+    if (capacity > 0) bound = Math.max(bound, work / capacity);
+  }
+  return bound;
 }
 
 export function lowerBound(jobs: Job[], hosts: Host[]): number {
