@@ -23,7 +23,11 @@ export class JobGraphError extends OffloadError {
   }
 }
 
-/** Topologies are pure functions of the job array; plan builds several schedules over the same one. */
+/**
+ * Topologies are pure functions of the job array; plan builds several
+ * schedules over the same one. Job arrays are treated as immutable: build a
+ * new array rather than pushing to one already scheduled.
+ */
 const cache = new WeakMap<Job[], Topology>();
 
 export function buildTopology(jobs: Job[]): Topology {

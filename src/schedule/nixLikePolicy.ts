@@ -42,7 +42,9 @@ function discoveryOrder(topo: Topology): Int32Array {
  * What Nix's build-remote hook does, for comparison only: no priorities
  * (discovery order), remote builders first, the remote with the least
  * load / speedFactor among those with a free slot (ties: higher speedFactor,
- * then lower load), the local machine only when no remote can take the job.
+ * then lower load), the local machine only when no remote can take the job
+ * (or first for preferLocalBuild). Real speedFactor division, as after
+ * NixOS/nix#9841.
  */
 export class NixLikePolicy implements Policy {
   private readonly topo: Topology;
@@ -123,6 +125,9 @@ export class NixLikePolicy implements Policy {
   private pick(i: number): number {
     const builtin = this.topo.jobs[i]!.isBuiltin ? 1 : 0;
     const free = (k: number) => this.load[k]! < this.limit[builtin]![k]!;
+    const localFree = this.fitHosts[i]!.find((k) => this.hosts[k]!.isLocal && free(k)) ?? -1;
+    // preferLocalBuild is the one thing that makes Nix try local first.
+    if (this.topo.jobs[i]!.preferLocalBuild && localFree >= 0) return localFree;
     let best = -1;
     for (const k of this.fitHosts[i]!) {
       const h = this.hosts[k]!;
@@ -142,8 +147,7 @@ export class NixLikePolicy implements Policy {
         best = k;
       }
     }
-    if (best >= 0) return best;
-    return this.fitHosts[i]!.find((k) => this.hosts[k]!.isLocal && free(k)) ?? -1;
+    return best >= 0 ? best : localFree;
   }
 }
 
