@@ -14,6 +14,7 @@ import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
+import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { runFailed, runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
@@ -26,6 +27,9 @@ export interface BuildOptions extends MachineOptions, OutputOptions {
   durations?: string;
   keepGoing?: boolean;
   copyBack: CopyBack;
+  connectTimeout: number;
+  keepaliveInterval: number;
+  hostBackoff: number;
 }
 
 export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
@@ -40,7 +44,10 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
       new Option('--copy-back <which>', "which outputs come back to the local store: 'needed' (final outputs and inputs of local builds) or 'all' (every output as soon as it is built, like Nix)")
         .choices(['needed', 'all'])
         .default('needed'),
-    );
+    )
+    .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder', parseSeconds, 10)
+    .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
+    .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30);
   addMachineOptions(cmd);
   addOutputOptions(cmd);
   cmd.addHelpText(
@@ -83,7 +90,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const scheduler = new OnlineScheduler(jobs, hosts, { regularHosts: placement.regularHosts });
   for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
 
-  const ssh = new SshPool();
+  const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   const executor = new Executor({
     drvs: set.drvs,
@@ -93,11 +100,16 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     channels,
     localPaths,
     reserveHosts: reserves,
-    options: { keepGoing: opts.keepGoing ?? false, copyBack: opts.copyBack, buildersUseSubstitutes: config.local.buildersUseSubstitutes },
+    options: {
+      keepGoing: opts.keepGoing ?? false,
+      copyBack: opts.copyBack,
+      buildersUseSubstitutes: config.local.buildersUseSubstitutes,
+      hostHealth: { ...defaultHostHealthOptions, backoffSeconds: opts.hostBackoff },
+    },
     log,
     now,
   });
-  ssh.on('down', (host: string, error: unknown) => executor.hostDown(host, error instanceof Error ? error.message : String(error)));
+  ssh.on('down', (host, error) => executor.hostDown(host, error));
   const shutdown = () => {
     executor.interrupt();
     channels.closeAll();
@@ -106,7 +118,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const stopListening = onTerminationSignals(shutdown);
   let result: RunResult;
   try {
-    await openPlannedHosts(channels, placement.planned, (host, reason) => executor.hostDown(host, reason));
+    await openPlannedHosts(channels, placement.planned, (host, error) => executor.hostDown(host, error));
     result = await executor.run();
   } finally {
     stopListening();
@@ -168,6 +180,12 @@ function report(result: RunResult, opts: BuildOptions): number {
     );
   }
   return runFailed(result) ? ExitCode.buildFailed : ExitCode.ok;
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`);
+  return n;
 }
 
 /** SIGINT/SIGTERM end the run cleanly instead of killing the process mid-transfer. */

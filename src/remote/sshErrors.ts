@@ -124,12 +124,15 @@ export function connectFailure(
 
 /** An established connection died: keep-alive unanswered, reset, or closed by the host. */
 export class ConnectionLostError extends OffloadError {
+  /** Keep-alives went unanswered: the host is hung, not merely disconnected. */
+  readonly hung: boolean;
   constructor(
     readonly host: string,
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; hung?: boolean },
   ) {
     super(`connection to ${host} lost: ${reason}`, ExitCode.hostsUnusable, options);
+    this.hung = options?.hung ?? false;
   }
 }
 

@@ -193,11 +193,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
     clearTimeout(connection.idleTimer);
     if (this.connections.get(host) === connection) this.connections.delete(host);
     if (connection.closing) return;
-    const reason =
-      error?.message === 'Keepalive timeout'
-        ? `no answer to ${this.options.keepaliveCountMax} keep-alives ${this.options.keepaliveIntervalMs} ms apart`
-        : (error?.message ?? 'closed by the host');
-    this.emit('down', host, new ConnectionLostError(host, reason, { cause: error }));
+    const hung = error?.message === 'Keepalive timeout';
+    const reason = hung
+      ? `no answer to ${this.options.keepaliveCountMax} keep-alives ${this.options.keepaliveIntervalMs} ms apart`
+      : (error?.message ?? 'closed by the host');
+    this.emit('down', host, new ConnectionLostError(host, reason, { cause: error, hung }));
   }
 
   private async openChannel(machine: Machine, command: string): Promise<ClientChannel> {

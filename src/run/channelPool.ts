@@ -48,7 +48,7 @@ export class ChannelPool implements ChannelSource {
     closeQuietly(channel);
   }
 
-  /** Idle channels of a host that went down are dead; busy ones fail on their own. */
+  /** Idle channels of a host whose connection failed are dead; busy ones fail on their own. */
   dropHost(host: string): void {
     for (const channel of this.idle.get(host) ?? []) this.discard(host, channel);
     this.idle.delete(host);

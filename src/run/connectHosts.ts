@@ -9,7 +9,7 @@ import type { ChannelSource } from './storeChannel.js';
 export async function openPlannedHosts(
   channels: ChannelSource,
   hosts: readonly string[],
-  onDown: (host: string, reason: string) => void,
+  onDown: (host: string, error: OffloadError) => void,
 ): Promise<void> {
   await Promise.all(
     hosts.map(async (host) => {
@@ -17,7 +17,7 @@ export async function openPlannedHosts(
         channels.release(host, await channels.acquire(host));
       } catch (error) {
         if (!(error instanceof OffloadError)) throw error;
-        onDown(host, error.message);
+        onDown(host, error);
       }
     }),
   );

@@ -1,8 +1,10 @@
 import type { Derivation } from '../drv/derivation.js';
+import { OffloadError } from '../errors/offloadError.js';
 import { LOCAL_HOST, type Job } from '../schedule/types.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
-import { classifyBuildResult, classifyError, decide, defaultRetryLimits, type Attempt, type RetryLimits } from './failure.js';
+import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
+import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
 import type { RunEventListener } from './runEvents.js';
 import type { JobRecord, RunResult } from './runResult.js';
@@ -17,6 +19,8 @@ export interface LiveScheduler {
   /** Returns the dependents that can no longer be built. */
   failed(jobId: string): string[];
   requeue(jobId: string): void;
+  /** A finished job must run again (the only copy of its outputs was lost). */
+  unfinish(jobId: string): void;
   setHostAvailable(host: string, available: boolean): void;
 }
 
@@ -28,6 +32,8 @@ export interface ExecutorOptions {
   copyBack: CopyBack;
   buildersUseSubstitutes: boolean;
   retry?: RetryLimits;
+  /** When a failing builder leaves the rotation and when it comes back. */
+  hostHealth?: HostHealthOptions;
 }
 
 export interface ExecutorInput {
@@ -52,7 +58,9 @@ export interface ExecutorInput {
 /**
  * The live loop: asks the scheduler which ready job goes where, runs each
  * on its host (inputs in, build, outputs back when needed), and reports
- * completions back so the next choice sees the real clock.
+ * completions back so the next choice sees the real clock. Failing builders
+ * leave the rotation and come back after a back-off (hostHealth.ts); outputs
+ * whose only copy is lost with a builder are built again.
  */
 export class Executor {
   private readonly records = new Map<string, JobRecord>();
@@ -60,31 +68,48 @@ export class Executor {
   private readonly transfers: PathTransfers;
   private readonly roots: Set<string>;
   private readonly retries = new Map<string, { transient: number; connectionLost: number }>();
-  private readonly downHosts = new Map<string, string>();
+  private readonly health: HostHealth;
+  private readonly backoffTimers = new Map<string, NodeJS.Timeout>();
+  /** Reconnects to hosts whose back-off ended; the run waits for them like for jobs. */
+  private readonly probes = new Map<string, Promise<void>>();
+  /** Output path → the job (in this run) that produces it. */
+  private readonly producers = new Map<string, string>();
+  private readonly dependents = new Map<string, string[]>();
   private reserves: string[];
   private stopping = false;
   private interrupted = false;
   private bug: unknown;
+  private wake: () => void = () => undefined;
 
   constructor(private readonly input: ExecutorInput) {
     this.roots = new Set(input.roots);
     this.reserves = [...(input.reserveHosts ?? [])];
+    this.health = new HostHealth(input.options.hostHealth ?? defaultHostHealthOptions);
     this.locations.addAll(input.localPaths, LOCAL_HOST);
     this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
     for (const job of input.jobs) {
       this.records.set(job.id, { drvPath: job.id, name: job.name, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
+      for (const path of outputPaths(input.drvs.get(job.id)!)) this.producers.set(path, job.id);
+      for (const dep of job.deps) this.dependents.set(dep, [...(this.dependents.get(dep) ?? []), job.id]);
     }
   }
 
   async run(): Promise<RunResult> {
     const running = new Map<string, Promise<void>>();
-    for (;;) {
-      if (!this.stopping) this.startReady(running);
-      if (running.size === 0) break;
-      await Promise.race(running.values());
-      if (this.bug !== undefined) {
-        this.stopping = true;
+    try {
+      for (;;) {
+        if (!this.stopping) this.startReady(running);
+        // Never wait idle for a host in back-off: with nothing running, the run is stuck.
+        if (running.size === 0 && this.probes.size === 0) break;
+        const woken = new Promise<void>((resolve) => (this.wake = resolve));
+        await Promise.race([...running.values(), ...this.probes.values(), woken]);
+        if (this.bug !== undefined) {
+          this.stopping = true;
+        }
       }
+    } finally {
+      for (const timer of this.backoffTimers.values()) clearTimeout(timer);
+      this.backoffTimers.clear();
     }
     if (this.bug !== undefined) throw this.bug;
     return this.result();
@@ -94,18 +119,111 @@ export class Executor {
   interrupt(): void {
     this.stopping = true;
     this.interrupted = true;
+    this.wake();
   }
 
-  /** A host that cannot be used any more: its jobs go elsewhere, reserves step in. */
-  hostDown(host: string, reason: string): void {
-    if (this.downHosts.has(host)) return;
-    this.downHosts.set(host, reason);
-    this.input.log(`offload: ${host} is down (${reason}); its jobs go to other machines`);
+  /**
+   * A host's connection failed (the pool's 'down' event, or a connect
+   * attempt): counted against the host, which may leave the rotation.
+   */
+  hostDown(host: string, error: unknown): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.hostFailed(host, hostFailureKind(error), reason);
+  }
+
+  private hostFailed(host: string, kind: HostFailureKind, reason: string): void {
+    if (host === LOCAL_HOST || this.stopping) return;
+    if (this.health.isOut(host, this.input.now())) return;
+    const verdict = this.health.failure(host, kind, reason, this.input.now());
+    if (verdict.action === 'keep') {
+      this.input.log(
+        `offload: ${host} failed (${reason}); trying it again on next use (${verdict.failures} of ${this.input.options.hostHealth?.failureThreshold ?? defaultHostHealthOptions.failureThreshold} failures in a row before it is taken out)`,
+      );
+      this.input.channels.dropHost?.(host);
+      return;
+    }
+    const retry = verdict.action === 'backoff' ? `retrying it in ${formatSeconds(verdict.seconds)}` : 'not retried in this run';
+    this.input.log(`offload: ${host} is down (${reason}); its jobs go to other machines; ${retry}`);
     this.input.onEvent?.({ type: 'hostDown', time: this.input.now(), host, reason });
+    this.takeOut(host);
+    if (verdict.action === 'backoff') {
+      clearTimeout(this.backoffTimers.get(host));
+      const timer = setTimeout(() => this.backIn(host), verdict.seconds * 1000);
+      timer.unref();
+      this.backoffTimers.set(host, timer);
+    }
+  }
+
+  private takeOut(host: string): void {
     this.input.scheduler.setHostAvailable(host, false);
-    this.locations.forgetHost(host);
+    this.input.channels.dropHost?.(host);
     for (const reserve of this.reserves) this.input.scheduler.setHostAvailable(reserve, true);
     this.reserves = [];
+    this.rebuildLost(this.locations.forgetHost(host));
+    this.wake();
+  }
+
+  /**
+   * The back-off is over: reconnect first, so a host that is still dead
+   * costs one connect attempt rather than a failed job; then it takes jobs.
+   */
+  private backIn(host: string): void {
+    this.backoffTimers.delete(host);
+    if (this.stopping) return;
+    const probe = this.reconnect(host)
+      .catch((error: unknown) => {
+        this.bug ??= error;
+      })
+      .finally(() => {
+        this.probes.delete(host);
+        this.wake();
+      });
+    this.probes.set(host, probe);
+    this.wake();
+  }
+
+  private async reconnect(host: string): Promise<void> {
+    const { channels } = this.input;
+    try {
+      channels.release(host, await channels.acquire(host));
+    } catch (error) {
+      if (this.stopping) return;
+      if (!(error instanceof OffloadError)) throw error;
+      this.hostFailed(host, hostFailureKind(error), error.message);
+      return;
+    }
+    if (this.stopping) return;
+    this.input.log(`offload: ${host} is back in rotation`);
+    this.input.onEvent?.({ type: 'hostBack', time: this.input.now(), host });
+    this.input.scheduler.setHostAvailable(host, true);
+  }
+
+  /**
+   * Outputs whose only copy went with a host: their producers run again if
+   * a job that has not finished still needs them (and so on up, for
+   * producers whose own inputs are gone too).
+   */
+  private rebuildLost(lost: string[]): void {
+    const queue = [...lost];
+    for (let path = queue.pop(); path !== undefined; path = queue.pop()) {
+      const jobId = this.producers.get(path);
+      const record = jobId ? this.records.get(jobId) : undefined;
+      if (!jobId || record?.status !== 'built' || !this.stillNeeded(jobId)) continue;
+      this.input.scheduler.unfinish(jobId);
+      Object.assign(record, { status: 'pending' });
+      delete record.end;
+      this.input.log(`offload: the only copy of ${record.name}'s outputs was lost with ${record.host}; building it again`);
+      for (const input of buildInputs(this.input.drvs.get(jobId)!, this.input.drvs)) {
+        if (this.locations.hostsOf(input).length === 0) queue.push(input);
+      }
+    }
+  }
+
+  private stillNeeded(jobId: string): boolean {
+    return (this.dependents.get(jobId) ?? []).some((id) => {
+      const status = this.records.get(id)?.status;
+      return status === 'pending' || status === 'running';
+    });
   }
 
   private startReady(running: Map<string, Promise<void>>): void {
@@ -186,6 +304,7 @@ export class Executor {
     const now = this.input.now();
     if (attempt.kind === 'built') {
       scheduler.finished(jobId, now);
+      this.health.success(host);
       Object.assign(record, { status: 'built', end: now });
       return 'built';
     }
@@ -197,7 +316,9 @@ export class Executor {
     if (attempt.kind === 'transient') counts.transient += 1;
     if (attempt.kind === 'connectionLost') counts.connectionLost += 1;
     this.retries.set(jobId, counts);
-    if (attempt.kind === 'hostUnusable') this.hostDown(host, attempt.message);
+    // A builder that keeps answering "transient failure" is counted like one that keeps dropping connections.
+    if (attempt.kind === 'transient') this.hostFailed(host, 'lost', `${record.name}: ${attempt.message}`);
+    if (attempt.kind === 'hostUnusable') this.hostFailed(attempt.host, attempt.failure, attempt.message);
     if (decide(attempt, counts, this.input.options.retry ?? defaultRetryLimits) === 'requeue') {
       this.input.log(`offload: ${record.name} on ${host}: ${attempt.message}; trying again`);
       record.status = 'pending';
@@ -234,18 +355,22 @@ export class Executor {
       pending.length > 0 && !this.stopping
         ? { jobs: pending.map((r) => r.drvPath), reason: this.stuckReason() }
         : undefined;
+    const makespan = this.input.now();
+    const hosts = this.health.troubles(makespan);
     return {
       records,
       outputs: this.localRootOutputs(),
-      makespan: this.input.now(),
+      makespan,
       interrupted: this.interrupted,
       ...(stuck ? { stuck } : {}),
+      ...(hosts.length > 0 ? { hosts } : {}),
     };
   }
 
   private stuckReason(): string {
-    if (this.downHosts.size === 0) return 'no available machine fits them';
-    return `no available machine fits them (${[...this.downHosts].map(([h, why]) => `${h} is down: ${why}`).join('; ')})`;
+    const out = this.health.troubles(this.input.now()).filter((t) => t.outAtEnd);
+    if (out.length === 0) return 'no available machine fits them';
+    return `no available machine fits them (${out.map((t) => `${t.host} is down: ${t.reason}`).join('; ')})`;
   }
 
   private localRootOutputs(): Record<string, Record<string, string>> {
@@ -263,4 +388,8 @@ export class Executor {
 function noteTransfers(record: JobRecord, report: TransferReport): void {
   record.sent = report.sent;
   record.substituted = report.substituted;
+}
+
+function formatSeconds(seconds: number): string {
+  return `${Number(seconds.toFixed(1))} s`;
 }

@@ -1,6 +1,8 @@
 import { OffloadError } from '../errors/offloadError.js';
 import { isSuccess, isTransient, type BuildResult } from '../remote/buildResult.js';
 import { ServeConnectionLostError } from '../remote/serveClient.js';
+import type { HostFailureKind } from './hostHealth.js';
+import { MissingPathError } from './transfers.js';
 import {
   AuthenticationError,
   ChannelOpenError,
@@ -16,10 +18,12 @@ import {
  * - `built`: outputs exist on the host.
  * - `buildFailed`: the builder ran it and it failed for good; dependents are skipped.
  * - `transient`: the builder says it may work next time; retried a few times.
- * - `connectionLost`: the channel or connection died mid-job; the job is
- *   requeued (on whichever host fits), the build itself is not to blame.
- * - `hostUnusable`: the host cannot be connected to at all; it is taken out
- *   of the run and the job requeued.
+ * - `connectionLost`: the channel or connection died mid-job, or an input's
+ *   only copy went with a builder that died; the job is requeued (on
+ *   whichever host fits, after the input's producer when it must run
+ *   again), the build itself is not to blame.
+ * - `hostUnusable`: the host cannot be connected to; it counts against the
+ *   host (see hostHealth.ts) and the job is requeued.
  * - `jobError`: something about this job broke outside the build (an input
  *   that cannot be found or copied); fails the job.
  * - `interrupted`: the run was cancelled (SIGINT/SIGTERM) while it ran.
@@ -29,7 +33,8 @@ export type Attempt =
   | { kind: 'buildFailed'; message: string }
   | { kind: 'transient'; message: string }
   | { kind: 'connectionLost'; message: string }
-  | { kind: 'hostUnusable'; message: string }
+  /** `host`: the machine that could not be used, which may be an input's source rather than the job's host. */
+  | { kind: 'hostUnusable'; message: string; failure: HostFailureKind; host: string }
   | { kind: 'jobError'; message: string }
   | { kind: 'interrupted' };
 
@@ -42,21 +47,36 @@ export function classifyBuildResult(result: BuildResult): Attempt {
 /** Anything that is not an OffloadError is a bug and is rethrown by the caller. */
 export function classifyError(error: unknown, interrupted: boolean): Attempt | undefined {
   if (interrupted) return { kind: 'interrupted' };
-  if (error instanceof ServeConnectionLostError || error instanceof ConnectionLostError || error instanceof ChannelOpenError) {
+  if (
+    error instanceof ServeConnectionLostError ||
+    error instanceof ConnectionLostError ||
+    error instanceof ChannelOpenError ||
+    (error instanceof MissingPathError && error.lost)
+  ) {
     return { kind: 'connectionLost', message: error.message };
   }
-  if (isHostError(error)) return { kind: 'hostUnusable', message: error.message };
+  if (isHostError(error)) return { kind: 'hostUnusable', message: error.message, failure: hostFailureKind(error), host: error.host };
   if (error instanceof OffloadError) return { kind: 'jobError', message: error.message };
   return undefined;
 }
 
-export function isHostError(error: unknown): error is OffloadError {
+export function isHostError(
+  error: unknown,
+): error is HostUnreachableError | HostKeyMismatchError | UnknownHostKeyError | AuthenticationError {
   return (
     error instanceof HostUnreachableError ||
     error instanceof HostKeyMismatchError ||
     error instanceof UnknownHostKeyError ||
     error instanceof AuthenticationError
   );
+}
+
+/** How much a host is to blame for an error that made it unusable (hostHealth.ts acts on it). */
+export function hostFailureKind(error: unknown): HostFailureKind {
+  if (error instanceof HostKeyMismatchError || error instanceof UnknownHostKeyError || error instanceof AuthenticationError) return 'refused';
+  if (error instanceof HostUnreachableError) return 'unreachable';
+  if (error instanceof ConnectionLostError && error.hung) return 'unreachable';
+  return 'lost';
 }
 
 export interface RetryLimits {

@@ -40,6 +40,11 @@ export class PathLocations {
     return [...hosts][0];
   }
 
+  /** Known once, but every host that held it went down. */
+  wasLost(path: string): boolean {
+    return this.hostsByPath.get(path)?.size === 0;
+  }
+
   /** A host that went down takes its paths with it; returns the paths no host has any more. */
   forgetHost(host: string): string[] {
     const lost: string[] = [];

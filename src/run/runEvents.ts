@@ -8,6 +8,8 @@ export type RunEvent =
   | { type: 'jobFinished'; time: number; jobId: string; name: string; host: string; status: 'built' | 'failed' | 'interrupted' | 'requeued'; seconds: number; error?: string }
   | { type: 'jobSkipped'; time: number; jobId: string; name: string; reason: string }
   | { type: 'hostDown'; time: number; host: string; reason: string }
+  /** A host's back-off ended: it takes jobs again. */
+  | { type: 'hostBack'; time: number; host: string }
   | { type: 'buildLog'; time: number; jobId: string; host: string; line: string };
 
 export type RunEventListener = (event: RunEvent) => void;

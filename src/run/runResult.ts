@@ -1,3 +1,5 @@
+import type { HostTrouble } from './hostHealth.js';
+
 /** What happened to one job in a live run; times are seconds since the run started. */
 /** `not-started`: the run stopped first (after a failure without --keep-going, or no host fits any more). */
 export type JobStatus = 'pending' | 'running' | 'built' | 'failed' | 'skipped' | 'interrupted' | 'not-started';
@@ -29,6 +31,8 @@ export interface RunResult {
   interrupted: boolean;
   /** Jobs left unbuilt because no available host fits them any more, with the reason. */
   stuck?: { jobs: string[]; reason: string };
+  /** Builders that failed during the run (connections, transient results), and whether they were taken out. */
+  hosts?: HostTrouble[];
 }
 
 export function runFailed(result: RunResult): boolean {
@@ -54,6 +58,7 @@ export function runResultJson(result: RunResult) {
     makespan: round(result.makespan),
     interrupted: result.interrupted,
     ...(result.stuck ? { stuck: result.stuck } : {}),
+    ...(result.hosts ? { hosts: result.hosts } : {}),
   };
 }
 
@@ -61,10 +66,21 @@ function round(t: number | undefined): number | null {
   return t === undefined ? null : Math.round(t * 1000) / 1000;
 }
 
-/** One line per status for the end-of-run summary on stderr. */
+/** The end-of-run summary on stderr: counts per status, then a line per builder that had trouble. */
 export function summaryLine(result: RunResult): string {
   const counts = new Map<JobStatus, number>();
   for (const r of result.records) counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
   const parts = [...counts].map(([status, n]) => `${n} ${status}`);
-  return `offload: ${parts.length > 0 ? parts.join(', ') : 'nothing to build'} in ${result.makespan.toFixed(1)} s`;
+  const lines = [`offload: ${parts.length > 0 ? parts.join(', ') : 'nothing to build'} in ${result.makespan.toFixed(1)} s`];
+  for (const t of result.hosts ?? []) lines.push(`offload: ${hostTroubleLine(t)}`);
+  return lines.join('\n');
+}
+
+function hostTroubleLine(t: HostTrouble): string {
+  const failures = `${t.failures} failure${t.failures === 1 ? '' : 's'}`;
+  const last = `last: ${t.reason}`;
+  if (t.retired) return `${t.host} was taken out for the rest of the run (${failures}; ${last})`;
+  if (t.timesOut === 0) return `${t.host} had ${failures} but stayed in rotation (${last})`;
+  const times = t.timesOut === 1 ? 'once' : `${t.timesOut} times`;
+  return `${t.host} was taken out of rotation ${times} (${failures}; ${last})${t.outAtEnd ? '; still out at the end' : '; back in rotation at the end'}`;
 }

@@ -31,4 +31,6 @@ export interface ChannelSource {
   release(host: string, channel: StoreChannel): void;
   /** Closes a channel that may be broken. */
   discard(host: string, channel: StoreChannel): void;
+  /** The host's connection failed: its idle channels are dead, the next acquire opens new ones. */
+  dropHost?(host: string): void;
 }

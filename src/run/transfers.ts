@@ -10,7 +10,15 @@ export interface TransferReport {
   substituted: string[];
 }
 
-export class MissingPathError extends OffloadError {}
+/** A path a job needs is nowhere this run knows of; `lost` when the only hosts holding it went down. */
+export class MissingPathError extends OffloadError {
+  constructor(
+    message: string,
+    readonly lost: boolean,
+  ) {
+    super(message);
+  }
+}
 
 /**
  * Moves store paths (with the part of their closure the target lacks) to
@@ -46,8 +54,8 @@ export class PathTransfers {
     for (const p of paths) {
       const source = this.locations.sourceFor(p, target);
       if (source === undefined) {
-        const gone = this.locations.hostsOf(p).length === 0;
-        throw new MissingPathError(`${p} is needed on ${target} but no host holds it${gone ? ' (its builder may have gone down)' : ''}.`);
+        const lost = this.locations.wasLost(p);
+        throw new MissingPathError(`${p} is needed on ${target} but no host holds it${lost ? ' any more (its builder went down)' : ''}.`, lost);
       }
       const group = groups.get(source) ?? [];
       group.push(p);
