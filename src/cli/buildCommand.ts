@@ -8,7 +8,7 @@ import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
 import { OnlineScheduler } from '../schedule/onlineScheduler.js';
-import { planBuild } from '../schedule/planBuild.js';
+import { planBuild, schedulerOptionsForPlan } from '../schedule/planBuild.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
@@ -87,7 +87,8 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
   }
   const reserves = await usableReserves(config.machines, placement.reserves, log);
-  const scheduler = new OnlineScheduler(jobs, hosts, { regularHosts: placement.regularHosts });
+  // Same policy variant as the plan that won (e.g. lookahead), on the plan's hosts plus reserves.
+  const scheduler = new OnlineScheduler(jobs, hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
   for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
 
   const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
