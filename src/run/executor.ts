@@ -170,12 +170,12 @@ export class Executor {
   private backIn(host: string): void {
     this.backoffTimers.delete(host);
     if (this.stopping) return;
-    const probe = this.reconnect(host)
+    const probe: Promise<void> = this.reconnect(host)
       .catch((error: unknown) => {
         this.bug ??= error;
       })
       .finally(() => {
-        this.probes.delete(host);
+        if (this.probes.get(host) === probe) this.probes.delete(host);
         this.wake();
       });
     this.probes.set(host, probe);
@@ -230,11 +230,14 @@ export class Executor {
     const now = this.input.now();
     for (const { jobId, host } of this.input.scheduler.next(now)) {
       this.input.scheduler.started(jobId, host, now);
-      const done = this.runJob(jobId, host)
+      const done: Promise<void> = this.runJob(jobId, host)
         .catch((error: unknown) => {
           this.bug ??= error;
         })
-        .finally(() => running.delete(jobId));
+        // A requeued job may already run again under the same id when this attempt's promise settles.
+        .finally(() => {
+          if (running.get(jobId) === done) running.delete(jobId);
+        });
       running.set(jobId, done);
     }
   }
