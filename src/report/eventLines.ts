@@ -1,0 +1,56 @@
+import type { RunEvent } from '../run/runEvents.js';
+import { formatDuration } from './duration.js';
+
+/**
+ * One plain line per run event, for stderr when it is not a terminal (CI
+ * logs, `2> file`): `[12.3s] ruby: started hello-2.12.1 (est 1m30s)`.
+ * Build log lines are not events to narrate: they have their own prefix.
+ */
+
+/** Expected seconds of a job on a host, when known. */
+export type EstimateOn = (jobId: string, host: string) => number | undefined;
+
+export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefined): string | undefined {
+  switch (event.type) {
+    case 'jobStarted': {
+      const est = estimateOn(event.jobId, event.host);
+      const notes = [event.attempt > 1 ? `attempt ${event.attempt}` : '', est !== undefined ? `est ${formatDuration(est)}` : ''].filter((n) => n !== '');
+      return `${event.host}: started ${event.name}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
+    }
+    case 'jobFinished':
+      switch (event.status) {
+        case 'built':
+          return `${event.host}: ${event.name} built in ${shortSeconds(event.seconds)}`;
+        case 'failed':
+          return `${event.host}: ${event.name} failed: ${event.error ?? 'unknown error'}`;
+        case 'interrupted':
+          return `${event.host}: ${event.name} interrupted after ${shortSeconds(event.seconds)}`;
+        case 'requeued':
+          return `${event.host}: ${event.name} goes back to the queue: ${event.error ?? 'transient failure'}`;
+      }
+      return undefined;
+    case 'jobSkipped':
+      return `${event.name} skipped: ${event.reason}`;
+    case 'hostDown':
+      return `${event.host}: down: ${event.reason}`;
+    case 'hostBack':
+      return `${event.host}: back in rotation`;
+    case 'buildLog':
+      return undefined;
+  }
+}
+
+/** `[12.3s] ` — seconds since the run started, one decimal. */
+export function timePrefix(seconds: number): string {
+  return `[${Math.max(0, seconds).toFixed(1)}s] `;
+}
+
+export function eventLine(event: RunEvent, estimateOn?: EstimateOn): string | undefined {
+  const text = eventText(event, estimateOn);
+  return text === undefined ? undefined : `${timePrefix(event.time)}${text}`;
+}
+
+/** Short builds keep a decimal (`1.6s`); longer ones read like the plan (`2m05s`). */
+export function shortSeconds(seconds: number): string {
+  return seconds < 10 ? `${Math.max(0, seconds).toFixed(1)}s` : formatDuration(seconds);
+}

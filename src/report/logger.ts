@@ -1,0 +1,121 @@
+import { destination as pinoDestination, pino, type DestinationStream, type Logger } from 'pino';
+import { prettyFactory } from 'pino-pretty';
+import { logPrefix } from '../run/buildLog.js';
+import type { InternalJsonLogger } from './internalJson.js';
+import { timePrefix } from './eventLines.js';
+
+/**
+ * offload's log: one pino logger for its own messages (host down, retries,
+ * summary), narrated run events and build log lines. Every entry goes to the
+ * `--log-file` in full as pino JSON; stderr gets what the options ask for,
+ * as human text (pino-pretty), pino JSON lines, or Nix internal-json
+ * messages for nom.
+ *
+ * Entries carry `kind` when they are not plain messages:
+ *   event      a run event narrated in `msg` (the event itself in `event`)
+ *   build-log  one line of a build's log (`host`, `drvName`, `drvPath`)
+ *   failure    a failed build (`logTail` holds its last log lines)
+ * and `t`, seconds since the run started, once the run has started.
+ */
+
+export type LogFormat = 'pretty' | 'json' | 'internal-json';
+export const LOG_FORMATS: readonly LogFormat[] = ['pretty', 'json', 'internal-json'];
+
+export interface StderrPolicy {
+  format: LogFormat;
+  /** Least level of messages shown: 'error' for --quiet. */
+  level: 'info' | 'error';
+  /** Narrated events on stderr (not on a terminal, where the live view shows them). */
+  events: boolean;
+  /** Build log lines on stderr. */
+  buildLogs: boolean;
+  color: boolean;
+}
+
+/** Where stderr text goes: the stream itself, or above the live view. */
+export interface TextSink {
+  write(text: string): unknown;
+}
+
+export interface LoggerSetup {
+  stderr: StderrPolicy;
+  /** The stderr stream, or what prints above the live view; read at every write. */
+  sink: () => TextSink;
+  /** Where `--log-format internal-json` messages go. */
+  nom?: InternalJsonLogger;
+  /** `--log-file`: an opened pino destination. */
+  file?: DestinationStream;
+  /** Seconds since the run started, or undefined before it. */
+  clock?: () => number | undefined;
+}
+
+interface Entry {
+  level: number;
+  msg?: string;
+  kind?: 'event' | 'build-log' | 'failure';
+  t?: number;
+  host?: string;
+  drvName?: string;
+  logTail?: string[];
+}
+
+const LEVEL = { info: 30, error: 50 } as const;
+
+export function createLogger(setup: LoggerSetup): Logger {
+  const toStderr = stderrWriter(setup);
+  const destination: DestinationStream = {
+    write(line: string) {
+      setup.file?.write(line);
+      toStderr(line);
+    },
+  };
+  return pino(
+    {
+      level: 'debug',
+      mixin: () => {
+        const t = setup.clock?.();
+        return t === undefined ? {} : { t: Math.round(t * 1000) / 1000 };
+      },
+    },
+    destination,
+  );
+}
+
+/** Opens `--log-file` for synchronous appends, so nothing is lost when offload exits. */
+export function logFileDestination(path: string): DestinationStream & { flushSync(): void; end(): void } {
+  return pinoDestination({ dest: path, sync: true, mkdir: true, append: true });
+}
+
+function stderrWriter(setup: LoggerSetup): (line: string) => void {
+  const policy = setup.stderr;
+  const pretty = prettyFactory({ colorize: policy.color, ignore: 'pid,hostname,time,t,kind', hideObject: true });
+  return (line) => {
+    const entry = JSON.parse(line) as Entry;
+    if (!shown(entry, policy)) return;
+    if (policy.format === 'json') {
+      setup.sink().write(line);
+    } else if (policy.format === 'internal-json') {
+      // Events, build logs and failures reach nom as activities (NomActivity).
+      if (entry.kind !== undefined || !setup.nom) return;
+      if (entry.level >= LEVEL.error) setup.nom.error(entry.msg ?? '');
+      else setup.nom.info(entry.msg ?? '');
+    } else {
+      setup.sink().write(prettyText(entry, pretty));
+    }
+  };
+}
+
+function shown(entry: Entry, policy: StderrPolicy): boolean {
+  if (entry.kind === 'event') return policy.events;
+  if (entry.kind === 'build-log') return policy.buildLogs;
+  return entry.level >= LEVEL[policy.level];
+}
+
+function prettyText(entry: Entry, pretty: (entry: object) => string): string {
+  const time = entry.t !== undefined ? timePrefix(entry.t) : '';
+  if (entry.kind === 'event') return `${time}${entry.msg ?? ''}\n`;
+  if (entry.kind === 'build-log') return `${logPrefix(entry.host ?? '?', entry.drvName ?? '?')}${entry.msg ?? ''}\n`;
+  const tail = entry.logTail ?? [];
+  const tailText = tail.length > 0 ? [`last ${tail.length} log lines of ${entry.drvName ?? 'the build'}:`, ...tail.map((l) => `  ${l}`)].join('\n') + '\n' : '';
+  return `${time}${pretty(entry)}${tailText}`;
+}

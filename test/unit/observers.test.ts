@@ -1,0 +1,163 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BuildObservers, type BuildOutputOptions } from '../../src/cli/buildObservers.js';
+import { BuildHistory } from '../../src/history/buildHistory.js';
+import { APP, HELLO, capture, hosts, jobs, result, script } from './observersFixtures.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'offload-observers-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Plays the script through BuildObservers as the executor would, then finishes the run. */
+async function play(opts: Partial<BuildOutputOptions>, tty = false, history?: string) {
+  const stdout = capture();
+  const stderr = capture(tty);
+  let clock = 0;
+  const observers = new BuildObservers({ color: false, ...opts }, { stdout, stderr });
+  if (history !== undefined) observers.openHistory({ historyFile: history });
+  const onEvent = observers.begin({ jobs, hosts, now: () => clock });
+  for (const step of script) {
+    clock = step.at;
+    if (step.log !== undefined) observers.log(step.log);
+    if (step.event) onEvent(step.event);
+  }
+  await observers.finish({ ...result, outputs: { [HELLO]: { out: '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1' } } });
+  return { stdout, stderr };
+}
+
+describe('BuildObservers on stderr that is not a terminal', () => {
+  it('prints one plain line per event, build logs with their prefix, failures with their log tail', async () => {
+    const { stdout, stderr } = await play({});
+    expect(stderr.lines()).toEqual([
+      '[0.1s] ruby: started hello-2.12.1 (est 1m30s)',
+      '[ruby] hello-2.12.1> compiling hello.c',
+      '[42.3s] ruby: hello-2.12.1 built in 42s',
+      '[42.4s] kana: started app-1.0 (est 15s)',
+      '[kana] app-1.0> app.c:3: error: oops',
+      '[43.0s] WARN: ruby is down (connection lost); its jobs go to other machines; retrying it in 30 s',
+      '[43.0s] ruby: down: connection lost',
+      '[43.4s] kana: app-1.0 failed: builder failed with exit code 3',
+      '[43.4s] ERROR: building app-1.0 on kana failed: builder failed with exit code 3',
+      'last 1 log lines of app-1.0:',
+      '  app.c:3: error: oops',
+      '[43.4s] INFO: 1 built, 1 failed in 43.4 s',
+    ]);
+    expect(stdout.text()).toBe('/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1\n');
+  });
+
+  it('--quiet keeps only errors (with the log tail) and the output paths', async () => {
+    const { stdout, stderr } = await play({ quiet: true });
+    expect(stderr.lines()).toEqual([
+      '[43.4s] ERROR: building app-1.0 on kana failed: builder failed with exit code 3',
+      'last 1 log lines of app-1.0:',
+      '  app.c:3: error: oops',
+    ]);
+    expect(stdout.lines()).toHaveLength(1);
+  });
+
+  it('--log-format json writes pino JSON lines: messages, narrated events with the event, build log lines with their job', async () => {
+    const { stderr } = await play({ logFormat: 'json' });
+    const entries = stderr.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(entries.every((e) => typeof e.level === 'number' && typeof e.msg === 'string' && typeof e.time === 'number')).toBe(true);
+    expect(entries.find((e) => e.kind === 'build-log' && e.host === 'kana')).toMatchObject({ drvName: 'app-1.0', drvPath: APP, msg: 'app.c:3: error: oops', level: 20 });
+    expect(entries.find((e) => e.kind === 'event')).toMatchObject({ event: { type: 'jobStarted', jobId: HELLO }, msg: 'ruby: started hello-2.12.1 (est 1m30s)', t: 0.1 });
+    expect(entries.find((e) => e.kind === 'failure')).toMatchObject({ level: 50, host: 'kana', logTail: ['app.c:3: error: oops'] });
+    expect(entries.filter((e) => e.level === 40).map((e) => e.msg)).toEqual(['ruby is down (connection lost); its jobs go to other machines; retrying it in 30 s']);
+    // The executor's own failure lines never leak through as messages.
+    expect(entries.some((e) => String(e.msg).startsWith('last 1 log lines'))).toBe(false);
+  });
+
+  it('--log-file gets every entry as JSON even with --quiet', async () => {
+    const file = join(dir, 'run.log');
+    const { stderr } = await play({ quiet: true, logFile: file });
+    const entries = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(entries.filter((e) => e.kind === 'build-log')).toHaveLength(2);
+    expect(entries.filter((e) => e.kind === 'event')).toHaveLength(5);
+    expect(entries.at(-1)).toMatchObject({ msg: '1 built, 1 failed in 43.4 s' });
+    expect(stderr.lines()).toHaveLength(3);
+  });
+});
+
+describe('BuildObservers event streams', () => {
+  it('--json-events: one NDJSON object per event on stdout, then the result line', async () => {
+    const { stdout } = await play({ jsonEvents: true, quiet: true });
+    const lines = stdout.lines().map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = script.flatMap((s) => (s.event ? [s.event] : []));
+    expect(lines.slice(0, -1)).toEqual(events);
+    expect(lines.at(-1)).toMatchObject({ type: 'result', makespan: 43.4, interrupted: false, outputs: { [HELLO]: { out: expect.any(String) } } });
+    expect((lines.at(-1)!.jobs as unknown[]).length).toBe(2);
+  });
+
+  it('--log-format internal-json: every stderr line is `@nix {json}`: a build activity per job, log lines, the failure as error', async () => {
+    const { stderr } = await play({ logFormat: 'internal-json' });
+    const lines = stderr.lines();
+    expect(lines.every((l) => l.startsWith('@nix '))).toBe(true);
+    const msgs = lines.map((l) => JSON.parse(l.slice(5)) as Record<string, unknown>);
+    const starts = msgs.filter((m) => m.action === 'start');
+    expect(starts.map((m) => (m.fields as unknown[]).slice(0, 2))).toEqual([
+      [HELLO, 'ssh://ruby'],
+      [APP, 'ssh://kana'],
+    ]);
+    expect(msgs.filter((m) => m.action === 'result' && m.type === 101).map((m) => m.fields)).toEqual([['compiling hello.c'], ['app.c:3: error: oops']]);
+    const error = msgs.find((m) => m.action === 'msg' && m.level === 0)!;
+    expect(error.msg).toMatch(new RegExp(`^error: builder for '${APP.replace(/\./g, '\\.')}' failed on kana: builder failed with exit code 3;\n.*last 1 log lines:\n.*> app\\.c:3: error: oops$`));
+    expect(msgs.filter((m) => m.action === 'stop').map((m) => m.id)).toEqual(starts.map((m) => m.id));
+    expect(msgs.find((m) => m.action === 'msg' && m.level === 3 && String(m.msg).startsWith('ruby is down'))).toBeDefined();
+  });
+
+  it('internal-json stops builds still open when the run is interrupted', async () => {
+    const stderr = capture();
+    const observers = new BuildObservers({ color: false, logFormat: 'internal-json' }, { stdout: capture(), stderr });
+    const onEvent = observers.begin({ jobs, hosts, now: () => 1 });
+    onEvent(script[0]!.event!);
+    await observers.finish({ ...result, records: [], interrupted: true });
+    const msgs = stderr.lines().map((l) => JSON.parse(l.slice(5)) as Record<string, unknown>);
+    const start = msgs.find((m) => m.action === 'start')!;
+    expect(msgs.filter((m) => m.action === 'stop')).toEqual([{ action: 'stop', id: start.id }]);
+  });
+});
+
+describe('BuildObservers on a terminal', () => {
+  it('draws the live view; build logs only with -v, failures with their tail always', async () => {
+    const quiet = (await play({}, true)).stderr.text();
+    expect(quiet).toContain('\x1b[?25l');
+    expect(quiet).toMatch(/offload {2}1 done · 0 running · 0 queued · 1 failed/);
+    expect(quiet).toMatch(/ ruby 0\/2 down: connection lost/);
+    expect(quiet).not.toContain('compiling hello.c');
+    expect(quiet).toContain('ERROR: building app-1.0 on kana failed');
+    expect(quiet).toContain('  app.c:3: error: oops');
+    expect(quiet).not.toContain('ruby: started hello-2.12.1');
+    expect(quiet.endsWith('\x1b[?25h')).toBe(false);
+    expect(quiet).toContain('\x1b[?25h');
+    const verbose = (await play({ verbose: true }, true)).stderr.text();
+    expect(verbose).toContain('[ruby] hello-2.12.1> compiling hello.c');
+  });
+});
+
+describe('BuildObservers history', () => {
+  it('records every finished build with its host and speedFactor; the next estimate comes from it', async () => {
+    const file = join(dir, 'history.sqlite');
+    await play({ quiet: true }, false, file);
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare('SELECT name, system, host, speed_factor AS speed, seconds, status, drv_path AS drv FROM builds ORDER BY id').all();
+    db.close();
+    expect(rows).toEqual([
+      { name: 'hello-2.12.1', system: 'x86_64-linux', host: 'ruby', speed: 1, seconds: 42.2, status: 'built', drv: HELLO },
+      { name: 'app-1.0', system: 'x86_64-linux', host: 'kana', speed: 2, seconds: 1, status: 'failed', drv: APP },
+    ]);
+    const history = new BuildHistory(file);
+    expect(history.estimate('hello-2.12.1', 'x86_64-linux')).toMatchObject({ seconds: 42.2, samples: 1 });
+    expect(history.estimate('app-1.0', 'x86_64-linux')).toBeUndefined();
+    history.close();
+  });
+
+  it('--no-history opens nothing and records nothing', async () => {
+    const file = join(dir, 'never.sqlite');
+    const observers = new BuildObservers({ color: false, quiet: true }, { stdout: capture(), stderr: capture() });
+    expect(observers.openHistory({ historyFile: file, history: false })).toBeUndefined();
+    observers.close();
+    expect(() => readFileSync(file)).toThrow();
+  });
+});
