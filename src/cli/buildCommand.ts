@@ -17,12 +17,15 @@ import { openPlannedHosts } from '../run/connectHosts.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { serveChannelOpener } from '../run/openChannel.js';
-import { runFailed, runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
+import { runFailed, type RunResult } from '../run/runResult.js';
+import { exitCodeHelp } from './exitCodes.js';
+import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
+import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
 
-export interface BuildOptions extends MachineOptions, OutputOptions {
+export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions {
   storeDir?: string;
   durations?: string;
   keepGoing?: boolean;
@@ -50,36 +53,50 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30);
   addMachineOptions(cmd);
   addOutputOptions(cmd);
+  addBuildOutputOptions(cmd);
+  addHistoryOptions(cmd, 'no estimates from it, nothing recorded');
   cmd.addHelpText(
     'after',
     `
-Prints the output paths of the given derivations, one per line (logs go to stderr).
+Prints the output paths of the given derivations, one per line; everything else goes to stderr:
+a live view on a terminal (one line per host), one line per event otherwise. Finished builds
+are recorded in the history, so the next plan knows how long they take.
+
+--json-events prints NDJSON on stdout: one object per event ({"type":"jobStarted"|"jobFinished"|
+"jobSkipped"|"hostDown"|"hostBack"|"buildLog","time":<s since start>,…}), then one last line
+{"type":"result",…} with what --json prints.
 
 Examples:
   offload build $(nix-instantiate '<nixpkgs>' -A hello) --machines machines.json
-  offload build ./result.drv --max-jobs 0 --hosts ruby,kana --json | jq .makespan`,
+  offload build ./result.drv --max-jobs 0 --hosts ruby,kana --json | jq .makespan
+  offload build ./result.drv --report run.html --log-file offload.log
+  offload build ./result.drv --log-format internal-json |& nom --json
+  offload build ./result.drv --json-events | jq -c 'select(.type == "jobFinished")'
+
+${exitCodeHelp}`,
   );
   cmd.action((drvs: string[], opts: BuildOptions) => run(() => buildAction(drvs, opts)));
 }
 
 export async function buildAction(drvs: string[], opts: BuildOptions): Promise<number> {
   const config = await loadMachinesConfig(machineLoadOptions(opts));
-  for (const warning of config.warnings ?? []) process.stderr.write(`offload: warning: ${warning}\n`);
+  const output = new BuildObservers(opts);
+  for (const warning of config.warnings ?? []) output.warn(warning);
   const { set, graph } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
   const toBuild = [...graph.nodes.values()].map((n) => n.drv);
   assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
   const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
-  const jobs = jobsFromGraph(graph, rules);
+  const jobs = jobsFromGraph(graph, rules, output.openHistory(opts));
   const hosts = hostsFromConfig(config);
   const plan = jobs.length > 0 ? planBuild(jobs, hosts) : undefined;
   const localPaths = await queryValidLocalPaths(pathsJobsRead(set.drvs.values()));
   if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
   const start = performance.now();
   const now = () => (performance.now() - start) / 1000;
-  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const log = output.log;
   if (!plan) {
     const nothing: RunResult = { records: [], outputs: rootOutputs(set.roots, set.drvs, localPaths), makespan: 0, interrupted: false };
-    return report(nothing, opts);
+    return report(nothing, output);
   }
 
   const placement = livePlacement(plan, hosts);
@@ -109,6 +126,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     },
     log,
     now,
+    onEvent: output.begin({ jobs, hosts, plan, now }),
   });
   ssh.on('down', (host, error) => executor.hostDown(host, error));
   const shutdown = () => {
@@ -116,7 +134,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     channels.closeAll();
     void ssh.closeAll();
   };
-  const stopListening = onTerminationSignals(shutdown);
+  const stopListening = onTerminationSignals(shutdown, output.warn);
   let result: RunResult;
   try {
     await openPlannedHosts(channels, placement.planned, (host, error) => executor.hostDown(host, error));
@@ -126,7 +144,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     channels.closeAll();
     await ssh.closeAll();
   }
-  return report(result, opts);
+  return report(result, output);
 }
 
 /** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */
@@ -165,14 +183,9 @@ function rootOutputs(roots: string[], drvs: ReadonlyMap<string, Derivation>, loc
   return out;
 }
 
-function report(result: RunResult, opts: BuildOptions): number {
-  if (opts.json) {
-    process.stdout.write(`${JSON.stringify(runResultJson(result), null, 2)}\n`);
-  } else {
-    const paths = Object.values(result.outputs).flatMap((outs) => Object.values(outs));
-    if (paths.length > 0) process.stdout.write(`${paths.join('\n')}\n`);
-  }
-  process.stderr.write(`${summaryLine(result)}\n`);
+/** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */
+async function report(result: RunResult, output: BuildObservers): Promise<number> {
+  await output.finish(result);
   if (result.interrupted) return ExitCode.interrupted;
   if (result.stuck) {
     throw new OffloadError(
@@ -190,12 +203,12 @@ function parseSeconds(value: string): number {
 }
 
 /** SIGINT/SIGTERM end the run cleanly instead of killing the process mid-transfer. */
-function onTerminationSignals(handler: () => void): () => void {
+function onTerminationSignals(handler: () => void, say: (message: string) => void): () => void {
   let seen = false;
   const once = () => {
     if (seen) return;
     seen = true;
-    process.stderr.write('offload: interrupted; closing connections\n');
+    say('interrupted; closing connections');
     handler();
   };
   process.on('SIGINT', once);

@@ -26,7 +26,8 @@ export interface BuildOutputOptions {
   logFormat?: LogFormat;
   logFile?: string;
   report?: string;
-  color?: boolean;
+  /** False with --no-color (NO_COLOR is honoured too). */
+  color: boolean;
 }
 
 export function addBuildOutputOptions(cmd: Command): Command {
