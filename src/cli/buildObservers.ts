@@ -209,7 +209,7 @@ export class BuildObservers {
       const logTail = this.tails.get(event.jobId) ?? [];
       this.logger.error(
         { kind: 'failure', drvName: event.name, host: event.host, drvPath: event.jobId, logTail },
-        `building ${event.name} on ${event.host} failed: ${event.error ?? 'unknown error'}`,
+        `building ${event.jobId} on ${event.host} failed: ${event.error ?? 'unknown error'}`,
       );
       this.reportSkipped();
     }

@@ -6,7 +6,8 @@ import { timePrefix } from './eventLines.js';
 
 /**
  * offload's log: one pino logger for its own messages (host down, retries,
- * summary), narrated run events and build log lines. Every entry goes to the
+ * summary), narrated run events and build log lines. Human text reads
+ * `[12.3s] offload: ruby is down (…)`, coloured by level on a terminal. Every entry goes to the
  * `--log-file` in full as pino JSON; stderr gets what the options ask for,
  * as human text (pino-pretty), pino JSON lines, or Nix internal-json
  * messages for nom.
@@ -59,7 +60,7 @@ interface Entry {
   logTail?: string[];
 }
 
-const LEVEL = { info: 30, error: 50 } as const;
+const LEVEL = { info: 30, warn: 40, error: 50 } as const;
 
 export function createLogger(setup: LoggerSetup): Logger {
   const toStderr = stderrWriter(setup);
@@ -88,7 +89,19 @@ export function logFileDestination(path: string): DestinationStream & { flushSyn
 
 function stderrWriter(setup: LoggerSetup): (line: string) => void {
   const policy = setup.stderr;
-  const pretty = prettyFactory({ colorize: policy.color, ignore: 'pid,hostname,time,t,kind', hideObject: true });
+  // `offload: message`, as offload's messages always read; colour says the level.
+  const pretty = prettyFactory({
+    colorize: policy.color,
+    ignore: 'pid,hostname,time,level,t,kind',
+    hideObject: true,
+    customColors: 'message:reset',
+    messageFormat: (log, key, _label, extras) => {
+      const colors = (extras as { colors: { red(s: string): string; yellow(s: string): string } }).colors;
+      const text = `offload: ${String(log[key] ?? '')}`;
+      const level = Number(log.level);
+      return level >= LEVEL.error ? colors.red(text) : level >= LEVEL.warn ? colors.yellow(text) : text;
+    },
+  });
   return (line) => {
     const entry = JSON.parse(line) as Entry;
     if (!shown(entry, policy)) return;

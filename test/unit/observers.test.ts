@@ -36,13 +36,13 @@ describe('BuildObservers on stderr that is not a terminal', () => {
       '[42.3s] ruby: hello-2.12.1 built in 42s',
       '[42.4s] kana: started app-1.0 (est 15s)',
       '[kana] app-1.0> app.c:3: error: oops',
-      '[43.0s] WARN: ruby is down (connection lost); its jobs go to other machines; retrying it in 30 s',
+      '[43.0s] offload: ruby is down (connection lost); its jobs go to other machines; retrying it in 30 s',
       '[43.0s] ruby: down: connection lost',
       '[43.4s] kana: app-1.0 failed: builder failed with exit code 3',
-      '[43.4s] ERROR: building app-1.0 on kana failed: builder failed with exit code 3',
+      `[43.4s] offload: building ${APP} on kana failed: builder failed with exit code 3`,
       'last 1 log lines of app-1.0:',
       '  app.c:3: error: oops',
-      '[43.4s] INFO: 1 built, 1 failed in 43.4 s',
+      '[43.4s] offload: 1 built, 1 failed in 43.4 s',
     ]);
     expect(stdout.text()).toBe('/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1\n');
   });
@@ -50,7 +50,7 @@ describe('BuildObservers on stderr that is not a terminal', () => {
   it('--quiet keeps only errors (with the log tail) and the output paths', async () => {
     const { stdout, stderr } = await play({ quiet: true });
     expect(stderr.lines()).toEqual([
-      '[43.4s] ERROR: building app-1.0 on kana failed: builder failed with exit code 3',
+      `[43.4s] offload: building ${APP} on kana failed: builder failed with exit code 3`,
       'last 1 log lines of app-1.0:',
       '  app.c:3: error: oops',
     ]);
@@ -126,7 +126,7 @@ describe('BuildObservers on a terminal', () => {
     expect(quiet).toMatch(/offload {2}1 done · 0 running · 0 queued · 1 failed/);
     expect(quiet).toMatch(/ ruby 0\/2 down: connection lost/);
     expect(quiet).not.toContain('compiling hello.c');
-    expect(quiet).toContain('ERROR: building app-1.0 on kana failed');
+    expect(quiet).toContain(`offload: building ${APP} on kana failed`);
     expect(quiet).toContain('  app.c:3: error: oops');
     expect(quiet).not.toContain('ruby: started hello-2.12.1');
     expect(quiet.endsWith('\x1b[?25h')).toBe(false);
