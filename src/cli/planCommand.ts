@@ -6,8 +6,9 @@ import { planToJson, planToText } from '../report/planReport.js';
 import { addMachineOptions, addOutputOptions, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
 import { ExitCode } from '../errors/offloadError.js';
+import { addPlanOutputOptions, planHistory, writePlanSvg, type PlanOutputOptions } from './planOutputs.js';
 
-export interface PlanOptions extends MachineOptions, OutputOptions {
+export interface PlanOptions extends MachineOptions, OutputOptions, PlanOutputOptions {
   fromJson?: string;
   storeDir?: string;
   durations?: string;
@@ -25,12 +26,15 @@ export function registerPlanCommand(program: Command, run: (action: () => Promis
     .option('--assume-nothing-built', 'do not ask the local store which outputs already exist');
   addMachineOptions(cmd);
   addOutputOptions(cmd);
+  addPlanOutputOptions(cmd);
   cmd.addHelpText(
     'after',
     `
 Examples:
   offload plan --machines machines.example.json --from-json fixtures/sample-dag.json
   offload plan /nix/store/…-hello-2.12.1.drv --max-jobs 0 --json | jq .makespan
+  offload plan --from-json fixtures/sample-dag.json --svg plan.svg
+  offload plan result.drv --no-history --durations durations.json   (what-if: rules only)
   nix show-derivation -r nixpkgs#firefox | offload plan --from-json - --durations durations.json`,
   );
   cmd.action((drvs: string[], opts: PlanOptions) => run(() => planAction(drvs, opts)));
@@ -44,10 +48,13 @@ export async function planAction(drvs: string[], opts: PlanOptions): Promise<num
     askLocalStore: !opts.assumeNothingBuilt,
   });
   const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
-  const jobs = jobsFromGraph(workload.graph, rules);
+  const history = planHistory(opts, (message) => process.stderr.write(`offload: ${message}\n`));
+  const jobs = jobsFromGraph(workload.graph, rules, history.lookup);
+  history.close();
   const hosts = hostsFromConfig(config);
   const plan = planBuild(jobs, hosts);
   const input = {
+    learnedSpeeds: history.learnedSpeeds,
     plan,
     jobs: new Map(jobs.map((j) => [j.id, j])),
     hosts,
@@ -56,6 +63,7 @@ export async function planAction(drvs: string[], opts: PlanOptions): Promise<num
   };
   if (opts.json) process.stdout.write(`${JSON.stringify(planToJson(input), null, 2)}\n`);
   else process.stdout.write(`${planToText(input, { color: useColor(opts, process.stdout) })}\n`);
+  if (opts.svg !== undefined) await writePlanSvg(opts.svg, input);
   return ExitCode.ok;
 }
 

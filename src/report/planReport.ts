@@ -9,12 +9,16 @@ export interface PlanReportInput {
   /** Derivations skipped because all their outputs are already valid locally. */
   alreadyBuilt: readonly string[];
   machinesSource: string;
+  /** Effective speed per host learned from the build history (same units as speedFactor). */
+  learnedSpeeds?: ReadonlyMap<string, number>;
 }
 
 export interface HostUsage {
   host: string;
   slots: number;
   speedFactor: number;
+  /** What the history says the host's speed really is, when it has compared the host with others. */
+  learnedSpeed?: number;
   jobs: number;
   busySeconds: number;
   /** Busy slot-seconds / (slots × makespan). */
@@ -28,10 +32,12 @@ export function hostUsage(input: PlanReportInput): HostUsage[] {
     const busy = mine.reduce((sum, a) => sum + (a.end - a.start), 0);
     const slots = Math.max(h.maxJobs, mine.length > 0 ? 1 : 0);
     const capacity = slots * plan.makespan;
+    const learned = input.learnedSpeeds?.get(h.id);
     return {
       host: h.id,
       slots: h.maxJobs,
       speedFactor: h.speedFactor,
+      ...(learned !== undefined ? { learnedSpeed: round(learned) } : {}),
       jobs: mine.length,
       busySeconds: round(busy),
       utilisation: capacity > 0 ? round(busy / capacity) : 0,
@@ -75,7 +81,7 @@ export function planToText(input: PlanReportInput, opts: { color: boolean }): st
   const rows = sortedAssignments(plan).map((a) => {
     const job = jobs.get(a.jobId);
     const name = job?.name ?? a.jobId;
-    const est = job ? `${formatDuration(job.duration)}${job.estimateSource === 'history' ? '' : job.estimateSource === 'rules' ? ' (rules)' : ' (default)'}` : '';
+    const est = job ? `${formatDuration(job.duration)} (${job.estimateSource})` : '';
     const cells = [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est];
     return critical.has(a.jobId) ? cells.map(mark) : cells;
   });
@@ -92,13 +98,14 @@ function summary(input: PlanReportInput): string {
     .map(([k, v]) => `${k} ${formatDuration(v)}`)
     .join(', ');
   const usage = hostUsage(input)
-    .map((u) => `  ${u.host.padEnd(12)} ${String(u.jobs).padStart(5)} jobs  ${String(u.slots).padStart(2)} slots  speed ${u.speedFactor}  ${Math.round(u.utilisation * 100)}% busy`)
+    .map((u) => `  ${u.host.padEnd(12)} ${String(u.jobs).padStart(5)} jobs  ${String(u.slots).padStart(2)} slots  speed ${u.speedFactor}${u.learnedSpeed !== undefined ? ` (learned ${u.learnedSpeed.toFixed(2)})` : ''}  ${Math.round(u.utilisation * 100)}% busy`)
     .join('\n');
-  const defaults = [...jobs.values()].filter((j) => j.estimateSource === 'default').length;
+  const sources = { history: 0, rules: 0, default: 0 };
+  for (const j of jobs.values()) sources[j.estimateSource]++;
   return [
     `* = critical path (${names.length} derivations): ${path.join(' → ') || '—'}`,
     `estimated makespan ${formatDuration(plan.makespan)} (lower bound ${formatDuration(plan.lowerBound)}), policy ${plan.policy}${others ? `; alternatives: ${others}` : ''}`,
-    `${plan.assignments.length} to build, ${input.alreadyBuilt.length} already built; ${defaults} estimates are defaults (no history yet)`,
+    `${plan.assignments.length} to build, ${input.alreadyBuilt.length} already built; estimates: ${sources.history} from history, ${sources.rules} from rules, ${sources.default} defaults`,
     `machines from ${input.machinesSource}:`,
     usage,
   ].join('\n');
