@@ -16,6 +16,7 @@ interface HistoryOptions {
 }
 
 interface ImportOptions {
+  json?: boolean;
   historyFile?: string;
   system?: string;
   speedFactors?: Map<string, number>;
@@ -28,6 +29,14 @@ export function registerHistoryCommand(program: Command, run: Run): void {
     .option('--json', 'print one JSON object on stdout (for scripts)')
     .option('--history-file <file>', `the history database (default: ${defaultHistoryPath({ HOME: '~' })}, following $XDG_CACHE_HOME)`)
     .option('--limit <n>', 'show at most this many estimates, newest first (default: all)', parsePositive)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  offload history --limit 20
+  offload history --json | jq '.hosts[] | {host, learnedSpeed, configuredSpeed}'
+  offload history import-nom --speed-factors ruby=2,kana=1`,
+    )
     .action((opts: HistoryOptions) => run(() => historyAction(opts)));
   history
     .command('import-nom')
@@ -36,6 +45,14 @@ export function registerHistoryCommand(program: Command, run: Run): void {
     .option('--system <system>', 'system of the imported builds, when the file does not say (default: any system)')
     .option('--speed-factors <host=n,...>', 'speedFactor of each host at the time nom saw its builds (default 1)', parseSpeedFactors)
     .option('--history-file <file>', 'the history database to import into')
+    .option('--json', 'print one JSON object on stdout (for scripts)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  offload history import-nom
+  offload history import-nom ~/build-reports.csv --system x86_64-linux --speed-factors ruby=2`,
+    )
     .action((file: string | undefined, opts: ImportOptions, cmd: Command) =>
       run(() => importNomAction(file, { ...opts, historyFile: opts.historyFile ?? cmd.parent?.opts<HistoryOptions>().historyFile })),
     );
@@ -68,7 +85,8 @@ export async function importNomAction(file: string | undefined, opts: ImportOpti
       ...(opts.system !== undefined ? { system: opts.system } : {}),
       ...(opts.speedFactors ? { speedFactors: opts.speedFactors } : {}),
     });
-    out.write(`imported ${added} build${added === 1 ? '' : 's'} from ${source} into ${history.path}\n`);
+    if (opts.json) out.write(`${JSON.stringify({ imported: added, source, historyFile: history.path })}\n`);
+    else out.write(`imported ${added} build${added === 1 ? '' : 's'} from ${source} into ${history.path}\n`);
     return ExitCode.ok;
   } finally {
     history.close();
