@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -116,6 +116,37 @@ export function commandLines(cluster: TestCluster, builder: string): string[] {
       return [];
     }
   });
+}
+
+/**
+ * A build runs on the builder: the fixtures' builds sleep with /bin/sleep.
+ * Nix runs each build in a mount namespace of its own, so the build is found
+ * through its ancestors (nix-store --serve lives in the builder's namespace).
+ */
+export function building(cluster: TestCluster, builder: string): boolean {
+  const ours = new Set(cluster.processes(builder));
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (!readProc(`/proc/${entry}/cmdline`).startsWith('/bin/sleep\0')) continue;
+    for (let pid = parentOf(Number(entry)), hops = 0; pid > 1 && hops < 4; pid = parentOf(pid), hops++) {
+      if (ours.has(pid)) return true;
+    }
+  }
+  return false;
+}
+
+function readProc(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function parentOf(pid: number): number {
+  const stat = readProc(`/proc/${pid}/stat`);
+  // Fields after the parenthesised command name: state, then the parent pid.
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] ?? 0);
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
