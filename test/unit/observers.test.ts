@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BuildObservers, type BuildOutputOptions } from '../../src/cli/buildObservers.js';
 import { BuildHistory } from '../../src/history/buildHistory.js';
 import { APP, HELLO, capture, hosts, jobs, result, script } from './observersFixtures.js';
@@ -159,5 +159,33 @@ describe('BuildObservers history', () => {
     expect(observers.openHistory({ historyFile: file, history: false })).toBeUndefined();
     observers.close();
     expect(() => readFileSync(file)).toThrow();
+  });
+});
+
+describe('BuildObservers colours', () => {
+  afterEach(() => vi.unstubAllEnvs());
+
+  async function warnedOnTerminal(color: boolean): Promise<string> {
+    const stderr = capture(true);
+    const observers = new BuildObservers({ color }, { stdout: capture(), stderr });
+    observers.warn('ruby is down (connection lost)');
+    await observers.finish({ ...result, records: [] });
+    return stderr.text();
+  }
+
+  it('colour messages by level on a terminal', async () => {
+    vi.stubEnv('NO_COLOR', '');
+    expect(await warnedOnTerminal(true)).toContain('\x1b[33moffload: ruby is down (connection lost)');
+  });
+
+  it('never with --no-color or NO_COLOR, nor when stderr is not a terminal', async () => {
+    vi.stubEnv('NO_COLOR', '');
+    expect(await warnedOnTerminal(false)).not.toMatch(/\x1b\[3\d?m/);
+    vi.stubEnv('NO_COLOR', '1');
+    expect(await warnedOnTerminal(true)).not.toMatch(/\x1b\[3\d?m/);
+    const stderr = capture(false);
+    const observers = new BuildObservers({ color: true }, { stdout: capture(), stderr });
+    observers.warn('plain');
+    expect(stderr.text()).toBe('offload: plain\n');
   });
 });
