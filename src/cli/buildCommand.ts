@@ -8,6 +8,7 @@ import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
 import { OnlineScheduler } from '../schedule/onlineScheduler.js';
+import { LOCAL_HOST } from '../schedule/types.js';
 import { planBuild, schedulerOptionsForPlan } from '../schedule/planBuild.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
@@ -16,6 +17,8 @@ import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
+import { SlotGate } from '../run/slotGate.js';
+import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { runFailed, type RunResult } from '../run/runResult.js';
 import { exitCodeHelp } from './exitCodes.js';
@@ -110,6 +113,13 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
 
   const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
+  // Slots shared with other offload runs on this machine, keyed by where a builder really is.
+  const leases = new SlotLeases();
+  const slots = new SlotGate({
+    leases,
+    keys: new Map([[LOCAL_HOST, LOCAL_HOST], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
+    maxJobs: new Map(hosts.map((h) => [h.id, h.maxJobs])),
+  });
   const executor = new Executor({
     drvs: set.drvs,
     roots: set.roots,
@@ -127,6 +137,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     log,
     now,
     onEvent: output.begin({ jobs, hosts, plan, now }),
+    slots,
   });
   ssh.on('down', (host, error) => executor.hostDown(host, error));
   const shutdown = () => {
@@ -143,6 +154,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     stopListening();
     channels.closeAll();
     await ssh.closeAll();
+    leases.close();
   }
   return report(result, output);
 }

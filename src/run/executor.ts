@@ -6,6 +6,8 @@ import { BuildLog, logPrefix } from './buildLog.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
 import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
+import type { SlotGate } from './slotGate.js';
+import type { SlotLease } from './slotLeases.js';
 import type { RunEventListener } from './runEvents.js';
 import type { JobRecord, RunResult } from './runResult.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
@@ -53,7 +55,12 @@ export interface ExecutorInput {
   now: () => number;
   /** Progress events (live view, event streams, history). */
   onEvent?: RunEventListener;
+  /** Build slots shared with other offload processes; without it only this run's own slots count. */
+  slots?: SlotGate;
 }
+
+/** How often hosts whose slots other processes hold are checked for a free one. */
+const SLOT_POLL_MS = 250;
 
 /**
  * The live loop: asks the scheduler which ready job goes where, runs each
@@ -75,7 +82,11 @@ export class Executor {
   /** Output path → the job (in this run) that produces it. */
   private readonly producers = new Map<string, string>();
   private readonly dependents = new Map<string, string[]>();
-  private reserves: string[];
+  /** Reserves not brought in yet. */
+  private readonly heldBack: Set<string>;
+  /** Taken out after failures, until a reconnect after the back-off succeeds. */
+  private readonly outOfRotation = new Set<string>();
+  private slotPoll: NodeJS.Timeout | undefined;
   private stopping = false;
   private interrupted = false;
   private bug: unknown;
@@ -83,7 +94,7 @@ export class Executor {
 
   constructor(private readonly input: ExecutorInput) {
     this.roots = new Set(input.roots);
-    this.reserves = [...(input.reserveHosts ?? [])];
+    this.heldBack = new Set(input.reserveHosts ?? []);
     this.health = new HostHealth(input.options.hostHealth ?? defaultHostHealthOptions);
     this.locations.addAll(input.localPaths, LOCAL_HOST);
     this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
@@ -98,9 +109,15 @@ export class Executor {
     const running = new Map<string, Promise<void>>();
     try {
       for (;;) {
-        if (!this.stopping) this.startReady(running);
-        // Never wait idle for a host in back-off: with nothing running, the run is stuck.
-        if (running.size === 0 && this.probes.size === 0) break;
+        if (!this.stopping) {
+          this.refreshFullHosts();
+          this.startReady(running);
+        }
+        // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
+        // busy with another offload process are different: their slots free up, so wait for them.
+        const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
+        if (running.size === 0 && this.probes.size === 0 && !waitForSlots) break;
+        if (waitForSlots) this.pollSlotsSoon();
         const woken = new Promise<void>((resolve) => (this.wake = resolve));
         await Promise.race([...running.values(), ...this.probes.values(), woken]);
         if (this.bug !== undefined) {
@@ -110,6 +127,7 @@ export class Executor {
     } finally {
       for (const timer of this.backoffTimers.values()) clearTimeout(timer);
       this.backoffTimers.clear();
+      clearTimeout(this.slotPoll);
     }
     if (this.bug !== undefined) throw this.bug;
     return this.result();
@@ -155,12 +173,33 @@ export class Executor {
   }
 
   private takeOut(host: string): void {
-    this.input.scheduler.setHostAvailable(host, false);
+    this.outOfRotation.add(host);
+    this.refreshAvailability(host);
     this.input.channels.dropHost?.(host);
-    for (const reserve of this.reserves) this.input.scheduler.setHostAvailable(reserve, true);
-    this.reserves = [];
+    for (const reserve of [...this.heldBack]) {
+      this.heldBack.delete(reserve);
+      this.refreshAvailability(reserve);
+    }
     this.rebuildLost(this.locations.forgetHost(host));
     this.wake();
+  }
+
+  /** The scheduler offers a host when it is in rotation, not held in reserve, and has a slot free of other processes. */
+  private refreshAvailability(host: string): void {
+    const available = !this.outOfRotation.has(host) && !this.heldBack.has(host) && this.input.slots?.isFull(host) !== true;
+    this.input.scheduler.setHostAvailable(host, available);
+  }
+
+  private refreshFullHosts(): void {
+    for (const host of this.input.slots?.freed() ?? []) this.refreshAvailability(host);
+  }
+
+  private pollSlotsSoon(): void {
+    if (this.slotPoll) return;
+    this.slotPoll = setTimeout(() => {
+      this.slotPoll = undefined;
+      this.wake();
+    }, SLOT_POLL_MS);
   }
 
   /**
@@ -195,7 +234,8 @@ export class Executor {
     if (this.stopping) return;
     this.input.log(`offload: ${host} is back in rotation`);
     this.input.onEvent?.({ type: 'hostBack', time: this.input.now(), host });
-    this.input.scheduler.setHostAvailable(host, true);
+    this.outOfRotation.delete(host);
+    this.refreshAvailability(host);
   }
 
   /**
@@ -226,23 +266,44 @@ export class Executor {
     });
   }
 
+  /**
+   * Starts what the scheduler offers. A job whose host turns out to be full
+   * (another offload process holds its slots) goes back to the queue and the
+   * host is hidden, so asking again may place the job elsewhere.
+   */
   private startReady(running: Map<string, Promise<void>>): void {
-    const now = this.input.now();
-    for (const { jobId, host } of this.input.scheduler.next(now)) {
-      this.input.scheduler.started(jobId, host, now);
-      const done: Promise<void> = this.runJob(jobId, host)
-        .catch((error: unknown) => {
-          this.bug ??= error;
-        })
-        // A requeued job may already run again under the same id when this attempt's promise settles.
-        .finally(() => {
-          if (running.get(jobId) === done) running.delete(jobId);
-        });
-      running.set(jobId, done);
+    const { scheduler, slots } = this.input;
+    for (let pass = 0, blocked = true; blocked && pass < 8; pass++) {
+      blocked = false;
+      const now = this.input.now();
+      for (const { jobId, host } of scheduler.next(now)) {
+        scheduler.started(jobId, host, now);
+        const lease = slots ? slots.take(host) : null;
+        if (lease === undefined) {
+          scheduler.requeue(jobId);
+          this.refreshAvailability(host);
+          blocked = true;
+          continue;
+        }
+        this.start(running, jobId, host, lease ?? undefined);
+      }
     }
   }
 
-  private async runJob(jobId: string, host: string): Promise<void> {
+  private start(running: Map<string, Promise<void>>, jobId: string, host: string, lease: SlotLease | undefined): void {
+    const done: Promise<void> = this.runJob(jobId, host, lease)
+      .catch((error: unknown) => {
+        this.bug ??= error;
+      })
+      // A requeued job may already run again under the same id when this attempt's promise settles.
+      .finally(() => {
+        lease?.release();
+        if (running.get(jobId) === done) running.delete(jobId);
+      });
+    running.set(jobId, done);
+  }
+
+  private async runJob(jobId: string, host: string, lease: SlotLease | undefined): Promise<void> {
     const record = this.records.get(jobId)!;
     record.host = host;
     record.status = 'running';
@@ -252,6 +313,8 @@ export class Executor {
     this.input.onEvent?.({ type: 'jobStarted', time: startedAt, jobId, name: record.name, host, attempt: record.attempts });
     const log = new BuildLog(logPrefix(host, record.name), this.input.log);
     const attempt = await this.attempt(jobId, host, log, record);
+    // Before the job is settled, so a job started next on this host finds the slot free.
+    lease?.release();
     log.end();
     const status = this.settle(jobId, host, attempt, log);
     const time = this.input.now();

@@ -12,14 +12,14 @@ import { NIX_ENV, ROOT, type BuildJson } from './buildSupport.js';
 const run = promisify(execFile);
 
 /**
- * Instantiates a Nix expression in which `mk` (fixtures/nix/lib.nix) is in
- * scope, with a fresh nonce so nothing is built already. Returns the .drv
+ * Instantiates a Nix expression in which `mk` (fixtures/nix/lib.nix) and
+ * `nonce` are in scope, with a fresh nonce so nothing is built already. Returns the .drv
  * paths (one per line of nix-instantiate's output).
  */
 export async function instantiateExpr(expr: string): Promise<string[]> {
   const nonce = randomBytes(6).toString('hex');
   const lib = join(ROOT, 'fixtures', 'nix', 'lib.nix');
-  const full = `let inherit (import ${lib} { nonce = "${nonce}"; }) mk; in ${expr}`;
+  const full = `let inherit (import ${lib} { nonce = "${nonce}"; }) mk nonce; in ${expr}`;
   const { stdout } = await run('nix-instantiate', ['-E', full], { env: NIX_ENV });
   return stdout.trim().split('\n');
 }
@@ -124,15 +124,24 @@ export function commandLines(cluster: TestCluster, builder: string): string[] {
  * through its ancestors (nix-store --serve lives in the builder's namespace).
  */
 export function building(cluster: TestCluster, builder: string): boolean {
+  return buildCount(cluster, builder) > 0;
+}
+
+/** How many builds run on the builder (see building). */
+export function buildCount(cluster: TestCluster, builder: string): number {
   const ours = new Set(cluster.processes(builder));
+  let count = 0;
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     if (!readProc(`/proc/${entry}/cmdline`).startsWith('/bin/sleep\0')) continue;
     for (let pid = parentOf(Number(entry)), hops = 0; pid > 1 && hops < 4; pid = parentOf(pid), hops++) {
-      if (ours.has(pid)) return true;
+      if (ours.has(pid)) {
+        count++;
+        break;
+      }
     }
   }
-  return false;
+  return count;
 }
 
 function readProc(file: string): string {
