@@ -1,4 +1,11 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+// Tests must not learn from (or write into) the developer's own build history
+// and slot leases under ~/.cache/offload: every run gets a fresh cache home.
+const env = { XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'offload-test-cache-')) };
 
 // Unit tests are pure and fast; integration tests start the real test cluster
 // (sshd + Nix stores in mount namespaces), so they run one file at a time.
@@ -10,6 +17,7 @@ export default defineConfig({
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
           testTimeout: 30_000,
+          env,
         },
       },
       {
@@ -18,6 +26,7 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           // Builds dist/ when src/ is newer: the build tests run `node bin/offload.js`.
           globalSetup: ['test/support/globalSetup.ts'],
+          env,
           testTimeout: 180_000,
           hookTimeout: 180_000,
           fileParallelism: false,
