@@ -9,3 +9,4 @@ import { runPlanBench } from './plan.js';
 const only = process.argv[2];
 if (!only || only === 'plan') runPlanBench();
 if (!only || only === 'build') await runBuildBench();
+if (!only || only === 'failover') await (await import('./failover.js')).runFailoverBench();
