@@ -6,7 +6,7 @@ let
     name = "leaf-${toString i}";
     system = builtins.currentSystem;
     builder = "/bin/sh";
-    args = [ "-c" "${if sleep == "0" then "" else "sleep ${sleep};"} echo ${nonce}-${toString i} > $out" ];
+    args = [ "-c" "${if sleep == "0" then "" else "/bin/sleep ${sleep};"} echo ${nonce}-${toString i} > $out" ];
   };
   leaves = builtins.genList leaf n;
 in
