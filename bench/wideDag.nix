@@ -1,5 +1,5 @@
 # Benchmark DAG: `n` independent leaves (each sleeps `sleep` seconds) and a top
-# that reads them all. Only shell builtins: Nix sets PATH to a dummy value.
+# that reads them all. Absolute /bin paths: Nix sets PATH to a dummy value.
 { nonce, n ? 60, sleep ? "1" }:
 let
   leaf = i: derivation {
