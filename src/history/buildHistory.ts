@@ -1,6 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { cacheFilePath, openCacheDatabase } from '../cache/cacheDatabase.js';
 import Database from 'better-sqlite3';
 import { OffloadError } from '../errors/offloadError.js';
 import { parseNomReports } from './nomReports.js';
@@ -54,12 +52,9 @@ export class HistoryError extends OffloadError {}
 /** Latest samples per estimate; older ones stop mattering once builds change. */
 export const SAMPLES_PER_ESTIMATE = 10;
 const SCHEMA_VERSION = 1;
-const BUSY_TIMEOUT_MS = 10_000;
 
 export function defaultHistoryPath(env: NodeJS.ProcessEnv = process.env): string {
-  const xdg = env.XDG_CACHE_HOME;
-  const cache = xdg !== undefined && isAbsolute(xdg) ? xdg : join(env.HOME ?? homedir(), '.cache');
-  return join(cache, 'offload', 'history.sqlite');
+  return cacheFilePath('history.sqlite', env);
 }
 
 /**
@@ -79,22 +74,7 @@ export class BuildHistory {
 
   constructor(path: string = defaultHistoryPath()) {
     this.path = path;
-    try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path);
-    } catch (error) {
-      throw new HistoryError(`cannot open the build history at ${path}: ${(error as Error).message}`, undefined, { cause: error });
-    }
-    try {
-      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      this.db.pragma('journal_mode = WAL');
-      this.db.pragma('synchronous = NORMAL');
-      this.migrate();
-    } catch (error) {
-      this.db.close();
-      if (error instanceof OffloadError) throw error;
-      throw new HistoryError(`cannot use the build history at ${path}: ${(error as Error).message}`, undefined, { cause: error });
-    }
+    this.db = openCacheDatabase(path, 'the build history', (message, cause) => new HistoryError(message, undefined, { cause }), (db) => this.migrate(db));
   }
 
   record(sample: BuildSample): void {
@@ -216,16 +196,16 @@ export class BuildHistory {
     return new Map(rows.map((r) => [r.host, r.speedFactor]));
   }
 
-  private migrate(): void {
-    const upgrade = this.db.transaction(() => {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
+  private migrate(db: Database.Database): void {
+    const upgrade = db.transaction(() => {
+      const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new HistoryError(
           `the build history at ${this.path} has schema version ${version}, newer than this offload understands (${SCHEMA_VERSION}); upgrade offload or set XDG_CACHE_HOME elsewhere`,
         );
       }
       if (version < 1) {
-        this.db.exec(`
+        db.exec(`
           CREATE TABLE builds (
             id INTEGER PRIMARY KEY,
             name TEXT NOT NULL,
@@ -244,7 +224,7 @@ export class BuildHistory {
           CREATE INDEX builds_by_host ON builds (host, finished_at);
         `);
       }
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
     });
     // IMMEDIATE: two processes opening a fresh file must not both create the table.
     upgrade.immediate();

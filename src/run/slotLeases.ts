@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, isAbsolute, join } from 'node:path';
+import { cacheFilePath, openCacheDatabase } from '../cache/cacheDatabase.js';
 import Database from 'better-sqlite3';
 import { OffloadError } from '../errors/offloadError.js';
 import { currentBootId, currentProcessIdentity, isProcessAlive, type ProcessIdentity } from './processAlive.js';
@@ -27,14 +25,11 @@ export interface SlotLeasesOptions {
 export class SlotLeaseError extends OffloadError {}
 
 export function defaultSlotLeasesPath(env: NodeJS.ProcessEnv = process.env): string {
-  const xdg = env.XDG_CACHE_HOME;
-  const cache = xdg !== undefined && isAbsolute(xdg) ? xdg : join(env.HOME ?? homedir(), '.cache');
-  return join(cache, 'offload', 'slots.sqlite');
+  return cacheFilePath('slots.sqlite', env);
 }
 
 const SCHEMA_VERSION = 1;
 /** Transactions here take microseconds; waiting this long for the lock means something is wrong. */
-const BUSY_TIMEOUT_MS = 10_000;
 /** Another process's release is only seen by polling; back off from the first to the last delay. */
 export const POLL_MIN_MS = 50;
 export const POLL_MAX_MS = 250;
@@ -113,23 +108,7 @@ export class SlotLeases {
   constructor(options: SlotLeasesOptions = {}) {
     const path = options.file ?? defaultSlotLeasesPath();
     this.path = path;
-    try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-      this.db = new Database(path);
-    } catch (error) {
-      throw new SlotLeaseError(`cannot open the build slot leases at ${path}: ${(error as Error).message}`, undefined, { cause: error });
-    }
-    try {
-      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      this.db.pragma('journal_mode = WAL');
-      // Leases die with their owners anyway, so losing the last commit on power loss is harmless.
-      this.db.pragma('synchronous = NORMAL');
-      this.migrate();
-    } catch (error) {
-      this.db.close();
-      if (error instanceof OffloadError) throw error;
-      throw new SlotLeaseError(`cannot use the build slot leases at ${path}: ${(error as Error).message}`, undefined, { cause: error });
-    }
+    this.db = openCacheDatabase(path, 'the build slot leases', (message, cause) => new SlotLeaseError(message, undefined, { cause }), (db) => this.migrate(db));
     if (openInstances.size === 0) process.on('exit', releaseAllAtExit);
     openInstances.add(this);
   }
@@ -430,16 +409,16 @@ export class SlotLeases {
     return new SlotLeaseError(`the build slot leases at ${this.path} are closed`);
   }
 
-  private migrate(): void {
-    const upgrade = this.db.transaction(() => {
-      const version = this.db.pragma('user_version', { simple: true }) as number;
+  private migrate(db: Database.Database): void {
+    const upgrade = db.transaction(() => {
+      const version = db.pragma('user_version', { simple: true }) as number;
       if (version > SCHEMA_VERSION) {
         throw new SlotLeaseError(
           `the build slot leases at ${this.path} have schema version ${version}, newer than this offload understands (${SCHEMA_VERSION}); upgrade offload or set XDG_CACHE_HOME elsewhere`,
         );
       }
       if (version < 1) {
-        this.db.exec(`
+        db.exec(`
           CREATE TABLE leases (
             host TEXT NOT NULL,
             slot INTEGER NOT NULL,
@@ -463,7 +442,7 @@ export class SlotLeases {
           CREATE INDEX tickets_by_host ON tickets (host, id);
         `);
       }
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      db.pragma(`user_version = ${SCHEMA_VERSION}`);
     });
     // IMMEDIATE: two processes opening a fresh file must not both create the table.
     upgrade.immediate();
