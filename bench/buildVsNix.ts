@@ -3,17 +3,14 @@
  * Nix's own `nix-build --max-jobs 0 --builders @machines.nix` against
  * `offload build --max-jobs 0`, with fresh derivations for every run.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { defaultBuilders } from '../scripts/cluster/builderSpec.js';
 import { startCluster, type TestCluster } from '../scripts/cluster/testCluster.js';
 
-const run = promisify(execFile);
-const ROOT = new URL('..', import.meta.url).pathname;
-const nixEnv = { ...process.env, NIX_REMOTE: 'local', NIX_CONFIG: 'substituters =\nsandbox = false' };
+import { freshNonce, instantiateWideDag, nixEnv, ROOT } from './wideDag.js';
 
 export interface BuildCase {
   label: string;
@@ -27,11 +24,6 @@ export const buildCases: BuildCase[] = [
   { label: '60 leaves × sleep 1 + top', leaves: 60, sleep: 1, lowerBound: 11 },
   { label: '200 trivial leaves + top', leaves: 200, sleep: 0, lowerBound: 0 },
 ];
-
-async function instantiate(c: BuildCase, nonce: string): Promise<string> {
-  const { stdout } = await run('nix-instantiate', [join(ROOT, 'bench/wideDag.nix'), '--argstr', 'nonce', nonce, '--arg', 'n', String(c.leaves), '--argstr', 'sleep', String(c.sleep)], { env: nixEnv });
-  return stdout.trim();
-}
 
 async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const start = performance.now();
@@ -60,9 +52,9 @@ export async function runBuildBench(): Promise<void> {
     console.log('\nbuild: Nix build-remote vs offload, same cluster (3 builders × 2 slots), fresh derivations each run');
     console.log(`${'case'.padEnd(28)} ${'nix'.padStart(8)} ${'offload'.padStart(8)} ${'nix/offload'.padStart(12)} ${'offload/LB'.padStart(11)}`);
     for (const c of buildCases) {
-      const nonce = `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-      const nix = await nixBuild(cluster, await instantiate(c, `nix-${nonce}`));
-      const ours = await offloadBuild(cluster, await instantiate(c, `offload-${nonce}`));
+      const nonce = freshNonce();
+      const nix = await nixBuild(cluster, await instantiateWideDag(`nix-${nonce}`, c.leaves, c.sleep));
+      const ours = await offloadBuild(cluster, await instantiateWideDag(`offload-${nonce}`, c.leaves, c.sleep));
       const lb = c.lowerBound > 0 ? (ours / c.lowerBound).toFixed(2) : '—';
       console.log(`${c.label.padEnd(28)} ${nix.toFixed(1).padStart(7)}s ${ours.toFixed(1).padStart(7)}s ${(nix / ours).toFixed(2).padStart(11)}× ${lb.padStart(11)}`);
     }

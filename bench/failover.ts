@@ -2,50 +2,20 @@
  * Failover: the wide DAG (leaves × sleep + a top reading them) on the test
  * cluster, once undisturbed and once with a builder SIGKILLed (sshd and its
  * builds) a third of the way through. Reports both makespans and how many
- * jobs ran again. The leaves sleep with /bin/sleep: builders see PATH as
- * /path-not-set, so a bare `sleep` (as in wideDag.nix) does not run.
+ * jobs ran again.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { startCluster, type TestCluster } from '../scripts/cluster/testCluster.js';
 
-const run = promisify(execFile);
-const ROOT = new URL('..', import.meta.url).pathname;
-const nixEnv = { ...process.env, NIX_REMOTE: 'local', NIX_CONFIG: 'substituters =\nsandbox = false' };
+import { freshNonce, instantiateWideDag, nixEnv, ROOT } from './wideDag.js';
 
 const LEAVES = 30;
 const SLEEP = 1;
 /** The builder killed in the faulty run: the one with the most slots. */
 const VICTIM = 'aquamarine';
-
-const wideDag = `{ nonce, n, sleep }:
-let
-  leaf = i: derivation {
-    name = "leaf-\${toString i}";
-    system = builtins.currentSystem;
-    builder = "/bin/sh";
-    args = [ "-c" "/bin/sleep \${sleep}; echo \${nonce}-\${toString i} > $out" ];
-  };
-  leaves = builtins.genList leaf n;
-in
-derivation {
-  name = "top-\${toString n}";
-  system = builtins.currentSystem;
-  builder = "/bin/sh";
-  args = [ "-c" "for f in \${builtins.concatStringsSep " " (map toString leaves)}; do read l < $f; echo $l; done > $out" ];
-}`;
-
-async function instantiate(nonce: string): Promise<string> {
-  const { stdout } = await run(
-    'nix-instantiate',
-    ['-E', `(${wideDag}) { nonce = "${nonce}"; n = ${LEAVES}; sleep = "${SLEEP}"; }`],
-    { env: nixEnv },
-  );
-  return stdout.trim();
-}
 
 interface RunOutcome {
   makespan: number;
@@ -78,10 +48,10 @@ export async function runFailoverBench(): Promise<void> {
   try {
     const slots = cluster.builders.reduce((n, b) => n + b.maxJobs, 0);
     const victimSlots = cluster.builder(VICTIM).maxJobs;
-    const nonce = `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
-    const calm = await offloadBuild(cluster, await instantiate(`calm-${nonce}`));
+    const nonce = freshNonce();
+    const calm = await offloadBuild(cluster, await instantiateWideDag(`calm-${nonce}`, LEAVES, SLEEP));
     const killAt = calm.makespan / 3;
-    const faulty = await offloadBuild(cluster, await instantiate(`fault-${nonce}`), async () => {
+    const faulty = await offloadBuild(cluster, await instantiateWideDag(`fault-${nonce}`, LEAVES, SLEEP), async () => {
       await new Promise((resolve) => setTimeout(resolve, killAt * 1000));
       await cluster.kill(VICTIM);
     });
