@@ -9,7 +9,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCluster, type TestCluster } from '../scripts/cluster/testCluster.js';
-
 import { freshNonce, instantiateWideDag, nixEnv, ROOT } from './wideDag.js';
 
 const LEAVES = 30;
