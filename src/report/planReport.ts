@@ -1,3 +1,4 @@
+import { placementReason } from '../schedule/placementReason.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
 import { formatDuration } from './duration.js';
 import { renderTable } from './table.js';
@@ -66,6 +67,7 @@ export function planToJson(input: PlanReportInput): object {
         end: round(a.end),
         estimate: job ? { seconds: round(job.duration), source: job.estimateSource } : undefined,
         criticalPath: critical.has(a.jobId),
+        why: job ? placementReason(job, a.host, input.hosts, plan, critical.has(a.jobId)) : undefined,
       };
     }),
     criticalPath: plan.criticalPath,
@@ -82,10 +84,11 @@ export function planToText(input: PlanReportInput, opts: { color: boolean }): st
     const job = jobs.get(a.jobId);
     const name = job?.name ?? a.jobId;
     const est = job ? `${formatDuration(job.duration)} (${job.estimateSource})` : '';
-    const cells = [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est];
+    const why = job ? placementReason(job, a.host, input.hosts, plan, critical.has(a.jobId)) : '';
+    const cells = [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est, why];
     return critical.has(a.jobId) ? cells.map(mark) : cells;
   });
-  const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate'], rows, new Set([2, 3]));
+  const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate', 'why'], rows, new Set([2, 3]));
   return [table, '', summary(input)].join('\n');
 }
 
