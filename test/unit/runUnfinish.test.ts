@@ -1,14 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { OnlineScheduler } from '../../src/schedule/onlineScheduler.js';
-import type { Host, Job } from '../../src/schedule/types.js';
+import { testHost, testJob } from './scheduleFixtures.js';
 
 /** OnlineScheduler.unfinish: the executor's way to rebuild a job whose only output copy was lost. */
-function host(id: string, maxJobs = 2): Host {
-  return { id, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], maxJobs, speedFactor: 1, isLocal: false };
-}
-function job(id: string, deps: string[] = [], duration = 10): Job {
-  return { id, name: id, system: 'x86_64-linux', requiredFeatures: [], duration, estimateSource: 'rules', deps, preferLocalBuild: false, isBuiltin: false };
-}
+const host = (id: string, maxJobs = 2) => testHost(id, { maxJobs });
+const job = (id: string, deps: string[] = [], duration = 10) => testJob(id, duration, deps);
 const ids = (starts: Array<{ jobId: string }>) => starts.map((s) => s.jobId).sort();
 
 describe('un-finishing a job whose outputs were lost', () => {

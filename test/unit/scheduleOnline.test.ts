@@ -4,14 +4,10 @@ import { simulateNixLike } from '../../src/schedule/nixLikePolicy.js';
 import { OnlineScheduler } from '../../src/schedule/onlineScheduler.js';
 import { planBuild, schedulerForPlan, schedulerOptionsForPlan } from '../../src/schedule/planBuild.js';
 import { simulate } from '../../src/schedule/simulate.js';
-import type { Host, Job } from '../../src/schedule/types.js';
+import { testHost, testJob } from './scheduleFixtures.js';
 
-function host(id: string, over: Partial<Host> = {}): Host {
-  return { id, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], maxJobs: 1, speedFactor: 1, isLocal: id === 'local', ...over };
-}
-function job(id: string, duration: number, deps: string[] = [], over: Partial<Job> = {}): Job {
-  return { id, name: id, system: 'x86_64-linux', requiredFeatures: [], duration, estimateSource: 'rules', deps, preferLocalBuild: false, isBuiltin: false, ...over };
-}
+const host = testHost;
+const job = testJob;
 const byJob = (plan: { assignments: Array<{ jobId: string; host: string; start: number; end: number }> }) =>
   new Map(plan.assignments.map((a) => [a.jobId, a]));
 

@@ -1,29 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { placementReason } from '../../src/schedule/placementReason.js';
 import type { Host, Job, Plan } from '../../src/schedule/types.js';
+import { testHost, testJob } from './scheduleFixtures.js';
 
-const host = (id: string, over: Partial<Host> = {}): Host => ({
-  id,
-  systems: ['x86_64-linux'],
-  supportedFeatures: [],
-  mandatoryFeatures: [],
-  maxJobs: 2,
-  speedFactor: 1,
-  isLocal: id === 'local',
-  ...over,
-});
-const job = (over: Partial<Job> = {}): Job => ({
-  id: '/nix/store/00000000000000000000000000000000-x.drv',
-  name: 'x',
-  system: 'x86_64-linux',
-  requiredFeatures: [],
-  duration: 10,
-  estimateSource: 'default',
-  deps: [],
-  preferLocalBuild: false,
-  isBuiltin: false,
-  ...over,
-});
+const host = (id: string, over: Partial<Host> = {}) => testHost(id, { maxJobs: 2, ...over });
+const job = (over: Partial<Job> = {}) => testJob('/nix/store/00000000000000000000000000000000-x.drv', 10, [], { name: 'x', ...over });
 const plan = (over: Partial<Plan> = {}): Plan => ({
   makespan: 10,
   assignments: [],

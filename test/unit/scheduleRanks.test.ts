@@ -1,14 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { JobGraphError } from '../../src/schedule/jobGraph.js';
 import { criticalPath, lowerBound, upwardRank } from '../../src/schedule/ranks.js';
-import type { Host, Job } from '../../src/schedule/types.js';
+import { testHost, testJob } from './scheduleFixtures.js';
 
-function host(id: string, over: Partial<Host> = {}): Host {
-  return { id, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], maxJobs: 1, speedFactor: 1, isLocal: id === 'local', ...over };
-}
-function job(id: string, duration: number, deps: string[] = [], over: Partial<Job> = {}): Job {
-  return { id, name: id, system: 'x86_64-linux', requiredFeatures: [], duration, estimateSource: 'rules', deps, preferLocalBuild: false, isBuiltin: false, ...over };
-}
+const host = testHost;
+const job = testJob;
 
 describe('upward rank and critical path', () => {
   // a → b → d, a → c → d ; c is longer
