@@ -3,7 +3,8 @@ import type { MachinesConfig } from '../config/machine.js';
 import type { DerivationSet } from '../drv/derivation.js';
 import { loadDrvClosure, loadJsonClosure } from '../drv/loadClosure.js';
 import { buildGraph, type BuildGraph } from '../graph/buildGraph.js';
-import { estimate, type DurationRules } from '../schedule/durations.js';
+import type { DurationRules } from '../schedule/durations.js';
+import { makeJob } from '../schedule/makeJob.js';
 import { LOCAL_HOST, type Host, type Job } from '../schedule/types.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 
@@ -40,19 +41,7 @@ async function readJsonSource(source: string): Promise<string> {
 export function jobsFromGraph(graph: BuildGraph, rules: DurationRules, history?: (name: string, system: string) => number | undefined): Job[] {
   return graph.order.map((id) => {
     const node = graph.nodes.get(id)!;
-    const d = node.drv;
-    const est = estimate(d, rules, history);
-    return {
-      id,
-      name: d.name,
-      system: d.system,
-      requiredFeatures: d.requiredSystemFeatures,
-      duration: est.seconds,
-      estimateSource: est.source,
-      deps: node.deps,
-      preferLocalBuild: d.preferLocalBuild,
-      isBuiltin: d.isBuiltin,
-    };
+    return makeJob(node.drv, node.deps, rules, history);
   });
 }
 
