@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { TestCluster } from '../support/cluster.js';
 import { NIX_ENV, ROOT, type BuildJson } from './buildSupport.js';
+import type { MachineSpec } from '../../src/config/machineSpec.js';
 
 /** Shared by the fault*.test.ts files: ad-hoc derivations, edited machines files, a black-hole proxy. */
 
@@ -29,18 +30,8 @@ export function wideExpr(prefix: string, n: number, sleep: string): string {
   return `mk { name = "${prefix}-top"; sleep = "0"; deps = builtins.genList (i: mk { name = "${prefix}-\${toString i}"; sleep = "${sleep}"; }) ${n}; }`;
 }
 
-export interface MachineJson {
-  hostName: string;
-  sshUser?: string;
-  sshKey?: string;
-  port?: number;
-  systems: string[];
-  supportedFeatures: string[];
-  mandatoryFeatures: string[];
-  maxJobs: number;
-  speedFactor: number;
-  publicHostKey?: string;
-}
+/** An entry of the cluster's machines.json, as the config module reads it. */
+export type MachineJson = MachineSpec;
 
 /** Writes an edited copy of the cluster's machines.json next to it and returns its path. */
 export function editedMachines(cluster: TestCluster, name: string, edit: (machines: MachineJson[]) => MachineJson[]): string {
