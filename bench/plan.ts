@@ -91,6 +91,13 @@ function fmt(row: PlanBenchRow): string {
 }
 
 /** Plans every shared DAG on both clusters plus a generated 100k DAG; prints a table and returns the rows. */
+/** Plans `jobs` on `hosts` (timed) and simulates the Nix-like policy beside it. */
+function benchRow(dag: string, cluster: string, jobs: Job[], hosts: Host[]): PlanBenchRow {
+  const [plan, planMs] = timeMs(() => planBuild(jobs, hosts));
+  const nix = simulateNixLike(jobs, hosts);
+  return { dag, cluster, jobs: jobs.length, planMs, makespan: plan.makespan, lowerBound: plan.lowerBound, policy: plan.policy, nixLike: nix.makespan };
+}
+
 export function runPlanBench(log: (line: string) => void = console.log): PlanBenchRow[] {
   const rows: PlanBenchRow[] = [];
   const rulesPath = join(DAGS, 'durations.json');
@@ -100,36 +107,14 @@ export function runPlanBench(log: (line: string) => void = console.log): PlanBen
   for (const file of files) {
     const jobs = sharedDagJobs(join(DAGS, file), rulesPath);
     for (const [cluster, hosts] of Object.entries(clusters)) {
-      const [plan, planMs] = timeMs(() => planBuild(jobs, hosts));
-      const nix = simulateNixLike(jobs, hosts);
-      const row: PlanBenchRow = {
-        dag: file.replace('.json.gz', ''),
-        cluster,
-        jobs: jobs.length,
-        planMs,
-        makespan: plan.makespan,
-        lowerBound: plan.lowerBound,
-        policy: plan.policy,
-        nixLike: nix.makespan,
-      };
+      const row = benchRow(file.replace('.json.gz', ''), cluster, jobs, hosts);
       rows.push(row);
       log(fmt(row));
     }
   }
   const [generated, genMs] = timeMs(() => generateLayeredDag({ jobs: 100_000, seed: 7 }));
   const hosts = clusters['mixed']!;
-  const [plan, planMs] = timeMs(() => planBuild(generated, hosts));
-  const nix = simulateNixLike(generated, hosts);
-  const row: PlanBenchRow = {
-    dag: 'generated-100k',
-    cluster: 'mixed',
-    jobs: generated.length,
-    planMs,
-    makespan: plan.makespan,
-    lowerBound: plan.lowerBound,
-    policy: plan.policy,
-    nixLike: nix.makespan,
-  };
+  const row = benchRow('generated-100k', 'mixed', generated, hosts);
   rows.push(row);
   log(fmt(row));
   log(`(generating the 100k DAG took ${genMs.toFixed(0)} ms; plan times exclude parsing and are cold: first call JITs)`);
