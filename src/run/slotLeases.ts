@@ -104,6 +104,8 @@ export class SlotLeases {
   private pollTimer: NodeJS.Timeout | undefined;
   private pollDelay = POLL_MIN_MS;
   private closed = false;
+  /** Prepared once: every dispatch runs these, and preparing costs more than running them. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(options: SlotLeasesOptions = {}) {
     const path = options.file ?? defaultSlotLeasesPath();
@@ -189,8 +191,8 @@ export class SlotLeases {
     }
     try {
       this.db.transaction(() => {
-        this.db.prepare('DELETE FROM leases WHERE owner = ?').run(this.owner);
-        this.db.prepare('DELETE FROM tickets WHERE owner = ?').run(this.owner);
+        this.sql('DELETE FROM leases WHERE owner = ?').run(this.owner);
+        this.sql('DELETE FROM tickets WHERE owner = ?').run(this.owner);
       })();
     } finally {
       this.db.close();
@@ -200,8 +202,7 @@ export class SlotLeases {
   }
 
   private takeTicket(host: string): number {
-    const result = this.db
-      .prepare('INSERT INTO tickets (host, pid, start_time, boot_id, owner) VALUES (?, ?, ?, ?, ?)')
+    const result = this.sql('INSERT INTO tickets (host, pid, start_time, boot_id, owner) VALUES (?, ?, ?, ?, ?)')
       .run(host, this.self.pid, this.self.startTime, this.self.bootId, this.owner);
     return Number(result.lastInsertRowid);
   }
@@ -227,7 +228,7 @@ export class SlotLeases {
           }
           const slot = lowestFree(used);
           this.insertLease(host, slot);
-          this.db.prepare('DELETE FROM tickets WHERE id = ?').run(ticket.id);
+          this.sql('DELETE FROM tickets WHERE id = ?').run(ticket.id);
           used.add(slot);
           grants.push({ waiter, slot });
         }
@@ -251,7 +252,7 @@ export class SlotLeases {
   /** The host's leases after deleting those whose owner is gone. Call inside a write transaction. */
   private liveLeases(host: string): LeaseRow[] {
     const { live, dead } = this.byLiveness(this.readLeases(host));
-    const drop = this.db.prepare('DELETE FROM leases WHERE host = ? AND slot = ? AND owner = ?');
+    const drop = this.sql('DELETE FROM leases WHERE host = ? AND slot = ? AND owner = ?');
     for (const row of dead) drop.run(host, row.slot, row.owner);
     return live;
   }
@@ -259,7 +260,7 @@ export class SlotLeases {
   /** The host's waiting tickets, oldest first, after deleting those whose owner is gone. Call inside a write transaction. */
   private liveTickets(host: string): TicketRow[] {
     const { live, dead } = this.byLiveness(this.readTickets(host));
-    const drop = this.db.prepare('DELETE FROM tickets WHERE id = ?');
+    const drop = this.sql('DELETE FROM tickets WHERE id = ?');
     for (const row of dead) drop.run(row.id);
     return live;
   }
@@ -272,15 +273,11 @@ export class SlotLeases {
   }
 
   private readLeases(host: string): LeaseRow[] {
-    return this.db
-      .prepare('SELECT slot, pid, start_time AS startTime, boot_id AS bootId, owner FROM leases WHERE host = ?')
-      .all(host) as LeaseRow[];
+    return this.sql('SELECT slot, pid, start_time AS startTime, boot_id AS bootId, owner FROM leases WHERE host = ?').all(host) as LeaseRow[];
   }
 
   private readTickets(host: string): TicketRow[] {
-    return this.db
-      .prepare('SELECT id, pid, start_time AS startTime, boot_id AS bootId, owner FROM tickets WHERE host = ? ORDER BY id')
-      .all(host) as TicketRow[];
+    return this.sql('SELECT id, pid, start_time AS startTime, boot_id AS bootId, owner FROM tickets WHERE host = ? ORDER BY id').all(host) as TicketRow[];
   }
 
   private ownerAlive(row: OwnerRow): boolean {
@@ -290,12 +287,10 @@ export class SlotLeases {
   }
 
   private insertLease(host: string, slot: number): void {
-    this.db
-      .prepare(
-        `INSERT INTO leases (host, slot, pid, start_time, boot_id, owner, acquired_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(host, slot, this.self.pid, this.self.startTime, this.self.bootId, this.owner, Date.now());
+    this.sql(
+      `INSERT INTO leases (host, slot, pid, start_time, boot_id, owner, acquired_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ).run(host, slot, this.self.pid, this.self.startTime, this.self.bootId, this.owner, Date.now());
   }
 
   private lease(host: string, slot: number): SlotLease {
@@ -308,7 +303,7 @@ export class SlotLeases {
         released = true;
         if (this.closed) return;
         try {
-          this.db.prepare('DELETE FROM leases WHERE host = ? AND slot = ? AND owner = ?').run(host, slot, this.owner);
+          this.sql('DELETE FROM leases WHERE host = ? AND slot = ? AND owner = ?').run(host, slot, this.owner);
         } catch (error) {
           // Release runs in cleanup paths and must not throw; the row goes at close or exit,
           // and whoever waits for this host learns why.
@@ -370,7 +365,7 @@ export class SlotLeases {
     if (!this.waiters.includes(waiter)) return;
     this.removeWaiter(waiter);
     try {
-      this.db.prepare('DELETE FROM tickets WHERE id = ?').run(waiter.ticket);
+      this.sql('DELETE FROM tickets WHERE id = ?').run(waiter.ticket);
     } catch {
       // The ticket dies with this process anyway.
     }
@@ -403,6 +398,15 @@ export class SlotLeases {
     return new SlotLeaseError(`cannot take a build slot on ${host} from ${this.path}: ${(error as Error).message}`, undefined, {
       cause: error,
     });
+  }
+
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
   }
 
   private closedError(): SlotLeaseError {
