@@ -10,7 +10,6 @@ import { defaultDurationRules, loadDurationRules } from '../schedule/durations.j
 import { OnlineScheduler } from '../schedule/onlineScheduler.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import { planBuild, schedulerOptionsForPlan } from '../schedule/planBuild.js';
-import { queryValidLocalPaths } from '../store/localStore.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
@@ -85,15 +84,14 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const config = await loadMachinesConfig(machineLoadOptions(opts));
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
-  const { set, graph } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
+  const { set, graph, localPaths } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
+  if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
   const toBuild = [...graph.nodes.values()].map((n) => n.drv);
   assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
   const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
   const jobs = jobsFromGraph(graph, rules, output.openHistory(opts));
   const hosts = hostsFromConfig(config);
   const plan = jobs.length > 0 ? planBuild(jobs, hosts) : undefined;
-  const localPaths = await queryValidLocalPaths(pathsJobsRead(set.drvs.values()));
-  if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
   const start = performance.now();
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
@@ -176,15 +174,6 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
 }
 
 /** Input sources and outputs: what jobs may read from the local store. */
-function pathsJobsRead(drvs: Iterable<Derivation>): string[] {
-  const paths = new Set<string>();
-  for (const d of drvs) {
-    for (const src of d.inputSrcs) paths.add(src);
-    for (const o of Object.values(d.outputs)) if (o.path !== '') paths.add(o.path);
-  }
-  return [...paths];
-}
-
 function rootOutputs(roots: string[], drvs: ReadonlyMap<string, Derivation>, local: Iterable<string>): RunResult['outputs'] {
   const valid = new Set(local);
   const out: RunResult['outputs'] = {};

@@ -18,16 +18,28 @@ export interface WorkloadOptions {
 export interface Workload {
   set: DerivationSet;
   graph: BuildGraph;
-  /** True when the local Nix store answered which outputs are valid. */
-  storeConsulted: boolean;
+  /**
+   * Which outputs and input sources of the closure the local store holds;
+   * null when it was not asked (or Nix is not installed).
+   */
+  localPaths: ReadonlySet<string> | null;
 }
 
 /** Loads the derivation closure and works out what still needs building. */
 export async function loadWorkload(roots: string[], opts: WorkloadOptions): Promise<Workload> {
   const set = opts.fromJson !== undefined ? loadJsonClosure(await readJsonSource(opts.fromJson), opts.fromJson === '-' ? 'stdin' : opts.fromJson, roots.length > 0 ? roots : undefined) : await loadDrvClosure(roots, { storeDir: opts.storeDir });
-  const outputs = [...set.drvs.values()].flatMap((d) => Object.values(d.outputs).map((o) => o.path)).filter((p) => p !== '');
-  const valid = opts.askLocalStore ? await queryValidLocalPaths(outputs) : null;
-  return { set, graph: buildGraph(set, valid ?? new Set()), storeConsulted: valid !== null };
+  // One question to the store serves both the graph (outputs) and the executor (input sources too).
+  const valid = opts.askLocalStore ? await queryValidLocalPaths(pathsTheClosureUses(set)) : null;
+  return { set, graph: buildGraph(set, valid ?? new Set()), localPaths: valid };
+}
+
+function pathsTheClosureUses(set: DerivationSet): string[] {
+  const paths = new Set<string>();
+  for (const d of set.drvs.values()) {
+    for (const src of d.inputSrcs) paths.add(src);
+    for (const o of Object.values(d.outputs)) if (o.path !== '') paths.add(o.path);
+  }
+  return [...paths];
 }
 
 async function readJsonSource(source: string): Promise<string> {
