@@ -30,7 +30,24 @@ export interface NamespaceHolder {
   child: ChildProcess;
 }
 
+/**
+ * Creating the namespace failed once, without a message, on a machine loaded
+ * by parallel test runs; a second try worked. Retry a few times before giving up.
+ */
+const HOLDER_ATTEMPTS = 3;
+
 export async function startNamespaceHolder(nixDir: string, etcNixDir: string): Promise<NamespaceHolder> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryStartNamespaceHolder(nixDir, etcNixDir);
+    } catch (error) {
+      if (attempt >= HOLDER_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+    }
+  }
+}
+
+async function tryStartNamespaceHolder(nixDir: string, etcNixDir: string): Promise<NamespaceHolder> {
   const child = spawn(
     'unshare',
     ['-m', '--propagation', 'private', '--', 'sh', '-c', HOLDER_SCRIPT, 'builder-namespace', nixDir, etcNixDir],
