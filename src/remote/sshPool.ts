@@ -95,18 +95,22 @@ export class SshPool extends EventEmitter<PoolEvents> {
 
   /** Runs a short probe command (e.g. `nix-store --version`) and collects its output. */
   async exec(machine: Machine, command: string): Promise<ExecResult> {
-    const channel = await this.openChannel(machine, command);
+    let code: number | null = null;
+    let signal: string | undefined;
+    // ssh2 parses every packet of a TCP read in one go: a fast command's exit
+    // status can arrive in the same read as the channel's opening, before an
+    // await would let us listen. So listen from inside ssh2's callback.
+    const channel = await this.openChannel(machine, command, (opened) =>
+      opened.on('exit', (exitCode: number | null, exitSignal?: string) => {
+        code = exitCode;
+        signal = exitSignal ?? undefined;
+      }),
+    );
     return new Promise((resolve, reject) => {
       const stdout: Buffer[] = [];
       const stderr: Buffer[] = [];
-      let code: number | null = null;
-      let signal: string | undefined;
       channel.on('data', (data: Buffer) => stdout.push(data));
       channel.stderr.on('data', (data: Buffer) => stderr.push(data));
-      channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
-        code = exitCode;
-        signal = exitSignal ?? undefined;
-      });
       channel.on('close', () => {
         // sshd always reports an exit status or signal; without one the connection died.
         if (code === null && signal === undefined) {
@@ -200,14 +204,19 @@ export class SshPool extends EventEmitter<PoolEvents> {
     this.emit('down', host, new ConnectionLostError(host, reason, { cause: error, hung }));
   }
 
-  private async openChannel(machine: Machine, command: string): Promise<ClientChannel> {
+  /** `attach` runs synchronously when ssh2 hands over the channel, before any of its events can be missed. */
+  private async openChannel(machine: Machine, command: string, attach?: (channel: ClientChannel) => void): Promise<ClientChannel> {
     const connection = this.connection(machine);
     await connection.ready;
     connection.channels++;
     clearTimeout(connection.idleTimer);
     try {
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
-        connection.client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))),
+        connection.client.exec(command, (error, channel) => {
+          if (error) return reject(error);
+          attach?.(channel);
+          resolve(channel);
+        }),
       );
       channel.once('close', () => this.channelClosed(machine.hostName, connection));
       return channel;

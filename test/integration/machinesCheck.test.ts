@@ -102,8 +102,8 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
       ruby: { supportedFeatures: ['kvm'] },
       aquamarine: { systems: [cluster.builder('aquamarine').systems[0], 'aarch64-linux'] },
     });
-    const { code, byHost } = await check({ machines: file });
-    expect(code).toBe(ExitCode.ok);
+    const { code, byHost, text } = await check({ machines: file });
+    expect(code, text).toBe(ExitCode.ok);
     const ruby = byHost.get('ruby')!;
     expect(ruby.verdict).toBe('warning');
     expect(ruby.reason).toMatch(/^claims kvm but its system-features \(none\) lack it/);
