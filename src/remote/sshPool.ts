@@ -214,11 +214,12 @@ export class SshPool extends EventEmitter<PoolEvents> {
       const channel = await new Promise<ClientChannel>((resolve, reject) =>
         connection.client.exec(command, (error, channel) => {
           if (error) return reject(error);
+          // A command that dies at once can close its channel before an await resumes.
+          channel.once('close', () => this.channelClosed(machine.hostName, connection));
           attach?.(channel);
           resolve(channel);
         }),
       );
-      channel.once('close', () => this.channelClosed(machine.hostName, connection));
       return channel;
     } catch (error) {
       this.channelClosed(machine.hostName, connection);
