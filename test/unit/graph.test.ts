@@ -8,6 +8,7 @@ import { loadJsonClosure } from '../../src/drv/loadClosure.js';
 import { buildGraph, type BuildGraph } from '../../src/graph/buildGraph.js';
 import { DependencyCycleError, MissingDerivationError } from '../../src/graph/errors.js';
 import { allOutputPaths, outputPathsOf } from '../../src/graph/outputPaths.js';
+import { testDerivation } from './drvFixtures.js';
 
 /** Store paths from a number, so tests can make thousands of distinct ones. */
 function hashOf(n: number): string {
@@ -23,22 +24,12 @@ const outPath = (id: string | number, output = 'out') =>
   `/nix/store/${hashOf((typeof id === 'number' ? id : id.charCodeAt(0)) + 1_000_000)}-${id}-${output}`;
 
 function mkDrv(id: string | number, inputs: Array<string | number>, outputs: string[] = ['out']): Derivation {
-  return {
+  return testDerivation({
     drvPath: drvPath(id),
     name: String(id),
     outputs: Object.fromEntries(outputs.map((o) => [o, { path: outPath(id, o), hashAlgo: '', hash: '' }])),
     inputDrvs: Object.fromEntries(inputs.map((i) => [drvPath(i), ['out']])),
-    inputSrcs: [],
-    system: 'x86_64-linux',
-    builder: '/bin/sh',
-    args: [],
-    env: {},
-    requiredSystemFeatures: [],
-    preferLocalBuild: false,
-    allowSubstitutes: true,
-    isFixedOutput: false,
-    isBuiltin: false,
-  };
+  });
 }
 
 function mkSet(graph: Record<string, Array<string>>, roots: string[]): DerivationSet {

@@ -1,26 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import type { Derivation } from '../../src/drv/derivation.js';
 import { assertInputAddressed, basicDerivation, buildInputs, usedOutputs } from '../../src/run/buildInputs.js';
+import { testDerivation } from './drvFixtures.js';
 
 const S = '/nix/store/';
 function drv(name: string, outputs: Record<string, string>, inputDrvs: Record<string, string[]> = {}, inputSrcs: string[] = []): Derivation {
   const h = (name + 'x'.repeat(32)).slice(0, 32).replace(/[^a-z0-9]/g, 'x').replace(/[eotu]/g, 'x');
-  return {
+  return testDerivation({
     drvPath: `${S}${h}-${name}.drv`,
     name,
     outputs: Object.fromEntries(Object.entries(outputs).map(([k, p]) => [k, { path: p, hashAlgo: '', hash: '' }])),
     inputDrvs,
     inputSrcs,
-    system: 'x86_64-linux',
-    builder: '/bin/sh',
-    args: [],
-    env: {},
-    requiredSystemFeatures: [],
-    preferLocalBuild: false,
-    allowSubstitutes: true,
-    isFixedOutput: false,
-    isBuiltin: false,
-  };
+  });
 }
 
 const lib = drv('lib', { out: `${S}11111111111111111111111111111111-lib`, dev: `${S}22222222222222222222222222222222-lib-dev`, doc: `${S}33333333333333333333333333333333-lib-doc` });

@@ -7,6 +7,7 @@ import { LineSplitter } from '../../src/remote/serveCodec/lineSplitter.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
 import { ServeClient, ServeConnectionLostError } from '../../src/remote/serveClient.js';
 import type { ServeTransport } from '../../src/remote/transport.js';
+import { testDerivation } from './drvFixtures.js';
 
 /**
  * A transport whose server side is a script: the replies are queued on
@@ -41,22 +42,13 @@ const drvPath = `/nix/store/${hash}-t.drv`;
 const out = `/nix/store/${hash}-t`;
 const dev = `/nix/store/${hash}-t-dev`;
 
-const drv: Derivation = {
+const drv: Derivation = testDerivation({
   drvPath,
   name: 't',
   outputs: { out: { path: out, hashAlgo: '', hash: '' }, dev: { path: dev, hashAlgo: '', hash: '' } },
-  inputDrvs: {},
-  inputSrcs: [],
-  system: 'x86_64-linux',
-  builder: '/bin/sh',
   args: ['-c', 'true'],
   env: { out, dev, Z: 'z', a: 'a' },
-  requiredSystemFeatures: [],
-  preferLocalBuild: false,
-  allowSubstitutes: true,
-  isFixedOutput: false,
-  isBuiltin: false,
-};
+});
 
 describe('ServeClient handshake', () => {
   it('sends magic 1 and version 2.6, and takes the common minor', async () => {

@@ -4,18 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ServeProtocolError, ServeStreamEndedError } from '../../src/remote/serveCodec/errors.js';
 import { MAX_STRING_LENGTH, ServeReader } from '../../src/remote/serveCodec/parser.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
-
-/** Splits `bytes` at the given cut points and serves them from a Readable that then ends. */
-function chunked(bytes: Buffer, cuts: number[] = []): Readable {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let start = 0;
-  for (const point of [...points, bytes.length]) {
-    if (point > start) chunks.push(bytes.subarray(start, point));
-    start = Math.max(start, point);
-  }
-  return Readable.from(chunks, { objectMode: false });
-}
+import { chunked } from './chunkedStream.js';
 
 const reader = (bytes: Buffer, cuts?: number[]) => new ServeReader(chunked(bytes, cuts), 'a test stream');
 

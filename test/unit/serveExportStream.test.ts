@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { exportStreamFrom, type ExportedPath } from '../../src/remote/exportStream.js';
@@ -7,6 +6,7 @@ import { ServeProtocolError } from '../../src/remote/serveCodec/errors.js';
 import { ServeReader } from '../../src/remote/serveCodec/parser.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
 import { scanExportStream } from '../../src/remote/exportStream.js';
+import { chunked } from './chunkedStream.js';
 
 type NarNode =
   | { type: 'regular'; contents: Buffer; executable?: boolean }
@@ -59,17 +59,6 @@ function exportOf(items: Item[]): Buffer {
   for (const item of items) parts.push(new Serializer().u64(1).flush(), item.nar, trailer(item));
   parts.push(new Serializer().u64(0).flush());
   return Buffer.concat(parts);
-}
-
-function chunked(bytes: Buffer, cuts: number[] = []): Readable {
-  const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let start = 0;
-  for (const point of [...points, bytes.length]) {
-    if (point > start) chunks.push(bytes.subarray(start, point));
-    start = Math.max(start, point);
-  }
-  return Readable.from(chunks, { objectMode: false });
 }
 
 async function scanAll(bytes: Buffer, cuts?: number[]): Promise<{ out: Buffer; paths: ExportedPath[] }> {
