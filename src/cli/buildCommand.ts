@@ -3,7 +3,6 @@ import { performance } from 'node:perf_hooks';
 import { loadMachinesConfig } from '../config/loadMachines.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import type { Machine } from '../config/machine.js';
-import type { Derivation } from '../drv/derivation.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
@@ -19,7 +18,7 @@ import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
 import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
-import { runFailed, type RunResult } from '../run/runResult.js';
+import { localRootOutputs, runFailed, type RunResult } from '../run/runResult.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
@@ -96,7 +95,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
   if (!plan) {
-    const nothing: RunResult = { records: [], outputs: rootOutputs(set.roots, set.drvs, localPaths), makespan: 0, interrupted: false };
+    const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: 0, interrupted: false };
     return report(nothing, output);
   }
 
@@ -174,16 +173,6 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
 }
 
 /** Input sources and outputs: what jobs may read from the local store. */
-function rootOutputs(roots: string[], drvs: ReadonlyMap<string, Derivation>, local: Iterable<string>): RunResult['outputs'] {
-  const valid = new Set(local);
-  const out: RunResult['outputs'] = {};
-  for (const root of roots) {
-    const entries = Object.entries(drvs.get(root)?.outputs ?? {}).filter(([, o]) => valid.has(o.path));
-    if (entries.length > 0) out[root] = Object.fromEntries(entries.map(([name, o]) => [name, o.path]));
-  }
-  return out;
-}
-
 /** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */
 async function report(result: RunResult, output: BuildObservers): Promise<number> {
   await output.finish(result);

@@ -9,7 +9,7 @@ import { PathLocations } from './pathLocations.js';
 import type { SlotGate } from './slotGate.js';
 import type { SlotLease } from './slotLeases.js';
 import type { RunEventListener } from './runEvents.js';
-import type { JobRecord, RunResult } from './runResult.js';
+import { localRootOutputs, type JobRecord, type RunResult } from './runResult.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
 import { PathTransfers, type TransferReport } from './transfers.js';
 
@@ -425,7 +425,7 @@ export class Executor {
     const hosts = this.health.troubles(makespan);
     return {
       records,
-      outputs: this.localRootOutputs(),
+      outputs: localRootOutputs(this.input.roots, this.input.drvs, (p) => this.locations.has(p, LOCAL_HOST)),
       makespan,
       interrupted: this.interrupted,
       ...(stuck ? { stuck } : {}),
@@ -439,16 +439,6 @@ export class Executor {
     return `no available machine fits them (${out.map((t) => `${t.host} is down: ${t.reason}`).join('; ')})`;
   }
 
-  private localRootOutputs(): Record<string, Record<string, string>> {
-    const outputs: Record<string, Record<string, string>> = {};
-    for (const root of this.input.roots) {
-      const drv = this.input.drvs.get(root);
-      if (!drv) continue;
-      const paths = Object.entries(drv.outputs).filter(([, o]) => this.locations.has(o.path, LOCAL_HOST));
-      if (paths.length > 0) outputs[root] = Object.fromEntries(paths.map(([name, o]) => [name, o.path]));
-    }
-    return outputs;
-  }
 }
 
 function noteTransfers(record: JobRecord, report: TransferReport): void {

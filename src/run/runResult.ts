@@ -1,3 +1,4 @@
+import type { Derivation } from '../drv/derivation.js';
 import type { HostTrouble } from './hostHealth.js';
 
 /** What happened to one job in a live run; times are seconds since the run started. */
@@ -33,6 +34,16 @@ export interface RunResult {
   stuck?: { jobs: string[]; reason: string };
   /** Builders that failed during the run (connections, transient results), and whether they were taken out. */
   hosts?: HostTrouble[];
+}
+
+/** The outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
+export function localRootOutputs(roots: readonly string[], drvs: ReadonlyMap<string, Derivation>, isLocal: (path: string) => boolean): RunResult['outputs'] {
+  const out: RunResult['outputs'] = {};
+  for (const root of roots) {
+    const entries = Object.entries(drvs.get(root)?.outputs ?? {}).filter(([, o]) => isLocal(o.path));
+    if (entries.length > 0) out[root] = Object.fromEntries(entries.map(([name, o]) => [name, o.path]));
+  }
+  return out;
 }
 
 export function runFailed(result: RunResult): boolean {
