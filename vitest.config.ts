@@ -2,10 +2,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { localNixVariables } from './scripts/cluster/localNix.js';
 
 // Tests must not learn from (or write into) the developer's own build history
 // and slot leases under ~/.cache/offload: every run gets a fresh cache home.
-const env = { XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'offload-test-cache-')) };
+// Nix runs with the tests' own settings, never the machine's nix.conf.
+const env = { XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'offload-test-cache-')), ...localNixVariables };
 
 // Unit tests are pure and fast; integration tests start the real test cluster
 // (sshd + Nix stores in mount namespaces), so they run one file at a time.

@@ -2,10 +2,11 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { localNixEnv } from '../scripts/cluster/localNix.js';
 
 const run = promisify(execFile);
 export const ROOT = new URL('..', import.meta.url).pathname;
-export const nixEnv: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local', NIX_CONFIG: 'substituters =\nsandbox = false' };
+export const nixEnv: NodeJS.ProcessEnv = localNixEnv();
 
 /** `leaves` leaves sleeping `sleep` seconds and a top reading them; `nonce` makes every path new. */
 export async function instantiateWideDag(nonce: string, leaves: number, sleep: number): Promise<string> {

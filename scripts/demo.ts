@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
 import { missingIntegrationPrereqs } from '../test/support/requireIntegration.js';
 import { startCluster, type TestCluster } from './cluster/testCluster.js';
+import { localNixVariables } from './cluster/localNix.js';
 
 const root = join(import.meta.dirname, '..');
 
@@ -33,9 +34,8 @@ function ensurePrerequisites(): void {
 
 async function demo(): Promise<number> {
   ensurePrerequisites();
-  // A private local store without network access: no substituter calls that hang.
-  process.env.NIX_REMOTE = 'local';
-  process.env.NIX_CONFIG = 'substituters =\nsandbox = false';
+  // The machine's store with the demo's own settings: no substituters (nothing leaves the machine).
+  Object.assign(process.env, localNixVariables);
   const dir = mkdtempSync(join(tmpdir(), 'offload-demo-'));
   let cluster: TestCluster | undefined;
   const cleanup = async () => {

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # Installs what offload's real builds and the test cluster need on Debian:
-# Nix 2.8 (nix-bin), OpenSSH's server, and Chromium for the rendering tests. Runs as root (or through sudo).
+# Nix 2.8 (nix-bin), OpenSSH's server, and Chromium for the rendering tests,
+# then makes the installed Nix usable the way the Nix installer does (Debian's
+# nix-bin alone leaves no /nix, no /etc/nix and no nixbld build users).
+# Runs as root (or through sudo). Safe to run again: it only adds what is
+# missing and never rewrites an existing /etc/nix/nix.conf.
 set -euo pipefail
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
 need=()
 command -v nix-store >/dev/null 2>&1 || need+=(nix-bin)
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -9,13 +16,14 @@ command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 # Headless Chromium renders the plan/run timelines in the picture tests.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get install -y --no-install-recommends "${need[@]}" || {
     $sudo apt-get update
     $sudo apt-get install -y --no-install-recommends "${need[@]}"
   }
 fi
+
+"$(dirname "$0")/setup-nix.sh"
+
 # sshd refuses to start without its privilege-separation directory.
 [ "$(id -u)" -ne 0 ] || mkdir -p /run/sshd

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { mountNamespaceOf } from './namespaceProcesses.js';
 
@@ -37,6 +38,9 @@ export interface NamespaceHolder {
 const HOLDER_ATTEMPTS = 3;
 
 export async function startNamespaceHolder(nixDir: string, etcNixDir: string): Promise<NamespaceHolder> {
+  // The mount points: a machine whose Nix was never set up has neither.
+  mkdirSync('/nix', { recursive: true });
+  mkdirSync('/etc/nix', { recursive: true });
   for (let attempt = 1; ; attempt++) {
     try {
       return await tryStartNamespaceHolder(nixDir, etcNixDir);

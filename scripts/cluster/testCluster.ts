@@ -146,8 +146,9 @@ export class TestCluster {
   /** Runs a command inside the builder's mount namespace (its /nix, its nix.conf). */
   runOnBuilder(name: string, command: string[], input?: string): Promise<CommandResult> {
     const state = this.state(name);
+    // The builder's own nix.conf (its /etc/nix), not the settings of the local Nix.
     const env: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local' };
-    delete env.NIX_CONFIG;
+    for (const name of ['NIX_CONFIG', 'NIX_CONF_DIR', 'NIX_USER_CONF_FILES']) delete env[name];
     return runCommand('nsenter', ['-t', String(state.holder.pid), '-m', '--', ...command], env, input);
   }
 

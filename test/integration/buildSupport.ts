@@ -3,11 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { localNixEnv } from '../../scripts/cluster/localNix.js';
 
 /** Shared by the build*.test.ts files: instantiate fixtures, run the CLI, read its JSON. */
 
 export const ROOT = join(import.meta.dirname, '..', '..');
-export const NIX_ENV: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local', NIX_CONFIG: 'substituters =\nsandbox = false' };
+export const NIX_ENV: NodeJS.ProcessEnv = localNixEnv();
 const run = promisify(execFile);
 
 /** Fresh derivations every call (the nonce changes every hash), so nothing is built already. */

@@ -6,9 +6,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
+import { localNixEnv } from '../../scripts/cluster/localNix.js';
 
 const run = promisify(execFile);
-const NIX_ENV = { ...process.env, NIX_REMOTE: 'local', NIX_CONFIG: 'substituters =\nsandbox = false' };
+const NIX_ENV = localNixEnv();
 
 function ssh(cluster: TestCluster, host: string, command: string) {
   return run('ssh', ['-F', cluster.sshConfigFile, host, command], { timeout: 20_000 });

@@ -6,19 +6,12 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Derivation } from '../../src/drv/derivation.js';
 import { parseDrv } from '../../src/drv/parseDrv.js';
+import { localNixEnv } from '../../scripts/cluster/localNix.js';
 
 const run = promisify(execFile);
 
-/**
- * How tests talk to the Nix on this machine: straight to the local store (no
- * daemon), no substituters (no network; the default cache makes calls hang),
- * no sandbox (the Debian build lacks it).
- */
-export const nixTestEnv: NodeJS.ProcessEnv = {
-  ...process.env,
-  NIX_REMOTE: 'local',
-  NIX_CONFIG: 'substituters =\nsandbox = false',
-};
+/** How tests talk to the Nix on this machine: its store, directly, with the tests' own nix.conf. */
+export const nixTestEnv: NodeJS.ProcessEnv = localNixEnv();
 
 export function nixPresent(): boolean {
   return spawnSync('nix-store', ['--version'], { env: nixTestEnv }).status === 0;
