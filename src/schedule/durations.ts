@@ -23,7 +23,7 @@ export interface NameRule {
   seconds: number;
 }
 
-/** Seconds on a speedFactor-1 host, in the shape of shared/dags/durations.json. */
+/** Seconds on a speedFactor-1 host, in the shape of fixtures/dags/durations.json. */
 export interface DurationRules {
   /** `rules` when read from --durations FILE, `default` for the built-in prior. */
   source: 'rules' | 'default';
@@ -122,7 +122,7 @@ export function loadDurationRules(path: string): DurationRules {
 }
 
 /**
- * The built-in prior: the same figures as shared/dags/durations.json (rough
+ * The built-in prior: the same figures as fixtures/dags/durations.json (rough
  * Hydra-like seconds on an 8-core reference builder), since nothing better is
  * known before our own history exists. Estimates from it report `default`.
  */

@@ -1,22 +1,21 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DAGS } from './realDags.js';
 import { parseDrv } from '../../src/drv/parseDrv.js';
 import { loadDrvClosure, loadJsonClosure } from '../../src/drv/loadClosure.js';
 import { printDrv } from '../../src/drv/printDrv.js';
 
-// Real nixpkgs data lives outside the repository; it is read, never copied in.
-const DAGS = '/work/shared/dags';
 const HELLO_ROOT = '/nix/store/0ia8zz7yjzv9qqzh1pwn64rwlqdhywcp-hello-2.12.1.drv';
 
 function readDag(file: string): string {
   return gunzipSync(readFileSync(join(DAGS, file))).toString('utf8');
 }
 
-describe.runIf(existsSync(join(DAGS, 'hello-drvs.tar.gz')))('real hello .drv files', () => {
+describe('real hello .drv files', () => {
   let root: string;
   let names: string[];
 
@@ -53,7 +52,7 @@ describe.runIf(existsSync(join(DAGS, 'hello-drvs.tar.gz')))('real hello .drv fil
   });
 });
 
-describe.runIf(existsSync(DAGS))('real show-derivation DAGs', () => {
+describe('real show-derivation DAGs', () => {
   const expected: Record<string, { root: string; size: number; fixedOutput: number; bigParallel: number }> = {
     'hello.json.gz': { root: 'hello-2.12.1', size: 253, fixedOutput: 98, bigParallel: 0 },
     'python3.json.gz': { root: 'python3-3.12.7', size: 336, fixedOutput: 148, bigParallel: 0 },
@@ -61,7 +60,7 @@ describe.runIf(existsSync(DAGS))('real show-derivation DAGs', () => {
     'firefox.json.gz': { root: 'firefox-132.0.2', size: 2152, fixedOutput: 1038, bigParallel: 4 },
     'hello-aarch64.json.gz': { root: 'hello-2.12.1', size: 253, fixedOutput: 98, bigParallel: 0 },
   };
-  const files = existsSync(DAGS) ? readdirSync(DAGS).filter((f) => f.endsWith('.json.gz')) : [];
+  const files = readdirSync(DAGS).filter((f) => f.endsWith('.json.gz'));
 
   it('has the DAGs this test knows about', () => {
     expect(files.sort()).toEqual(Object.keys(expected).sort());
@@ -78,7 +77,7 @@ describe.runIf(existsSync(DAGS))('real show-derivation DAGs', () => {
   });
 });
 
-describe.runIf(existsSync(join(DAGS, 'firefox.json.gz')))('parser speed', () => {
+describe('parser speed', () => {
   it('parses the 2152 .drv texts of the firefox closure quickly', () => {
     const set = loadJsonClosure(readDag('firefox.json.gz'), 'firefox.json.gz');
     const texts = [...set.drvs.values()].map((d) => [d.drvPath, printDrv(d)] as const);

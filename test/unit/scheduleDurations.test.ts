@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { DAGS } from './realDags.js';
 import {
   defaultDurationRules,
   DurationRulesError,
@@ -11,7 +12,7 @@ import {
   type EstimationInput,
 } from '../../src/schedule/durations.js';
 
-const SHARED = '/work/shared/dags/durations.json';
+const RULES_FILE = join(DAGS, 'durations.json');
 
 function drv(over: Partial<EstimationInput>): EstimationInput {
   return {
@@ -34,7 +35,7 @@ function tmpFile(content: string): string {
 }
 
 describe('durations.json model', () => {
-  const rules = loadDurationRules(SHARED);
+  const rules = loadDurationRules(RULES_FILE);
 
   it('jitter comes from the first 8 hex digits of sha256(drvPath)', () => {
     // sha256(path) starts with d971635d = 3648086877 → 0.7 + 0.6·3648086877/0xffffffff
@@ -86,7 +87,7 @@ describe('estimate sources', () => {
     expect(estimate(drv({ name: 'other' }), defaultDurationRules, history).source).toBe('default');
   });
   it('built-in rules report default and mirror durations.json', () => {
-    const fromFile = loadDurationRules(SHARED);
+    const fromFile = loadDurationRules(RULES_FILE);
     const d = drv({ name: 'llvm-18.1.8' });
     expect(estimate(d, defaultDurationRules)).toEqual({ seconds: estimate(d, fromFile).seconds, source: 'default' });
   });

@@ -11,7 +11,7 @@ interface ShowDerivationEntry {
   env?: Record<string, string>;
 }
 
-export interface SharedDagNode {
+export interface DagNode {
   drv: EstimationInput;
   deps: string[];
 }
@@ -23,8 +23,8 @@ export function drvName(drvPath: string): string {
   return dash >= 0 ? base.slice(dash + 1) : base;
 }
 
-/** Reads a shared/dags/*.json.gz file into the scheduler's estimation inputs and edges. */
-export function loadSharedDag(path: string): SharedDagNode[] {
+/** Reads a `nix show-derivation -r` .json.gz file (fixtures/dags) into the scheduler's estimation inputs and edges. */
+export function loadDagFile(path: string): DagNode[] {
   const data = JSON.parse(gunzipSync(readFileSync(path)).toString('utf8')) as Record<string, ShowDerivationEntry>;
   return Object.entries(data).map(([drvPath, d]) => {
     const outputs = Object.values(d.outputs);
