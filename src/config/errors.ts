@@ -31,3 +31,10 @@ export class HostSelectionError extends OffloadError {
     super(message, ExitCode.badInput);
   }
 }
+
+/** Nix configuration (nix.conf, an include, NIX_CONFIG) that Nix itself would refuse. */
+export class NixConfError extends OffloadError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.badInput, options);
+  }
+}

@@ -6,6 +6,7 @@ import type { LocalSettings, Machine, MachinesConfig } from './machine.js';
 import type { MachineSpec } from './machineSpec.js';
 import { parseMachinesJson, type MachinesFile } from './machinesJson.js';
 import { parseNixMachines } from './nixMachines.js';
+import { nixSystemOf } from './nixSettings/machineDefaults.js';
 import { readIfExists } from './readIfExists.js';
 import { expandHome, resolveSshHost, type SshLocalContext } from './sshConfig.js';
 import { loadSshConfigFiles } from './sshConfigFiles.js';
@@ -64,21 +65,7 @@ export async function loadMachinesConfig(options: LoadMachinesOptions): Promise<
   };
 }
 
-/** Nix's name for the platform this process runs on (what `nix` calls builtins.currentSystem). */
-export function nixSystemOf(arch: string, platform: string): string {
-  const cpu: Record<string, string> = {
-    x64: 'x86_64',
-    arm64: 'aarch64',
-    ia32: 'i686',
-    arm: 'armv7l',
-    riscv64: 'riscv64',
-    ppc64: 'powerpc64le',
-    s390x: 's390x',
-    mips64el: 'mips64el',
-    loong64: 'loongarch64',
-  };
-  return `${cpu[arch] ?? arch}-${platform}`;
-}
+export { nixSystemOf };
 
 function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string, localSystem: string): Loaded {
   const nix = (text: string, source: string, sourceIsFile: boolean): Loaded => {

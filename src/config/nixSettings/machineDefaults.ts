@@ -1,0 +1,101 @@
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { cpus } from 'node:os';
+import type { MachineDefaults } from './knownSettings.js';
+
+/** Nix's name for the platform this process runs on (what `nix` calls builtins.currentSystem). */
+export function nixSystemOf(arch: string, platform: string): string {
+  const cpu: Record<string, string> = {
+    x64: 'x86_64',
+    arm64: 'aarch64',
+    ia32: 'i686',
+    arm: 'armv7l',
+    riscv64: 'riscv64',
+    ppc64: 'powerpc64le',
+    s390x: 's390x',
+    mips64el: 'mips64el',
+    loong64: 'loongarch64',
+  };
+  return `${cpu[arch] ?? arch}-${platform}`;
+}
+
+/**
+ * `system`, `extra-platforms` and `system-features` default to what Nix
+ * finds on the machine: its compiled-in system, x86-64 micro-architecture
+ * levels from CPUID (libcpuid), /dev/kvm being usable, and features that vary
+ * between Nix versions. Only the installed Nix knows all of that, so it is
+ * asked (`defaultValue` in `nix show-config --json`, which is the same
+ * whatever the configuration says; no configuration is read, so a broken
+ * nix.conf cannot get in the way). Without a working Nix, offload computes
+ * what Nix 2.8 would on Linux, minus the micro-architecture levels.
+ */
+export async function machineDefaults(): Promise<MachineDefaults> {
+  cached ??= askNix().catch((error: unknown) => computed(error instanceof Error ? error.message : String(error)));
+  return cached;
+}
+let cached: Promise<MachineDefaults> | undefined;
+
+const ASK_TIMEOUT_MS = 10_000;
+
+function askNix(): Promise<MachineDefaults> {
+  const env = {
+    ...process.env,
+    // A folder that cannot exist: Nix reads no nix.conf (and does not fail on one).
+    NIX_CONF_DIR: '/dev/null/offload-no-nix-conf',
+    NIX_USER_CONF_FILES: '',
+    NIX_CONFIG: '',
+  };
+  return new Promise((resolve, reject) => {
+    execFile(
+      'nix',
+      ['--extra-experimental-features', 'nix-command', 'show-config', '--json'],
+      { env, timeout: ASK_TIMEOUT_MS, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout) => {
+        if (error) return reject(new Error(`nix show-config failed: ${error.message.split('\n')[0]}`));
+        try {
+          resolve(parseDefaults(stdout));
+        } catch (parseError) {
+          reject(parseError as Error);
+        }
+      },
+    );
+  });
+}
+
+/** The `defaultValue`s of `nix show-config --json` (Nix ≥ 2.4). */
+export function parseDefaults(json: string): MachineDefaults {
+  const settings = JSON.parse(json) as Record<string, { defaultValue?: unknown } | undefined>;
+  const strings = (name: string): string[] => {
+    const value = settings[name]?.defaultValue;
+    if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new Error(`nix show-config --json has no list default for ${name}`);
+    return value as string[];
+  };
+  const system = settings.system?.defaultValue;
+  if (typeof system !== 'string') throw new Error('nix show-config --json has no default for system');
+  return { system, extraPlatforms: strings('extra-platforms'), systemFeatures: strings('system-features'), cpus: onlineCpus(), source: 'nix show-config' };
+}
+
+function computed(why: string): MachineDefaults {
+  const system = nixSystemOf(process.arch, process.platform);
+  return {
+    system,
+    extraPlatforms: system === 'x86_64-linux' ? ['i686-linux'] : [],
+    systemFeatures: ['benchmark', 'big-parallel', 'nixos-test', ...(kvmUsable() ? ['kvm'] : [])],
+    cpus: onlineCpus(),
+    source: `computed by offload (${why})`,
+  };
+}
+
+/** Nix adds `kvm` when /dev/kvm can be opened for reading and writing. */
+function kvmUsable(): boolean {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function onlineCpus(): number {
+  return Math.max(1, cpus().length);
+}
