@@ -10,7 +10,7 @@ import { localNixVariables } from './scripts/cluster/localNix.js';
 const env = { XDG_CACHE_HOME: mkdtempSync(join(tmpdir(), 'offload-test-cache-')), ...localNixVariables };
 
 // Unit tests are pure and fast; integration tests start the real test cluster
-// (sshd + Nix stores in mount namespaces), so they run one file at a time.
+// (sshd + Nix stores in mount namespaces), so they run one file at a time, after the unit tests.
 export default defineConfig({
   test: {
     projects: [
@@ -31,8 +31,10 @@ export default defineConfig({
           env,
           testTimeout: 180_000,
           hookTimeout: 180_000,
-          fileParallelism: false,
+          // One child process runs the files one after another (vitest 3 has no per-project
+          // fileParallelism; only singleFork limits a project to one file at a time).
           pool: 'forks',
+          poolOptions: { forks: { singleFork: true } },
         },
       },
     ],

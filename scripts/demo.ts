@@ -82,7 +82,7 @@ async function captureStdout(action: () => Promise<number>): Promise<{ code: num
   process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     stdout += chunk.toString();
     return (write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stdout.write;
+  });
   try {
     return { code: await action(), stdout };
   } finally {

@@ -60,7 +60,7 @@ async function tryStartNamespaceHolder(nixDir: string, etcNixDir: string): Promi
   const stderr: string[] = [];
   child.stderr?.setEncoding('utf8').on('data', (text: string) => stderr.push(text));
   const ready = await new Promise<boolean>((resolve) => {
-    const lines = createInterface({ input: child.stdout! });
+    const lines = createInterface({ input: child.stdout });
     lines.once('line', (line) => resolve(line === 'ready'));
     child.once('exit', () => resolve(false));
     child.once('error', () => resolve(false));

@@ -87,7 +87,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
   const toBuild = [...graph.nodes.values()].map((n) => n.drv);
   assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
-  const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
+  const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const jobs = jobsFromGraph(graph, rules, output.openHistory(opts));
   const hosts = hostsFromConfig(config);
   const plan = jobs.length > 0 ? planBuild(jobs, hosts) : undefined;

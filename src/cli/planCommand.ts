@@ -47,7 +47,7 @@ export async function planAction(drvs: string[], opts: PlanOptions): Promise<num
     storeDir: opts.storeDir,
     askLocalStore: !opts.assumeNothingBuilt,
   });
-  const rules = opts.durations ? await loadDurationRules(opts.durations) : defaultDurationRules;
+  const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const history = planHistory(opts, (message) => process.stderr.write(`offload: ${message}\n`));
   const jobs = jobsFromGraph(workload.graph, rules, history.lookup);
   history.close();

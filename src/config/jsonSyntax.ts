@@ -8,10 +8,17 @@ export interface JsonSyntaxProblem {
   reason: string;
 }
 
+/** Unwinds the recursive scan at the first problem. */
+class Found extends Error {
+  constructor(readonly problem: JsonSyntaxProblem) {
+    super(problem.reason);
+  }
+}
+
 export function findJsonSyntaxProblem(text: string): JsonSyntaxProblem | undefined {
   let i = 0;
   const fail = (reason: string): never => {
-    throw { index: i, reason } satisfies JsonSyntaxProblem;
+    throw new Found({ index: i, reason });
   };
   const describeHere = () => (i >= text.length ? 'unexpected end of file' : `unexpected ${JSON.stringify(text[i])}`);
   const skipSpace = () => {
@@ -79,7 +86,8 @@ export function findJsonSyntaxProblem(text: string): JsonSyntaxProblem | undefin
     skipSpace();
     if (i < text.length) fail(`unexpected ${JSON.stringify(text[i])} after the end of the JSON value`);
     return undefined;
-  } catch (problem) {
-    return problem as JsonSyntaxProblem;
+  } catch (error) {
+    if (error instanceof Found) return error.problem;
+    throw error;
   }
 }

@@ -129,7 +129,7 @@ function lineAndColumn(text: string, index: number): { line: number; column: num
 
 function validate<T extends z.ZodTypeAny>(schema: T, json: unknown, file: string): z.output<T> {
   const result = schema.safeParse(json);
-  if (result.success) return result.data;
+  if (result.success) return result.data as z.output<T>;
   const [first, ...rest] = result.error.issues.map((issue) => describeIssue(issue, json, file));
   throw new MachinesFileError([first!, ...rest]);
 }

@@ -165,10 +165,10 @@ function splitHostPort(hostPort: string, fail: Fail): { host: string; port?: num
   const colons = hostPort.split(':').length - 1;
   // A bare IPv6 address has several colons and cannot carry a port without brackets.
   const [host, portText] = bracketed ? [bracketed[1]!, bracketed[2]] : colons === 1 ? hostPort.split(':') : [hostPort];
-  if (portText === undefined) return { host: host! };
+  if (portText === undefined) return { host };
   const port = wholeNumber(portText);
   if (port === undefined || port < 1 || port > 65535) fail(`bad port "${portText}" in store URI`);
-  return { host: host!, port: port! };
+  return { host, port };
 }
 
 function list(column: string, check: (item: string) => unknown): string[] {

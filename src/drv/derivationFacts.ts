@@ -85,7 +85,7 @@ function jsonAttrs(attrs: Record<string, unknown>, fail: Fail): SchedulingAttrs 
     fail('structured attr requiredSystemFeatures must be a list of strings');
   }
   return {
-    requiredSystemFeatures: (features as string[] | undefined) ?? [],
+    requiredSystemFeatures: features ?? [],
     preferLocalBuild: jsonBool(attrs, 'preferLocalBuild', false, fail),
     allowSubstitutes: jsonBool(attrs, 'allowSubstitutes', true, fail),
   };

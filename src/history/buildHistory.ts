@@ -1,5 +1,5 @@
 import { cacheFilePath, openCacheDatabase } from '../cache/cacheDatabase.js';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { OffloadError } from '../errors/offloadError.js';
 import { parseNomReports } from './nomReports.js';
 import { reportName } from './reportName.js';
@@ -259,7 +259,7 @@ function groupSamples(rows: { name: string; system: string; host: string; second
   for (const r of rows) {
     const key = `${r.system}\u0000${r.name}`;
     let hosts = byKey.get(key);
-    if (!hosts) byKey.set(key, (hosts = new Map()));
+    if (!hosts) byKey.set(key, (hosts = new Map<string, { seconds: number[]; speedFactor: number }>()));
     let h = hosts.get(r.host);
     if (!h) hosts.set(r.host, (h = { seconds: [], speedFactor: r.speedFactor }));
     if (h.seconds.length < SAMPLES_PER_ESTIMATE) h.seconds.push(r.seconds);

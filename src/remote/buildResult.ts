@@ -63,8 +63,10 @@ export function isSuccess(status: number): boolean {
  * the same goes for LogLimitExceeded. Unknown codes are not retried, since
  * a future status could well be permanent.
  */
+const TRANSIENT: readonly number[] = [BuildStatus.TransientFailure, BuildStatus.MiscFailure];
+
 export function isTransient(status: number): boolean {
-  return status === BuildStatus.TransientFailure || status === BuildStatus.MiscFailure;
+  return TRANSIENT.includes(status);
 }
 
 export function buildStatusName(status: number): string {

@@ -55,7 +55,7 @@ export function parseShowConfigJson(text: string): NixConfigResult {
     const entry = settings[name];
     const value = typeof entry === 'object' && entry !== null && !Array.isArray(entry) && 'value' in entry ? entry.value : entry;
     if (typeof value === 'string') return words(value);
-    if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value as string[];
+    if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value;
     return undefined;
   };
   return fromSettings(get, 'nix show-config --json');

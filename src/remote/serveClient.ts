@@ -90,8 +90,10 @@ export interface ServeClientOptions {
 }
 
 /** Marks an error that came from an import's source stream, not from our server. */
-class SourceFailure {
-  constructor(readonly error: unknown) {}
+class SourceFailure extends Error {
+  constructor(readonly error: unknown) {
+    super('the source of an upload failed', { cause: error });
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import ssh2, { Client, type AnyAuthMethod, type ClientChannel, type ConnectConfig } from 'ssh2';
+import ssh2, { Client, type AnyAuthMethod, type ClientChannel, type ConnectConfig, type ParsedKey } from 'ssh2';
 
 // ssh2 is CommonJS: `utils` exists only on the default export under ESM.
 const { utils } = ssh2;
@@ -290,7 +290,8 @@ async function authMethods(machine: Machine): Promise<ClientAuth> {
         `SSH key ${file} for host ${machine.hostName} cannot be used: ${key.message} (offload needs an unencrypted key, or the key loaded in ssh-agent)`,
       );
     }
-    methods.push({ type: 'publickey', username: user, key: Array.isArray(key) ? key[0]! : key });
+    // ssh2 returns an array for a file holding several keys; its types leave that out.
+    methods.push({ type: 'publickey', username: user, key: Array.isArray(key) ? (key as ParsedKey[])[0]! : key });
   }
   if (process.env.SSH_AUTH_SOCK) methods.push({ type: 'agent', username: user, agent: process.env.SSH_AUTH_SOCK });
   return { user, keyFiles, methods };

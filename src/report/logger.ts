@@ -97,7 +97,8 @@ function stderrWriter(setup: LoggerSetup): (line: string) => void {
     customColors: 'message:reset',
     messageFormat: (log, key, _label, extras) => {
       const colors = (extras as { colors: { red(s: string): string; yellow(s: string): string } }).colors;
-      const text = `offload: ${String(log[key] ?? '')}`;
+      const message = log[key];
+      const text = `offload: ${typeof message === 'string' ? message : ''}`;
       const level = Number(log.level);
       return level >= LEVEL.error ? colors.red(text) : level >= LEVEL.warn ? colors.yellow(text) : text;
     },

@@ -125,7 +125,7 @@ function shareRoom(lengths: readonly number[], room: number): number[] {
   order.forEach(({ len, i }, k) => {
     const share = Math.floor(left / (order.length - k));
     out[i] = Math.min(len, share);
-    left -= out[i]!;
+    left -= out[i];
   });
   return out;
 }
@@ -171,7 +171,6 @@ function pad(text: string, n: number): string {
 
 /** Length on screen: ANSI colour sequences take no columns. */
 export function visibleLength(line: string): number {
-  // eslint-disable-next-line no-control-regex
   return line.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').length;
 }
 

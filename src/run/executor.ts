@@ -89,7 +89,8 @@ export class Executor {
   private slotPoll: NodeJS.Timeout | undefined;
   private stopping = false;
   private interrupted = false;
-  private bug: unknown;
+  /** A job or reconnect threw something that is not an OffloadError: a bug; the run stops and rethrows it. */
+  private internalError: { error: unknown } | undefined;
   private wake: () => void = () => undefined;
 
   constructor(private readonly input: ExecutorInput) {
@@ -120,16 +121,14 @@ export class Executor {
         if (waitForSlots) this.pollSlotsSoon();
         const woken = new Promise<void>((resolve) => (this.wake = resolve));
         await Promise.race([...running.values(), ...this.probes.values(), woken]);
-        if (this.bug !== undefined) {
-          this.stopping = true;
-        }
+        if (this.internalError) this.stopping = true;
       }
     } finally {
       for (const timer of this.backoffTimers.values()) clearTimeout(timer);
       this.backoffTimers.clear();
       clearTimeout(this.slotPoll);
     }
-    if (this.bug !== undefined) throw this.bug;
+    if (this.internalError) throw this.internalError.error;
     return this.result();
   }
 
@@ -211,7 +210,7 @@ export class Executor {
     if (this.stopping) return;
     const probe: Promise<void> = this.reconnect(host)
       .catch((error: unknown) => {
-        this.bug ??= error;
+        this.internalError ??= { error };
       })
       .finally(() => {
         if (this.probes.get(host) === probe) this.probes.delete(host);
@@ -293,7 +292,7 @@ export class Executor {
   private start(running: Map<string, Promise<void>>, jobId: string, host: string, lease: SlotLease | undefined): void {
     const done: Promise<void> = this.runJob(jobId, host, lease)
       .catch((error: unknown) => {
-        this.bug ??= error;
+        this.internalError ??= { error };
       })
       // A requeued job may already run again under the same id when this attempt's promise settles.
       .finally(() => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { cacheFilePath, openCacheDatabase } from '../cache/cacheDatabase.js';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { OffloadError } from '../errors/offloadError.js';
 import { currentBootId, currentProcessIdentity, isProcessAlive, type ProcessIdentity } from './processAlive.js';
 

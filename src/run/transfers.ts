@@ -115,7 +115,7 @@ export class PathTransfers {
 
   private register(target: string, paths: string[], done: Promise<void>): void {
     let flying = this.inFlight.get(target);
-    if (!flying) this.inFlight.set(target, (flying = new Map()));
+    if (!flying) this.inFlight.set(target, (flying = new Map<string, Promise<void>>()));
     for (const p of paths) flying.set(p, done);
     const forget = () => {
       for (const p of paths) if (flying.get(p) === done) flying.delete(p);

@@ -61,16 +61,16 @@ export class LocalStore {
   /** An export stream of `paths` (dependencies first) from the local store. */
   exportPaths(paths: Iterable<string>, options: { onPath?: (info: ExportedPath) => void } = {}): Readable {
     const list = this.check(paths, 'A path to export');
-    const store = this;
+    const self = this;
     async function* generate(): AsyncGenerator<Buffer> {
-      const client = await store.takeClient();
+      const client = await self.takeClient();
       let completed = false;
       try {
         yield* client.exportPaths(list, options);
         completed = true;
       } finally {
         // An export stopped early leaves the child mid-reply; it must not serve the next operation.
-        store.giveBack(client, completed);
+        self.giveBack(client, completed);
       }
     }
     return Readable.from(generate(), { objectMode: false });

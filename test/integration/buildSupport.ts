@@ -41,8 +41,8 @@ export function startOffload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): 
   let stdout = '';
   let stderr = '';
   const waiters: Array<{ text: string; resolve: () => void }> = [];
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
     stderr += d.toString();
     for (const w of waiters.filter((x) => stderr.includes(x.text))) w.resolve();
   });

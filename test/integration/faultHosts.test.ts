@@ -119,11 +119,10 @@ describe.runIf(integrationPrereqs())('offload build when builders fail', () => {
   it('notices a hung (SIGSTOPped) builder through keep-alives within the bound and requeues its jobs', async () => {
     const [drv] = await instantiateExpr(wideExpr('hung', 6, '2'));
     const cli = startOffload(['build', drv!, ...machines(), '--hosts', 'aquamarine,ruby', '--keepalive-interval', '0.5', '--json']);
-    let pausedAt = 0;
     try {
       expect(await eventually(() => building(cluster, 'ruby'), 20_000)).toBe(true);
       cluster.pause('ruby');
-      pausedAt = Date.now();
+      const pausedAt = Date.now();
       await cli.stderrContains('ruby is down');
       // 3 unanswered keep-alives 0.5 s apart: noticed after about 2 s; allow for a loaded machine.
       expect(Date.now() - pausedAt).toBeLessThan(5_000);

@@ -45,7 +45,7 @@ function startWorker(config: Omit<WorkerConfig, 'file'>): Worker {
   workers.push(child);
   const seen: string[] = [];
   const listeners: Array<(line: string) => void> = [];
-  createInterface({ input: child.stdout! }).on('line', (text) => {
+  createInterface({ input: child.stdout }).on('line', (text) => {
     seen.push(text);
     for (const listener of listeners.slice()) listener(text);
   });

@@ -16,7 +16,7 @@ export default async function setup(): Promise<void> {
     await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, maxBuffer: 16 * 1024 * 1024 });
   } catch (error) {
     const out = (error as { stdout?: string }).stdout ?? '';
-    throw new Error(`building dist/ for the integration tests failed:\n${out.slice(0, 4000)}`);
+    throw new Error(`building dist/ for the integration tests failed:\n${out.slice(0, 4000)}`, { cause: error });
   }
 }
 

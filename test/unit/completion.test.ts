@@ -109,7 +109,7 @@ describe('completion scripts', () => {
     const p = program();
     let printed = '';
     const write = process.stdout.write;
-    process.stdout.write = ((chunk: string) => ((printed += chunk), true)) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string) => ((printed += chunk), true));
     try {
       await p.parseAsync(['node', 'offload', 'completion', 'fish']);
     } finally {

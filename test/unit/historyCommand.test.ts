@@ -84,7 +84,7 @@ describe('offload history', () => {
     });
     const write = process.stdout.write;
     let printed = '';
-    process.stdout.write = ((chunk: string) => ((printed += chunk), true)) as typeof process.stdout.write;
+    process.stdout.write = ((chunk: string) => ((printed += chunk), true));
     try {
       await p.parseAsync(['node', 'offload', 'history', '--history-file', db, 'import-nom', file, '--speed-factors', 'ruby=2']);
       await p.parseAsync(['node', 'offload', 'history', '--history-file', db, '--json']);

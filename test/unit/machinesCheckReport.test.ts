@@ -59,7 +59,6 @@ describe('machines check report', () => {
   it('colour only paints the verdict, the columns stay aligned', () => {
     const plain = machinesCheckToText(input, { color: false });
     const coloured = machinesCheckToText(input, { color: true });
-    // eslint-disable-next-line no-control-regex
     expect(coloured.replace(/\x1b\[\d+m/g, '')).toBe(plain);
     expect(coloured).toContain('\x1b[33mwarning\x1b[39m');
   });

@@ -78,7 +78,7 @@ describe('SlotLeases', () => {
     expect(await within(next, 150)).toBe(PENDING);
     expect(slots.tryAcquire('h', 3)).toBeUndefined();
 
-    held[1]!.release();
+    held[1].release();
     const granted = await within(next, 50);
     expect(granted).not.toBe(PENDING);
     expect((granted as SlotLease).slot).toBe(1);

@@ -18,7 +18,6 @@ function parseXml(xml: string): { name: string; attrs: Record<string, string>; t
         entity.lastIndex = i;
         if (!entity.test(text)) throw new Error(`bad entity in ${where}: ${text.slice(i, i + 10)}`);
       }
-      // eslint-disable-next-line no-control-regex
       if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F]/.test(text[i]!)) throw new Error(`control character in ${where}`);
     }
   };
