@@ -1,6 +1,10 @@
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { gunzipSync } from 'node:zlib';
+import { loadJsonClosure } from '../src/drv/loadClosure.js';
+import { parseDrv } from '../src/drv/parseDrv.js';
+import { printDrv } from '../src/drv/printDrv.js';
 import { performance } from 'node:perf_hooks';
 import { loadDurationRules } from '../src/schedule/durations.js';
 import { makeJob } from '../src/schedule/makeJob.js';
@@ -117,6 +121,8 @@ export function runPlanBench(dags: string = DEFAULT_DAGS, log: (line: string) =>
       log(fmt(row));
     }
   }
+  const firefox = join(dags, 'firefox.json.gz');
+  if (existsSync(firefox)) log(parseSpeedLine(firefox));
   const [generated, genMs] = timeMs(() => generateLayeredDag({ jobs: 100_000, seed: 7 }));
   const hosts = clusters['mixed']!;
   const row = benchRow('generated-100k', 'mixed', generated, hosts);
@@ -125,6 +131,16 @@ export function runPlanBench(dags: string = DEFAULT_DAGS, log: (line: string) =>
   log(`(generating the 100k DAG took ${genMs.toFixed(0)} ms; plan times exclude parsing and are cold: first call JITs)`);
   for (const line of targetReport(rows)) log(line);
   return rows;
+}
+
+/** The .drv parser on real text: firefox's closure, printed as Nix writes .drv files, then parsed. */
+function parseSpeedLine(file: string): string {
+  const set = loadJsonClosure(gunzipSync(readFileSync(file)).toString('utf8'), file);
+  const texts = [...set.drvs.values()].map((d) => [d.drvPath, printDrv(d)] as const);
+  const [, ms] = timeMs(() => {
+    for (const [drvPath, text] of texts) parseDrv(text, drvPath);
+  });
+  return `parsing firefox's ${texts.length} .drv texts took ${ms.toFixed(0)} ms`;
 }
 
 /** The plan targets, checked against the rows. */

@@ -81,8 +81,9 @@ describe.runIf(integrationPrereqs())('offload build on the test cluster', () => 
       expect(all.sent.includes(out), `${job.name} on ${job.host}, wide-all on ${all.host}`).toBe(job.host !== all.host);
       expect(existsSync(out)).toBe(false);
     }
-    // 12 half-second builds on 7 slots take two rounds, not twelve.
-    expect(json.makespan).toBeLessThan(6);
+    // Builds run side by side, not one after another: the first round starts on all three
+    // builders at once (their first channels are open before the run), however loaded the machine.
+    expect(maxOverlap(built.filter((b) => b.name !== 'wide-all'))).toBeGreaterThanOrEqual(3);
   });
 
   it('builds a multi-output derivation whose consumer reads both outputs', async () => {

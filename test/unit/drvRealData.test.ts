@@ -77,16 +77,12 @@ describe('real show-derivation DAGs', () => {
   });
 });
 
-describe('parser speed', () => {
-  it('parses the 2152 .drv texts of the firefox closure quickly', () => {
+// How fast: `npm run bench -- plan` times parsing these texts; a test on a shared machine cannot.
+describe('the firefox closure as .drv text', () => {
+  it('parses each of the 2152 printed derivations back to itself', () => {
     const set = loadJsonClosure(readDag('firefox.json.gz'), 'firefox.json.gz');
     const texts = [...set.drvs.values()].map((d) => [d.drvPath, printDrv(d)] as const);
     expect(texts).toHaveLength(2152);
-    const start = performance.now();
-    for (const [drvPath, text] of texts) parseDrv(text, drvPath);
-    const ms = performance.now() - start;
-    // About 0.1 s on an idle machine; the bound leaves room for a loaded CI host
-    // while still catching anything quadratic.
-    expect(ms).toBeLessThan(2000);
+    for (const [drvPath, text] of texts) expect(parseDrv(text, drvPath), drvPath).toStrictEqual(set.drvs.get(drvPath));
   });
 });
