@@ -55,7 +55,7 @@ function askNix(): Promise<MachineDefaults> {
         try {
           resolve(parseDefaults(stdout));
         } catch (parseError) {
-          reject(parseError as Error);
+          reject(parseError);
         }
       },
     );
@@ -68,7 +68,7 @@ export function parseDefaults(json: string): MachineDefaults {
   const strings = (name: string): string[] => {
     const value = settings[name]?.defaultValue;
     if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw new Error(`nix show-config --json has no list default for ${name}`);
-    return value as string[];
+    return value;
   };
   const system = settings.system?.defaultValue;
   if (typeof system !== 'string') throw new Error('nix show-config --json has no default for system');
