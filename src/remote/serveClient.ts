@@ -1,81 +1,37 @@
 import { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import { buildStatusName, type BuildResult } from './buildResult.js';
+import type { BuildResult } from './buildResult.js';
 import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
-import { LineSplitter } from './serveCodec/lineSplitter.js';
+import {
+  CLIENT_VERSION,
+  decodeBuildResult,
+  decodeHello,
+  decodeImportAck,
+  decodePathInfos,
+  decodeStorePaths,
+  encodeBuildDerivation,
+  encodeExportPaths,
+  encodeHello,
+  encodeImportPaths,
+  encodeQueryClosure,
+  encodeQueryPathInfos,
+  encodeQueryValidPaths,
+  sharedMinor,
+  type BuildSettings,
+  type PathInfo,
+  type ReplyContext,
+} from './serveCodec/messages.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
-import { compareBytes, Serializer } from './serveCodec/serializer.js';
-import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR, storePathProblem } from '../store/storePath.js';
+import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { ServeConnectionLostError } from './serveConnectionLostError.js';
+import { ServerLog } from './serverLog.js';
 import type { ServeTransport } from './transport.js';
 
-export const SERVE_MAGIC_1 = 0x390c9deb;
-export const SERVE_MAGIC_2 = 0x5452eecb;
-/**
- * We speak 2.6. The server gates every optional field on the *client's*
- * minor version (opServe reads `clientVersion`), so announcing 6 fixes the
- * layout: no keep-failed build option (minor 7), build results with
- * built outputs (minor 6), path infos with hash/ca/sigs (minor 4).
- */
-export const CLIENT_VERSION = 0x206;
-const MAJOR_MASK = 0xff00;
-const MINOR_MASK = 0x00ff;
+export { CLIENT_VERSION, SERVE_MAGIC_1, SERVE_MAGIC_2, ServeCommand, type PathInfo } from './serveCodec/messages.js';
+export { ServeConnectionLostError } from './serveConnectionLostError.js';
 
-/** Command numbers from Nix's serve-protocol.hh. */
-export const ServeCommand = {
-  QueryValidPaths: 1,
-  QueryPathInfos: 2,
-  DumpStorePath: 3,
-  ImportPaths: 4,
-  ExportPaths: 5,
-  BuildPaths: 6,
-  QueryClosure: 7,
-  BuildDerivation: 8,
-  AddToStoreNar: 9,
-} as const;
-
-const MAX_PATH_LENGTH = 4096;
-const STDERR_TAIL_LINES = 20;
-const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
-
-/**
- * The server went away in the middle of a command (SSH channel closed,
- * `nix-store --serve` killed or crashed) or had already gone before it.
- * The command's outcome is unknown; the executor requeues the job.
- */
-export class ServeConnectionLostError extends OffloadError {
-  constructor(
-    message: string,
-    readonly host: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, ExitCode.hostsUnusable, options);
-  }
-}
-
-/** What `nix-store --serve` knows about a valid store path. */
-export interface PathInfo {
-  path: string;
-  deriver?: string;
-  references: string[];
-  /** The serve protocol sends the NAR size here too (no compression). */
-  downloadSize: number;
-  narSize: number;
-  /** `sha256:<base32>`; only from servers speaking minor ≥ 4. */
-  narHash?: string;
-  /** Content address, e.g. `fixed:r:sha256:...`; absent for input-addressed paths. */
-  ca?: string;
-  sigs: string[];
-}
-
-export interface BuildDerivationOptions {
-  /** Seconds without log output before the build is killed; 0 = no limit. */
-  maxSilentTime?: number;
-  /** Seconds the build may run; 0 = no limit. */
-  buildTimeout?: number;
-  /** Bytes of log before the build is killed; 0 = no limit. */
-  maxLogSize?: number;
+export interface BuildDerivationOptions extends BuildSettings {
   /** Log lines of this build only (the client's own listeners get them too). */
   onLog?: (line: string) => void;
 }
@@ -108,9 +64,9 @@ export class ServeClient {
   private version = CLIENT_VERSION;
   private readonly storeDir: string;
   private readonly reader: ServeReader;
-  private readonly logListeners = new Set<(line: string) => void>();
-  private readonly stderrTail: string[] = [];
-  private tail: Promise<void> = Promise.resolve();
+  private readonly serverLog: ServerLog;
+  /** Settles when the last queued command is done: the next one starts after it. */
+  private queueEnd: Promise<void> = Promise.resolve();
   private broken: Error | undefined;
   private writeError: Error | undefined;
 
@@ -121,7 +77,9 @@ export class ServeClient {
     this.host = transport.host;
     this.reader = new ServeReader(transport.stdout, `nix-store --serve on ${transport.host}`);
     this.storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
-    this.watchTransport(options.onLog);
+    this.serverLog = new ServerLog(transport.stderr);
+    if (options.onLog) this.serverLog.listen(options.onLog);
+    this.watchTransport();
   }
 
   /** Full version the server announced, e.g. 0x207. */
@@ -131,7 +89,7 @@ export class ServeClient {
 
   /** Minor version both sides understand: it fixes the layout of every message. */
   get minor(): number {
-    return Math.min(this.version & MINOR_MASK, CLIENT_VERSION & MINOR_MASK);
+    return sharedMinor(this.version);
   }
 
   /** Greets the server: our magic and version, then its magic and version. */
@@ -149,7 +107,7 @@ export class ServeClient {
       }, timeoutMs);
     });
     try {
-      client.version = await Promise.race([client.handshake(), timedOut]);
+      client.version = await Promise.race([client.greet(), timedOut]);
       return client;
     } catch (error) {
       const failure = client.connectionError('greeting the server', error);
@@ -167,20 +125,15 @@ export class ServeClient {
 
   /** Subscribes to the server's stderr lines; returns the unsubscribe function. */
   onLog(listener: (line: string) => void): () => void {
-    this.logListeners.add(listener);
-    return () => this.logListeners.delete(listener);
+    return this.serverLog.listen(listener);
   }
 
   /** The subset of `paths` that is valid on the server. `lock` adds temporary GC roots for the server's lifetime. */
   async queryValidPaths(paths: Iterable<string>, options: { lock?: boolean; substitute?: boolean } = {}): Promise<string[]> {
     const list = this.checkPaths(paths, 'A path to query');
     return this.run('querying valid paths', async () => {
-      await this.send(new Serializer()
-        .u64(ServeCommand.QueryValidPaths)
-        .u64(options.lock ?? false)
-        .u64(options.substitute ?? false)
-        .strings(list));
-      return this.readStorePaths('the valid paths');
+      await this.write(encodeQueryValidPaths(list, options));
+      return decodeStorePaths(this.reader, 'the valid paths', this.storeDir);
     });
   }
 
@@ -188,13 +141,8 @@ export class ServeClient {
   async queryPathInfos(paths: Iterable<string>): Promise<PathInfo[]> {
     const list = this.checkPaths(paths, 'A path to query');
     return this.run('querying path infos', async () => {
-      await this.send(new Serializer().u64(ServeCommand.QueryPathInfos).strings(list));
-      const infos: PathInfo[] = [];
-      for (;;) {
-        const path = await this.reader.string('a path info', MAX_PATH_LENGTH);
-        if (path === '') return infos;
-        infos.push(await this.readPathInfo(this.checkReplyPath(path)));
-      }
+      await this.write(encodeQueryPathInfos(list));
+      return decodePathInfos(this.reader, this.replyContext());
     });
   }
 
@@ -202,8 +150,8 @@ export class ServeClient {
   async queryClosure(paths: Iterable<string>, includeOutputs = false): Promise<string[]> {
     const list = this.checkPaths(paths, 'A path to query');
     return this.run('querying a closure', async () => {
-      await this.send(new Serializer().u64(ServeCommand.QueryClosure).u64(includeOutputs).strings(list));
-      return this.readStorePaths('the closure');
+      await this.write(encodeQueryClosure(list, includeOutputs));
+      return decodeStorePaths(this.reader, 'the closure', this.storeDir);
     });
   }
 
@@ -219,7 +167,7 @@ export class ServeClient {
   ): Promise<ExportedPath[]> {
     return this.run('importing paths', async () => {
       const imported: ExportedPath[] = [];
-      await this.send(new Serializer().u64(ServeCommand.ImportPaths));
+      await this.write(encodeImportPaths());
       const chunks = exportStreamFrom(source, `the export stream sent to ${this.host}`, {
         storeDir: this.storeDir,
         onPath: (info) => {
@@ -237,8 +185,7 @@ export class ServeClient {
         if (next.done) break;
         await this.write(next.value);
       }
-      const ack = await this.reader.u64('the import acknowledgement');
-      if (ack !== 1) throw this.reader.malformed(`the import acknowledgement is ${ack}, not 1`);
+      await decodeImportAck(this.reader);
       return imported;
     });
   }
@@ -262,7 +209,7 @@ export class ServeClient {
       started = true;
       try {
         self.assertUsable('exporting paths');
-        await self.send(new Serializer().u64(ServeCommand.ExportPaths).u64(0).strings(list));
+        await self.write(encodeExportPaths(list));
         yield* scanExportStream(self.reader, { storeDir: self.storeDir, ...(options.onPath ? { onPath: options.onPath } : {}) });
         finished = true;
       } catch (error) {
@@ -288,13 +235,12 @@ export class ServeClient {
    */
   async buildDerivation(drvPath: string, drv: Derivation, options: BuildDerivationOptions = {}): Promise<BuildResult> {
     assertDrvPath(drvPath, 'The derivation to build', this.storeDir);
-    const message = this.basicDerivation(drvPath, drv);
-    this.buildOptions(message, options);
+    const message = encodeBuildDerivation(drvPath, drv, options, this.minor, this.storeDir);
     return this.run(`building ${drvPath}`, async () => {
       const unsubscribe = options.onLog ? this.onLog(options.onLog) : undefined;
       try {
-        await this.send(message);
-        return await this.readBuildResult();
+        await this.write(message);
+        return await decodeBuildResult(this.reader, this.minor);
       } finally {
         unsubscribe?.();
       }
@@ -308,109 +254,19 @@ export class ServeClient {
 
   /** The server's last stderr lines, for error messages. */
   recentStderr(): string[] {
-    return [...this.stderrTail];
+    return this.serverLog.recentLines();
   }
 
-  // --- wire layouts -------------------------------------------------------
+  // --- requests -----------------------------------------------------------
 
-  private async handshake(): Promise<number> {
-    await this.send(new Serializer().u64(SERVE_MAGIC_1).u64(CLIENT_VERSION));
-    const magicBytes = await this.reader.bytes(8, 'the greeting');
-    if (magicBytes.readBigUInt64LE(0) !== BigInt(SERVE_MAGIC_2)) {
-      const preview = JSON.stringify(magicBytes.toString('latin1'));
-      throw new ServeProtocolError(
-        `${this.host} answered the serve-protocol greeting with ${preview} instead of Nix's magic number; ` +
-          'is nix-store installed there, and does the login shell print to stdout?',
-      );
-    }
-    const version = await this.reader.u64('the server version');
-    if ((version & MAJOR_MASK) !== (CLIENT_VERSION & MAJOR_MASK)) {
-      throw new ServeProtocolError(
-        `nix-store --serve on ${this.host} speaks protocol ${version >> 8}.${version & MINOR_MASK}, ` +
-          `which offload (protocol ${CLIENT_VERSION >> 8}.x) cannot talk to.`,
-      );
-    }
-    return version;
+  /** Our greeting, then the server's: its version decides every later layout. */
+  private async greet(): Promise<number> {
+    await this.write(encodeHello());
+    return decodeHello(this.reader, this.host);
   }
 
-  /** `writeDerivation` in derivations.cc: a BasicDerivation, maps in std::map (byte) order. */
-  private basicDerivation(drvPath: string, drv: Derivation): Serializer {
-    const message = new Serializer(4096).u64(ServeCommand.BuildDerivation).string(drvPath);
-    const outputs = Object.entries(drv.outputs).sort(([a], [b]) => compareBytes(a, b));
-    message.u64(outputs.length);
-    for (const [name, output] of outputs) {
-      if (output.path !== '') assertStorePath(output.path, `Output ${name} of ${drvPath}`, this.storeDir);
-      message.string(name).string(output.path).string(output.hashAlgo).string(output.hash);
-    }
-    for (const src of drv.inputSrcs) assertStorePath(src, `An input source of ${drvPath}`, this.storeDir);
-    message.strings([...drv.inputSrcs].sort(compareBytes));
-    message.string(drv.system).string(drv.builder).strings(drv.args);
-    message.stringMap(Object.entries(drv.env).sort(([a], [b]) => compareBytes(a, b)));
-    return message;
-  }
-
-  /** Build settings as opServe's getBuildSettings reads them for our minor version. */
-  private buildOptions(message: Serializer, options: BuildDerivationOptions): void {
-    message.u64(seconds(options.maxSilentTime, 'maxSilentTime')).u64(seconds(options.buildTimeout, 'buildTimeout'));
-    if (this.minor >= 2) message.u64(seconds(options.maxLogSize, 'maxLogSize'));
-    // Repeats must be 0 (newer servers refuse others); enforce-determinism as Nix's own client defaults it.
-    if (this.minor >= 3) message.u64(0).u64(true);
-  }
-
-  private async readBuildResult(): Promise<BuildResult> {
-    const status = await this.reader.u64('the build status');
-    const errorMsg = (await this.reader.string('the build error message')).replace(ANSI_ESCAPE, '');
-    const result: BuildResult = {
-      status,
-      statusName: buildStatusName(status),
-      errorMsg,
-      timesBuilt: 0,
-      isNonDeterministic: false,
-      startTime: 0,
-      stopTime: 0,
-      builtOutputs: new Map(),
-    };
-    if (this.minor >= 3) {
-      result.timesBuilt = await this.reader.u64('the build count');
-      result.isNonDeterministic = await this.reader.bool('the non-determinism flag');
-      result.startTime = await this.reader.u64('the build start time');
-      result.stopTime = await this.reader.u64('the build stop time');
-    }
-    if (this.minor >= 6) result.builtOutputs = await this.reader.stringMap('the built outputs');
-    return result;
-  }
-
-  private async readPathInfo(path: string): Promise<PathInfo> {
-    const deriver = await this.reader.string('a deriver', MAX_PATH_LENGTH);
-    const references = await this.readStorePaths('the references');
-    const info: PathInfo = {
-      path,
-      ...(deriver === '' ? {} : { deriver: this.checkReplyPath(deriver) }),
-      references,
-      downloadSize: await this.reader.u64('a download size'),
-      narSize: await this.reader.u64('a NAR size'),
-      sigs: [],
-    };
-    if (this.minor >= 4) {
-      info.narHash = await this.reader.string('a NAR hash', 1024);
-      const ca = await this.reader.string('a content address', 1024);
-      if (ca !== '') info.ca = ca;
-      info.sigs = await this.reader.strings('the signatures', 1024, 4096);
-    }
-    return info;
-  }
-
-  private async readStorePaths(what: string): Promise<string[]> {
-    const paths = await this.reader.strings(what, undefined, MAX_PATH_LENGTH);
-    return paths.map((path) => this.checkReplyPath(path));
-  }
-
-  private checkReplyPath(path: string): string {
-    const problem = storePathProblem(path, this.storeDir);
-    if (problem !== undefined) {
-      throw this.reader.malformed(`the server sent ${JSON.stringify(path.slice(0, 300))}, which is not a store path (${problem})`);
-    }
-    return path;
+  private replyContext(): ReplyContext {
+    return { minor: this.minor, storeDir: this.storeDir };
   }
 
   private checkPaths(paths: Iterable<string>, what: string): string[] {
@@ -425,8 +281,8 @@ export class ServeClient {
   private acquire(): Promise<() => void> {
     let release!: () => void;
     const done = new Promise<void>((resolve) => (release = resolve));
-    const previous = this.tail;
-    this.tail = previous.then(() => done);
+    const previous = this.queueEnd;
+    this.queueEnd = previous.then(() => done);
     return previous.then(() => release);
   }
 
@@ -467,7 +323,8 @@ export class ServeClient {
   private connectionError(what: string, error: unknown): Error {
     if (error instanceof ServeConnectionLostError) return error;
     if (error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined) {
-      const stderr = this.stderrTail.length > 0 ? ` Its last messages: ${this.stderrTail.slice(-5).join(' | ')}` : '';
+      const recent = this.serverLog.recentLines();
+      const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).join(' | ')}` : '';
       return new ServeConnectionLostError(
         `Lost the connection to nix-store --serve on ${this.host} while ${what}.${stderr}`,
         this.host,
@@ -484,13 +341,8 @@ export class ServeClient {
     this.transport.close();
   }
 
-  /** Follows stderr (logs) and stream ends from the start, so a dead server is noticed even between commands. */
-  private watchTransport(onLog: ((line: string) => void) | undefined): void {
-    if (onLog) this.logListeners.add(onLog);
-    const lines = new LineSplitter((line) => this.log(line));
-    this.transport.stderr.on('data', (chunk: Buffer | string) => lines.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)));
-    this.transport.stderr.on('end', () => lines.end());
-    this.transport.stderr.on('error', () => undefined);
+  /** Follows the stream ends from the start, so a dead server is noticed even between commands. */
+  private watchTransport(): void {
     this.transport.stdin.on('error', (error: Error) => {
       this.writeError ??= error;
     });
@@ -499,18 +351,8 @@ export class ServeClient {
     this.transport.stdin.once('close', lost);
   }
 
-  private log(line: string): void {
-    this.stderrTail.push(line);
-    if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
-    for (const listener of this.logListeners) listener(line);
-  }
-
   private noteLost(): void {
     this.broken ??= new ServeConnectionLostError(`The connection to ${this.host} has ended.`, this.host);
-  }
-
-  private send(message: Serializer): Promise<void> {
-    return this.write(message.flush());
   }
 
   /** Writes with back-pressure: waits for `drain` when the pipe is full. */
@@ -544,10 +386,4 @@ export class ServeClient {
       stdin.on('error', onError);
     });
   }
-}
-
-function seconds(value: number | undefined, name: string): number {
-  const n = value ?? 0;
-  if (!Number.isSafeInteger(n) || n < 0) throw new OffloadError(`Build option ${name} must be a whole number ≥ 0, not ${n}.`);
-  return n;
 }

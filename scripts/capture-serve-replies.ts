@@ -1,0 +1,110 @@
+/**
+ * Records what the real `nix-store --serve --write` (Nix 2.8 here) answers to
+ * each of offload's serve-protocol requests, for every client minor version
+ * the codec supports, into fixtures/serve/nix-2.8.json. The byte tables of
+ * test/unit/serveMessages.test.ts are these recordings: each request is
+ * offload's encoder output that Nix accepted, each reply the bytes Nix sent.
+ *
+ *   npx tsx scripts/capture-serve-replies.ts
+ *
+ * Runs the local Nix of the tests (scripts/cluster/localNix.ts) on the
+ * machine's store; it adds one small file and builds one tiny derivation
+ * there. Store paths follow from their content, so the recordings hold the
+ * same paths on every machine; build start and stop times are the run's own.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import type { Derivation } from '../src/drv/derivation.js';
+import { parseDrv } from '../src/drv/parseDrv.js';
+import { Serializer } from '../src/remote/serveCodec/serializer.js';
+import { ServeReader } from '../src/remote/serveCodec/parser.js';
+import {
+  decodeBuildResult,
+  decodePathInfos,
+  decodeStorePaths,
+  encodeBuildDerivation,
+  encodeQueryClosure,
+  encodeQueryPathInfos,
+  encodeQueryValidPaths,
+  SERVE_MAGIC_1,
+} from '../src/remote/serveCodec/messages.js';
+import { localNixEnv } from './cluster/localNix.js';
+
+const root = join(import.meta.dirname, '..');
+const env = localNixEnv();
+const MINORS = [2, 3, 4, 6];
+const MISSING = '/nix/store/00000000000000000000000000000000-not-there';
+
+const source = execFileSync('nix-store', ['--add', join(root, 'fixtures/serve/captured.txt')], { env, encoding: 'utf8' }).trim();
+/** One derivation per minor, so each recording holds a real build (a second capture finds them valid). */
+function instantiate(minor: number): { drvPath: string; drvText: string; drv: Derivation } {
+  const expression = `derivation { name = "serve-capture-${minor}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo captured > $out" ]; }`;
+  const drvPath = execFileSync('nix-instantiate', ['--expr', expression], { env, encoding: 'utf8' }).trim();
+  const drvText = readFileSync(drvPath, 'utf8');
+  return { drvPath, drvText, drv: parseDrv(drvText, drvPath) };
+}
+
+/**
+ * The server's answer to `request` after a greeting announcing 2.`minor`.
+ * stdin stays open until the reply has been read (a hang-up interrupts a
+ * build), so the codec's decoder says where the reply ends; the bytes
+ * recorded are the raw ones.
+ */
+async function exchange(minor: number, request: Buffer, readReply: (reader: ServeReader) => Promise<unknown>): Promise<Buffer> {
+  const child = spawn('nix-store', ['--serve', '--write'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+  const out: Buffer[] = [];
+  const tap = new PassThrough();
+  child.stdout.on('data', (chunk: Buffer) => {
+    out.push(chunk);
+    tap.write(chunk);
+  });
+  child.stdout.on('end', () => tap.end());
+  const reader = new ServeReader(tap, 'nix-store --serve');
+  child.stdin.write(Buffer.concat([new Serializer().u64(SERVE_MAGIC_1).u64(0x200 | minor).flush(), request]));
+  await reader.bytes(16, 'the greeting');
+  await readReply(reader);
+  child.stdin.end();
+  await new Promise((resolve) => child.on('close', resolve));
+  // The greeting's reply (magic, version) comes first: 16 bytes.
+  return Buffer.concat(out).subarray(16);
+}
+
+const greeting = async (): Promise<Buffer> => {
+  const child = spawn('nix-store', ['--serve', '--write'], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  const out: Buffer[] = [];
+  child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
+  child.stdin.end(new Serializer().u64(SERVE_MAGIC_1).u64(0x206).flush());
+  await new Promise((resolve) => child.on('close', resolve));
+  return Buffer.concat(out);
+};
+
+const nixVersion = execFileSync('nix-store', ['--version'], { env, encoding: 'utf8' }).trim();
+const recordings: Record<string, unknown> = {
+  about: `Recorded from ${nixVersion} by scripts/capture-serve-replies.ts; hex bytes.`,
+  source,
+  greeting: (await greeting()).toString('hex'),
+  minors: {},
+};
+for (const minor of MINORS) {
+  const { drvPath, drvText, drv } = instantiate(minor);
+  const context = { minor, storeDir: '/nix/store' };
+  const requests: Record<string, [Buffer, (reader: ServeReader) => Promise<unknown>]> = {
+    queryValidPaths: [encodeQueryValidPaths([source, MISSING], { lock: false, substitute: false }), (r) => decodeStorePaths(r, 'paths', '/nix/store')],
+    queryPathInfos: [encodeQueryPathInfos([source, MISSING]), (r) => decodePathInfos(r, context)],
+    queryClosure: [encodeQueryClosure([source], false), (r) => decodeStorePaths(r, 'paths', '/nix/store')],
+    buildDerivation: [
+      encodeBuildDerivation(drvPath, drv, { maxSilentTime: 60, buildTimeout: 120, maxLogSize: 0 }, minor, '/nix/store'),
+      (r) => decodeBuildResult(r, minor),
+    ],
+  };
+  const entry: Record<string, unknown> = { drvPath, drv: drvText };
+  for (const [name, [request, readReply]] of Object.entries(requests)) {
+    entry[name] = { request: request.toString('hex'), reply: (await exchange(minor, request, readReply)).toString('hex') };
+  }
+  (recordings.minors as Record<string, unknown>)[minor] = entry;
+}
+mkdirSync(join(root, 'fixtures/serve'), { recursive: true });
+writeFileSync(join(root, 'fixtures/serve/nix-2.8.json'), `${JSON.stringify(recordings, null, 2)}\n`);
+console.log(`wrote fixtures/serve/nix-2.8.json (${nixVersion})`);

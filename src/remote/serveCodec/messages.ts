@@ -1,0 +1,242 @@
+import type { Derivation } from '../../drv/derivation.js';
+import { OffloadError } from '../../errors/offloadError.js';
+import { assertStorePath, storePathProblem } from '../../store/storePath.js';
+import { buildStatusName, type BuildResult } from '../buildResult.js';
+import { ServeProtocolError } from './errors.js';
+import type { ServeReader } from './parser.js';
+import { compareBytes, Serializer } from './serializer.js';
+
+/**
+ * Every serve-protocol message offload sends or reads, as pure functions:
+ * encoders return the exact bytes of one command, decoders read one reply
+ * from a ServeReader and nothing more. Layouts follow Nix 2.8's opServe
+ * (nix-store.cc) and legacy-ssh-store.cc; docs/serve-protocol.md lists them
+ * and test/unit/serveMessages.test.ts pins each one's bytes per minor version,
+ * as Nix 2.8 sent or accepted them.
+ */
+
+export const SERVE_MAGIC_1 = 0x390c9deb;
+export const SERVE_MAGIC_2 = 0x5452eecb;
+/**
+ * We speak 2.6. The server gates every optional field on the *client's*
+ * minor version (opServe reads `clientVersion`), so announcing 6 fixes the
+ * layout: no keep-failed build option (minor 7), build results with
+ * built outputs (minor 6), path infos with hash/ca/sigs (minor 4).
+ */
+export const CLIENT_VERSION = 0x206;
+const MAJOR_MASK = 0xff00;
+const MINOR_MASK = 0x00ff;
+
+/** Command numbers from Nix's serve-protocol.hh. */
+export const ServeCommand = {
+  QueryValidPaths: 1,
+  QueryPathInfos: 2,
+  DumpStorePath: 3,
+  ImportPaths: 4,
+  ExportPaths: 5,
+  BuildPaths: 6,
+  QueryClosure: 7,
+  BuildDerivation: 8,
+  AddToStoreNar: 9,
+} as const;
+
+/** Longest store path a reply may hold (Linux PATH_MAX). */
+export const MAX_PATH_LENGTH = 4096;
+const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
+
+/** The minor version both sides understand: it fixes the layout of every message. */
+export function sharedMinor(serverVersion: number): number {
+  return Math.min(serverVersion & MINOR_MASK, CLIENT_VERSION & MINOR_MASK);
+}
+
+/** What a decoder needs to know about the connection. */
+export interface ReplyContext {
+  /** The minor version both sides understand (sharedMinor). */
+  minor: number;
+  /** Store directory every path in a reply must be under. */
+  storeDir: string;
+}
+
+/** What `nix-store --serve` knows about a valid store path. */
+export interface PathInfo {
+  path: string;
+  deriver?: string;
+  references: string[];
+  /** The serve protocol sends the NAR size here too (no compression). */
+  downloadSize: number;
+  narSize: number;
+  /** `sha256:<base32>`; only from servers speaking minor ≥ 4. */
+  narHash?: string;
+  /** Content address, e.g. `fixed:r:sha256:...`; absent for input-addressed paths. */
+  ca?: string;
+  sigs: string[];
+}
+
+/** Limits a build-derivation command carries (opServe's getBuildSettings). */
+export interface BuildSettings {
+  /** Seconds without log output before the build is killed; 0 = no limit. */
+  maxSilentTime?: number;
+  /** Seconds the build may run; 0 = no limit. */
+  buildTimeout?: number;
+  /** Bytes of log before the build is killed; 0 = no limit. */
+  maxLogSize?: number;
+}
+
+// --- client → server ----------------------------------------------------
+
+export function encodeHello(): Buffer {
+  return new Serializer(16).u64(SERVE_MAGIC_1).u64(CLIENT_VERSION).flush();
+}
+
+export function encodeQueryValidPaths(paths: readonly string[], options: { lock?: boolean; substitute?: boolean } = {}): Buffer {
+  return new Serializer()
+    .u64(ServeCommand.QueryValidPaths)
+    .u64(options.lock ?? false)
+    .u64(options.substitute ?? false)
+    .strings(paths)
+    .flush();
+}
+
+export function encodeQueryPathInfos(paths: readonly string[]): Buffer {
+  return new Serializer().u64(ServeCommand.QueryPathInfos).strings(paths).flush();
+}
+
+export function encodeQueryClosure(paths: readonly string[], includeOutputs: boolean): Buffer {
+  return new Serializer().u64(ServeCommand.QueryClosure).u64(includeOutputs).strings(paths).flush();
+}
+
+/** The command word only: an export stream follows it. */
+export function encodeImportPaths(): Buffer {
+  return new Serializer(8).u64(ServeCommand.ImportPaths).flush();
+}
+
+/** The second word is Nix's obsolete "sign" flag, always 0. */
+export function encodeExportPaths(paths: readonly string[]): Buffer {
+  return new Serializer().u64(ServeCommand.ExportPaths).u64(0).strings(paths).flush();
+}
+
+/**
+ * build-derivation: the command, the derivation's path, the BasicDerivation
+ * (`writeDerivation` in derivations.cc, maps and sets in std::map byte
+ * order) and the build settings for `minor`. Paths are checked first, since
+ * they reach the builder's store.
+ */
+export function encodeBuildDerivation(drvPath: string, drv: Derivation, settings: BuildSettings, minor: number, storeDir: string): Buffer {
+  const message = new Serializer(4096).u64(ServeCommand.BuildDerivation).string(drvPath);
+  const outputs = Object.entries(drv.outputs).sort(([a], [b]) => compareBytes(a, b));
+  message.u64(outputs.length);
+  for (const [name, output] of outputs) {
+    if (output.path !== '') assertStorePath(output.path, `Output ${name} of ${drvPath}`, storeDir);
+    message.string(name).string(output.path).string(output.hashAlgo).string(output.hash);
+  }
+  for (const src of drv.inputSrcs) assertStorePath(src, `An input source of ${drvPath}`, storeDir);
+  message.strings([...drv.inputSrcs].sort(compareBytes));
+  message.string(drv.system).string(drv.builder).strings(drv.args);
+  message.stringMap(Object.entries(drv.env).sort(([a], [b]) => compareBytes(a, b)));
+  message.u64(seconds(settings.maxSilentTime, 'maxSilentTime')).u64(seconds(settings.buildTimeout, 'buildTimeout'));
+  if (minor >= 2) message.u64(seconds(settings.maxLogSize, 'maxLogSize'));
+  // Repeats must be 0 (newer servers refuse others); enforce-determinism as Nix's own client defaults it.
+  if (minor >= 3) message.u64(0).u64(true);
+  return message.flush();
+}
+
+function seconds(value: number | undefined, name: string): number {
+  const n = value ?? 0;
+  if (!Number.isSafeInteger(n) || n < 0) throw new OffloadError(`Build option ${name} must be a whole number ≥ 0, not ${n}.`);
+  return n;
+}
+
+// --- server → client ----------------------------------------------------
+
+/** The server's magic and version; `host` names it in the errors. */
+export async function decodeHello(reader: ServeReader, host: string): Promise<number> {
+  const magicBytes = await reader.bytes(8, 'the greeting');
+  if (magicBytes.readBigUInt64LE(0) !== BigInt(SERVE_MAGIC_2)) {
+    const preview = JSON.stringify(magicBytes.toString('latin1'));
+    throw new ServeProtocolError(
+      `${host} answered the serve-protocol greeting with ${preview} instead of Nix's magic number; ` +
+        'is nix-store installed there, and does the login shell print to stdout?',
+    );
+  }
+  const version = await reader.u64('the server version');
+  if ((version & MAJOR_MASK) !== (CLIENT_VERSION & MAJOR_MASK)) {
+    throw new ServeProtocolError(
+      `nix-store --serve on ${host} speaks protocol ${version >> 8}.${version & MINOR_MASK}, ` +
+        `which offload (protocol ${CLIENT_VERSION >> 8}.x) cannot talk to.`,
+    );
+  }
+  return version;
+}
+
+/** A list of store paths (valid paths, a closure, references), each checked. */
+export async function decodeStorePaths(reader: ServeReader, what: string, storeDir: string): Promise<string[]> {
+  const paths = await reader.strings(what, undefined, MAX_PATH_LENGTH);
+  return paths.map((path) => checkReplyPath(reader, path, storeDir));
+}
+
+/** Path infos until the empty path that ends the list; invalid paths are simply absent. */
+export async function decodePathInfos(reader: ServeReader, context: ReplyContext): Promise<PathInfo[]> {
+  const infos: PathInfo[] = [];
+  for (;;) {
+    const path = await reader.string('a path info', MAX_PATH_LENGTH);
+    if (path === '') return infos;
+    infos.push(await decodePathInfo(reader, checkReplyPath(reader, path, context.storeDir), context));
+  }
+}
+
+async function decodePathInfo(reader: ServeReader, path: string, { minor, storeDir }: ReplyContext): Promise<PathInfo> {
+  const deriver = await reader.string('a deriver', MAX_PATH_LENGTH);
+  const references = await decodeStorePaths(reader, 'the references', storeDir);
+  const info: PathInfo = {
+    path,
+    ...(deriver === '' ? {} : { deriver: checkReplyPath(reader, deriver, storeDir) }),
+    references,
+    downloadSize: await reader.u64('a download size'),
+    narSize: await reader.u64('a NAR size'),
+    sigs: [],
+  };
+  if (minor >= 4) {
+    info.narHash = await reader.string('a NAR hash', 1024);
+    const ca = await reader.string('a content address', 1024);
+    if (ca !== '') info.ca = ca;
+    info.sigs = await reader.strings('the signatures', 1024, 4096);
+  }
+  return info;
+}
+
+export async function decodeBuildResult(reader: ServeReader, minor: number): Promise<BuildResult> {
+  const status = await reader.u64('the build status');
+  const errorMsg = (await reader.string('the build error message')).replace(ANSI_ESCAPE, '');
+  const result: BuildResult = {
+    status,
+    statusName: buildStatusName(status),
+    errorMsg,
+    timesBuilt: 0,
+    isNonDeterministic: false,
+    startTime: 0,
+    stopTime: 0,
+    builtOutputs: new Map(),
+  };
+  if (minor >= 3) {
+    result.timesBuilt = await reader.u64('the build count');
+    result.isNonDeterministic = await reader.bool('the non-determinism flag');
+    result.startTime = await reader.u64('the build start time');
+    result.stopTime = await reader.u64('the build stop time');
+  }
+  if (minor >= 6) result.builtOutputs = await reader.stringMap('the built outputs');
+  return result;
+}
+
+/** import-paths ends with the server's 1 once every path is in its store. */
+export async function decodeImportAck(reader: ServeReader): Promise<void> {
+  const ack = await reader.u64('the import acknowledgement');
+  if (ack !== 1) throw reader.malformed(`the import acknowledgement is ${ack}, not 1`);
+}
+
+function checkReplyPath(reader: ServeReader, path: string, storeDir: string): string {
+  const problem = storePathProblem(path, storeDir);
+  if (problem !== undefined) {
+    throw reader.malformed(`the server sent ${JSON.stringify(path.slice(0, 300))}, which is not a store path (${problem})`);
+  }
+  return path;
+}
