@@ -122,13 +122,16 @@ export function loadDurationRules(path: string): DurationRules {
 }
 
 /**
- * The built-in prior: the same figures as fixtures/dags/durations.json (rough
- * Hydra-like seconds on an 8-core reference builder), since nothing better is
- * known before our own history exists. Estimates from it report `default`.
+ * The built-in prior: the figures of fixtures/dags/durations.json
+ * (rough Hydra-like seconds on an 8-core reference builder), since nothing
+ * better is known before our own history exists. Estimates from it report
+ * `default`. Without that file's jitter: it makes simulated DAGs varied, but
+ * in a plan the user reads it turned "normal derivation, 90 s" into a
+ * made-up 1m06s or 1m54s.
  */
 export const defaultDurationRules: DurationRules = parseDurationRules(
   {
-    jitter: 0.3,
+    jitter: 0,
     byName: [
       { match: '^chromium-unwrapped-', seconds: 21600 },
       { match: '^firefox-unwrapped-', seconds: 5400 },

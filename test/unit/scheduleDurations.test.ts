@@ -86,10 +86,16 @@ describe('estimate sources', () => {
     expect(estimate(drv({}), defaultDurationRules, history)).toEqual({ seconds: 42, source: 'history' });
     expect(estimate(drv({ name: 'other' }), defaultDurationRules, history).source).toBe('default');
   });
-  it('built-in rules report default and mirror durations.json', () => {
+  it('built-in rules report default and mirror durations.json, without its jitter', () => {
     const fromFile = loadDurationRules(RULES_FILE);
     const d = drv({ name: 'llvm-18.1.8' });
-    expect(estimate(d, defaultDurationRules)).toEqual({ seconds: estimate(d, fromFile).seconds, source: 'default' });
+    expect(estimate(d, defaultDurationRules)).toEqual({ seconds: estimate(d, { ...fromFile, jitter: 0 }).seconds, source: 'default' });
+  });
+  it('built-in estimates are the same for every derivation of a class: nothing the user reads is jittered', () => {
+    expect(defaultDurationRules.jitter).toBe(0);
+    const normal = [1, 2, 3].map((i) => estimate(drv({ drvPath: `/nix/store/${String(i).repeat(32)}-libfoo-${i}.drv`, name: `libfoo-${i}` }), defaultDurationRules));
+    expect(normal).toEqual([1, 2, 3].map(() => ({ seconds: 90, source: 'default' })));
+    expect(estimate(drv({ name: 'llvm-18.1.8' }), defaultDurationRules).seconds).toBe(2700);
   });
 });
 
