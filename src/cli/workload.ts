@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { MachinesConfig } from '../config/machine.js';
 import type { DerivationSet } from '../drv/derivation.js';
 import { loadDrvClosure, loadJsonClosure } from '../drv/loadClosure.js';
@@ -43,7 +44,13 @@ function pathsTheClosureUses(set: DerivationSet): string[] {
 }
 
 async function readJsonSource(source: string): Promise<string> {
-  if (source !== '-') return readFile(source, 'utf8');
+  if (source !== '-') {
+    try {
+      return await readFile(source, 'utf8');
+    } catch (cause) {
+      throw new OffloadError(`could not read --from-json ${source}: ${(cause as NodeJS.ErrnoException).code ?? String(cause)}.`, ExitCode.badInput, { cause });
+    }
+  }
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
