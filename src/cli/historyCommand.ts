@@ -6,6 +6,7 @@ import { BuildHistory, defaultHistoryPath, type EstimateRow, type HostSpeed } fr
 import { formatDuration } from '../report/duration.js';
 import { renderTable } from '../report/table.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { terminalWidth } from './sharedOptions.js';
 
 type Run = (action: () => Promise<number>) => Promise<void>;
 
@@ -63,7 +64,7 @@ export async function historyAction(opts: HistoryOptions, out: NodeJS.WritableSt
   try {
     const estimates = history.estimates().slice(0, opts.limit);
     const speeds = history.hostSpeeds();
-    out.write(opts.json ? `${JSON.stringify(historyJson(history.path, estimates, speeds), null, 2)}\n` : historyText(history.path, estimates, speeds));
+    out.write(opts.json ? `${JSON.stringify(historyJson(history.path, estimates, speeds), null, 2)}\n` : historyText(history.path, estimates, speeds, terminalWidth(out as NodeJS.WriteStream)));
     return ExitCode.ok;
   } finally {
     history.close();
@@ -119,7 +120,7 @@ function historyJson(path: string, estimates: EstimateRow[], speeds: Map<string,
   };
 }
 
-function historyText(path: string, estimates: EstimateRow[], speeds: Map<string, HostSpeed>): string {
+function historyText(path: string, estimates: EstimateRow[], speeds: Map<string, HostSpeed>, width: number | undefined): string {
   if (estimates.length === 0) return `no builds recorded yet in ${path}\n`;
   const parts = [
     `history: ${path}`,
@@ -128,6 +129,7 @@ function historyText(path: string, estimates: EstimateRow[], speeds: Map<string,
       ['derivation', 'system', 'estimate', 'samples', 'last built'],
       estimates.map((e) => [e.name, e.system || 'any', formatDuration(e.seconds), String(e.samples), e.lastFinishedAt.toISOString().slice(0, 16).replace('T', ' ')]),
       new Set([2, 3]),
+      { width, wrap: ['derivation'] },
     ),
     '',
   ];

@@ -9,7 +9,7 @@ import { expectedHostKey, knownHostsFilesFor } from '../remote/expectedHostKey.j
 import { loadKnownHosts } from '../remote/knownHosts.js';
 import { machinesCheckToJson, machinesCheckToText, machinesListToJson, machinesListToText, type MachineListing } from '../report/machinesReport.js';
 import { machineLoadOptions } from './planCommand.js';
-import { addMachineOptions, addOutputOptions, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
+import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 
 export interface MachinesOptions extends MachineOptions, OutputOptions {}
 
@@ -107,7 +107,7 @@ export async function machinesCheckAction(opts: MachinesCheckOptions, out: Outpu
   });
   const input = { source: config.source, timeoutMs: opts.timeout, checks };
   if (opts.json) out.write(`${JSON.stringify(machinesCheckToJson(input), null, 2)}\n`);
-  else out.write(`${machinesCheckToText(input, { color: useColor(opts, out as NodeJS.WriteStream) })}\n`);
+  else out.write(`${machinesCheckToText(input, { color: useColor(opts, out as NodeJS.WriteStream), width: terminalWidth(out as NodeJS.WriteStream) })}\n`);
   return checks.some((c) => c.verdict === 'unusable') ? ExitCode.hostsUnusable : ExitCode.ok;
 }
 
@@ -116,7 +116,7 @@ export async function machinesAction(opts: MachinesOptions, out: Output): Promis
   const machines = await Promise.all(config.machines.map((m) => listing(m)));
   const input = { source: config.source, warnings: config.warnings ?? [], machines, local: config.local };
   if (opts.json) out.write(`${JSON.stringify(machinesListToJson(input), null, 2)}\n`);
-  else out.write(`${machinesListToText(input, { color: useColor(opts, out as NodeJS.WriteStream) })}\n`);
+  else out.write(`${machinesListToText(input, { color: useColor(opts, out as NodeJS.WriteStream), width: terminalWidth(out as NodeJS.WriteStream) })}\n`);
   return ExitCode.ok;
 }
 

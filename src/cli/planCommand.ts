@@ -3,7 +3,7 @@ import { loadMachinesConfig } from '../config/loadMachines.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
 import { planBuild } from '../schedule/planBuild.js';
 import { planToJson, planToText } from '../report/planReport.js';
-import { addMachineOptions, addOutputOptions, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
+import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
 import { ExitCode } from '../errors/offloadError.js';
 import { addPlanOutputOptions, planHistory, writePlanSvg, type PlanOutputOptions } from './planOutputs.js';
@@ -62,7 +62,7 @@ export async function planAction(drvs: string[], opts: PlanOptions): Promise<num
     machinesSource: config.source,
   };
   if (opts.json) process.stdout.write(`${JSON.stringify(planToJson(input), null, 2)}\n`);
-  else process.stdout.write(`${planToText(input, { color: useColor(opts, process.stdout) })}\n`);
+  else process.stdout.write(`${planToText(input, { color: useColor(opts, process.stdout), width: terminalWidth(process.stdout) })}\n`);
   if (opts.svg !== undefined) await writePlanSvg(opts.svg, input);
   return ExitCode.ok;
 }

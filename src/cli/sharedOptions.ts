@@ -52,3 +52,8 @@ export function parseList(value: string): string[] {
 export function useColor(opts: { color?: boolean }, stream: NodeJS.WriteStream): boolean {
   return opts.color !== false && !process.env.NO_COLOR && stream.isTTY === true;
 }
+
+/** The window's width when `stream` is a terminal; undefined for pipes and files, which get whole lines. */
+export function terminalWidth(stream: NodeJS.WriteStream): number | undefined {
+  return stream.isTTY === true && stream.columns > 0 ? stream.columns : undefined;
+}

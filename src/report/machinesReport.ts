@@ -3,7 +3,7 @@ import type { Severity } from '../remote/builderClaims.js';
 import type { BuilderCheck } from '../remote/builderProbe.js';
 import { formatKiB, type Verdict } from '../remote/builderVerdict.js';
 import type { ExpectedHostKey } from '../remote/expectedHostKey.js';
-import { renderTable } from './table.js';
+import { renderTable, wrapLongLines } from './table.js';
 
 /** One configured machine as `offload machines` shows it: the config plus local facts about its keys. */
 export interface MachineListing {
@@ -76,7 +76,13 @@ export function hostKeyCell(key: ExpectedHostKey): string {
 
 const where = (m: Machine) => (m.address.includes(':') ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`);
 
-export function machinesListToText(input: MachinesListInput, opts: { color: boolean }): string {
+/** How text reports are drawn: colours, and the window width on a terminal (none for pipes and files). */
+export interface TextOptions {
+  color: boolean;
+  width?: number;
+}
+
+export function machinesListToText(input: MachinesListInput, opts: TextOptions): string {
   const bold = (s: string) => (opts.color ? `\x1b[1m${s}\x1b[22m` : s);
   const rows = input.machines.map(({ machine: m, hostKey, keyFileProblem }) => [
     m.hostName,
@@ -95,7 +101,8 @@ export function machinesListToText(input: MachinesListInput, opts: { color: bool
   const lines = [
     bold(`Machines from ${input.source}`),
     '',
-    renderTable(header, rows, new Set([5, 6])),
+    // Narrow windows: long cells wrap, then the widest columns move below the table.
+    renderTable(header, rows, new Set([5, 6]), { width: opts.width, wrap: ['CONNECTS TO', 'SYSTEMS', 'FEATURES', 'KEY', 'HOST KEY'], dropOrder: ['KEY', 'USER', 'HOST KEY', 'CONNECTS TO'] }),
     '',
     'FEATURES: * = mandatory (only derivations requiring it go there).' +
       (local.maxJobs === 0 ? ' Local: 0 slots, builds locally only builtin: derivations.' : ''),
@@ -104,7 +111,7 @@ export function machinesListToText(input: MachinesListInput, opts: { color: bool
     if (keyFileProblem !== undefined) lines.push(`${machine.hostName}: ${keyFileProblem}`);
   }
   for (const warning of input.warnings) lines.push(`warning: ${warning}`);
-  return lines.join('\n');
+  return wrapLongLines(lines.join('\n'), opts.width);
 }
 
 export interface MachinesCheckInput {
@@ -145,9 +152,9 @@ export function machinesCheckToJson(input: MachinesCheckInput): object {
 
 const SEVERITY_ORDER: Record<Severity, number> = { unusable: 0, warning: 1, note: 2 };
 
-export function machinesCheckToText(input: MachinesCheckInput, opts: { color: boolean }): string {
+export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions): string {
   const paint = (code: number, s: string) => (opts.color ? `\x1b[${code}m${s}\x1b[39m` : s);
-  const verdictCell = (v: Verdict) => (v === 'ok' ? paint(32, v) : v === 'warning' ? paint(33, v) : paint(31, v));
+  const verdictColour = (v: Verdict) => (v === 'ok' ? 32 : v === 'warning' ? 33 : 31);
   const rows = input.checks.map((c) => [
     c.hostName,
     c.verdict,
@@ -161,11 +168,12 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: { color: bo
     c.store ? formatKiB(c.store.availableKiB) : '-',
   ]);
   const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE'];
-  // Colour codes are invisible: pad the verdict column on the plain text, then paint it.
-  const table = renderTable(header, rows, new Set([2, 8, 9]))
-    .split('\n')
-    .map((line, i) => (i === 0 ? line : paintVerdict(line, input.checks[i - 1]!.verdict, verdictCell)))
-    .join('\n');
+  const table = renderTable(header, rows, new Set([2, 8, 9]), {
+    width: opts.width,
+    wrap: ['HOST KEY', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES'],
+    dropOrder: ['LOAD/CPU', 'SERVE', 'STORE FREE'],
+    style: (row, column, text) => (column === 1 ? paint(verdictColour(input.checks[row]!.verdict), text) : text),
+  });
   const lines = [`Checked ${input.checks.length} machine${input.checks.length === 1 ? '' : 's'} from ${input.source}`, '', table];
   const findings = input.checks.flatMap((c) =>
     [...c.findings].sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]).map((f) => ({ host: c.hostName, ...f })),
@@ -176,12 +184,7 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: { color: bo
     lines.push(`${f.host}: ${label}: ${f.message}`);
   }
   lines.push('', summary(input.checks));
-  return lines.join('\n');
-}
-
-function paintVerdict(line: string, verdict: Verdict, paint: (v: Verdict) => string): string {
-  const at = line.indexOf(`  ${verdict}`);
-  return at < 0 ? line : `${line.slice(0, at + 2)}${paint(verdict)}${line.slice(at + 2 + verdict.length)}`;
+  return wrapLongLines(lines.join('\n'), opts.width);
 }
 
 function summary(checks: readonly BuilderCheck[]): string {

@@ -1,7 +1,7 @@
 import { placementReason } from '../schedule/placementReason.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
 import { formatDuration } from './duration.js';
-import { renderTable } from './table.js';
+import { renderTable, wrapLongLines } from './table.js';
 
 export interface PlanReportInput {
   plan: Plan;
@@ -76,20 +76,24 @@ export function planToJson(input: PlanReportInput): object {
   };
 }
 
-export function planToText(input: PlanReportInput, opts: { color: boolean }): string {
+export function planToText(input: PlanReportInput, opts: { color: boolean; width?: number }): string {
   const { plan, jobs } = input;
   const critical = new Set(plan.criticalPath);
-  const mark = (s: string) => (opts.color ? `\x1b[1m${s}\x1b[22m` : s);
-  const rows = sortedAssignments(plan).map((a) => {
+  const assignments = sortedAssignments(plan);
+  const rows = assignments.map((a) => {
     const job = jobs.get(a.jobId);
     const name = job?.name ?? a.jobId;
     const est = job ? `${formatDuration(job.duration)} (${job.estimateSource})` : '';
     const why = job ? placementReason(job, a.host, input.hosts, plan, critical.has(a.jobId)) : '';
-    const cells = [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est, why];
-    return critical.has(a.jobId) ? cells.map(mark) : cells;
+    return [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est, why];
   });
-  const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate', 'why'], rows, new Set([2, 3]));
-  return [table, '', summary(input)].join('\n');
+  const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate', 'why'], rows, new Set([2, 3]), {
+    width: opts.width,
+    wrap: ['  derivation', 'estimate', 'why'],
+    dropOrder: ['estimate', 'start'],
+    style: (row, _column, text) => (opts.color && critical.has(assignments[row]!.jobId) ? `\x1b[1m${text}\x1b[22m` : text),
+  });
+  return [table, '', wrapLongLines(summary(input), opts.width)].join('\n');
 }
 
 function summary(input: PlanReportInput): string {

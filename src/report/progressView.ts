@@ -1,3 +1,4 @@
+import stringWidth from 'string-width';
 import { formatDuration } from './duration.js';
 
 /**
@@ -169,9 +170,9 @@ function pad(text: string, n: number): string {
   return text + ' '.repeat(Math.max(0, n - text.length));
 }
 
-/** Length on screen: ANSI colour sequences take no columns. */
+/** Columns on screen (string-width: escape codes take none, wide characters two). */
 export function visibleLength(line: string): number {
-  return line.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').length;
+  return stringWidth(line);
 }
 
 /** The terminal LiveView draws on: process.stderr when it is a TTY. */
