@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { dropOutputForClosedPipes } from './closedPipes.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { registerBuildCommand } from './buildCommand.js';
 import { registerCompletionCommand } from './completion.js';
@@ -12,6 +13,7 @@ import { registerPlanCommand } from './planCommand.js';
  * OffloadError and are printed as one sentence; anything else is a bug.
  */
 export async function main(argv: string[]): Promise<number> {
+  dropOutputForClosedPipes(process.stdout, process.stderr);
   let exitCode: number = ExitCode.ok;
   const debug = argv.includes('--debug');
   const run = async (action: () => Promise<number>) => {
