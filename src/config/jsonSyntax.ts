@@ -15,6 +15,40 @@ class Found extends Error {
   }
 }
 
+/**
+ * How deep any JSON offload reads may nest. Real inputs stay far below it (a
+ * machines file is 4 levels, structured attrs a few more); the limit exists
+ * because code that walks a parsed value (validation, error messages,
+ * JSON.stringify) recurses, and 5,000 levels overflow the stack.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/**
+ * Where `text` first nests deeper than `maxDepth` arrays and objects, or
+ * undefined. A flat scan (strings skipped, escapes honoured), so it is safe
+ * on any input and runs before JSON.parse.
+ */
+export function jsonDepthProblem(text: string, maxDepth: number = MAX_JSON_DEPTH): JsonSyntaxProblem | undefined {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 0x22) {
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (code === 0x5b || code === 0x7b) {
+      if (++depth > maxDepth) return { index: i, reason: `nested deeper than ${maxDepth} levels of arrays and objects` };
+    } else if (code === 0x5d || code === 0x7d) {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+/** 1-based line and column of a character index, for messages. */
+export function lineAndColumn(text: string, index: number): { line: number; column: number } {
+  const lines = text.slice(0, index).split('\n');
+  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+}
+
 export function findJsonSyntaxProblem(text: string): JsonSyntaxProblem | undefined {
   let i = 0;
   const fail = (reason: string): never => {

@@ -15,3 +15,16 @@ export interface MachineSpec {
   speedFactor: number;
   publicHostKey?: string;
 }
+
+/**
+ * speedFactor divides every estimate. Outside this range a typo or an
+ * extreme value (5e-324) makes estimates infinite or zero, and a plan of
+ * "InfinityhNaNm" helps nobody; real fleets differ by far less than 1000×.
+ */
+export const SPEED_FACTOR_RANGE = { min: 0.01, max: 1000 } as const;
+
+export function speedFactorInRange(value: number): boolean {
+  return value >= SPEED_FACTOR_RANGE.min && value <= SPEED_FACTOR_RANGE.max;
+}
+
+export const SPEED_FACTOR_EXPECTED = `a number from ${SPEED_FACTOR_RANGE.min} to ${SPEED_FACTOR_RANGE.max}`;

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { MachinesFileError } from './errors.js';
-import type { MachineSpec } from './machineSpec.js';
+import { SPEED_FACTOR_EXPECTED, SPEED_FACTOR_RANGE, type MachineSpec } from './machineSpec.js';
 import { HOST_NAME_PATTERN, LIST_ITEM_PATTERN, USER_NAME_PATTERN } from './names.js';
-import { findJsonSyntaxProblem } from './jsonSyntax.js';
+import { findJsonSyntaxProblem, jsonDepthProblem, lineAndColumn } from './jsonSyntax.js';
 import { decodePublicHostKey } from './publicHostKey.js';
 
 /** Settings of the local machine that a JSON machines file may carry. */
@@ -31,8 +31,13 @@ function text(message: string, pattern: RegExp) {
   return z.string({ invalid_type_error: message, required_error: REQUIRED }).regex(pattern, message);
 }
 
-function positiveNumber(message: string) {
-  return z.number({ invalid_type_error: message, required_error: REQUIRED }).finite(message).gt(0, message);
+function speedFactor() {
+  const message = `expected ${SPEED_FACTOR_EXPECTED}`;
+  return z
+    .number({ invalid_type_error: message, required_error: REQUIRED })
+    .finite(message)
+    .min(SPEED_FACTOR_RANGE.min, message)
+    .max(SPEED_FACTOR_RANGE.max, message);
 }
 
 function integer(message: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -68,7 +73,7 @@ export const machineSchema = z
     supportedFeatures: list(FEATURES, FEATURE, { nonEmpty: false }).default([]),
     mandatoryFeatures: list(FEATURES, FEATURE, { nonEmpty: false }).default([]),
     maxJobs: integer('expected a positive integer', 1).default(1),
-    speedFactor: positiveNumber('expected a number greater than 0').default(1),
+    speedFactor: speedFactor().default(1),
     publicHostKey: publicHostKey.optional(),
     port: integer('expected a port number from 1 to 65535', 1, 65535).optional(),
   })
@@ -77,7 +82,7 @@ export const machineSchema = z
 const MACHINES = 'expected a list of machines';
 
 const LOCAL_FIELDS = {
-  speedFactor: positiveNumber('expected a number greater than 0').optional(),
+  speedFactor: speedFactor().optional(),
   systems: list(SYSTEMS, SYSTEM, { nonEmpty: true }).optional(),
   supportedFeatures: list(FEATURES, FEATURE, { nonEmpty: false }).optional(),
 };
@@ -113,6 +118,11 @@ export function parseMachinesJson(text: string, file: string): MachinesFile {
 }
 
 function parseJson(text: string, file: string): unknown {
+  const tooDeep = jsonDepthProblem(text);
+  if (tooDeep) {
+    const { line, column } = lineAndColumn(text, tooDeep.index);
+    throw new MachinesFileError([`${file}:${line}:${column}: JSON ${tooDeep.reason}; a machines file needs 4`]);
+  }
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -120,11 +130,6 @@ function parseJson(text: string, file: string): unknown {
     const { line, column } = lineAndColumn(text, problem.index);
     throw new MachinesFileError([`${file}:${line}:${column}: invalid JSON: ${problem.reason}`], { cause: error });
   }
-}
-
-function lineAndColumn(text: string, index: number): { line: number; column: number } {
-  const lines = text.slice(0, index).split('\n');
-  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
 }
 
 function validate<T extends z.ZodTypeAny>(schema: T, json: unknown, file: string): z.output<T> {

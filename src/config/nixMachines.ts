@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { MachinesFileError } from './errors.js';
-import type { MachineSpec } from './machineSpec.js';
+import { SPEED_FACTOR_EXPECTED, speedFactorInRange, type MachineSpec } from './machineSpec.js';
 import { HOST_NAME_PATTERN, LIST_ITEM_PATTERN, USER_NAME_PATTERN } from './names.js';
 import { decodePublicHostKey } from './publicHostKey.js';
 
@@ -124,7 +124,7 @@ function parseEntry(entry: Entry, localSystem: string, warnings: string[]): Mach
     supportedFeatures: isSet(5) ? unique(list(tokens[5]!, () => true)) : [],
     mandatoryFeatures: isSet(6) ? unique(list(tokens[6]!, () => true)) : [],
     maxJobs: isSet(3) ? wholeNumber(tokens[3]!) ?? fail(`${column(3)} is not a whole number`) : 1,
-    speedFactor: isSet(4) ? speedFactor(tokens[4]!) ?? fail(`${column(4)} is not a number ≥ 0`) : 1,
+    speedFactor: isSet(4) ? speedFactor(tokens[4]!) ?? fail(`${column(4)} is not ${SPEED_FACTOR_EXPECTED} (0 means 1)`) : 1,
   };
   if (isSet(2)) spec.sshKey = tokens[2]!;
   if (isSet(7)) {
@@ -196,7 +196,8 @@ function wholeNumber(text: string): number | undefined {
 function speedFactor(text: string): number | undefined {
   if (!/^\+?(\d+(\.\d*)?|\.\d+)$/.test(text)) return undefined;
   const n = Number(text);
-  return n === 0 ? 1 : n;
+  if (n === 0) return 1;
+  return speedFactorInRange(n) ? n : undefined;
 }
 
 function distinctHostNames(machines: MachineSpec[], entries: Entry[]): void {
@@ -230,7 +231,7 @@ export function formatNixMachine(machine: MachineSpec): string {
   if (machine.systems.length === 0) refuse('systems', machine.systems);
   if (machine.sshKey !== undefined && !/^[^\s#;]+$/.test(machine.sshKey)) refuse('sshKey', machine.sshKey);
   if (machine.sshKey === '-') refuse('sshKey', machine.sshKey);
-  if (!(machine.speedFactor > 0) || /e/i.test(String(machine.speedFactor))) refuse('speedFactor', machine.speedFactor);
+  if (!speedFactorInRange(machine.speedFactor) || /e/i.test(String(machine.speedFactor))) refuse('speedFactor', machine.speedFactor);
   return [
     uri,
     listColumn('systems', machine.systems),

@@ -1,3 +1,4 @@
+import { jsonDepthProblem } from '../config/jsonSyntax.js';
 import { drvNameFromPath } from '../store/storePath.js';
 import type { Derivation, DerivationOutput } from './derivation.js';
 
@@ -67,6 +68,8 @@ function envAttrs(env: Record<string, string>): SchedulingAttrs {
 }
 
 function parseStructuredAttrs(json: string, fail: Fail): Record<string, unknown> {
+  const tooDeep = jsonDepthProblem(json);
+  if (tooDeep) fail(`the structured attrs in env.__json are ${tooDeep.reason}`);
   let value: unknown;
   try {
     value = JSON.parse(json);

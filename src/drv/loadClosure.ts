@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { assertDrvPath, DEFAULT_STORE_DIR } from '../store/storePath.js';
 import type { Derivation, DerivationSet } from './derivation.js';
 import { DrvJsonError, DrvNotFoundError, DrvReadError } from './errors.js';
+import { findInputCycle } from './inputCycle.js';
 import { parseDrv } from './parseDrv.js';
 import { readShowDerivationJson } from './showDerivationJson.js';
 
@@ -106,6 +107,10 @@ function crawl(
  */
 export function loadJsonClosure(text: string, source: string, roots?: string[], storeDir?: string): DerivationSet {
   const all = readShowDerivationJson(text, source, storeDir);
+  const cycle = findInputCycle(all);
+  if (cycle) {
+    throw new DrvJsonError(source, undefined, `derivations depend on each other in a cycle, so none of them can be built first: ${cycle.join(' → ')}`);
+  }
   const chosen = roots === undefined ? topLevel(all) : [...new Set(roots)];
   for (const root of chosen) {
     if (!all.has(root)) throw new DrvJsonError(source, undefined, `the requested root ${root} is not in the file`);

@@ -1,3 +1,4 @@
+import { jsonDepthProblem, lineAndColumn } from '../config/jsonSyntax.js';
 import { DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, storePathProblem } from '../store/storePath.js';
 import type { Derivation, DerivationOutput } from './derivation.js';
 import { completeDerivation } from './derivationFacts.js';
@@ -15,6 +16,11 @@ export function readShowDerivationJson(
   source: string,
   storeDir: string = DEFAULT_STORE_DIR,
 ): Map<string, Derivation> {
+  const tooDeep = jsonDepthProblem(text);
+  if (tooDeep) {
+    const { line, column } = lineAndColumn(text, tooDeep.index);
+    throw new DrvJsonError(source, undefined, `line ${line} column ${column}: JSON ${tooDeep.reason}`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -1,3 +1,5 @@
+import { jsonDepthProblem } from '../config/jsonSyntax.js';
+
 /**
  * What a builder's Nix says about itself, parsed from the output of fixed
  * probe commands. Pure: the probe runs the commands, these read the text.
@@ -41,6 +43,8 @@ function fromSettings(get: (name: string) => string[] | undefined, what: string)
 
 /** `nix show-config --json`: `{ "<name>": { "value": … }, … }` (Nix ≥ 2.4) or `{ "<name>": … }` (Nix 2.3). */
 export function parseShowConfigJson(text: string): NixConfigResult {
+  const tooDeep = jsonDepthProblem(text);
+  if (tooDeep) return { ok: false, reason: `nix show-config --json printed JSON ${tooDeep.reason}` };
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

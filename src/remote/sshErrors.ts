@@ -152,3 +152,18 @@ export class ChannelOpenError extends OffloadError {
     );
   }
 }
+
+/** A probe command answered with more than a probe's worth of output; the rest was not read. */
+export class ProbeReplyTooLargeError extends OffloadError {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly stream: 'stdout' | 'stderr',
+    readonly limitBytes: number,
+  ) {
+    super(
+      `${host} sent more than ${Math.round(limitBytes / 1024)} KiB on ${stream} in answer to "${command}"; offload stopped reading it`,
+      ExitCode.hostsUnusable,
+    );
+  }
+}

@@ -13,7 +13,7 @@ import { checkKeyFile } from '../config/keyFile.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, type HostKeyPolicy } from './hostKey.js';
 import { defaultKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts } from './knownHosts.js';
-import { ChannelOpenError, ConnectionLostError, connectFailure } from './sshErrors.js';
+import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
 /**
@@ -46,6 +46,9 @@ export interface ExecResult {
 }
 
 export const SERVE_COMMAND = 'nix-store --serve --write';
+
+/** Per stream of one probe reply: `nix show-config --json` is ~30 KiB. */
+export const MAX_PROBE_REPLY_BYTES = 1024 * 1024;
 
 interface Connection {
   client: Client;
@@ -93,8 +96,12 @@ export class SshPool extends EventEmitter<PoolEvents> {
     };
   }
 
-  /** Runs a short probe command (e.g. `nix-store --version`) and collects its output. */
-  async exec(machine: Machine, command: string): Promise<ExecResult> {
+  /**
+   * Runs a short probe command (e.g. `nix-store --version`) and collects its
+   * output, at most `maxReplyBytes` on each of stdout and stderr: a builder
+   * that sends more is not answering a probe, and its reply is never buffered.
+   */
+  async exec(machine: Machine, command: string, { maxReplyBytes = MAX_PROBE_REPLY_BYTES } = {}): Promise<ExecResult> {
     let code: number | null = null;
     let signal: string | undefined;
     // ssh2 parses every packet of a TCP read in one go: a fast command's exit
@@ -107,19 +114,38 @@ export class SshPool extends EventEmitter<PoolEvents> {
       }),
     );
     return new Promise((resolve, reject) => {
-      const stdout: Buffer[] = [];
-      const stderr: Buffer[] = [];
-      channel.on('data', (data: Buffer) => stdout.push(data));
-      channel.stderr.on('data', (data: Buffer) => stderr.push(data));
+      let tooLarge: ProbeReplyTooLargeError | undefined;
+      const collect = (stream: 'stdout' | 'stderr') => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        return {
+          chunks,
+          add: (data: Buffer) => {
+            if (tooLarge) return;
+            size += data.length;
+            if (size > maxReplyBytes) {
+              tooLarge = new ProbeReplyTooLargeError(machine.hostName, command, stream, maxReplyBytes);
+              channel.close();
+              return;
+            }
+            chunks.push(data);
+          },
+        };
+      };
+      const stdout = collect('stdout');
+      const stderr = collect('stderr');
+      channel.on('data', stdout.add);
+      channel.stderr.on('data', stderr.add);
       channel.on('close', () => {
+        if (tooLarge) return reject(tooLarge);
         // sshd always reports an exit status or signal; without one the connection died.
         if (code === null && signal === undefined) {
           reject(new ConnectionLostError(machine.hostName, `the connection closed while running ${command}`));
           return;
         }
         resolve({
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
+          stdout: Buffer.concat(stdout.chunks).toString('utf8'),
+          stderr: Buffer.concat(stderr.chunks).toString('utf8'),
           code,
           ...(signal ? { signal } : {}),
         });

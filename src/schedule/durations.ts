@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { jsonDepthProblem, lineAndColumn } from '../config/jsonSyntax.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
@@ -108,6 +109,11 @@ export function loadDurationRules(path: string): DurationRules {
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code ?? String(cause);
     throw new DurationRulesError(`cannot read duration rules ${path}: ${code}`, { cause });
+  }
+  const tooDeep = jsonDepthProblem(text);
+  if (tooDeep) {
+    const { line, column } = lineAndColumn(text, tooDeep.index);
+    throw new DurationRulesError(`duration rules ${path}:${line}:${column}: JSON ${tooDeep.reason}`);
   }
   let data: unknown;
   try {

@@ -13,6 +13,7 @@ import {
   ConnectionLostError,
   HostKeyMismatchError,
   HostUnreachableError,
+  ProbeReplyTooLargeError,
   UnknownHostKeyError,
 } from '../../src/remote/sshErrors.js';
 import { SshPool } from '../../src/remote/sshPool.js';
@@ -104,6 +105,17 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
   it('reports exit codes and stderr of a probe', async () => {
     const result = await newPool().exec(machine('kana'), 'echo oops >&2; exit 3');
     expect(result).toEqual({ stdout: '', stderr: 'oops\n', code: 3 });
+  });
+
+  it('stops reading a probe reply past its byte cap and says so, leaving the connection usable', async () => {
+    const pool = newPool();
+    const m = machine('aquamarine');
+    const error = await pool.exec(m, 'head -c 300000 /dev/zero', { maxReplyBytes: 100_000 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProbeReplyTooLargeError);
+    expect((error as Error).message).toBe('aquamarine sent more than 98 KiB on stdout in answer to "head -c 300000 /dev/zero"; offload stopped reading it');
+    const flood = await pool.exec(m, 'head -c 2000000 /dev/zero >&2').catch((e: unknown) => e);
+    expect((flood as Error).message).toContain('more than 1024 KiB on stderr');
+    expect((await pool.exec(m, 'echo ok')).stdout).toBe('ok\n');
   });
 
   it('opens nix-store --serve --write as a transport that speaks the serve handshake', async () => {

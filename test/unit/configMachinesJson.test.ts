@@ -75,7 +75,9 @@ describe('JSON machines file: every error is one line naming file, machine and f
     [[ok, { ...ok, hostName: 'kana', maxJobs: 'two' }], 'machines.json: machine 2 (kana): field "maxJobs": expected a positive integer, got "two"'],
     [[{ ...ok, maxJobs: 0 }], 'machines.json: machine 1 (ruby): field "maxJobs": expected a positive integer, got 0'],
     [[{ ...ok, maxJobs: 1.5 }], 'machines.json: machine 1 (ruby): field "maxJobs": expected a positive integer, got 1.5'],
-    [[{ ...ok, speedFactor: 0 }], 'machines.json: machine 1 (ruby): field "speedFactor": expected a number greater than 0, got 0'],
+    [[{ ...ok, speedFactor: 0 }], 'machines.json: machine 1 (ruby): field "speedFactor": expected a number from 0.01 to 1000, got 0'],
+    [[{ ...ok, speedFactor: 5e-324 }], 'machines.json: machine 1 (ruby): field "speedFactor": expected a number from 0.01 to 1000, got 5e-324'],
+    [[{ ...ok, speedFactor: 1001 }], 'machines.json: machine 1 (ruby): field "speedFactor": expected a number from 0.01 to 1000, got 1001'],
     [[{ systems: ['x86_64-linux'] }], 'machines.json: machine 1: field "hostName": is required'],
     [[{ ...ok, hostName: 'root@ruby' }], 'machines.json: machine 1 (root@ruby): field "hostName": expected a host name or ssh_config alias (no user@, spaces or leading "-"), got "root@ruby"'],
     [[{ ...ok, hostName: '-oProxyCommand=x' }], 'machines.json: machine 1 (-oProxyCommand=x): field "hostName": expected a host name or ssh_config alias (no user@, spaces or leading "-"), got "-oProxyCommand=x"'],
@@ -98,7 +100,7 @@ describe('JSON machines file: every error is one line naming file, machine and f
 
   it('uses the same machine numbering in the object form', () => {
     expect(errorOf(machines(ok, { hostName: 'ruby2', systems: ['x'], speedFactor: '2' })).message).toBe(
-      'machines.json: machine 2 (ruby2): field "speedFactor": expected a number greater than 0, got "2"',
+      'machines.json: machine 2 (ruby2): field "speedFactor": expected a number from 0.01 to 1000, got "2"',
     );
   });
 
@@ -107,7 +109,7 @@ describe('JSON machines file: every error is one line naming file, machine and f
       'machines.json: field "maxJobs": expected a whole number of local build slots (0 = never build locally), got -1',
     );
     expect(errorOf('{"local": {"speedFactor": "fast"}}').message).toBe(
-      'machines.json: field "local.speedFactor": expected a number greater than 0, got "fast"',
+      'machines.json: field "local.speedFactor": expected a number from 0.01 to 1000, got "fast"',
     );
     expect(errorOf('{"local": {"cores": 4}}').message).toBe(
       'machines.json: unknown field "local.cores" (known fields: speedFactor, systems, supportedFeatures)',
@@ -171,5 +173,25 @@ describe('JSON machines file: every error is one line naming file, machine and f
     const error = errorOf('[');
     expect(error).toBeInstanceOf(OffloadError);
     expect(error.exitCode).toBe(ExitCode.badInput);
+  });
+});
+
+describe('JSON machines file: bounds', () => {
+  it('refuses JSON nested 5,000 deep in one line naming where, instead of overflowing the stack', () => {
+    const deep = `{"machines": ${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const error = errorOf(deep);
+    expect(error.message).toBe('machines.json:1:269: JSON nested deeper than 256 levels of arrays and objects; a machines file needs 4');
+    expect(error.exitCode).toBe(ExitCode.badInput);
+    expect(errorOf('['.repeat(5000)).message).toMatch(/^machines\.json:1:257: JSON nested deeper than 256/);
+  });
+
+  it('does not count brackets inside strings', () => {
+    const file = parseMachinesJson(JSON.stringify([{ ...ok, sshKey: `/k/${'['.repeat(300)}` }]), 'machines.json');
+    expect(file.machines[0]?.sshKey).toBe(`/k/${'['.repeat(300)}`);
+  });
+
+  it('accepts speedFactor at both ends of its range', () => {
+    const file = parseMachinesJson(machines({ ...ok, speedFactor: 0.01 }, { ...ok, hostName: 'kana', speedFactor: 1000 }), 'machines.json');
+    expect(file.machines.map((m) => m.speedFactor)).toEqual([0.01, 1000]);
   });
 });

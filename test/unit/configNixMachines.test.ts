@@ -105,7 +105,9 @@ describe('Nix machines format', () => {
   it.each([
     ['ruby x86_64-linux - two', `--builders entry 1: bad machine specification 'ruby x86_64-linux - two': column 4 (maxJobs) "two" is not a whole number`],
     ['ruby x86_64-linux - -1', `--builders entry 1: bad machine specification 'ruby x86_64-linux - -1': column 4 (maxJobs) "-1" is not a whole number`],
-    ['ok; ruby - - 1 fast', `--builders entry 2: bad machine specification 'ruby - - 1 fast': column 5 (speedFactor) "fast" is not a number ≥ 0`],
+    ['ok; ruby - - 1 fast', `--builders entry 2: bad machine specification 'ruby - - 1 fast': column 5 (speedFactor) "fast" is not a number from 0.01 to 1000 (0 means 1)`],
+    ['ruby - - 1 0.000001', `--builders entry 1: bad machine specification 'ruby - - 1 0.000001': column 5 (speedFactor) "0.000001" is not a number from 0.01 to 1000 (0 means 1)`],
+    ['ruby - - 1 5000', `--builders entry 1: bad machine specification 'ruby - - 1 5000': column 5 (speedFactor) "5000" is not a number from 0.01 to 1000 (0 means 1)`],
     ['- x86_64-linux', `--builders entry 1: bad machine specification '- x86_64-linux': the first column must be the builder, e.g. ssh://root@builder`],
     ['ruby - - - - - - bm90IGEga2V5', `--builders entry 1: bad machine specification 'ruby - - - - - - bm90IGEga2V5': column 8 (public host key) must be base64 of a line like "ssh-ed25519 AAAA…": unknown key type "not"`],
     ['ruby - - - - - - %%%', `--builders entry 1: bad machine specification 'ruby - - - - - - %%%': column 8 (public host key) must be base64 of a line like "ssh-ed25519 AAAA…": not valid base64`],

@@ -138,3 +138,53 @@ describe('loadJsonClosure', () => {
     expect(e.message).toBe(`derivation JSON dag.json at "${drv('b', 'b')}": its input derivation ${drv('a', 'a')} is not in the file.`);
   });
 });
+
+describe('show-derivation JSON: cycles and nesting', () => {
+  it('refuses a cycle with no roots instead of planning nothing', () => {
+    const value = {
+      [drv('a', 'a')]: entry('a', '0', { [drv('b', 'b')]: ['out'] }),
+      [drv('b', 'b')]: entry('b', '1', { [drv('a', 'a')]: ['out'] }),
+    };
+    const e = jsonError(() => loadJsonClosure(JSON.stringify(value), 'dag.json'));
+    expect(e.message).toBe(
+      `derivation JSON dag.json: derivations depend on each other in a cycle, so none of them can be built first: ${drv('a', 'a')} → ${drv('b', 'b')} → ${drv('a', 'a')}.`,
+    );
+  });
+
+  it('refuses a cycle anywhere in the file, even outside the requested roots', () => {
+    const value = {
+      ...sample(),
+      [drv('h', 'h')]: entry('h', '4', { [drv('j', 'j')]: ['out'] }),
+      [drv('i', 'i')]: entry('i', '5', { [drv('h', 'h')]: ['out'], [drv('a', 'a')]: ['out'] }),
+      [drv('j', 'j')]: entry('j', '6', { [drv('i', 'i')]: ['out'] }),
+    };
+    const e = jsonError(() => loadJsonClosure(JSON.stringify(value), 'dag.json', [drv('c', 'c')]));
+    expect(e.message).toContain(`${drv('h', 'h')} → ${drv('j', 'j')} → ${drv('i', 'i')} → ${drv('h', 'h')}`);
+  });
+
+  it('refuses a derivation that is its own input', () => {
+    const value = { [drv('a', 'a')]: entry('a', '0', { [drv('a', 'a')]: ['out'] }) };
+    expect(jsonError(() => loadJsonClosure(JSON.stringify(value), 'dag.json')).message).toContain(`${drv('a', 'a')} → ${drv('a', 'a')}.`);
+  });
+
+  it('walks a chain of 100,000 derivations without overflowing the stack', () => {
+    const n = 100_000;
+    const nixBase32 = '0123456789abcdfghijklmnpqrsvwxyz';
+    const path = (i: number) => `/nix/store/${[...i.toString(32).padStart(32, '0')].map((c) => nixBase32[parseInt(c, 32)]).join('')}-x.drv`;
+    const value: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) value[path(i)] = { ...entry('x', '0', i > 0 ? { [path(i - 1)]: ['out'] } : {}), outputs: {} };
+    value[path(0)] = { ...(value[path(0)] as object), inputDrvs: { [path(n - 1)]: ['out'] } };
+    const e = jsonError(() => loadJsonClosure(JSON.stringify(value), 'dag.json'));
+    expect(e.message).toContain('in a cycle');
+  });
+
+  it('refuses JSON nested deeper than 256 levels, and structured attrs likewise', () => {
+    expect(jsonError(() => readShowDerivationJson(`{"x": ${'['.repeat(5000)}`, 'x.json')).message).toBe(
+      'derivation JSON x.json: line 1 column 262: JSON nested deeper than 256 levels of arrays and objects.',
+    );
+    const value = { [drv('a', 'a')]: entry('a', '0', {}, { __json: `{"a": ${'['.repeat(300)}${']'.repeat(300)}}` }) };
+    expect(jsonError(() => readShowDerivationJson(JSON.stringify(value), 's')).message).toContain(
+      'the structured attrs in env.__json are nested deeper than 256 levels of arrays and objects',
+    );
+  });
+});
