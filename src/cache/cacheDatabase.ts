@@ -30,7 +30,7 @@ export function openCacheDatabase(
 ): Database.Database {
   let db: Database.Database;
   try {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    if (path !== ':memory:') makePrivateDirectory(dirname(path));
     db = new Database(path);
   } catch (error) {
     throw fail(`cannot open ${what} at ${path}: ${(error as Error).message}`, error);
@@ -47,4 +47,13 @@ export function openCacheDatabase(
     throw fail(`cannot use ${what} at ${path}: ${(error as Error).message}`, error);
   }
   return db;
+}
+
+/**
+ * The cache says which hosts a user builds on and what; others have no
+ * business reading it. Missing folders are created 0700 (the parents too, as
+ * XDG_CACHE_HOME should be); an existing folder is left as its owner set it.
+ */
+function makePrivateDirectory(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
 }

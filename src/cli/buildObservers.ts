@@ -99,6 +99,7 @@ export class BuildObservers {
       try {
         this.file = logFileDestination(opts.logFile);
       } catch (error) {
+        if (error instanceof OffloadError) throw error;
         throw new OffloadError(`cannot open the log file ${opts.logFile}: ${(error as Error).message}`, undefined, { cause: error });
       }
     }

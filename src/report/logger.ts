@@ -1,4 +1,7 @@
+import { constants, lstatSync, mkdirSync, openSync, readlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { destination as pinoDestination, pino, type DestinationStream, type Logger } from 'pino';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { prettyFactory } from 'pino-pretty';
 import { logPrefix } from '../run/buildLog.js';
 import type { InternalJsonLogger } from './internalJson.js';
@@ -82,9 +85,36 @@ export function createLogger(setup: LoggerSetup): Logger {
   );
 }
 
-/** Opens `--log-file` for synchronous appends, so nothing is lost when offload exits. */
+/**
+ * Opens `--log-file` for synchronous appends, so nothing is lost when offload
+ * exits. The last path component must not be a symlink (O_NOFOLLOW): in a
+ * shared directory a planted link would make offload append build logs to a
+ * file of the link owner's choosing. Created 0600: build logs can hold what a
+ * build printed, tokens included.
+ */
 export function logFileDestination(path: string): DestinationStream & { flushSync(): void; end(): void } {
-  return pinoDestination({ dest: path, sync: true, mkdir: true, append: true });
+  mkdirSync(dirname(path), { recursive: true });
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP' && lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) {
+      throw new LogFileSymlinkError(path, readlinkSync(path), { cause: error });
+    }
+    throw error;
+  }
+  return pinoDestination({ fd, sync: true });
+}
+
+/** `--log-file` names a symlink: offload does not write through links it did not make. */
+export class LogFileSymlinkError extends OffloadError {
+  constructor(path: string, target: string, options?: { cause?: unknown }) {
+    super(
+      `the log file ${path} is a symbolic link (to ${target}); offload does not follow links for files it writes, so name the file itself`,
+      ExitCode.badInput,
+      options,
+    );
+  }
 }
 
 function stderrWriter(setup: LoggerSetup): (line: string) => void {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -77,6 +77,18 @@ describe('BuildObservers on stderr that is not a terminal', () => {
     expect(entries.filter((e) => e.kind === 'event')).toHaveLength(5);
     expect(entries.at(-1)).toMatchObject({ msg: '1 built, 1 failed in 43.4 s' });
     expect(stderr.lines()).toHaveLength(3);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('--log-file refuses a symlink instead of appending to whatever it points at', () => {
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'untouched\n');
+    const link = join(dir, 'planted.log');
+    symlinkSync(victim, link);
+    expect(() => new BuildObservers({ color: false, logFile: link }, { stdout: capture(), stderr: capture() })).toThrow(
+      `the log file ${link} is a symbolic link (to ${victim}); offload does not follow links for files it writes, so name the file itself`,
+    );
+    expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
   });
 });
 

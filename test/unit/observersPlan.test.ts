@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -90,5 +90,28 @@ describe('files written whole', () => {
     await writeFileAtomic(join(dir, 'clean.txt'), 'whole', 'a file');
     expect(readFileSync(join(dir, 'clean.txt'), 'utf8')).toBe('whole');
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('keeps the mode of the file it replaces, and creates new ones with the usual 0666 less umask', async () => {
+    const target = join(dir, 'private.html');
+    writeFileSync(target, 'old');
+    chmodSync(target, 0o600);
+    await writeFileAtomic(target, 'new', 'the report');
+    expect(readFileSync(target, 'utf8')).toBe('new');
+    expect(statSync(target).mode & 0o777).toBe(0o600);
+    const fresh = join(dir, 'fresh.html');
+    await writeFileAtomic(fresh, Buffer.from([0xff, 0x00]), 'the report');
+    expect(statSync(fresh).mode & 0o777).toBe(0o666 & ~process.umask());
+    expect(readFileSync(fresh)).toEqual(Buffer.from([0xff, 0x00]));
+  });
+
+  it('replaces a symlink at the target instead of writing through it', async () => {
+    const victim = join(dir, 'victim.txt');
+    writeFileSync(victim, 'untouched');
+    const link = join(dir, 'link.html');
+    symlinkSync(victim, link);
+    await writeFileAtomic(link, 'report', 'the report');
+    expect(readFileSync(victim, 'utf8')).toBe('untouched');
+    expect(lstatSync(link).isFile()).toBe(true);
   });
 });
