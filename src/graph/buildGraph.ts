@@ -28,8 +28,13 @@ export interface BuildGraph {
  */
 export function buildGraph(set: DerivationSet, validOutputs: ReadonlySet<string>): BuildGraph {
   const { needed, alreadyValid } = findNeeded(set, validOutputs);
+  return graphOfNeeded(set.roots, needed, alreadyValid);
+}
+
+/** The build graph over derivations already known to need building (deps among them only). */
+export function graphOfNeeded(roots: string[], needed: Derivation[], alreadyValid: string[]): BuildGraph {
   const nodes = linkNodes(needed);
-  return { roots: set.roots, nodes, order: topologicalOrder(nodes), alreadyValid };
+  return { roots, nodes, order: topologicalOrder(nodes), alreadyValid };
 }
 
 /** Breadth-first from the roots, not descending into derivations whose outputs are all valid. */

@@ -1,0 +1,117 @@
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
+import type { CacheUrl } from './cacheUrl.js';
+
+/** The cache cannot be reached at all (connection refused or timed out, no such host, no such directory). */
+export class CacheUnreachableError extends Error {}
+
+/** The cache answered, but not with the file or a clean "not here". */
+export class CacheAnswerError extends Error {}
+
+export interface CacheFileOptions {
+  /** Milliseconds to establish a connection before the cache counts as unreachable. */
+  connectTimeoutMs: number;
+  /** Milliseconds of silence on an open connection before the request fails. */
+  idleTimeoutMs: number;
+}
+
+/** Narinfos are small; a bigger answer is not a narinfo. */
+const MAX_BYTES = 1 << 20;
+
+/**
+ * Reads one small file of a binary cache (`nix-cache-info`, `<hash>.narinfo`):
+ * its text, or null when the cache says it has no such file (HTTP 404/403,
+ * missing file). HTTP uses keep-alive agents, so a run's queries share a few
+ * connections per cache.
+ */
+export class CacheFiles {
+  private readonly agents: { http: http.Agent; https: https.Agent };
+
+  constructor(
+    private readonly options: CacheFileOptions & { maxSockets: number },
+  ) {
+    const agent = { keepAlive: true, maxSockets: options.maxSockets };
+    this.agents = { http: new http.Agent(agent), https: new https.Agent(agent) };
+  }
+
+  async get(cache: CacheUrl, file: string): Promise<string | null> {
+    if (cache.scheme === 'file') return this.readLocal(cache, file);
+    return this.request(cache, `${cache.base}/${file}`);
+  }
+
+  close(): void {
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
+  private async readLocal(cache: CacheUrl, file: string): Promise<string | null> {
+    try {
+      return await readFile(join(cache.base, file), 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && file !== 'nix-cache-info') return null;
+      if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES') throw new CacheUnreachableError(`${join(cache.base, file)}: ${(error as Error).message}`);
+      throw new CacheAnswerError(`${join(cache.base, file)}: ${(error as Error).message}`);
+    }
+  }
+
+  private request(cache: CacheUrl, url: string): Promise<string | null> {
+    const { connectTimeoutMs, idleTimeoutMs } = this.options;
+    const client = cache.scheme === 'https' ? https : http;
+    const agent = cache.scheme === 'https' ? this.agents.https : this.agents.http;
+    return new Promise((resolve, reject) => {
+      const req = client.get(url, { agent, headers: { 'accept-encoding': 'gzip, deflate, br' } }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status === 404 || status === 403 || status === 410) {
+          res.resume();
+          resolve(null);
+          return;
+        }
+        if (status !== 200) {
+          res.resume();
+          reject(new CacheAnswerError(`${url}: HTTP ${status}`));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_BYTES) req.destroy(new CacheAnswerError(`${url}: more than ${MAX_BYTES} bytes`));
+          else chunks.push(chunk);
+        });
+        res.on('end', () => {
+          try {
+            resolve(decode(Buffer.concat(chunks), res.headers['content-encoding']));
+          } catch (error) {
+            reject(new CacheAnswerError(`${url}: ${(error as Error).message}`));
+          }
+        });
+        res.on('error', (error) => reject(new CacheAnswerError(`${url}: ${error.message}`)));
+      });
+      req.setTimeout(idleTimeoutMs, () => req.destroy(new CacheAnswerError(`${url}: no answer for ${idleTimeoutMs / 1000} s`)));
+      req.on('socket', (socket) => {
+        if (!socket.connecting) return;
+        const timer = setTimeout(() => req.destroy(new CacheUnreachableError(`no connection within ${connectTimeoutMs / 1000} s`)), connectTimeoutMs);
+        socket.once('connect', () => clearTimeout(timer));
+        socket.once('close', () => clearTimeout(timer));
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        if (error instanceof CacheUnreachableError || error instanceof CacheAnswerError) reject(error);
+        else if (UNREACHABLE.has(error.code ?? '')) reject(new CacheUnreachableError(error.message));
+        else reject(new CacheAnswerError(`${url}: ${error.message}`));
+      });
+    });
+  }
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EADDRNOTAVAIL']);
+
+function decode(body: Buffer, encoding: string | undefined): string {
+  if (encoding === 'gzip' || encoding === 'x-gzip') return gunzipSync(body).toString('utf8');
+  if (encoding === 'deflate') return inflateSync(body).toString('utf8');
+  if (encoding === 'br') return brotliDecompressSync(body).toString('utf8');
+  return body.toString('utf8');
+}
