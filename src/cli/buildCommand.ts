@@ -7,7 +7,18 @@ import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
 import { OnlineScheduler } from '../schedule/onlineScheduler.js';
-import { LOCAL_HOST } from '../schedule/types.js';
+import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
+import type { MachinesConfig } from '../config/machine.js';
+import type { Derivation } from '../drv/derivation.js';
+import type { Substitute } from '../graph/queryMissing.js';
+import { jobsForWork } from '../schedule/transferJobs.js';
+import { DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { queryValidLocalPaths } from '../store/localStore.js';
+import { queryBuilderHoldings } from '../run/builderHoldings.js';
+import { LocalFetcher } from '../run/localFetcher.js';
+import type { JobRecord } from '../run/runResult.js';
+import { openSubstituters, transferEstimates } from './substitution.js';
+import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
 import { planBuild, schedulerOptionsForPlan } from '../schedule/planBuild.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
@@ -24,9 +35,9 @@ import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from '
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
-import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
+import { hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
 
-export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions {
+export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions, SubstitutionOptions {
   storeDir?: string;
   durations?: string;
   keepGoing?: boolean;
@@ -53,6 +64,7 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
     .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30);
   addMachineOptions(cmd);
+  addSubstitutionOptions(cmd);
   addOutputOptions(cmd);
   addBuildOutputOptions(cmd);
   addHistoryOptions(cmd, 'no estimates from it, nothing recorded');
@@ -83,77 +95,138 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const config = await loadMachinesConfig(machineLoadOptions(opts));
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
-  const { set, graph, localPaths } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
-  if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
-  const toBuild = [...graph.nodes.values()].map((n) => n.drv);
-  assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
+  const workload = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
+  if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
+  const { set } = workload;
+  const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
+  const settings = await substitutionSettings(opts);
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
-  const jobs = jobsFromGraph(graph, rules, output.openHistory(opts));
-  const hosts = hostsFromConfig(config);
-  const plan = jobs.length > 0 ? planBuild(jobs, hosts) : undefined;
+  const history = output.openHistory(opts);
   const start = performance.now();
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
-  if (!plan) {
-    const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: 0, interrupted: false };
-    return report(nothing, output);
-  }
-
-  const placement = livePlacement(plan, hosts);
-  for (const m of config.machines) {
-    if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
-  }
-  const reserves = await usableReserves(config.machines, placement.reserves, log);
-  // Same policy variant as the plan that won (e.g. lookahead), on the plan's hosts plus reserves.
-  const scheduler = new OnlineScheduler(jobs, hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
-  for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
 
   const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   // Slots shared with other offload runs on this machine, keyed by where a builder really is.
   const leases = new SlotLeases();
-  const slots = new SlotGate({
-    leases,
-    keys: new Map([[LOCAL_HOST, LOCAL_HOST], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
-    maxJobs: new Map(hosts.map((h) => [h.id, h.maxJobs])),
-  });
-  const executor = new Executor({
-    drvs: set.drvs,
-    roots: set.roots,
-    jobs,
-    scheduler,
-    channels,
-    localPaths,
-    reserveHosts: reserves,
-    options: {
-      keepGoing: opts.keepGoing ?? false,
-      copyBack: opts.copyBack,
-      buildersUseSubstitutes: config.local.buildersUseSubstitutes,
-      hostHealth: { ...defaultHostHealthOptions, backoffSeconds: opts.hostBackoff },
-    },
-    log,
-    now,
-    onEvent: output.begin({ jobs, hosts, plan, now }),
-    slots,
-  });
-  ssh.on('down', (host, error) => executor.hostDown(host, error));
+  const caches = openSubstituters(settings, storeDir, output.warn);
+  const fetcher = caches
+    ? new LocalFetcher({
+        storeDir,
+        // Nix fetches from the caches offload found reachable, in the same order, with the run's other settings.
+        nixOptions: () => [...settings.nixOptions.filter(([name]) => name !== 'substituters' && name !== 'extra-substituters'), ['substituters', caches.liveUrls().join(' ')]],
+      })
+    : undefined;
+  let executor: Executor | undefined;
+  ssh.on('down', (host, error) => executor?.hostDown(host, error));
   const shutdown = () => {
-    executor.interrupt();
+    executor?.interrupt();
     channels.closeAll();
     void ssh.closeAll();
   };
   const stopListening = onTerminationSignals(shutdown, output.warn);
-  let result: RunResult;
+  const hosts = (transfers: boolean) => hostsFromConfig(config, transfers ? settings.maxSubstitutionJobs : undefined);
+  const slots = new SlotGate({
+    leases,
+    keys: new Map([[LOCAL_HOST, LOCAL_HOST], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
+    maxJobs: new Map(hosts(false).map((h) => [h.id, h.maxJobs])),
+  });
+  const known = new Map<string, Substitute | null>();
+  const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths)) ?? [];
+  const substitutes = caches ? (paths: string[]) => caches.query(paths) : undefined;
+  const records = new Map<string, JobRecord>();
+  let result: RunResult | undefined;
   try {
-    await openPlannedHosts(channels, placement.planned, (host, error) => executor.hostDown(host, error));
-    result = await executor.run();
+    // Builders are caches too: asked once, while the caches answer the first walk.
+    const [holdings] = await Promise.all([
+      queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload)),
+      substitutes ? missingWork(workload, { substitutes, known, localValid }) : undefined,
+    ]);
+    let held: ReadonlyMap<string, string> = holdings.held;
+    let localPaths: ReadonlySet<string> = workload.localPaths;
+    const refused = new Set<string>();
+    const estimates = transferEstimates(output.transferRate, (p) => holdings.narSize.get(p));
+    for (;;) {
+      const work = await missingWork({ set, localPaths }, { ...(substitutes ? { substitutes } : {}), known, held, refused, localValid });
+      caches?.reportUnsigned();
+      assertInputAddressed([...[...work.graph.nodes.values()].map((n) => n.drv), ...set.roots.map((r) => set.drvs.get(r)!)]);
+      const jobs = jobsForWork(work, rules, history, estimates);
+      if (jobs.length === 0) {
+        result = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: now(), interrupted: false };
+        break;
+      }
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, fetcher });
+      result = await executor.run();
+      for (const r of result.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
+      if (!result.fellBack || result.interrupted || result.stuck || runFailed(result)) break;
+      // Nix's fallback: what a cache or builder could not deliver is built, in a pass of its own.
+      for (const p of result.fellBack) refused.add(p);
+      held = executor.heldOnBuilders();
+      localPaths = new Set(await localValid([...localPaths, ...jobs.flatMap((j) => j.transfer?.paths ?? []), ...missingOutputs({ set, localPaths })]));
+    }
   } finally {
     stopListening();
     channels.closeAll();
     await ssh.closeAll();
     leases.close();
+    caches?.close();
+    fetcher?.close();
   }
-  return report(result, output);
+  return report({ ...result, records: records.size > 0 ? [...records.values()] : result.records, makespan: now() }, output);
+}
+
+interface PassInput {
+  jobs: Job[];
+  hosts: Host[];
+  config: MachinesConfig;
+  channels: ChannelPool;
+  slots: SlotGate;
+  log: (line: string) => void;
+  now: () => number;
+  output: BuildObservers;
+  opts: BuildOptions;
+  held: ReadonlyMap<string, string>;
+  localPaths: ReadonlySet<string>;
+  drvs: ReadonlyMap<string, Derivation>;
+  roots: string[];
+  fetcher: LocalFetcher | undefined;
+}
+
+/** One pass: plan the jobs, connect the planned builders, and run the executor on them. */
+async function startPass(p: PassInput): Promise<Executor> {
+  const plan = planBuild(p.jobs, p.hosts);
+  const placement = livePlacement(plan, p.hosts);
+  for (const m of p.config.machines) {
+    if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
+  }
+  const reserves = await usableReserves(p.config.machines, placement.reserves, p.log);
+  // Same policy variant as the plan that won (e.g. lookahead), on the plan's hosts plus reserves.
+  const scheduler = new OnlineScheduler(p.jobs, p.hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
+  for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
+  const executor = new Executor({
+    drvs: p.drvs,
+    roots: p.roots,
+    jobs: p.jobs,
+    scheduler,
+    channels: p.channels,
+    localPaths: p.localPaths,
+    held: p.held,
+    reserveHosts: reserves,
+    options: {
+      keepGoing: p.opts.keepGoing ?? false,
+      copyBack: p.opts.copyBack,
+      buildersUseSubstitutes: p.config.local.buildersUseSubstitutes,
+      hostHealth: { ...defaultHostHealthOptions, backoffSeconds: p.opts.hostBackoff },
+    },
+    log: p.log,
+    now: p.now,
+    onEvent: p.output.begin({ jobs: p.jobs, hosts: p.hosts, plan, now: p.now }),
+    slots: p.slots,
+    ...(p.fetcher ? { fetcher: p.fetcher } : {}),
+  });
+  await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), (host, error) => executor.hostDown(host, error));
+  return executor;
 }
 
 /** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */

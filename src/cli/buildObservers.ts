@@ -124,6 +124,9 @@ export class BuildObservers {
     this.logger.warn(message);
   };
 
+  /** Learned bytes per second from a cache or builder (after openHistory), when the history knows. */
+  readonly transferRate = (source: string): number | undefined => this.history?.transferRate(source);
+
   /** Opens the build history (unless --no-history) and returns its estimates for the scheduler. */
   openHistory(opts: HistoryOptions): EstimateLookup | undefined {
     this.history = openHistory(opts, this.warn);
@@ -162,7 +165,8 @@ export class BuildObservers {
       const speed = new Map(ctx.hosts.map((h) => [h.id, h.speedFactor]));
       listeners.push(historyRecorder(this.history, jobs, (host) => speed.get(host) ?? 1, this.warn));
     }
-    if (this.liveTerminal) this.startView();
+    // A further pass (builds after a fetch fell back) keeps the view it has.
+    if (this.liveTerminal && !this.view) this.startView();
     return (event) => {
       for (const listener of listeners) listener(event);
     };

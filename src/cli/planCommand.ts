@@ -4,27 +4,39 @@ import { defaultDurationRules, loadDurationRules } from '../schedule/durations.j
 import { planBuild } from '../schedule/planBuild.js';
 import { planToJson, planToText } from '../report/planReport.js';
 import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
-import { hostsFromConfig, jobsFromGraph, loadWorkload } from './workload.js';
+import { hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
+import type { MachinesConfig } from '../config/machine.js';
+import { SshPool } from '../remote/sshPool.js';
+import { queryBuilderHoldings, type BuilderHoldings } from '../run/builderHoldings.js';
+import { ChannelPool } from '../run/channelPool.js';
+import { serveChannelOpener } from '../run/openChannel.js';
+import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
+import { openSubstituters, transferEstimates } from './substitution.js';
+import { jobsForWork } from '../schedule/transferJobs.js';
+import { queryValidLocalPaths } from '../store/localStore.js';
 import { ExitCode } from '../errors/offloadError.js';
 import { addPlanOutputOptions, planHistory, writePlanSvg, type PlanOutputOptions } from './planOutputs.js';
 
-export interface PlanOptions extends MachineOptions, OutputOptions, PlanOutputOptions {
+export interface PlanOptions extends MachineOptions, OutputOptions, PlanOutputOptions, SubstitutionOptions {
   fromJson?: string;
   storeDir?: string;
   durations?: string;
   assumeNothingBuilt?: boolean;
+  askBuilders?: boolean;
 }
 
 export function registerPlanCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
   const cmd = program
     .command('plan')
-    .description('dry run: which host builds each derivation, when, and why (never connects anywhere)')
+    .description('dry run: what is fetched from binary caches and which host builds the rest, when, and why (connects to builders only with --ask-builders)')
     .argument('[drvs...]', '.drv files to plan (their whole closure is loaded)')
     .option('--from-json <file>', "read the DAG from `nix show-derivation -r` JSON ('-' = stdin) instead of .drv files")
     .option('--store-dir <dir>', 'Nix store directory holding the .drv files', '/nix/store')
     .option('--durations <file>', 'duration rules (format of durations.json) for what-if planning')
-    .option('--assume-nothing-built', 'do not ask the local store which outputs already exist');
+    .option('--assume-nothing-built', 'do not ask the local store which outputs already exist')
+    .option('--ask-builders', 'also ask each builder (over SSH) which missing outputs it holds, as build does: those are copied, not built');
   addMachineOptions(cmd);
+  addSubstitutionOptions(cmd);
   addOutputOptions(cmd);
   addPlanOutputOptions(cmd);
   cmd.addHelpText(
@@ -48,23 +60,52 @@ export async function planAction(drvs: string[], opts: PlanOptions): Promise<num
     askLocalStore: !opts.assumeNothingBuilt,
   });
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
-  const history = planHistory(opts, (message) => process.stderr.write(`offload: ${message}\n`));
-  const jobs = jobsFromGraph(workload.graph, rules, history.lookup);
+  const warn = (message: string) => process.stderr.write(`offload: ${message}\n`);
+  const history = planHistory(opts, warn);
+  const settings = await substitutionSettings(opts);
+  const caches = workload.localPaths ? openSubstituters(settings, opts.storeDir ?? '/nix/store', warn) : undefined;
+  const holdings = opts.askBuilders && workload.localPaths ? await askBuilders(config, workload, opts) : undefined;
+  let work;
+  try {
+    work = await missingWork(workload, {
+      ...(holdings ? { held: holdings.held } : {}),
+      ...(caches ? { substitutes: (paths: string[]) => caches.query(paths) } : {}),
+      localValid: async (paths) => (await queryValidLocalPaths(paths)) ?? [],
+    });
+    caches?.reportUnsigned();
+  } finally {
+    caches?.close();
+  }
+  const jobs = jobsForWork(work, rules, history.lookup, transferEstimates(history.transferRate, (p) => holdings?.narSize.get(p)));
   history.close();
-  const hosts = hostsFromConfig(config);
+  const hosts = hostsFromConfig(config, jobs.some((j) => j.transfer) ? settings.maxSubstitutionJobs : undefined);
   const plan = planBuild(jobs, hosts);
   const input = {
     learnedSpeeds: history.learnedSpeeds,
     plan,
     jobs: new Map(jobs.map((j) => [j.id, j])),
     hosts,
-    alreadyBuilt: workload.graph.alreadyValid,
+    alreadyBuilt: work.valid,
+    held: work.held,
+    ...(caches ? { substituters: caches.urls } : {}),
     machinesSource: config.source,
   };
   if (opts.json) process.stdout.write(`${JSON.stringify(planToJson(input), null, 2)}\n`);
   else process.stdout.write(`${planToText(input, { color: useColor(opts, process.stdout), width: terminalWidth(process.stdout) })}\n`);
   if (opts.svg !== undefined) await writePlanSvg(opts.svg, input);
   return ExitCode.ok;
+}
+
+/** The same batched validity query build makes at its start, one per builder. */
+async function askBuilders(config: MachinesConfig, workload: Workload, opts: PlanOptions): Promise<BuilderHoldings> {
+  const ssh = new SshPool({ connectTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3 });
+  const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
+  try {
+    return await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));
+  } finally {
+    channels.closeAll();
+    await ssh.closeAll();
+  }
 }
 
 export function machineLoadOptions(opts: MachineOptions) {

@@ -20,6 +20,8 @@ export interface PlanHistory {
   lookup?: EstimateLookup;
   /** Learned effective speed per host. */
   learnedSpeeds: Map<string, number>;
+  /** Learned bytes per second from a cache or builder, when the history has seen enough. */
+  transferRate?: (source: string) => number | undefined;
   close(): void;
 }
 
@@ -28,7 +30,7 @@ export function planHistory(opts: HistoryOptions, warn: (message: string) => voi
   const history = readHistory(opts, warn);
   if (!history) return { learnedSpeeds: new Map(), close: () => undefined };
   const learnedSpeeds = new Map([...history.hostSpeeds()].map(([host, s]) => [host, s.learnedSpeed]));
-  return { lookup: historyLookup(history), learnedSpeeds, close: () => history.close() };
+  return { lookup: historyLookup(history), learnedSpeeds, transferRate: (source) => history.transferRate(source), close: () => history.close() };
 }
 
 /** Lanes for every host that has slots or got a job; written whole or not at all. */

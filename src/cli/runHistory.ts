@@ -68,7 +68,17 @@ export function historyRecorder(
 ): RunEventListener {
   let broken = false;
   return (event) => {
-    if (broken || event.type !== 'jobFinished' || (event.status !== 'built' && event.status !== 'failed')) return;
+    if (broken || event.type !== 'jobFinished') return;
+    if ((event.status === 'fetched' || event.status === 'copied') && event.from !== undefined && event.bytes !== undefined) {
+      try {
+        history.recordTransfer({ source: event.from, bytes: event.bytes, seconds: event.seconds, finishedAt: clock() });
+      } catch (error) {
+        broken = true;
+        warn(`${error instanceof Error ? error.message : String(error)}; nothing more of this run is recorded in ${history.path}`);
+      }
+      return;
+    }
+    if (event.status !== 'built' && event.status !== 'failed') return;
     const job = jobs.get(event.jobId);
     if (!job) return;
     try {

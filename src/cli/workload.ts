@@ -4,9 +4,11 @@ import type { MachinesConfig } from '../config/machine.js';
 import type { DerivationSet } from '../drv/derivation.js';
 import { loadDrvClosure, loadJsonClosure } from '../drv/loadClosure.js';
 import { buildGraph, type BuildGraph } from '../graph/buildGraph.js';
+import type { Substitute } from '../graph/queryMissing.js';
+import { findMissing, type FoundWork, type MissingSources } from '../run/findMissing.js';
 import type { DurationRules } from '../schedule/durations.js';
 import { makeJob } from '../schedule/makeJob.js';
-import { LOCAL_HOST, type Host, type Job } from '../schedule/types.js';
+import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 
 export interface WorkloadOptions {
@@ -32,6 +34,44 @@ export async function loadWorkload(roots: string[], opts: WorkloadOptions): Prom
   // One question to the store serves both the graph (outputs) and the executor (input sources too).
   const valid = opts.askLocalStore ? await queryValidLocalPaths(pathsTheClosureUses(set)) : null;
   return { set, graph: buildGraph(set, valid ?? new Set()), localPaths: valid };
+}
+
+export interface MissingOptions {
+  /** Cache answers per path; absent when substitution is off. */
+  substitutes?: MissingSources['substitutes'];
+  /** Output path → a builder that holds it. */
+  held?: ReadonlyMap<string, string>;
+  /** Paths a cache failed to deliver: never substitutes again. */
+  refused?: ReadonlySet<string>;
+  /** Cache answers already known (shared between walks of one run). */
+  known?: Map<string, Substitute | null>;
+  /** The local store, for references outside the closure; without it they count as not valid. */
+  localValid?: MissingSources['localValid'];
+}
+
+/**
+ * What the run must do: queryMissing from the roots over the local store's
+ * answers, the builders' holdings and the caches (see findMissing).
+ */
+export async function missingWork(workload: Pick<Workload, 'set' | 'localPaths'>, opts: MissingOptions = {}): Promise<FoundWork> {
+  const closure = pathsTheClosureUses(workload.set);
+  const local = workload.localPaths;
+  return findMissing(
+    workload.set,
+    { localValid: local ?? new Set(), asked: new Set(closure), held: opts.held ?? new Map(), ...(opts.refused ? { refused: opts.refused } : {}) },
+    {
+      localValid: opts.localValid ?? (async () => []),
+      ...(local && opts.substitutes ? { substitutes: opts.substitutes } : {}),
+    },
+    opts.known,
+  );
+}
+
+/** Outputs of the closure that the local store lacks: what to ask builders and caches about. */
+export function missingOutputs(workload: Pick<Workload, 'set' | 'localPaths'>): string[] {
+  const out: string[] = [];
+  for (const d of workload.set.drvs.values()) for (const o of Object.values(d.outputs)) if (o.path !== '' && !workload.localPaths?.has(o.path)) out.push(o.path);
+  return out;
 }
 
 function pathsTheClosureUses(set: DerivationSet): string[] {
@@ -64,8 +104,11 @@ export function jobsFromGraph(graph: BuildGraph, rules: DurationRules, history?:
   });
 }
 
-/** The local machine is a host like the others, with `--max-jobs` slots. */
-export function hostsFromConfig(config: MachinesConfig): Host[] {
+/**
+ * The local machine is a host like the others, with `--max-jobs` slots;
+ * with `transferSlots`, the transfer lane for fetches and copies is one too.
+ */
+export function hostsFromConfig(config: MachinesConfig, transferSlots?: number): Host[] {
   const local: Host = {
     id: LOCAL_HOST,
     systems: config.local.systems,
@@ -84,5 +127,9 @@ export function hostsFromConfig(config: MachinesConfig): Host[] {
     speedFactor: m.speedFactor,
     isLocal: false,
   }));
-  return [local, ...remotes];
+  const lane: Host[] =
+    transferSlots === undefined
+      ? []
+      : [{ id: TRANSFER_LANE, systems: [], supportedFeatures: [], mandatoryFeatures: [], maxJobs: transferSlots, speedFactor: 1, isLocal: false, transferLane: true }];
+  return [local, ...remotes, ...lane];
 }

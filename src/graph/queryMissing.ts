@@ -180,7 +180,8 @@ class Fetchability {
       stack.push({ path: p, refs, next: 0, verdict: 'yes' });
       return undefined;
     };
-    enter(path);
+    const immediate = enter(path);
+    if (immediate !== undefined) return immediate;
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!;
       if (top.next === top.refs.length) {

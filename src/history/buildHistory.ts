@@ -51,7 +51,19 @@ export class HistoryError extends OffloadError {}
 
 /** Latest samples per estimate; older ones stop mattering once builds change. */
 export const SAMPLES_PER_ESTIMATE = 10;
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
+
+/** One download from a cache or copy from a builder: how fast bytes came from there. */
+export interface TransferSample {
+  /** A cache URL or a builder's hostName. */
+  source: string;
+  bytes: number;
+  seconds: number;
+  finishedAt: Date;
+}
+
+/** Smaller transfers are mostly fixed cost (requests, registration); they say nothing about the rate. */
+export const MIN_RATE_SAMPLE_BYTES = 256 * 1024;
 
 export function defaultHistoryPath(env: NodeJS.ProcessEnv = process.env): string {
   return cacheFilePath('history.sqlite', env);
@@ -79,6 +91,19 @@ export class BuildHistory {
 
   record(sample: BuildSample): void {
     this.insert([sample], 'offload');
+  }
+
+  recordTransfer(sample: TransferSample): void {
+    if (!Number.isFinite(sample.seconds) || sample.seconds <= 0 || !Number.isFinite(sample.bytes) || sample.bytes < 0) return;
+    this.db.prepare('INSERT INTO transfers (source, bytes, seconds, finished_at) VALUES (?, ?, ?, ?)').run(sample.source, sample.bytes, sample.seconds, sample.finishedAt.getTime());
+  }
+
+  /** Bytes per second from `source`: the median of its last 10 transfers big enough to tell, or undefined. */
+  transferRate(source: string): number | undefined {
+    const rows = this.db
+      .prepare(`SELECT bytes, seconds FROM transfers WHERE source = ? AND bytes >= ? ORDER BY finished_at DESC, id DESC LIMIT ${SAMPLES_PER_ESTIMATE}`)
+      .all(source, MIN_RATE_SAMPLE_BYTES) as { bytes: number; seconds: number }[];
+    return rows.length === 0 ? undefined : median(rows.map((r) => r.bytes / r.seconds));
   }
 
   /** Reference-speed estimate for a derivation name on a system, or undefined if it was never built. */
@@ -222,6 +247,18 @@ export class BuildHistory {
           CREATE INDEX builds_by_name ON builds (name, system, finished_at);
           CREATE INDEX builds_by_report_name ON builds (report_name, system, finished_at);
           CREATE INDEX builds_by_host ON builds (host, finished_at);
+        `);
+      }
+      if (version < 2) {
+        db.exec(`
+          CREATE TABLE transfers (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            finished_at INTEGER NOT NULL
+          );
+          CREATE INDEX transfers_by_source ON transfers (source, finished_at);
         `);
       }
       db.pragma(`user_version = ${SCHEMA_VERSION}`);

@@ -1,4 +1,5 @@
 import type { RunEvent } from '../run/runEvents.js';
+import { formatBytes } from './byteSize.js';
 import { formatDuration } from './duration.js';
 
 /**
@@ -15,12 +16,19 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
     case 'jobStarted': {
       const est = estimateOn(event.jobId, event.host);
       const notes = [event.attempt > 1 ? `attempt ${event.attempt}` : '', est !== undefined ? `est ${formatDuration(est)}` : ''].filter((n) => n !== '');
-      return `${event.host}: started ${event.name}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
+      const verb = event.action === 'fetch' ? 'fetching' : event.action === 'copy' ? 'copying' : 'started';
+      return `${event.host}: ${verb} ${event.name}${notes.length > 0 ? ` (${notes.join(', ')})` : ''}`;
     }
     case 'jobFinished':
       switch (event.status) {
         case 'built':
           return `${event.host}: ${event.name} built in ${shortSeconds(event.seconds)}`;
+        case 'fetched':
+          return `${event.host}: ${event.name} fetched${event.bytes !== undefined ? ` (${formatBytes(event.bytes)})` : ''} from ${event.from ?? 'a cache'} in ${shortSeconds(event.seconds)}`;
+        case 'copied':
+          return `${event.host}: ${event.name} copied${event.bytes !== undefined && event.bytes > 0 ? ` (${formatBytes(event.bytes)})` : ''} from ${event.from ?? 'a builder'} in ${shortSeconds(event.seconds)}`;
+        case 'fell-back':
+          return `${event.host}: ${event.name} could not be fetched from ${event.from ?? 'a cache'}; building it instead`;
         case 'failed':
           return `${event.host}: ${event.name} failed: ${event.error ?? 'unknown error'}`;
         case 'interrupted':

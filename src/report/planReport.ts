@@ -1,5 +1,7 @@
+import type { HeldUnit } from '../graph/queryMissing.js';
 import { placementReason } from '../schedule/placementReason.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
+import { formatBytes } from './byteSize.js';
 import { formatDuration } from './duration.js';
 import { renderTable, wrapLongLines } from './table.js';
 
@@ -12,6 +14,17 @@ export interface PlanReportInput {
   machinesSource: string;
   /** Effective speed per host learned from the build history (same units as speedFactor). */
   learnedSpeeds?: ReadonlyMap<string, number>;
+  /** Outputs builders hold that stay there (the roots among them are copy jobs). */
+  held?: readonly HeldUnit[];
+  /** The caches asked, when substitution is on. */
+  substituters?: readonly string[];
+}
+
+/** Why a job is where it is: the placement reason for a build, what moves from where for a fetch or copy. */
+function jobReason(job: Job, host: string, input: PlanReportInput, critical: boolean): string {
+  if (job.action === 'fetch') return `fetch ${formatBytes(job.transfer!.bytes)} from ${job.transfer!.from}`;
+  if (job.action === 'copy') return `on builder ${job.transfer!.from}: copy ${formatBytes(job.transfer!.bytes)} here`;
+  return placementReason(job, host, input.hosts, input.plan, critical);
 }
 
 export interface HostUsage {
@@ -61,18 +74,23 @@ export function planToJson(input: PlanReportInput): object {
       return {
         drvPath: a.jobId,
         name: job?.name ?? a.jobId,
+        action: job?.action ?? 'build',
+        ...(job?.transfer ? { from: job.transfer.from, bytes: job.transfer.bytes, paths: job.transfer.paths } : {}),
         system: job?.system ?? '',
         host: a.host,
         start: round(a.start),
         end: round(a.end),
         estimate: job ? { seconds: round(job.duration), source: job.estimateSource } : undefined,
         criticalPath: critical.has(a.jobId),
-        why: job ? placementReason(job, a.host, input.hosts, plan, critical.has(a.jobId)) : undefined,
+        why: job ? jobReason(job, a.host, input, critical.has(a.jobId)) : undefined,
       };
     }),
     criticalPath: plan.criticalPath,
     hosts: hostUsage(input),
     alreadyBuilt: input.alreadyBuilt,
+    counts: counts(input),
+    onBuilders: (input.held ?? []).map((h) => ({ drvPath: h.drvPath, name: h.name, host: h.host, paths: h.paths, copyHere: h.copyHere })),
+    ...(input.substituters ? { substituters: input.substituters } : {}),
   };
 }
 
@@ -83,8 +101,8 @@ export function planToText(input: PlanReportInput, opts: { color: boolean; width
   const rows = assignments.map((a) => {
     const job = jobs.get(a.jobId);
     const name = job?.name ?? a.jobId;
-    const est = job ? `${formatDuration(job.duration)} (${job.estimateSource})` : '';
-    const why = job ? placementReason(job, a.host, input.hosts, plan, critical.has(a.jobId)) : '';
+    const est = !job ? '' : job.transfer ? `${formatDuration(job.duration)} (${formatBytes(job.transfer.bytes)})` : `${formatDuration(job.duration)} (${job.estimateSource})`;
+    const why = job ? jobReason(job, a.host, input, critical.has(a.jobId)) : '';
     return [critical.has(a.jobId) ? `* ${name}` : `  ${name}`, a.host, formatDuration(a.start), formatDuration(a.end), est, why];
   });
   const table = renderTable(['  derivation', 'host', 'start', 'finish', 'estimate', 'why'], rows, new Set([2, 3]), {
@@ -108,14 +126,38 @@ function summary(input: PlanReportInput): string {
     .map((u) => `  ${u.host.padEnd(12)} ${String(u.jobs).padStart(5)} jobs  ${String(u.slots).padStart(2)} slots  speed ${u.speedFactor}${u.learnedSpeed !== undefined ? ` (learned ${u.learnedSpeed.toFixed(2)})` : ''}  ${Math.round(u.utilisation * 100)}% busy`)
     .join('\n');
   const sources = { history: 0, rules: 0, default: 0 };
-  for (const j of jobs.values()) sources[j.estimateSource]++;
+  for (const j of jobs.values()) if (!j.transfer) sources[j.estimateSource]++;
+  const c = counts(input);
+  const fetchPart = c.fetch > 0 ? `, ${c.fetch} to fetch (${formatBytes(c.downloadBytes)} download, ${formatBytes(c.narBytes)} unpacked)` : '';
+  const stay = (input.held ?? []).filter((h) => !h.copyHere);
+  const heldPart = c.copy > 0 || stay.length > 0 ? `, ${c.copy + stay.length} on builders (${c.copy} copied here, ${stay.length} used there)` : '';
   return [
     `* = critical path (${names.length} derivations): ${path.join(' → ') || '—'}`,
     `estimated makespan ${formatDuration(plan.makespan)} (lower bound ${formatDuration(plan.lowerBound)}), policy ${plan.policy}${others ? `; alternatives: ${others}` : ''}`,
-    `${plan.assignments.length} to build, ${input.alreadyBuilt.length} already built; estimates: ${sources.history} from history, ${sources.rules} from rules, ${sources.default} defaults`,
+    `${c.build} to build${fetchPart}${heldPart}, ${input.alreadyBuilt.length} already built; estimates: ${sources.history} from history, ${sources.rules} from rules, ${sources.default} defaults`,
+    ...stay.slice(0, 5).map((h) => `  on builder ${h.host}: ${h.name} (used there, not copied)`),
+    ...(stay.length > 5 ? [`  … ${stay.length - 5} more on builders`] : []),
     `machines from ${input.machinesSource}:`,
     usage,
   ].join('\n');
+}
+
+/** How many jobs of each action, and the bytes the fetches download (as `nix-build --dry-run` says). */
+export function counts(input: Pick<PlanReportInput, 'jobs'>) {
+  let build = 0;
+  let fetch = 0;
+  let copy = 0;
+  let downloadBytes = 0;
+  let narBytes = 0;
+  for (const j of input.jobs.values()) {
+    if (j.action === 'fetch') {
+      fetch++;
+      downloadBytes += j.transfer!.bytes;
+      narBytes += j.transfer!.narBytes ?? j.transfer!.bytes;
+    } else if (j.action === 'copy') copy++;
+    else build++;
+  }
+  return { build, fetch, copy, downloadBytes, narBytes };
 }
 
 function sortedAssignments(plan: Plan) {

@@ -67,7 +67,9 @@ export class ProgressTracker {
         this.set(event.jobId, { status: 'running', host: event.host, startedAt: event.time });
         break;
       case 'jobFinished': {
-        const status: Status = event.status === 'built' ? 'done' : event.status === 'requeued' ? 'queued' : event.status;
+        const done = event.status === 'built' || event.status === 'fetched' || event.status === 'copied';
+        // A fetch that fell back is settled for this pass; the build that replaces it is a job of the next one.
+        const status: Status = done || event.status === 'fell-back' ? 'done' : event.status === 'requeued' ? 'queued' : event.status === 'failed' ? 'failed' : 'interrupted';
         this.set(event.jobId, { status, host: event.host });
         break;
       }

@@ -1,6 +1,7 @@
 import type { Derivation } from '../drv/derivation.js';
 import { OffloadError } from '../errors/offloadError.js';
-import { LOCAL_HOST, type Job } from '../schedule/types.js';
+import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
+import type { FetchOutcome } from './localFetcher.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
@@ -57,6 +58,10 @@ export interface ExecutorInput {
   onEvent?: RunEventListener;
   /** Build slots shared with other offload processes; without it only this run's own slots count. */
   slots?: SlotGate;
+  /** Fetches into the local store (through Nix); needed when `jobs` has fetch jobs. */
+  fetcher?: { fetch(paths: string[]): Promise<FetchOutcome> };
+  /** Outputs builders held at the start: path → host. */
+  held?: ReadonlyMap<string, string>;
 }
 
 /** How often hosts whose slots other processes hold are checked for a free one. */
@@ -86,6 +91,11 @@ export class Executor {
   private readonly heldBack: Set<string>;
   /** Taken out after failures, until a reconnect after the back-off succeeds. */
   private readonly outOfRotation = new Set<string>();
+  private readonly jobsById: Map<string, Job>;
+  /** Paths a fetch or copy could not deliver: the next pass builds their derivations. */
+  private readonly fellBack = new Set<string>();
+  /** Jobs waiting on a fetch that fell back: not stuck, just for the next pass. */
+  private readonly parked = new Set<string>();
   private slotPoll: NodeJS.Timeout | undefined;
   private stopping = false;
   private interrupted = false;
@@ -98,10 +108,13 @@ export class Executor {
     this.heldBack = new Set(input.reserveHosts ?? []);
     this.health = new HostHealth(input.options.hostHealth ?? defaultHostHealthOptions);
     this.locations.addAll(input.localPaths, LOCAL_HOST);
+    for (const [path, host] of input.held ?? []) this.locations.add(path, host);
+    this.jobsById = new Map(input.jobs.map((j) => [j.id, j]));
     this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
     for (const job of input.jobs) {
-      this.records.set(job.id, { drvPath: job.id, name: job.name, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
-      for (const path of outputPaths(input.drvs.get(job.id)!)) this.producers.set(path, job.id);
+      const transfer = job.transfer ? { transfer: { paths: job.transfer.paths, bytes: job.transfer.bytes, from: job.transfer.from } } : {};
+      this.records.set(job.id, { drvPath: job.id, name: job.name, action: job.action ?? 'build', ...transfer, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
+      if (job.action === undefined || job.action === 'build') for (const path of outputPaths(input.drvs.get(job.id)!)) this.producers.set(path, job.id);
       for (const dep of job.deps) this.dependents.set(dep, [...(this.dependents.get(dep) ?? []), job.id]);
     }
   }
@@ -309,7 +322,12 @@ export class Executor {
     record.start ??= this.input.now();
     record.attempts += 1;
     const startedAt = this.input.now();
-    this.input.onEvent?.({ type: 'jobStarted', time: startedAt, jobId, name: record.name, host, attempt: record.attempts });
+    const action = this.jobsById.get(jobId)?.action ?? 'build';
+    this.input.onEvent?.({ type: 'jobStarted', time: startedAt, jobId, name: record.name, host, attempt: record.attempts, action });
+    if (action !== 'build') {
+      await this.runTransfer(jobId, record, startedAt);
+      return;
+    }
     const log = new BuildLog(logPrefix(host, record.name), this.input.log);
     const attempt = await this.attempt(jobId, host, log, record);
     // Before the job is settled, so a job started next on this host finds the slot free.
@@ -344,6 +362,68 @@ export class Executor {
       if (!attempt) throw error;
       return attempt;
     }
+  }
+
+  /**
+   * A fetch (through Nix, into the local store) or a copy from the builder
+   * that holds the outputs. What cannot be delivered is built instead (Nix's
+   * `fallback`): one warning naming the source and the path, and the jobs
+   * waiting for it wait for the next pass, which builds it.
+   */
+  private async runTransfer(jobId: string, record: JobRecord, startedAt: number): Promise<void> {
+    const transfer = record.transfer!;
+    let missing: Map<string, string>;
+    try {
+      missing = record.action === 'fetch' ? await this.fetch(transfer.paths) : await this.copyHere(transfer.paths);
+    } catch (error) {
+      if (this.interrupted) missing = new Map(transfer.paths.map((p) => [p, 'interrupted']));
+      else if (error instanceof OffloadError) missing = new Map(transfer.paths.map((p) => [p, error.message]));
+      else throw error;
+    }
+    const now = this.input.now();
+    const base = { type: 'jobFinished' as const, time: now, jobId, name: record.name, host: TRANSFER_LANE, seconds: now - startedAt, action: record.action!, bytes: transfer.bytes, from: transfer.from };
+    if (this.interrupted) {
+      Object.assign(record, { status: 'interrupted', end: now });
+      this.input.onEvent?.({ ...base, status: 'interrupted' });
+      return;
+    }
+    if (missing.size === 0) {
+      this.locations.addAll(transfer.paths, LOCAL_HOST);
+      this.input.scheduler.finished(jobId, now);
+      Object.assign(record, { status: record.action === 'fetch' ? 'fetched' : 'copied', end: now });
+      this.input.onEvent?.({ ...base, status: record.action === 'fetch' ? 'fetched' : 'copied' });
+      return;
+    }
+    for (const [path, reason] of missing) {
+      this.fellBack.add(path);
+      this.input.log(`offload: ${transfer.from} could not provide ${path} (${reason}); building ${record.name} instead`);
+    }
+    for (const path of transfer.paths) if (!missing.has(path)) this.locations.add(path, LOCAL_HOST);
+    Object.assign(record, { status: 'fell-back', end: now, error: [...missing.values()][0] });
+    for (const id of this.input.scheduler.failed(jobId)) this.parked.add(id);
+    this.input.onEvent?.({ ...base, status: 'fell-back', error: record.error! });
+  }
+
+  private async fetch(paths: string[]): Promise<Map<string, string>> {
+    if (!this.input.fetcher) throw new Error('a fetch job without a fetcher');
+    return (await this.input.fetcher.fetch(paths)).failed;
+  }
+
+  private async copyHere(paths: string[]): Promise<Map<string, string>> {
+    const local = await this.input.channels.acquire(LOCAL_HOST);
+    try {
+      await this.transfers.ensure(LOCAL_HOST, local, paths);
+    } catch (error) {
+      this.input.channels.discard(LOCAL_HOST, local);
+      throw error;
+    }
+    this.input.channels.release(LOCAL_HOST, local);
+    return new Map();
+  }
+
+  /** Where this run left outputs on builders (path → one host holding it): what a next pass can copy. */
+  heldOnBuilders(): Map<string, string> {
+    return this.locations.remoteHolders();
   }
 
   /** Outputs stay on the builder unless they are final (or `--copy-back all`). */
@@ -416,9 +496,10 @@ export class Executor {
     const records = [...this.records.values()];
     const pending = records.filter((r) => r.status === 'pending');
     for (const r of pending) r.status = 'not-started';
+    const unexplained = pending.filter((r) => !this.parked.has(r.drvPath));
     const stuck =
-      pending.length > 0 && !this.stopping
-        ? { jobs: pending.map((r) => r.drvPath), reason: this.stuckReason() }
+      unexplained.length > 0 && !this.stopping
+        ? { jobs: unexplained.map((r) => r.drvPath), reason: this.stuckReason() }
         : undefined;
     const makespan = this.input.now();
     const hosts = this.health.troubles(makespan);
@@ -429,6 +510,7 @@ export class Executor {
       interrupted: this.interrupted,
       ...(stuck ? { stuck } : {}),
       ...(hosts.length > 0 ? { hosts } : {}),
+      ...(this.fellBack.size > 0 ? { fellBack: [...this.fellBack] } : {}),
     };
   }
 

@@ -40,6 +40,16 @@ export class PathLocations {
     return [...hosts][0];
   }
 
+  /** Paths some builder holds (not the local store): path → the first such builder. */
+  remoteHolders(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [path, hosts] of this.hostsByPath) {
+      const remote = [...hosts].find((h) => h !== LOCAL_HOST);
+      if (remote !== undefined) out.set(path, remote);
+    }
+    return out;
+  }
+
   /** Known once, but every host that held it went down. */
   wasLost(path: string): boolean {
     return this.hostsByPath.get(path)?.size === 0;

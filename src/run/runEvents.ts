@@ -1,11 +1,27 @@
+import type { JobAction } from '../schedule/types.js';
+
 /**
  * What the executor reports while it works, for the live view, NDJSON event
  * streams, Nix internal-json (nom) and the history database. Times are
  * seconds since the run started.
  */
 export type RunEvent =
-  | { type: 'jobStarted'; time: number; jobId: string; name: string; host: string; attempt: number }
-  | { type: 'jobFinished'; time: number; jobId: string; name: string; host: string; status: 'built' | 'failed' | 'interrupted' | 'requeued'; seconds: number; error?: string }
+  | { type: 'jobStarted'; time: number; jobId: string; name: string; host: string; attempt: number; action?: JobAction }
+  | {
+      type: 'jobFinished';
+      time: number;
+      jobId: string;
+      name: string;
+      host: string;
+      /** `fetched`/`copied`: a fetch or copy job's paths are here; `fell-back`: a cache could not deliver, so it is built instead. */
+      status: 'built' | 'failed' | 'interrupted' | 'requeued' | 'fetched' | 'copied' | 'fell-back';
+      seconds: number;
+      error?: string;
+      action?: JobAction;
+      /** Fetch and copy jobs: bytes moved, and from where (a cache URL or a builder). */
+      bytes?: number;
+      from?: string;
+    }
   | { type: 'jobSkipped'; time: number; jobId: string; name: string; reason: string }
   | { type: 'hostDown'; time: number; host: string; reason: string }
   /** A host's back-off ended: it takes jobs again. */

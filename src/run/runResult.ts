@@ -1,13 +1,19 @@
 import type { Derivation } from '../drv/derivation.js';
+import type { JobAction } from '../schedule/types.js';
 import type { HostTrouble } from './hostHealth.js';
 
 /** What happened to one job in a live run; times are seconds since the run started. */
 /** `not-started`: the run stopped first (after a failure without --keep-going, or no host fits any more). */
-export type JobStatus = 'pending' | 'running' | 'built' | 'failed' | 'skipped' | 'interrupted' | 'not-started';
+/** `fetched` / `copied`: the outputs came from a cache / a builder; `fell-back`: a cache could not deliver, the derivation was built instead. */
+export type JobStatus = 'pending' | 'running' | 'built' | 'fetched' | 'copied' | 'fell-back' | 'failed' | 'skipped' | 'interrupted' | 'not-started';
 
 export interface JobRecord {
   drvPath: string;
   name: string;
+  /** What the job does (default build). */
+  action?: JobAction;
+  /** Fetch and copy jobs: the paths, bytes and where from (cache URL or builder). */
+  transfer?: { paths: string[]; bytes: number; from: string };
   /** Host of the last attempt (empty when it never started). */
   host: string;
   status: JobStatus;
@@ -34,6 +40,8 @@ export interface RunResult {
   stuck?: { jobs: string[]; reason: string };
   /** Builders that failed during the run (connections, transient results), and whether they were taken out. */
   hosts?: HostTrouble[];
+  /** Paths a cache failed to deliver; their derivations are built in a further pass. */
+  fellBack?: string[];
 }
 
 /** The outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
@@ -57,6 +65,8 @@ export function runResultJson(result: RunResult) {
     jobs: result.records.map((r) => ({
       drvPath: r.drvPath,
       name: r.name,
+      action: r.action ?? 'build',
+      ...(r.transfer ? { from: r.transfer.from, bytes: r.transfer.bytes, paths: r.transfer.paths } : {}),
       host: r.host,
       status: r.status,
       start: round(r.start),

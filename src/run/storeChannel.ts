@@ -12,6 +12,8 @@ export interface StoreChannel {
   readonly usable?: boolean;
   queryValidPaths(paths: string[], opts?: { lock?: boolean; substitute?: boolean }): Promise<Iterable<string>>;
   queryClosure(paths: string[], includeOutputs: boolean): Promise<Iterable<string>>;
+  /** NAR sizes of the valid ones among `paths` (serve protocol's path infos). */
+  queryPathInfos?(paths: string[]): Promise<Iterable<{ path: string; narSize: number }>>;
   /** The export stream; it ends exactly where the export ends. */
   exportPaths(paths: string[]): Readable | Promise<Readable>;
   importPaths(stream: AsyncIterable<Buffer | Uint8Array | string>): Promise<unknown>;

@@ -2,7 +2,11 @@ import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { Host, Job } from './types.js';
 
 /** The fields of a job that decide where it may run. */
-export type FitJob = Pick<Job, 'id' | 'system' | 'requiredFeatures' | 'isBuiltin'>;
+export type FitJob = Pick<Job, 'id' | 'system' | 'requiredFeatures' | 'isBuiltin' | 'action'>;
+
+export function isTransfer(job: Pick<Job, 'action'>): boolean {
+  return job.action !== undefined && job.action !== 'build';
+}
 
 /**
  * Slots a host offers a job of this kind. builtin: derivations (fetchurl and
@@ -11,6 +15,7 @@ export type FitJob = Pick<Job, 'id' | 'system' | 'requiredFeatures' | 'isBuiltin
  * otherwise a build with max-jobs 0 and a single download could never finish.
  */
 export function slotLimit(host: Host, isBuiltin: boolean): number {
+  if (host.transferLane) return isBuiltin ? 0 : Math.max(0, host.maxJobs);
   if (isBuiltin) return host.isLocal ? Math.max(1, host.maxJobs) : 0;
   return Math.max(0, host.maxJobs);
 }
@@ -21,6 +26,8 @@ function list(items: string[]): string {
 
 /** Why `host` cannot build `job`, or null when it can. */
 export function rejectionReason(host: Host, job: FitJob): string | null {
+  if (isTransfer(job)) return host.transferLane ? null : 'fetches and copies run on the transfer lane';
+  if (host.transferLane) return 'takes fetches and copies only';
   if (job.isBuiltin) {
     return host.isLocal ? null : 'builtin derivations run only on the local machine';
   }

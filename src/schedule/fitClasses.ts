@@ -1,4 +1,4 @@
-import { fits, slotLimit } from './fit.js';
+import { fits, isTransfer, slotLimit } from './fit.js';
 import type { Host, Job } from './types.js';
 
 /**
@@ -30,7 +30,7 @@ export function computeFitClasses(
   const hostsOf: number[][] = [];
   const builtin: boolean[] = [];
   jobs.forEach((job, i) => {
-    const key = job.isBuiltin ? '\0builtin' : `${job.system}\0${[...job.requiredFeatures].sort().join(' ')}`;
+    const key = isTransfer(job) ? '\0transfer' : job.isBuiltin ? '\0builtin' : `${job.system}\0${[...job.requiredFeatures].sort().join(' ')}`;
     let c = byKey.get(key);
     if (c === undefined) {
       c = hostsOf.length;
@@ -38,7 +38,7 @@ export function computeFitClasses(
       const fitting: number[] = [];
       hosts.forEach((h, k) => {
         if (!fits(h, job) || slotLimit(h, job.isBuiltin) <= 0) return;
-        if (!job.isBuiltin && !regularAllowed(h)) return;
+        if (!job.isBuiltin && !h.transferLane && !regularAllowed(h)) return;
         fitting.push(k);
       });
       hostsOf.push(fitting);

@@ -111,7 +111,7 @@ export class OnlineScheduler {
     this.slackPlacement = options.slackPlacement ?? true;
     hosts.forEach((h, k) => this.hostIndex.set(h.id, k));
     const allowed = options.regularHosts ? new Set(options.regularHosts) : undefined;
-    const regularAllowed = (h: Host) => !allowed || allowed.has(h.id);
+    const regularAllowed = (h: Host) => h.transferLane === true || !allowed || allowed.has(h.id);
     this.topo = buildTopology(jobs);
     this.fit = computeFitClasses(jobs, hosts, regularAllowed);
     const weight = optimisticWeights(jobs, this.fit);

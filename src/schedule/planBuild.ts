@@ -1,4 +1,4 @@
-import { assertEveryJobFits, fits } from './fit.js';
+import { assertEveryJobFits, fits, isTransfer } from './fit.js';
 import { OnlineScheduler, type SchedulerOptions } from './onlineScheduler.js';
 import { simulate } from './simulate.js';
 import type { Host, Job, Plan } from './types.js';
@@ -24,14 +24,14 @@ const LOOKAHEAD = 'offload+lookahead';
  * through the same scheduler on restricted host sets and the best one wins.
  */
 function candidates(jobs: Job[], hosts: Host[]): Candidate[] {
-  const regular = jobs.filter((j) => !j.isBuiltin);
+  const regular = jobs.filter((j) => !j.isBuiltin && !isTransfer(j));
   const fitsAll = (h: Host) => regular.every((j) => fits(h, j));
   const out: Candidate[] = [{ name: 'offload' }];
   if (jobs.length <= VARIANT_LIMIT) out.push({ name: LOOKAHEAD, lookahead: true });
   const local = hosts.find((h) => h.isLocal);
   if (local && local.maxJobs > 0 && fitsAll(local)) out.push({ name: 'all-local', regularHosts: [local.id] });
   const single = hosts
-    .filter((h) => h.maxJobs > 0 && fitsAll(h))
+    .filter((h) => !h.transferLane && h.maxJobs > 0 && fitsAll(h))
     .sort((a, b) => b.speedFactor - a.speedFactor || b.maxJobs - a.maxJobs)[0];
   if (single && single !== local) out.push({ name: `single-host ${single.id}`, regularHosts: [single.id] });
   return out;

@@ -4,6 +4,17 @@
  */
 export const LOCAL_HOST = 'local';
 
+/**
+ * The lane fetches and copies run on: not a machine but the local store's
+ * downloads, with `max-substitution-jobs` slots. Modelling it as a host puts
+ * downloads on the same clock as builds, so a big download on the critical
+ * path is planned like a build.
+ */
+export const TRANSFER_LANE = 'caches';
+
+/** `build` runs the derivation; `fetch` substitutes its outputs from a cache; `copy` brings them from the builder that holds them. */
+export type JobAction = 'build' | 'fetch' | 'copy';
+
 export interface Host {
   /** hostName, or `local` for this machine. */
   id: string;
@@ -15,6 +26,8 @@ export interface Host {
   /** Duration on this host = estimate / speedFactor. */
   speedFactor: number;
   isLocal: boolean;
+  /** The transfer lane (TRANSFER_LANE): takes fetch and copy jobs only. */
+  transferLane?: boolean;
 }
 
 export interface Job {
@@ -32,6 +45,10 @@ export interface Job {
   preferLocalBuild: boolean;
   /** builtin: derivations always run on the local host. */
   isBuiltin: boolean;
+  /** Default `build`; fetch and copy jobs run on the transfer lane. */
+  action?: JobAction;
+  /** Fetch and copy jobs: bytes to move, and where from (a cache URL or a builder). */
+  transfer?: { bytes: number; narBytes?: number; from: string; paths: string[] };
 }
 
 export interface Assignment {

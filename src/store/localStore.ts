@@ -46,6 +46,27 @@ export class LocalStore {
     return new Set(await this.withClient((client) => client.queryValidPaths(list, { lock: options.lock ?? false })));
   }
 
+  /**
+   * Substitutes `paths` (and their missing references) from Nix's own
+   * substituters, then says which are valid. Nix checks signatures and NAR
+   * hashes and registers the paths, so nothing half-fetched ever becomes
+   * valid; a path it could not fetch is simply not in the answer, and
+   * `onLog` hears why.
+   */
+  async substitute(paths: Iterable<string>, onLog?: (line: string) => void): Promise<Set<string>> {
+    const list = this.check(paths, 'A path to fetch');
+    return new Set(
+      await this.withClient(async (client) => {
+        const stop = onLog ? client.onLog(onLog) : undefined;
+        try {
+          return await client.queryValidPaths(list, { lock: true, substitute: true });
+        } finally {
+          stop?.();
+        }
+      }),
+    );
+  }
+
   async closure(paths: Iterable<string>, includeOutputs = false): Promise<string[]> {
     const list = this.check(paths, 'A path whose closure to compute');
     if (list.length === 0) return [];

@@ -16,6 +16,8 @@ export interface SpawnServeOptions {
   env?: NodeJS.ProcessEnv;
   /** Seconds between asking the server to stop and killing it (default 5). */
   killAfterSeconds?: number;
+  /** Extra arguments before `--serve`, e.g. `--option substituters …` for the process that fetches. */
+  args?: readonly string[];
 }
 
 export interface ChildServeTransport extends ServeTransport {
@@ -31,7 +33,7 @@ export interface ChildServeTransport extends ServeTransport {
  */
 export async function spawnServe(options: SpawnServeOptions = {}): Promise<ChildServeTransport> {
   const bin = options.nixStoreBin ?? 'nix-store';
-  const child = spawn(bin, ['--serve', '--write'], { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(bin, [...(options.args ?? []), '--serve', '--write'], { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<number | string>((resolve) => {
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
   });

@@ -1,14 +1,14 @@
 import { execFile } from 'node:child_process';
-import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, normalize } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { instantiate, NIX_ENV, offload, parseJson } from './buildSupport.js';
+import { serveDirectory } from './cacheServer.js';
 
 const run = promisify(execFile);
 
@@ -22,23 +22,15 @@ describe.runIf(integrationPrereqs())('offload build with builders-use-substitute
   let cluster: TestCluster & { dispose(): Promise<void> };
   let cacheDir: string;
   let server: Server;
-  const requests: string[] = [];
+  let requests: string[] = [];
   let machines: string[];
 
   beforeAll(async () => {
     cacheDir = mkdtempSync(join(tmpdir(), 'offload-cache-'));
-    server = createServer((req, res) => {
-      requests.push(req.url ?? '');
-      const file = normalize(join(cacheDir, decodeURIComponent((req.url ?? '/').split('?')[0]!)));
-      if (!file.startsWith(cacheDir + '/') || !isFile(file)) {
-        res.writeHead(404).end();
-        return;
-      }
-      res.writeHead(200);
-      createReadStream(file).pipe(res);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
+    const served = await serveDirectory(cacheDir);
+    server = served.server;
+    requests = served.requests;
+    const port = new URL(served.url).port;
     cluster = await startTempCluster('build-subst', [{ name: 'ruby', maxJobs: 2, substituters: [`http://127.0.0.1:${port}`] }]);
     machines = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--json'];
   });
@@ -85,10 +77,3 @@ describe.runIf(integrationPrereqs())('offload build with builders-use-substitute
   });
 });
 
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}

@@ -96,7 +96,7 @@ describe('narinfo signatures', () => {
 
 describe('substituter URLs', () => {
   it('reads http, https and file caches with their parameters', () => {
-    expect(parseCacheUrl('https://cache.example/?priority=30')).toEqual({ url: 'https://cache.example', scheme: 'https', base: 'https://cache.example', priority: 30, trusted: false });
+    expect(parseCacheUrl('https://cache.example/?priority=30')).toEqual({ url: 'https://cache.example', configured: 'https://cache.example/?priority=30', scheme: 'https', base: 'https://cache.example', priority: 30, trusted: false });
     expect(parseCacheUrl('file:///var/cache/nix?trusted=1')).toMatchObject({ scheme: 'file', base: '/var/cache/nix', trusted: true });
     expect(() => parseCacheUrl('s3://bucket')).toThrow(UnsupportedCacheError);
   });

@@ -136,6 +136,14 @@ describe('queryMissing', () => {
     expect(ids(third.graph.nodes.values())).toEqual(['leaf', 'top']);
   });
 
+  it('does not look below a derivation whose cache answer is still out', () => {
+    const asked: string[] = [];
+    const k: MissingKnowledge = { isValid: () => false, substitute: (p) => (asked.push(p), undefined), heldBy: () => undefined };
+    const work = queryMissing(chain, k, { substitute: true });
+    expect(work.unknown).toEqual([out('top')]);
+    expect(asked).toEqual([out('top')]);
+  });
+
   it('counts a valid derivation as valid and wants nothing below it', () => {
     const work = queryMissing(chain, knows({ valid: [out('top')] }), { substitute: true });
     expect(work.valid).toEqual([drvPath('top')]);

@@ -82,7 +82,7 @@ describe('BuildHistory', () => {
     h.record(sample());
     const raw = new Database(dbPath, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-    expect(raw.pragma('user_version', { simple: true })).toBe(1);
+    expect(raw.pragma('user_version', { simple: true })).toBe(2);
     raw.close();
   });
 

@@ -91,7 +91,8 @@ export class CacheFiles {
         });
         res.on('error', (error) => reject(new CacheAnswerError(`${url}: ${error.message}`)));
       });
-      req.setTimeout(idleTimeoutMs, () => req.destroy(new CacheAnswerError(`${url}: no answer for ${idleTimeoutMs / 1000} s`)));
+      // A cache that accepts connections but never answers is as good as unreachable.
+      req.setTimeout(idleTimeoutMs, () => req.destroy(new CacheUnreachableError(`no answer within ${idleTimeoutMs / 1000} s`)));
       req.on('socket', (socket) => {
         if (!socket.connecting) return;
         const timer = setTimeout(() => req.destroy(new CacheUnreachableError(`no connection within ${connectTimeoutMs / 1000} s`)), connectTimeoutMs);

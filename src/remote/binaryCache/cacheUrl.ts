@@ -4,6 +4,8 @@ import { OffloadError } from '../../errors/offloadError.js';
 export interface CacheUrl {
   /** The URL as configured, without its parameters: how messages name the cache. */
   url: string;
+  /** Exactly as configured, parameters included. */
+  configured: string;
   scheme: 'http' | 'https' | 'file';
   /** Base for HTTP requests, or the directory of a file:// cache. */
   base: string;
@@ -29,6 +31,7 @@ export function parseCacheUrl(text: string): CacheUrl {
   const trustedText = params.get('trusted');
   return {
     url: bare,
+    configured: text,
     scheme,
     base: scheme === 'file' ? decodeURIComponent(bare.slice('file://'.length)) || '/' : bare,
     ...(priority !== undefined ? { priority } : {}),

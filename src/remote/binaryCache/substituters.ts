@@ -63,7 +63,8 @@ export class Substituters {
     this.queue = new PQueue({ concurrency });
     this.files = new CacheFiles({
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CACHE_CONNECT_TIMEOUT_S * 1000,
-      idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
+      // A cache that accepts connections and then says nothing is as good as unreachable, a little later.
+      idleTimeoutMs: options.idleTimeoutMs ?? 3 * (options.connectTimeoutMs ?? DEFAULT_CACHE_CONNECT_TIMEOUT_S * 1000),
       maxSockets: concurrency,
     });
     const seen = new Set<string>();
@@ -87,6 +88,11 @@ export class Substituters {
   /** The caches asked, as configured (without parameters). */
   get urls(): string[] {
     return this.caches.map((c) => c.url.url);
+  }
+
+  /** The caches not found unreachable, as configured (parameters kept): what Nix should fetch from. */
+  liveUrls(): string[] {
+    return this.caches.filter((c) => !c.down).map((c) => c.url.configured);
   }
 
   /** What the caches offer for each path (null: none has it, or none with a trusted signature). */
