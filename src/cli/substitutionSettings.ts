@@ -1,9 +1,8 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
+import { KNOWN_SETTINGS, parseSettingValue, settingKeyOf } from '../config/nixSettings/knownSettings.js';
+import { overrideSetting, readNixConfig, type NixConfig } from '../config/nixSettings/nixConfig.js';
 import { OffloadError } from '../errors/offloadError.js';
-
-const run = promisify(execFile);
 
 /** `--substituters`, `--option NAME VALUE`, `--no-substitute`: plan and build accept them, as nix-build does. */
 export interface SubstitutionOptions {
@@ -27,7 +26,7 @@ export interface SubstitutionSettings {
   nixOptions: Array<[string, string]>;
 }
 
-/** Nix's default; Nix 2.8 has no such setting and fetches 16 at a time inside one goal loop anyway. */
+/** Nix's default max-substitution-jobs (Nix 2.8 does not know the setting). */
 export const DEFAULT_MAX_SUBSTITUTION_JOBS = 16;
 
 export function addSubstitutionOptions(cmd: Command): Command {
@@ -55,17 +54,26 @@ export function joinNixOptionArgs(argv: string[]): string[] {
 }
 
 /**
- * The run's substitution settings: what the installed Nix says (so nix.conf,
- * NIX_CONFIG and includes count exactly as for nix-build), then the command
- * line on top.
+ * The run's substitution settings: the user's Nix settings as Nix reads them
+ * (config/nixSettings: nix.conf, includes, NIX_CONFIG), then the command line
+ * on top, each `--option` parsed exactly as nix.conf would parse it.
  */
 export async function substitutionSettings(opts: SubstitutionOptions, env: NodeJS.ProcessEnv = process.env): Promise<SubstitutionSettings> {
   const pairs = (opts.option ?? []).map(splitOption);
   if (opts.substituters !== undefined) pairs.push(['substituters', opts.substituters]);
-  const settings: SubstitutionSettings = { ...(await nixDefaults(env)), nixOptions: pairs };
-  for (const [name, value] of pairs) applySetting(settings, name, value);
-  if (opts.substitute === false) settings.substitute = false;
-  return settings;
+  let nix = await readNixConfig({ env });
+  for (const [name, value] of pairs) nix = applyOption(nix, name, value);
+  const s = nix.settings;
+  const jobs = s.maxSubstitutionJobs.value;
+  return {
+    substitute: s.substitute.value && opts.substitute !== false,
+    substituters: s.substituters.value,
+    trustedPublicKeys: s.trustedPublicKeys.value,
+    requireSigs: s.requireSigs.value,
+    maxSubstitutionJobs: jobs > 0 ? jobs : DEFAULT_MAX_SUBSTITUTION_JOBS,
+    connectTimeout: s.connectTimeout.value,
+    nixOptions: pairs,
+  };
 }
 
 function splitOption(text: string): [string, string] {
@@ -74,64 +82,13 @@ function splitOption(text: string): [string, string] {
   return [text.slice(0, eq), text.slice(eq + 1)];
 }
 
-const words = (value: string) => value.split(/\s+/).filter((w) => w !== '');
-
-function applySetting(s: SubstitutionSettings, name: string, value: string): void {
-  const bool = () => {
-    if (value === 'true' || value === '1') return true;
-    if (value === 'false' || value === '0') return false;
-    throw new OffloadError(`--option ${name}: expected true or false, got ${JSON.stringify(value)}`);
-  };
-  const count = () => {
-    if (!/^\d+$/.test(value)) throw new OffloadError(`--option ${name}: expected a whole number, got ${JSON.stringify(value)}`);
-    return Number(value);
-  };
-  switch (name) {
-    case 'substituters':
-      s.substituters = words(value);
-      break;
-    case 'extra-substituters':
-      s.substituters = [...s.substituters, ...words(value)];
-      break;
-    case 'trusted-public-keys':
-      s.trustedPublicKeys = words(value);
-      break;
-    case 'extra-trusted-public-keys':
-      s.trustedPublicKeys = [...s.trustedPublicKeys, ...words(value)];
-      break;
-    case 'require-sigs':
-      s.requireSigs = bool();
-      break;
-    case 'substitute':
-      s.substitute = bool();
-      break;
-    case 'max-substitution-jobs':
-      s.maxSubstitutionJobs = Math.max(1, count());
-      break;
-    case 'connect-timeout':
-      s.connectTimeout = count();
-      break;
-  }
-}
-
-/** Until offload reads nix.conf itself: the installed Nix's own view of its settings. */
-async function nixDefaults(env: NodeJS.ProcessEnv): Promise<Omit<SubstitutionSettings, 'nixOptions'>> {
-  let config: Record<string, { value: unknown }>;
-  try {
-    const { stdout } = await run('nix', ['--extra-experimental-features', 'nix-command', 'show-config', '--json'], { env, maxBuffer: 16 << 20 });
-    config = JSON.parse(stdout) as Record<string, { value: unknown }>;
-  } catch {
-    // No Nix here (a plan from JSON on a laptop): nothing to substitute from.
-    return { substitute: false, substituters: [], trustedPublicKeys: [], requireSigs: true, maxSubstitutionJobs: DEFAULT_MAX_SUBSTITUTION_JOBS, connectTimeout: 0 };
-  }
-  const list = (key: string) => (Array.isArray(config[key]?.value) ? (config[key]!.value as string[]) : []);
-  const jobs = config['max-substitution-jobs']?.value;
-  return {
-    substitute: config['substitute']?.value !== false,
-    substituters: [...list('substituters'), ...list('extra-substituters')],
-    trustedPublicKeys: [...list('trusted-public-keys'), ...list('extra-trusted-public-keys')],
-    requireSigs: config['require-sigs']?.value !== false,
-    maxSubstitutionJobs: typeof jobs === 'number' && jobs > 0 ? jobs : DEFAULT_MAX_SUBSTITUTION_JOBS,
-    connectTimeout: typeof config['connect-timeout']?.value === 'number' ? (config['connect-timeout'].value as number) : 0,
-  };
+/** A known setting (or its `extra-` form) replaces what nix.conf said; others only go on to the fetching Nix. */
+function applyOption(nix: NixConfig, name: string, value: string): NixConfig {
+  const append = name.startsWith('extra-');
+  const key = settingKeyOf(append ? name.slice('extra-'.length) : name);
+  if (key === undefined) return nix;
+  const kind = KNOWN_SETTINGS[key].kind;
+  const parsed = parseSettingValue(kind, value, append, nix.settings[key].value, availableParallelism());
+  if (!parsed.ok) throw new OffloadError(`--option ${name} ${JSON.stringify(value)}: ${parsed.reason}`);
+  return overrideSetting(nix, key, parsed.value as never, `--option ${name}`);
 }

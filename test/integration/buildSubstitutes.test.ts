@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { instantiate, NIX_ENV, offload, parseJson } from './buildSupport.js';
-import { serveDirectory } from './cacheServer.js';
+import { serveDirectory } from '../../scripts/cluster/cacheServer.js';
 
 const run = promisify(execFile);
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { NIX_ENV, offload, parseJson, ROOT, type BuildJson, type CliResult } from './buildSupport.js';
-import { serveDirectory } from './cacheServer.js';
+import { serveDirectory } from '../../scripts/cluster/cacheServer.js';
 
 const run = promisify(execFile);
 
