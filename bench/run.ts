@@ -1,8 +1,9 @@
 /**
- * `npm run bench [plan [DAG folder]|build|failover]`: plan quality and speed
+ * `npm run bench [plan [DAG folder]|build|failover|cache]`: plan quality and speed
  * on the nixpkgs DAGs in fixtures/dags (or the folder given, or
  * `$OFFLOAD_BENCH_DAGS`), then
- * real builds side by side with Nix's own build-remote on the test cluster.
+ * real builds side by side with Nix's own build-remote on the test cluster,
+ * and binary caches first (`cache`) against nix-build with the same cache.
  * Numbers are printed, never asserted: benchmarks are not tests.
  */
 import { runBuildBench } from './buildVsNix.js';
@@ -12,3 +13,4 @@ const only = process.argv[2];
 if (!only || only === 'plan') runPlanBench(process.argv[3] ?? process.env.OFFLOAD_BENCH_DAGS);
 if (!only || only === 'build') await runBuildBench();
 if (!only || only === 'failover') await (await import('./failover.js')).runFailoverBench();
+if (!only || only === 'cache') await (await import('./cacheVsNix.js')).runCacheBench();

@@ -120,8 +120,9 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
     const c = await freshCase('local', ['wide.top', 'wide.carrier']);
     await fillCache(c, 'wide.carrier', { sign: true });
     const cache = await http(c);
-    const json = ok(await offload(['build', c.drvs['wide.top']!, ...machines, '--exclude-hosts', 'forge,ruby', '--max-jobs', '1', ...trusting(cache.url), '--json']));
-    expect(c.built()).toEqual(['wide-5', 'wide-6', 'wide-top']);
+    const r = await offload(['build', c.drvs['wide.top']!, ...machines, '--exclude-hosts', 'forge,ruby', '--max-jobs', '1', ...trusting(cache.url), '--json']);
+    const json = ok(r);
+    expect(c.built(), r.stderr).toEqual(['wide-5', 'wide-6', 'wide-top']);
     for (const n of [1, 2, 3, 4]) expect(job(json, `wide-${n}`)).toMatchObject({ action: 'fetch', status: 'fetched' });
     expect(job(json, 'wide-top')).toMatchObject({ action: 'build', status: 'built', host: 'local' });
     expect(cache.requests.filter((u) => u.startsWith('/nar/'))).toHaveLength(4);

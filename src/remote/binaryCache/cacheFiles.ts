@@ -9,7 +9,18 @@ import type { CacheUrl } from './cacheUrl.js';
 export class CacheUnreachableError extends Error {}
 
 /** The cache answered, but not with the file or a clean "not here". */
-export class CacheAnswerError extends Error {}
+export class CacheAnswerError extends Error {
+  constructor(
+    message: string,
+    /** A retry may succeed (connection reset, server error). */
+    readonly transient = false,
+  ) {
+    super(message);
+  }
+}
+
+const ATTEMPTS = 3;
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
 export interface CacheFileOptions {
   /** Milliseconds to establish a connection before the cache counts as unreachable. */
@@ -39,7 +50,15 @@ export class CacheFiles {
 
   async get(cache: CacheUrl, file: string): Promise<string | null> {
     if (cache.scheme === 'file') return this.readLocal(cache, file);
-    return this.request(cache, `${cache.base}/${file}`);
+    // Like Nix's download-attempts: a reset keep-alive socket or a 5xx is worth another try.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.request(cache, `${cache.base}/${file}`);
+      } catch (error) {
+        if (!(error instanceof CacheAnswerError) || !error.transient || attempt >= ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
   }
 
   close(): void {
@@ -72,7 +91,7 @@ export class CacheFiles {
         }
         if (status !== 200) {
           res.resume();
-          reject(new CacheAnswerError(`${url}: HTTP ${status}`));
+          reject(new CacheAnswerError(`${url}: HTTP ${status}`, status >= 500));
           return;
         }
         const chunks: Buffer[] = [];
@@ -102,7 +121,7 @@ export class CacheFiles {
       req.on('error', (error: NodeJS.ErrnoException) => {
         if (error instanceof CacheUnreachableError || error instanceof CacheAnswerError) reject(error);
         else if (UNREACHABLE.has(error.code ?? '')) reject(new CacheUnreachableError(error.message));
-        else reject(new CacheAnswerError(`${url}: ${error.message}`));
+        else reject(new CacheAnswerError(`${url}: ${error.message}`, TRANSIENT_CODES.has(error.code ?? '') || error.message === 'socket hang up'));
       });
     });
   }
