@@ -11,6 +11,7 @@ import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/type
 import type { MachinesConfig } from '../config/machine.js';
 import type { Derivation } from '../drv/derivation.js';
 import type { Substitute } from '../graph/queryMissing.js';
+import { assertEveryJobFits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { DEFAULT_STORE_DIR } from '../store/storePath.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
@@ -138,11 +139,11 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const records = new Map<string, JobRecord>();
   let result: RunResult | undefined;
   try {
-    // Builders are caches too: asked once, while the caches answer the first walk.
-    const [holdings] = await Promise.all([
-      queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload)),
-      substitutes ? missingWork(workload, { substitutes, known, localValid }) : undefined,
-    ]);
+    // Bad input (a derivation no machine fits) is refused before any builder is contacted.
+    const first = await missingWork(workload, { ...(substitutes ? { substitutes } : {}), known, localValid });
+    assertEveryJobFits(jobsForWork(first, rules, history, transferEstimates(undefined)), hosts(true));
+    // Builders are caches too: asked once, over the connections the run opens anyway.
+    const holdings = await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));
     let held: ReadonlyMap<string, string> = holdings.held;
     let localPaths: ReadonlySet<string> = workload.localPaths;
     const refused = new Set<string>();

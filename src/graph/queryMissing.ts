@@ -141,7 +141,7 @@ export class MissingWalk {
   }
   const fetch = fetchUnits(fetchPaths, fetchable, knowledge, producerOf, new Set(build.map((d) => d.drvPath)));
   return {
-    graph: graphOfNeeded(set.roots, build.reverse(), valid),
+    graph: graphOfNeeded(set.roots, build, valid),
     fetch,
     held,
     valid,

@@ -34,6 +34,7 @@ export class LocalFetcher {
   private pending: Request[] = [];
   private active = 0;
   private flushing = false;
+  private warm = false;
 
   constructor(private readonly options: LocalFetcherOptions) {
     this.processes = Math.max(1, options.processes ?? 2);
@@ -57,8 +58,11 @@ export class LocalFetcher {
   }
 
   private flush(): void {
-    while (this.pending.length > 0 && this.active < this.processes) {
-      const share = Math.ceil(this.pending.length / (this.processes - this.active));
+    // Nix 2.8's narinfo disk cache fails ("constraint failed") when two processes register the
+    // same cache at once: one process fetches until the first batch is in, then the others join.
+    const limit = this.warm ? this.processes : 1;
+    while (this.pending.length > 0 && this.active < limit) {
+      const share = Math.ceil(this.pending.length / (limit - this.active));
       const batch = this.pending.splice(0, share);
       this.active++;
       void this.run(batch).finally(() => {
@@ -70,22 +74,26 @@ export class LocalFetcher {
 
   private async run(batch: Request[]): Promise<void> {
     const lines: string[] = [];
+    // Created on first use, so the caches found unreachable meanwhile are left out of its settings.
+    this.store ??= new LocalStore({
+      storeDir: this.options.storeDir,
+      maxConnections: this.processes,
+      args: this.options.nixOptions().flatMap(([name, value]) => ['--option', name, value]),
+    });
+    const paths = batch.flatMap((r) => r.paths);
     let valid: Set<string>;
     try {
-      // Created on first use, so the caches found unreachable meanwhile are left out of its settings.
-      this.store ??= new LocalStore({
-        storeDir: this.options.storeDir,
-        maxConnections: this.processes,
-        args: this.options.nixOptions().flatMap(([name, value]) => ['--option', name, value]),
-      });
-      valid = await this.store.substitute(
-        batch.flatMap((r) => r.paths),
-        (line) => lines.push(line),
-      );
-    } catch (error) {
-      for (const r of batch) r.reject(error);
-      return;
+      valid = await this.store.substitute(paths, (line) => lines.push(line));
+    } catch (firstError) {
+      // A fetching process that died (Nix aborts on some store errors) gets one more try in a fresh one.
+      try {
+        valid = await this.store.substitute(paths, (line) => lines.push(line));
+      } catch {
+        for (const r of batch) r.reject(firstError);
+        return;
+      }
     }
+    this.warm = true;
     for (const r of batch) {
       const failed = new Map<string, string>();
       for (const p of r.paths) if (!valid.has(p)) failed.set(p, reasonFor(p, lines));

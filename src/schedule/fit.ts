@@ -78,7 +78,8 @@ export function assertEveryJobFits(jobs: Iterable<FitJob>, hosts: Host[]): void 
     if (hosts.some((h) => fits(h, job))) continue;
     throw new NoHostFitsError(
       job,
-      hosts.map((h) => ({ host: h.id, reason: rejectionReason(h, job) ?? 'fits' })),
+      // The transfer lane is no machine: naming it beside real hosts would only confuse.
+      hosts.filter((h) => !h.transferLane).map((h) => ({ host: h.id, reason: rejectionReason(h, job) ?? 'fits' })),
     );
   }
 }
