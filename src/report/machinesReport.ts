@@ -38,6 +38,7 @@ export function machinesListToJson(input: MachinesListInput): object {
       mandatoryFeatures: m.mandatoryFeatures,
       maxJobs: m.maxJobs,
       speedFactor: m.speedFactor,
+      origin: m.origin ?? input.source,
       hostKey: {
         source: hostKey.source,
         fingerprints: hostKey.fingerprints,
@@ -52,8 +53,23 @@ export function machinesListToJson(input: MachinesListInput): object {
       systems: input.local.systems,
       supportedFeatures: input.local.supportedFeatures,
       buildersUseSubstitutes: input.local.buildersUseSubstitutes,
+      origins: input.local.origins,
     },
   };
+}
+
+/** Where each machine and each local setting came from, one line each, under the table. */
+function originLines(input: MachinesListInput): string[] {
+  const { origins } = input.local;
+  const rows = [
+    ...input.machines.map(({ machine }) => [machine.hostName, machine.origin ?? input.source]),
+    ['(local) max-jobs', origins.maxJobs],
+    ['(local) systems', origins.systems],
+    ['(local) system-features', origins.supportedFeatures],
+    ['(local) builders-use-substitutes', origins.buildersUseSubstitutes],
+    ['(local) speed', origins.speedFactor],
+  ];
+  return renderTable(['', ''], rows).split('\n').slice(1).map((line) => `  ${line}`);
 }
 
 const list = (items: readonly string[]) => (items.length > 0 ? items.join(',') : '-');
@@ -107,6 +123,7 @@ export function machinesListToText(input: MachinesListInput, opts: TextOptions):
     'FEATURES: * = mandatory (only derivations requiring it go there).' +
       (local.maxJobs === 0 ? ' Local: 0 slots, builds locally only builtin: derivations.' : ''),
   ];
+  lines.push('', 'Where each came from:', ...originLines(input));
   for (const { machine, keyFileProblem } of input.machines) {
     if (keyFileProblem !== undefined) lines.push(`${machine.hostName}: ${keyFileProblem}`);
   }
