@@ -18,7 +18,7 @@ import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
 import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
-import { localRootOutputs, runFailed, type RunResult } from '../run/runResult.js';
+import { localRootOutputs, runExitCode, type RunResult } from '../run/runResult.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
@@ -34,6 +34,8 @@ export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutput
   connectTimeout: number;
   keepaliveInterval: number;
   hostBackoff: number;
+  maxSilentTime?: number;
+  timeout?: number;
 }
 
 export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
@@ -51,7 +53,9 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     )
     .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder', parseSeconds, 10)
     .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
-    .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30);
+    .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30)
+    .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
+    .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds);
   addMachineOptions(cmd);
   addOutputOptions(cmd);
   addBuildOutputOptions(cmd);
@@ -80,7 +84,7 @@ ${exitCodeHelp}`,
 }
 
 export async function buildAction(drvs: string[], opts: BuildOptions): Promise<number> {
-  const config = await loadMachinesConfig(machineLoadOptions(opts));
+  const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
   const { set, graph, localPaths } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
@@ -129,6 +133,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
       keepGoing: opts.keepGoing ?? false,
       copyBack: opts.copyBack,
       buildersUseSubstitutes: config.local.buildersUseSubstitutes,
+      buildLimits: { maxSilentTime: config.local.maxSilentTime, buildTimeout: config.local.buildTimeout },
       hostHealth: { ...defaultHostHealthOptions, backoffSeconds: opts.hostBackoff },
     },
     log,
@@ -183,7 +188,13 @@ async function report(result: RunResult, output: BuildObservers): Promise<number
       ExitCode.hostsUnusable,
     );
   }
-  return runFailed(result) ? ExitCode.buildFailed : ExitCode.ok;
+  return runExitCode(result);
+}
+
+/** Nix's --timeout and --max-silent-time take whole seconds; 0 means no limit. */
+function parseWholeSeconds(value: string): number {
+  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`);
+  return Number(value);
 }
 
 function parseSeconds(value: string): number {

@@ -25,6 +25,10 @@ export interface LoadMachinesOptions {
   /** `--max-jobs`: local build slots; wins over the file and nix.conf. */
   maxJobs?: number;
   buildersUseSubstitutes?: boolean;
+  /** `--max-silent-time`: wins over Nix's max-silent-time. */
+  maxSilentTime?: number;
+  /** `--timeout`: wins over Nix's timeout. */
+  buildTimeout?: number;
   hosts?: string[];
   excludeHosts?: string[];
   /** What Nix defaults to on this machine (system, extra-platforms, …); by default the installed Nix is asked. */
@@ -250,6 +254,8 @@ function localSettings(loaded: Loaded, options: LoadMachinesOptions, nix: NixCon
     systems: pick(['', undefined], ['local.systems', settings.local?.systems], nixSystems),
     supportedFeatures: pick(['', undefined], ['local.supportedFeatures', settings.local?.supportedFeatures], nixSays(s.systemFeatures)),
     buildersUseSubstitutes: pick(['--builders-use-substitutes', options.buildersUseSubstitutes], ['buildersUseSubstitutes', settings.buildersUseSubstitutes], nixSays(s.buildersUseSubstitutes)),
+    maxSilentTime: pick(['--max-silent-time', options.maxSilentTime], ['', undefined], nixSays(s.maxSilentTime)),
+    buildTimeout: pick(['--timeout', options.buildTimeout], ['', undefined], nixSays(s.timeout)),
   };
   return {
     maxJobs: picked.maxJobs.value,
@@ -257,12 +263,17 @@ function localSettings(loaded: Loaded, options: LoadMachinesOptions, nix: NixCon
     systems: picked.systems.value,
     supportedFeatures: picked.supportedFeatures.value,
     buildersUseSubstitutes: picked.buildersUseSubstitutes.value,
+    // Nix reads these as signed numbers; a negative one means no limit there too.
+    maxSilentTime: Math.max(0, picked.maxSilentTime.value),
+    buildTimeout: Math.max(0, picked.buildTimeout.value),
     origins: {
       maxJobs: picked.maxJobs.origin,
       speedFactor: picked.speedFactor.origin,
       systems: picked.systems.origin,
       supportedFeatures: picked.supportedFeatures.origin,
       buildersUseSubstitutes: picked.buildersUseSubstitutes.origin,
+      maxSilentTime: picked.maxSilentTime.origin,
+      buildTimeout: picked.buildTimeout.origin,
     },
   };
 }

@@ -53,6 +53,8 @@ export function machinesListToJson(input: MachinesListInput): object {
       systems: input.local.systems,
       supportedFeatures: input.local.supportedFeatures,
       buildersUseSubstitutes: input.local.buildersUseSubstitutes,
+      maxSilentTime: input.local.maxSilentTime,
+      buildTimeout: input.local.buildTimeout,
       origins: input.local.origins,
     },
   };
@@ -68,6 +70,8 @@ function originLines(input: MachinesListInput): string[] {
     ['(local) system-features', origins.supportedFeatures],
     ['(local) builders-use-substitutes', origins.buildersUseSubstitutes],
     ['(local) speed', origins.speedFactor],
+    [`max-silent-time ${input.local.maxSilentTime || 'none'}`, origins.maxSilentTime],
+    [`timeout ${input.local.buildTimeout || 'none'}`, origins.buildTimeout],
   ];
   return renderTable(['', ''], rows).split('\n').slice(1).map((line) => `  ${line}`);
 }

@@ -65,7 +65,7 @@ export function startOffload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): 
 
 export interface BuildJson {
   outputs: Record<string, Record<string, string>>;
-  jobs: Array<{ drvPath: string; name: string; host: string; status: string; start: number | null; end: number | null; attempts: number; error?: string; sent: string[]; substituted: string[] }>;
+  jobs: Array<{ drvPath: string; name: string; host: string; status: string; start: number | null; end: number | null; attempts: number; error?: string; failure?: string; sent: string[]; substituted: string[] }>;
   makespan: number;
 }
 

@@ -173,7 +173,11 @@ describe('loadMachinesConfig: local settings', () => {
       systems: ['x86_64-linux', 'i686-linux'],
       supportedFeatures: ['kvm'],
       buildersUseSubstitutes: true,
+      maxSilentTime: 0,
+      buildTimeout: 0,
       origins: {
+        maxSilentTime: 'default',
+        buildTimeout: 'default',
         maxJobs: `${path} (maxJobs)`,
         speedFactor: `${path} (local.speedFactor)`,
         systems: `${path} (local.systems)`,
@@ -196,7 +200,11 @@ describe('loadMachinesConfig: local settings', () => {
       systems: ['aarch64-linux'],
       supportedFeatures: ['benchmark', 'kvm'],
       buildersUseSubstitutes: false,
+      maxSilentTime: 0,
+      buildTimeout: 0,
       origins: {
+        maxSilentTime: 'default',
+        buildTimeout: 'default',
         maxJobs: 'default',
         speedFactor: 'default',
         systems: 'system: default (test); extra-platforms: default (test)',
@@ -306,7 +314,7 @@ describe('loadMachinesConfig: ssh_config resolution', () => {
 
 describe("loadMachinesConfig: Nix's own settings when offload has none", () => {
   it('takes builders and max-jobs from nix.conf, each machine and setting saying where it came from', async () => {
-    const conf = file('etc/nix/nix.conf', 'max-jobs = 0\nbuilders = ssh://root@ruby x86_64-linux - 2 ; kana aarch64-linux\nbuilders-use-substitutes = true\nextra-system-features = kvm\n');
+    const conf = file('etc/nix/nix.conf', 'max-jobs = 0\nbuilders = ssh://root@ruby x86_64-linux - 2 ; kana aarch64-linux\nbuilders-use-substitutes = true\nextra-system-features = kvm\nbuild-max-silent-time = 30\n');
     const config = await load();
     expect(config.source).toBe(`Nix's builders setting (${conf}:2): ssh://root@ruby x86_64-linux - 2 ; kana aarch64-linux`);
     expect(config.machines.map((m) => [m.hostName, m.maxJobs, m.systems, m.origin])).toEqual([
@@ -317,8 +325,15 @@ describe("loadMachinesConfig: Nix's own settings when offload has none", () => {
       maxJobs: 0,
       buildersUseSubstitutes: true,
       supportedFeatures: ['benchmark', 'big-parallel', 'kvm', 'nixos-test'],
-      origins: { maxJobs: `${conf}:1`, buildersUseSubstitutes: `${conf}:3`, supportedFeatures: `default (test) + ${conf}:4 (extra-system-features)` },
+      maxSilentTime: 30,
+      origins: {
+        maxJobs: `${conf}:1`,
+        buildersUseSubstitutes: `${conf}:3`,
+        supportedFeatures: `default (test) + ${conf}:4 (extra-system-features)`,
+        maxSilentTime: `${conf}:5 (build-max-silent-time)`,
+      },
     });
+    expect((await load({ maxSilentTime: 5, buildTimeout: 7 })).local).toMatchObject({ maxSilentTime: 5, buildTimeout: 7, origins: { maxSilentTime: '--max-silent-time', buildTimeout: '--timeout' } });
   });
 
   it('NIX_CONFIG wins over nix.conf: builders = @file, max-jobs = auto', async () => {
