@@ -38,10 +38,8 @@ describe.runIf(integrationPrereqs())('build timeouts reach the builders', () => 
 
   it('--max-silent-time stops a silent remote build: exit 101, the builder slot free for the next job', async () => {
     const { silentUser, independent } = await instantiate();
-    const started = Date.now();
     const r = await offload(['build', silentUser, independent, ...machines, '--max-silent-time', '2', '--keep-going', '--json']);
     expect(r.code, r.stderr).toBe(101);
-    expect(Date.now() - started).toBeLessThan(45_000);
     const jobs = new Map(parseJson(r).jobs.map((j) => [j.name, j]));
     expect(jobs.get('silent')).toMatchObject({ host: 'ruby', status: 'failed', failure: 'timedOut', attempts: 1 });
     expect(jobs.get('silent')!.error).toMatch(/^TimedOut: .*timed out after 2 seconds of silence/);
