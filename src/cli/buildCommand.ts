@@ -18,7 +18,9 @@ import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
 import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
-import { localRootOutputs, runExitCode, type RunResult } from '../run/runResult.js';
+import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
+import { outLinks, type OutLink } from '../store/outLinks.js';
+import { addPermRoots, checkOutLinksFree } from '../store/permRoots.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
@@ -36,6 +38,8 @@ export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutput
   hostBackoff: number;
   maxSilentTime?: number;
   timeout?: number;
+  /** `--out-link PATH` (default `result`); false with `--no-out-link`. */
+  outLink: string | false;
 }
 
 export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
@@ -55,7 +59,9 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
     .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30)
     .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
-    .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds);
+    .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds)
+    .option('-o, --out-link <path>', 'name of the symlinks to the outputs, each a GC root: PATH, PATH-dev, PATH-2, … as nix-build names them', 'result')
+    .option('--no-out-link', 'make no result symlinks (and so no GC roots)');
   addMachineOptions(cmd);
   addOutputOptions(cmd);
   addBuildOutputOptions(cmd);
@@ -89,6 +95,8 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   for (const warning of config.warnings ?? []) output.warn(warning);
   const { set, graph, localPaths } = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
   if (!localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
+  const links = opts.outLink === false ? [] : outLinks(set.roots.map((drvPath) => ({ drvPath })), set.drvs, opts.outLink, process.cwd());
+  await checkOutLinksFree(links, opts.storeDir);
   const toBuild = [...graph.nodes.values()].map((n) => n.drv);
   assertInputAddressed([...toBuild, ...set.roots.map((r) => set.drvs.get(r)!)]);
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
@@ -100,7 +108,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const log = output.log;
   if (!plan) {
     const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: 0, interrupted: false };
-    return report(nothing, output);
+    return report(await withOutLinks(nothing, links), output);
   }
 
   const placement = livePlacement(plan, hosts);
@@ -148,10 +156,11 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     void ssh.closeAll();
   };
   const stopListening = onTerminationSignals(shutdown, output.warn);
-  let result: RunResult;
+  let result: LinkedResult;
   try {
     await openPlannedHosts(channels, placement.planned, (host, error) => executor.hostDown(host, error));
-    result = await executor.run();
+    // Linked while the local store children still hold the new outputs as temporary roots.
+    result = await withOutLinks(await executor.run(), links);
   } finally {
     stopListening();
     channels.closeAll();
@@ -159,6 +168,27 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     leases.close();
   }
   return report(result, output);
+}
+
+/** A run's result, and the reason its links could not be made. */
+type LinkedResult = RunResult & { linkError?: OffloadError };
+
+/**
+ * As nix-build: the links are made only when everything was built, and point
+ * at outputs that are in the local store. A link that cannot be made fails
+ * the run (exit 1) after the result is reported.
+ */
+async function withOutLinks(result: RunResult, links: readonly OutLink[]): Promise<LinkedResult> {
+  if (links.length === 0 || result.interrupted || runFailed(result)) return result;
+  const local = new Set(Object.values(result.outputs).flatMap((outputs) => Object.values(outputs)));
+  const made = links.filter((link) => local.has(link.path));
+  try {
+    await addPermRoots(made);
+    return { ...result, outLinks: made };
+  } catch (error) {
+    if (!(error instanceof OffloadError)) throw error;
+    return { ...result, linkError: error };
+  }
 }
 
 /** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */
@@ -179,9 +209,10 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
 
 /** Input sources and outputs: what jobs may read from the local store. */
 /** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */
-async function report(result: RunResult, output: BuildObservers): Promise<number> {
+async function report(result: LinkedResult, output: BuildObservers): Promise<number> {
   await output.finish(result);
   if (result.interrupted) return ExitCode.interrupted;
+  if (result.linkError) throw result.linkError;
   if (result.stuck) {
     throw new OffloadError(
       `cannot build ${result.stuck.jobs.length} derivation${result.stuck.jobs.length === 1 ? '' : 's'} (${result.stuck.jobs.slice(0, 3).join(', ')}${result.stuck.jobs.length > 3 ? ', …' : ''}): ${result.stuck.reason}.`,

@@ -1,6 +1,7 @@
 import type { Derivation } from '../drv/derivation.js';
 import { ExitCode } from '../errors/offloadError.js';
 import type { BuildFailureKind } from '../remote/buildResult.js';
+import type { OutLink } from '../store/outLinks.js';
 import type { HostTrouble } from './hostHealth.js';
 
 /** What happened to one job in a live run; times are seconds since the run started. */
@@ -38,6 +39,8 @@ export interface RunResult {
   stuck?: { jobs: string[]; reason: string };
   /** Builders that failed during the run (connections, transient results), and whether they were taken out. */
   hosts?: HostTrouble[];
+  /** The `result` links made after a successful run, each a GC root. */
+  outLinks?: OutLink[];
 }
 
 /** The outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
@@ -92,6 +95,7 @@ export function runResultJson(result: RunResult) {
     })),
     makespan: round(result.makespan),
     interrupted: result.interrupted,
+    outLinks: (result.outLinks ?? []).map(({ link, drvPath, output, path }) => ({ link, drvPath, output, path })),
     ...(result.stuck ? { stuck: result.stuck } : {}),
     ...(result.hosts ? { hosts: result.hosts } : {}),
   };
