@@ -60,8 +60,8 @@ export function machinesListToJson(input: MachinesListInput): object {
   };
 }
 
-/** Where each machine and each local setting came from, one line each, under the table. */
-function originLines(input: MachinesListInput): string[] {
+/** Where each machine and each local setting came from, one row each, under the machines table. */
+function originTable(input: MachinesListInput, width: number | undefined): string {
   const { origins } = input.local;
   const rows = [
     ...input.machines.map(({ machine }) => [machine.hostName, machine.origin ?? input.source]),
@@ -73,7 +73,7 @@ function originLines(input: MachinesListInput): string[] {
     [`max-silent-time ${input.local.maxSilentTime || 'none'}`, origins.maxSilentTime],
     [`timeout ${input.local.buildTimeout || 'none'}`, origins.buildTimeout],
   ];
-  return renderTable(['', ''], rows).split('\n').slice(1).map((line) => `  ${line}`);
+  return renderTable(['WHAT', 'FROM'], rows, new Set(), { width, wrap: ['FROM'] });
 }
 
 const list = (items: readonly string[]) => (items.length > 0 ? items.join(',') : '-');
@@ -127,7 +127,7 @@ export function machinesListToText(input: MachinesListInput, opts: TextOptions):
     'FEATURES: * = mandatory (only derivations requiring it go there).' +
       (local.maxJobs === 0 ? ' Local: 0 slots, builds locally only builtin: derivations.' : ''),
   ];
-  lines.push('', 'Where each came from:', ...originLines(input));
+  lines.push('', originTable(input, opts.width));
   for (const { machine, keyFileProblem } of input.machines) {
     if (keyFileProblem !== undefined) lines.push(`${machine.hostName}: ${keyFileProblem}`);
   }
