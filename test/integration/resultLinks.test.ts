@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -50,10 +50,10 @@ describe.runIf(integrationPrereqs())('result links and GC roots', () => {
     return { top: top!, other: other! };
   }
 
-  const offload = (args: string[], cwd: string) =>
-    store.run([process.execPath, join(ROOT, 'bin', 'offload.js'), 'build', ...args, '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0'], { env: NIX_ENV, cwd });
+  const offload = (args: string[], cwd: string, env = NIX_ENV) =>
+    store.run([process.execPath, join(ROOT, 'bin', 'offload.js'), 'build', ...args, '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0'], { env, cwd });
   const valid = async (path: string) => (await store.run(['nix-store', '--check-validity', path], { env: NIX_ENV })).code === 0;
-  const gc = async () => expect((await store.run(['nix-store', '--gc'], { env: NIX_ENV })).code).toBe(0);
+  const gc = async (env = NIX_ENV) => expect((await store.run(['nix-store', '--gc'], { env })).code).toBe(0);
   const outputOf = async (drv: string, output: string) => {
     const r = await store.run(['nix-store', '--query', '--outputs', drv], { env: NIX_ENV });
     return r.stdout.trim().split('\n').find((p) => (output === 'out' ? !/-dev$/.test(p) : p.endsWith(`-${output}`)))!;
@@ -113,5 +113,24 @@ describe.runIf(integrationPrereqs())('result links and GC roots', () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain(`cannot create the result link ${join(cwd, 'result')}: it exists and is not a link into /nix/store`);
     expect(await valid(await outputOf(fresh.top, 'out'))).toBe(false);
+  });
+
+  it('with a nix-daemon store the daemon registers the root (the store, not offload, writes gcroots/auto)', async () => {
+    const daemonEnv = { ...NIX_ENV, NIX_REMOTE: 'daemon' };
+    store.start(['nix-daemon'], NIX_ENV);
+    const socket = join(store.nixDir, 'var/nix/daemon-socket/socket');
+    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(existsSync(socket)).toBe(true);
+    const { top } = await instantiate();
+    const cwd = join(work, 'daemon');
+    mkdirSync(cwd);
+    const r = await offload([top, '--json'], cwd, daemonEnv);
+    expect(r.code, r.stderr).toBe(0);
+    const topOut = await outputOf(top, 'out');
+    expect(readlinkSync(join(cwd, 'result'))).toBe(topOut);
+    const auto = join(store.nixDir, 'var/nix/gcroots/auto');
+    expect(readdirSync(auto).map((name) => readlinkSync(join(auto, name)))).toContain(join(cwd, 'result'));
+    await gc(daemonEnv);
+    expect(await valid(topOut)).toBe(true);
   });
 });

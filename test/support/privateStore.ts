@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,8 @@ export interface PrivateStore {
   /** The folder mounted on /nix. */
   nixDir: string;
   run(command: string[], options?: { env?: NodeJS.ProcessEnv; cwd?: string }): Promise<CommandResult>;
+  /** Starts a long-running command there (e.g. nix-daemon); dispose() ends it with everything else. */
+  start(command: string[], env?: NodeJS.ProcessEnv): ChildProcess;
   dispose(): Promise<void>;
 }
 
@@ -30,6 +32,7 @@ export async function startPrivateStore(label: string): Promise<PrivateStore> {
   mkdirSync(nixDir);
   mkdirSync(join(root, 'etc-nix'));
   const holder = await startNamespaceHolder(nixDir, join(root, 'etc-nix'));
+  const started: ChildProcess[] = [];
   return {
     nixDir,
     run: (command, options = {}) =>
@@ -47,7 +50,14 @@ export async function startPrivateStore(label: string): Promise<PrivateStore> {
         child.once('error', reject);
         child.once('close', (code, signal) => resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr }));
       }),
+    start: (command, env) => {
+      const child = spawn('nsenter', ['-t', String(holder.pid), '-m', '--', ...command], { env: env ?? process.env, stdio: 'ignore' });
+      started.push(child);
+      return child;
+    },
     async dispose() {
+      // nix-daemon moves into a mount namespace of its own, out of sight of emptyNamespace: end it by its pid.
+      for (const child of started) child.kill('SIGKILL');
       await emptyNamespace(holder.namespace, 3_000);
       rmSync(root, { recursive: true, force: true });
     },
