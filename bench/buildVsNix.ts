@@ -42,7 +42,7 @@ function nixBuild(cluster: TestCluster, drv: string): Promise<number> {
 }
 
 function offloadBuild(cluster: TestCluster, drv: string): Promise<number> {
-  return timed(process.execPath, [join(ROOT, 'bin/offload.js'), 'build', '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', drv], nixEnv);
+  return timed(process.execPath, [join(ROOT, 'bin/offload.js'), 'build', '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--no-out-link', drv], nixEnv);
 }
 
 export async function runBuildBench(): Promise<void> {

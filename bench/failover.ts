@@ -24,7 +24,7 @@ interface RunOutcome {
 
 /** `offload build --json`; `during` runs alongside (e.g. kills a builder). */
 async function offloadBuild(cluster: TestCluster, drv: string, during?: () => Promise<void>): Promise<RunOutcome> {
-  const args = [join(ROOT, 'bin/offload.js'), 'build', '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--json', drv];
+  const args = [join(ROOT, 'bin/offload.js'), 'build', '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--no-out-link', '--json', drv];
   const child = spawn(process.execPath, args, { env: nixEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';

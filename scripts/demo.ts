@@ -62,8 +62,8 @@ async function demo(): Promise<number> {
     const planned = await main(['node', 'offload', 'plan', drv, ...machines]);
     if (planned !== 0) return planned;
 
-    say(`offload build ${drv} --max-jobs 1`);
-    const captured = await captureStdout(() => main(['node', 'offload', 'build', drv, ...machines]));
+    say(`offload build ${drv} --max-jobs 1 --no-out-link`);
+    const captured = await captureStdout(() => main(['node', 'offload', 'build', drv, ...machines, '--no-out-link']));
     if (captured.code !== 0) return captured.code;
     const out = captured.stdout.trim();
     say(`output (${out})`);

@@ -30,7 +30,9 @@ import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
 import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
-import { localRootOutputs, runFailed, type RunResult } from '../run/runResult.js';
+import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
+import { outLinks, type OutLink } from '../store/outLinks.js';
+import { addPermRoots, checkOutLinksFree } from '../store/permRoots.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
@@ -46,6 +48,10 @@ export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutput
   connectTimeout: number;
   keepaliveInterval: number;
   hostBackoff: number;
+  maxSilentTime?: number;
+  timeout?: number;
+  /** `--out-link PATH` (default `result`); false with `--no-out-link`. */
+  outLink: string | false;
 }
 
 export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
@@ -63,7 +69,11 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     )
     .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder', parseSeconds, 10)
     .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
-    .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30);
+    .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30)
+    .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
+    .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds)
+    .option('-o, --out-link <path>', 'name of the symlinks to the outputs, each a GC root: PATH, PATH-dev, PATH-2, … as nix-build names them', 'result')
+    .option('--no-out-link', 'make no result symlinks (and so no GC roots)');
   addMachineOptions(cmd);
   addSubstitutionOptions(cmd);
   addOutputOptions(cmd);
@@ -93,7 +103,7 @@ ${exitCodeHelp}`,
 }
 
 export async function buildAction(drvs: string[], opts: BuildOptions): Promise<number> {
-  const config = await loadMachinesConfig(machineLoadOptions(opts));
+  const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
   const workload = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
@@ -101,6 +111,8 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const { set } = workload;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   const settings = await substitutionSettings(opts);
+  const links = opts.outLink === false ? [] : outLinks(set.roots.map((drvPath) => ({ drvPath })), set.drvs, opts.outLink, process.cwd());
+  await checkOutLinksFree(links, opts.storeDir);
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const history = output.openHistory(opts);
   const start = performance.now();
@@ -137,7 +149,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
   const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths)) ?? [];
   const substitutes = caches ? (paths: string[]) => caches.query(paths) : undefined;
   const records = new Map<string, JobRecord>();
-  let result: RunResult | undefined;
+  let result: LinkedResult | undefined;
   try {
     // Bad input (a derivation no machine fits) is refused before any builder is contacted.
     const first = await missingWork(workload, { ...(substitutes ? { substitutes } : {}), known, localValid });
@@ -154,15 +166,22 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
       assertInputAddressed([...[...work.graph.nodes.values()].map((n) => n.drv), ...set.roots.map((r) => set.drvs.get(r)!)]);
       const jobs = jobsForWork(work, rules, history, estimates);
       if (jobs.length === 0) {
-        result = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: now(), interrupted: false };
+        const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: now(), interrupted: false };
+        result = await withOutLinks(nothing, links);
         break;
       }
       executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, fetcher });
-      result = await executor.run();
-      for (const r of result.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
-      if (!result.fellBack || result.interrupted || result.stuck || runFailed(result)) break;
+      const passResult = await executor.run();
+      for (const r of passResult.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
+      const merged = { ...passResult, records: [...records.values()], makespan: now() };
+      if (!passResult.fellBack || passResult.interrupted || passResult.stuck || runFailed(passResult)) {
+        // Linked while the local store children still hold the new outputs as temporary roots.
+        result = await withOutLinks(merged, links);
+        break;
+      }
+      result = merged;
       // Nix's fallback: what a cache or builder could not deliver is built, in a pass of its own.
-      for (const p of result.fellBack) refused.add(p);
+      for (const p of passResult.fellBack) refused.add(p);
       held = executor.heldOnBuilders();
       localPaths = new Set(await localValid([...localPaths, ...jobs.flatMap((j) => j.transfer?.paths ?? []), ...missingOutputs({ set, localPaths })]));
     }
@@ -174,7 +193,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     caches?.close();
     fetcher?.close();
   }
-  return report({ ...result, records: records.size > 0 ? [...records.values()] : result.records, makespan: now() }, output);
+  return report(result!, output);
 }
 
 interface PassInput {
@@ -218,6 +237,7 @@ async function startPass(p: PassInput): Promise<Executor> {
       keepGoing: p.opts.keepGoing ?? false,
       copyBack: p.opts.copyBack,
       buildersUseSubstitutes: p.config.local.buildersUseSubstitutes,
+      buildLimits: { maxSilentTime: p.config.local.maxSilentTime, buildTimeout: p.config.local.buildTimeout },
       hostHealth: { ...defaultHostHealthOptions, backoffSeconds: p.opts.hostBackoff },
     },
     log: p.log,
@@ -228,6 +248,27 @@ async function startPass(p: PassInput): Promise<Executor> {
   });
   await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), (host, error) => executor.hostDown(host, error));
   return executor;
+}
+
+/** A run's result, and the reason its links could not be made. */
+type LinkedResult = RunResult & { linkError?: OffloadError };
+
+/**
+ * As nix-build: the links are made only when everything was built, and point
+ * at outputs that are in the local store. A link that cannot be made fails
+ * the run (exit 1) after the result is reported.
+ */
+async function withOutLinks(result: RunResult, links: readonly OutLink[]): Promise<LinkedResult> {
+  if (links.length === 0 || result.interrupted || runFailed(result)) return result;
+  const local = new Set(Object.values(result.outputs).flatMap((outputs) => Object.values(outputs)));
+  const made = links.filter((link) => local.has(link.path));
+  try {
+    await addPermRoots(made);
+    return { ...result, outLinks: made };
+  } catch (error) {
+    if (!(error instanceof OffloadError)) throw error;
+    return { ...result, linkError: error };
+  }
 }
 
 /** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */
@@ -248,16 +289,23 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
 
 /** Input sources and outputs: what jobs may read from the local store. */
 /** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */
-async function report(result: RunResult, output: BuildObservers): Promise<number> {
+async function report(result: LinkedResult, output: BuildObservers): Promise<number> {
   await output.finish(result);
   if (result.interrupted) return ExitCode.interrupted;
+  if (result.linkError) throw result.linkError;
   if (result.stuck) {
     throw new OffloadError(
       `cannot build ${result.stuck.jobs.length} derivation${result.stuck.jobs.length === 1 ? '' : 's'} (${result.stuck.jobs.slice(0, 3).join(', ')}${result.stuck.jobs.length > 3 ? ', …' : ''}): ${result.stuck.reason}.`,
       ExitCode.hostsUnusable,
     );
   }
-  return runFailed(result) ? ExitCode.buildFailed : ExitCode.ok;
+  return runExitCode(result);
+}
+
+/** Nix's --timeout and --max-silent-time take whole seconds; 0 means no limit. */
+function parseWholeSeconds(value: string): number {
+  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`);
+  return Number(value);
 }
 
 function parseSeconds(value: string): number {

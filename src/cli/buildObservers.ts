@@ -22,6 +22,8 @@ export interface BuildOutputOptions {
   json?: boolean;
   jsonEvents?: boolean;
   verbose?: boolean;
+  /** `-L`: every build log line on stderr, as `nix build -L` prints them, also on a terminal and with --quiet. */
+  printBuildLogs?: boolean;
   quiet?: boolean;
   logFormat?: LogFormat;
   logFile?: string;
@@ -33,6 +35,7 @@ export interface BuildOutputOptions {
 export function addBuildOutputOptions(cmd: Command): Command {
   return cmd
     .option('-v, --verbose', 'build logs in full (on a terminal they scroll above the live view)')
+    .option('-L, --print-build-logs', "print every build log line on stderr, '[host] name> line', as nix build -L does (on a terminal above the live view; a pipe gets them anyway)")
     .option('-q, --quiet', 'only errors (with failed builds\' log tails) and the output paths')
     .addOption(
       new Option('--log-format <format>', "stderr: 'pretty' (human), 'json' (pino JSON lines) or 'internal-json' (Nix's activity stream, for `|& nom --json`)")
@@ -110,7 +113,7 @@ export class BuildObservers {
         format,
         level: opts.quiet ? 'error' : 'info',
         events: !opts.quiet && !this.liveTerminal,
-        buildLogs: !opts.quiet && (opts.verbose === true || !this.liveTerminal),
+        buildLogs: opts.printBuildLogs === true || (!opts.quiet && (opts.verbose === true || !this.liveTerminal)),
         color: this.color,
       },
       sink: () => this.sink,

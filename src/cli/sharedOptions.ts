@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { cpus } from 'node:os';
 import { OffloadError } from '../errors/offloadError.js';
 
 /** Options every command that reads machines accepts. */
@@ -20,13 +21,13 @@ export interface OutputOptions {
 
 export function addMachineOptions(cmd: Command): Command {
   return cmd
-    .option('--machines <file>', 'machines file: offload JSON or Nix machines format (default: $OFFLOAD_MACHINES, ~/.config/offload/machines.json, /etc/nix/machines)')
+    .option('--machines <file>', "machines file: offload JSON or Nix machines format (default: $OFFLOAD_MACHINES, ~/.config/offload/machines.json, else Nix's builders setting)")
     .option('--builders <spec>', "machines in Nix's --builders syntax ('ssh://host sys key jobs speed feats mandatory hostkey; …' or @file)")
     .option('--ssh-config <file>', 'resolve host aliases from this ssh_config instead of ~/.ssh/config and /etc/ssh/ssh_config')
-    .option('-j, --max-jobs <n>', 'local build slots (0 = never build locally, except builtin: derivations)', parseCount)
+    .option('-j, --max-jobs <n>', "local build slots, or 'auto' for one per CPU (0 = never build locally, except builtin: derivations; default: Nix's max-jobs)", parseMaxJobs)
     .option('--hosts <names>', 'use only these machines (comma-separated hostNames)', parseList)
     .option('--exclude-hosts <names>', 'do not use these machines (comma-separated hostNames)', parseList)
-    .option('--builders-use-substitutes', 'builders fetch inputs from their own substituters before receiving them from here');
+    .option('--builders-use-substitutes', "builders fetch inputs from their own substituters before receiving them from here (default: Nix's builders-use-substitutes)");
 }
 
 export function addOutputOptions(cmd: Command): Command {
@@ -40,6 +41,11 @@ export function parseCount(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new OffloadError(`expected a whole number ≥ 0, got "${value}"`);
   return n;
+}
+
+/** `-j`: a count, or `auto` for the number of online CPUs, as Nix reads max-jobs. */
+export function parseMaxJobs(value: string): number {
+  return value === 'auto' ? Math.max(1, cpus().length) : parseCount(value);
 }
 
 export function parseList(value: string): string[] {

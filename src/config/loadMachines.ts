@@ -6,7 +6,9 @@ import type { LocalSettings, Machine, MachinesConfig } from './machine.js';
 import type { MachineSpec } from './machineSpec.js';
 import { parseMachinesJson, type MachinesFile } from './machinesJson.js';
 import { parseNixMachines } from './nixMachines.js';
+import type { MachineDefaults } from './nixSettings/knownSettings.js';
 import { nixSystemOf } from './nixSettings/machineDefaults.js';
+import { describeOrigins, readNixConfig, type NixConfig, type Sourced } from './nixSettings/nixConfig.js';
 import { readIfExists } from './readIfExists.js';
 import { expandHome, resolveSshHost, type SshLocalContext } from './sshConfig.js';
 import { loadSshConfigFiles } from './sshConfigFiles.js';
@@ -20,15 +22,17 @@ export interface LoadMachinesOptions {
   homeDir?: string;
   /** `--ssh-config FILE`: read instead of ~/.ssh/config and /etc/ssh/ssh_config. */
   sshConfigFile?: string;
-  /** `--max-jobs`: local build slots; wins over the file. */
+  /** `--max-jobs`: local build slots; wins over the file and nix.conf. */
   maxJobs?: number;
   buildersUseSubstitutes?: boolean;
+  /** `--max-silent-time`: wins over Nix's max-silent-time. */
+  maxSilentTime?: number;
+  /** `--timeout`: wins over Nix's timeout. */
+  buildTimeout?: number;
   hosts?: string[];
   excludeHosts?: string[];
-  /** Nix system of this machine; defaults to the one of this process. */
-  localSystem?: string;
-  /** Last place looked at; defaults to /etc/nix/machines. */
-  nixMachinesFile?: string;
+  /** What Nix defaults to on this machine (system, extra-platforms, …); by default the installed Nix is asked. */
+  nixMachineDefaults?: MachineDefaults;
   /** Defaults to /etc/ssh/ssh_config. */
   systemSshConfigFile?: string;
   /** Base of relative @file includes; defaults to process.cwd(). */
@@ -39,44 +43,50 @@ export interface LoadMachinesOptions {
 interface Loaded {
   source: string;
   machines: MachineSpec[];
+  /** Where each machine was written, in the same order. */
+  origins: string[];
   settings: Omit<MachinesFile, 'machines'>;
   warnings: string[];
 }
 
 /**
  * Finds the machines (--machines, --builders, $OFFLOAD_MACHINES,
- * ~/.config/offload/machines.json, /etc/nix/machines: the first that is
- * given or exists), selects hosts and resolves each through ssh_config.
+ * ~/.config/offload/machines.json, else Nix's `builders` setting: the first
+ * that is given or exists), selects hosts and resolves each through
+ * ssh_config. The local machine's settings come from the flags, then the
+ * offload file, then Nix's settings (nix.conf, user files, NIX_CONFIG).
  * Reads configuration files only: no network, no private keys.
  */
 export async function loadMachinesConfig(options: LoadMachinesOptions): Promise<MachinesConfig> {
   const env = options.env ?? process.env;
   const homeDir = options.homeDir ?? env.HOME ?? homedir();
-  const localSystem = options.localSystem ?? nixSystemOf(process.arch, process.platform);
-  const loaded = findMachines(options, env, homeDir, localSystem);
+  const nix = await readNixConfig({ env, homeDir, ...(options.nixMachineDefaults !== undefined && { machineDefaults: options.nixMachineDefaults }) });
+  const loaded = findMachines(options, env, homeDir, nix);
   const selected = selectHosts(loaded.machines, options, loaded.source);
-  const resolved = resolveAll(selected, options, env, homeDir);
-  const warnings = [...new Set([...loaded.warnings, ...resolved.warnings])];
+  const origins = new Map(loaded.machines.map((m, index) => [m.hostName, loaded.origins[index]!]));
+  const resolved = resolveAll(selected, options, env, homeDir, origins);
+  const warnings = [...new Set([...nix.warnings, ...loaded.warnings, ...resolved.warnings])];
   return {
     source: loaded.source,
     machines: resolved.machines,
-    local: localSettings(loaded.settings, options, localSystem),
+    local: localSettings(loaded, options, nix),
     ...(warnings.length > 0 && { warnings }),
   };
 }
 
 export { nixSystemOf };
 
-function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string, localSystem: string): Loaded {
+function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string, nixConfig: NixConfig): Loaded {
   const nix = (text: string, source: string, sourceIsFile: boolean): Loaded => {
     const parsed = parseNixMachines(text, {
       source,
       sourceIsFile,
-      localSystem,
+      // Nix gives a machine without a systems column its own system.
+      localSystem: nixConfig.settings.system.value,
       cwd: options.cwd ?? process.cwd(),
       readFile: readIfExists,
     });
-    return { source, machines: parsed.machines, settings: {}, warnings: parsed.warnings };
+    return { source, machines: parsed.machines, origins: parsed.origins, settings: {}, warnings: parsed.warnings };
   };
   const anyFormat = (path: string, via: string): Loaded => {
     const text = readMachinesFile(path, via);
@@ -95,21 +105,24 @@ function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, home
   const userText = readMachinesFile(userFile, 'user configuration');
   if (userText !== undefined) return json(userText, userFile);
 
-  const nixFile = options.nixMachinesFile ?? '/etc/nix/machines';
-  const nixText = readMachinesFile(nixFile, "Nix's machines file");
-  if (nixText !== undefined) return nix(nixText, nixFile, true);
-
+  const builders = nixConfig.settings.builders;
+  const setting = `Nix's builders setting (${describeOrigins(builders.origins)})`;
+  const fromNix = nix(builders.value, setting, false);
+  if (fromNix.machines.length > 0) return { ...fromNix, source: `${setting}: ${builders.value}` };
+  const what = builders.value.trim() === '' ? 'is empty' : `${JSON.stringify(builders.value)} names no machine`;
   return {
-    source: `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${userFile} or ${nixFile}): building locally only`,
+    source: `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${userFile}; ${setting} ${what}): building locally only`,
     machines: [],
+    origins: [],
     settings: {},
-    warnings: [],
+    // The default @/etc/nix/machines is usually missing; Nix says nothing about it either.
+    warnings: builders.origins[0]?.kind === 'default' ? [] : fromNix.warnings,
   };
 }
 
 function json(text: string, path: string): Loaded {
   const { machines, ...settings } = parseMachinesJson(text, path);
-  return { source: path, machines, settings, warnings: [] };
+  return { source: path, machines, origins: machines.map((_, index) => `${path} machines[${index}]`), settings, warnings: [] };
 }
 
 function readMachinesFile(path: string, via: string): string | undefined {
@@ -160,6 +173,7 @@ function resolveAll(
   options: LoadMachinesOptions,
   env: NodeJS.ProcessEnv,
   homeDir: string,
+  origins: ReadonlyMap<string, string>,
 ): { machines: Machine[]; warnings: string[] } {
   if (specs.length === 0) return { machines: [], warnings: [] };
   const { configs, include } = loadSshConfigFiles({
@@ -172,7 +186,7 @@ function resolveAll(
   const machines = specs.map((spec) => {
     const ssh = resolveSshHost(spec.hostName, configs, local, { user: spec.sshUser, port: spec.port }, include);
     warnings.push(...ssh.warnings);
-    return toMachine(spec, ssh, homeDir);
+    return toMachine(spec, ssh, homeDir, origins.get(spec.hostName));
   });
   return { machines, warnings };
 }
@@ -194,7 +208,7 @@ function safeUserName(): string {
   }
 }
 
-function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, homeDir: string): Machine {
+function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, homeDir: string, origin: string | undefined): Machine {
   const identityFiles = [
     ...new Set([...(spec.sshKey !== undefined ? [expandHome(spec.sshKey, homeDir)] : []), ...ssh.identityFiles]),
   ];
@@ -215,17 +229,51 @@ function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, ho
     machine.identityFiles = identityFiles;
   }
   if (spec.publicHostKey !== undefined) machine.publicHostKey = spec.publicHostKey;
+  if (origin !== undefined) machine.origin = origin;
   if (ssh.userKnownHostsFiles !== undefined) machine.userKnownHostsFiles = ssh.userKnownHostsFiles;
   return machine;
 }
 
-function localSettings(settings: Omit<MachinesFile, 'machines'>, options: LoadMachinesOptions, localSystem: string): LocalSettings {
+/**
+ * The local machine is a host like any other: it builds what Nix here would
+ * build (its `system` and `extra-platforms`, its `system-features`), with
+ * `max-jobs` slots. An offload machines file may say otherwise, and a flag
+ * says last.
+ */
+function localSettings(loaded: Loaded, options: LoadMachinesOptions, nix: NixConfig): LocalSettings {
+  const { settings } = loaded;
+  const file = `${loaded.source}`;
+  const nixSays = <T>(sourced: Sourced<T>) => ({ value: sourced.value, origin: describeOrigins(sourced.origins) });
+  const pick = <T>(flag: [string, T | undefined], inFile: [string, T | undefined], fallback: { value: T; origin: string }) =>
+    flag[1] !== undefined ? { value: flag[1], origin: flag[0] } : inFile[1] !== undefined ? { value: inFile[1], origin: `${file} (${inFile[0]})` } : fallback;
+  const s = nix.settings;
+  const nixSystems = { value: [s.system.value, ...s.extraPlatforms.value.filter((p) => p !== s.system.value)], origin: `system: ${describeOrigins(s.system.origins)}; extra-platforms: ${describeOrigins(s.extraPlatforms.origins)}` };
+  const picked = {
+    maxJobs: pick(['--max-jobs', options.maxJobs], ['maxJobs', settings.maxJobs], nixSays(s.maxJobs)),
+    speedFactor: pick(['', undefined], ['local.speedFactor', settings.local?.speedFactor], { value: 1, origin: 'default' }),
+    systems: pick(['', undefined], ['local.systems', settings.local?.systems], nixSystems),
+    supportedFeatures: pick(['', undefined], ['local.supportedFeatures', settings.local?.supportedFeatures], nixSays(s.systemFeatures)),
+    buildersUseSubstitutes: pick(['--builders-use-substitutes', options.buildersUseSubstitutes], ['buildersUseSubstitutes', settings.buildersUseSubstitutes], nixSays(s.buildersUseSubstitutes)),
+    maxSilentTime: pick(['--max-silent-time', options.maxSilentTime], ['', undefined], nixSays(s.maxSilentTime)),
+    buildTimeout: pick(['--timeout', options.buildTimeout], ['', undefined], nixSays(s.timeout)),
+  };
   return {
-    // Nix's own default for max-jobs is 1.
-    maxJobs: options.maxJobs ?? settings.maxJobs ?? 1,
-    speedFactor: settings.local?.speedFactor ?? 1,
-    systems: settings.local?.systems ?? [localSystem],
-    supportedFeatures: settings.local?.supportedFeatures ?? [],
-    buildersUseSubstitutes: options.buildersUseSubstitutes ?? settings.buildersUseSubstitutes ?? false,
+    maxJobs: picked.maxJobs.value,
+    speedFactor: picked.speedFactor.value,
+    systems: picked.systems.value,
+    supportedFeatures: picked.supportedFeatures.value,
+    buildersUseSubstitutes: picked.buildersUseSubstitutes.value,
+    // Nix reads these as signed numbers; a negative one means no limit there too.
+    maxSilentTime: Math.max(0, picked.maxSilentTime.value),
+    buildTimeout: Math.max(0, picked.buildTimeout.value),
+    origins: {
+      maxJobs: picked.maxJobs.origin,
+      speedFactor: picked.speedFactor.origin,
+      systems: picked.systems.origin,
+      supportedFeatures: picked.supportedFeatures.origin,
+      buildersUseSubstitutes: picked.buildersUseSubstitutes.origin,
+      maxSilentTime: picked.maxSilentTime.origin,
+      buildTimeout: picked.buildTimeout.origin,
+    },
   };
 }

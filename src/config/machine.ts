@@ -23,6 +23,8 @@ export interface Machine {
   identityFiles?: string[];
   /** From ssh_config UserKnownHostsFile, expanded; absent = ssh's default (~/.ssh/known_hosts). */
   userKnownHostsFiles?: string[];
+  /** Where the machine was written: "file:line", "--builders entry N", "FILE machines[N]". */
+  origin?: string;
 }
 
 /** Settings for the local machine and the run. */
@@ -34,6 +36,12 @@ export interface LocalSettings {
   systems: string[];
   supportedFeatures: string[];
   buildersUseSubstitutes: boolean;
+  /** Seconds a build may print nothing before it is stopped (Nix's max-silent-time); 0 = no limit. */
+  maxSilentTime: number;
+  /** Seconds a build may run (Nix's timeout); 0 = no limit. */
+  buildTimeout: number;
+  /** Where each value came from: a flag, the offload machines file, a nix.conf line, NIX_CONFIG or "default". */
+  origins: { [K in 'maxJobs' | 'speedFactor' | 'systems' | 'supportedFeatures' | 'buildersUseSubstitutes' | 'maxSilentTime' | 'buildTimeout']: string };
 }
 
 export interface MachinesConfig {

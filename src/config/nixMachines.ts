@@ -27,6 +27,8 @@ export interface NixMachinesOptions {
 
 export interface NixMachines {
   machines: MachineSpec[];
+  /** Where each machine was written ("file:line" or "SOURCE entry N"), in the same order. */
+  origins: string[];
   /** Things Nix accepts silently but a user probably wants to know about. */
   warnings: string[];
 }
@@ -42,7 +44,7 @@ export function parseNixMachines(text: string, options: NixMachinesOptions): Nix
   const entries = expandEntries(text, options.source, options.sourceIsFile, options, [], warnings);
   const machines = entries.map((entry) => parseEntry(entry, options.localSystem, warnings));
   distinctHostNames(machines, entries);
-  return { machines, warnings };
+  return { machines, origins: entries.map((entry) => entry.where), warnings };
 }
 
 function expandEntries(

@@ -5,10 +5,14 @@
  */
 export const ExitCode = {
   ok: 0,
-  buildFailed: 1,
+  /** Any failure that is not a build's, as in nix-build. */
+  failed: 1,
   badInput: 2,
-  noHostFits: 3,
-  hostsUnusable: 4,
+  /** Kinds of `failed`, named for the reader: exit 1 like every non-build failure in Nix. */
+  noHostFits: 1,
+  hostsUnusable: 1,
+  /** A build failed (Nix's 100); `buildFailureExitCode` adds the flags for timeouts and hash mismatches. */
+  buildFailed: 100,
   /** A bug in offload, not in the input. */
   internal: 70,
   interrupted: 130,

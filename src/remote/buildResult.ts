@@ -73,3 +73,27 @@ export function buildStatusName(status: number): string {
   const name = (BuildStatus as unknown as Record<number, string | undefined>)[status];
   return name ?? `Unknown(${status})`;
 }
+
+/**
+ * How a failed build counts in Nix's exit status (libstore/build/worker.cc,
+ * Worker::exitStatus): a permanent failure, a timeout (build or silence),
+ * a fixed-output hash mismatch (OutputRejected with Nix's message), a
+ * non-deterministic result; anything else (MiscFailure, InputRejected,
+ * LogLimitExceeded, …) sets no flag, so alone it makes Nix exit 1.
+ */
+export type BuildFailureKind = 'failed' | 'timedOut' | 'hashMismatch' | 'notDeterministic' | 'other';
+
+export function buildFailureKind(result: Pick<BuildResult, 'status' | 'errorMsg'>): BuildFailureKind {
+  switch (result.status) {
+    case BuildStatus.PermanentFailure:
+      return 'failed';
+    case BuildStatus.TimedOut:
+      return 'timedOut';
+    case BuildStatus.NotDeterministic:
+      return 'notDeterministic';
+    case BuildStatus.OutputRejected:
+      return /hash mismatch/i.test(result.errorMsg) ? 'hashMismatch' : 'other';
+    default:
+      return 'other';
+  }
+}

@@ -38,6 +38,7 @@ export function machinesListToJson(input: MachinesListInput): object {
       mandatoryFeatures: m.mandatoryFeatures,
       maxJobs: m.maxJobs,
       speedFactor: m.speedFactor,
+      origin: m.origin ?? input.source,
       hostKey: {
         source: hostKey.source,
         fingerprints: hostKey.fingerprints,
@@ -52,8 +53,27 @@ export function machinesListToJson(input: MachinesListInput): object {
       systems: input.local.systems,
       supportedFeatures: input.local.supportedFeatures,
       buildersUseSubstitutes: input.local.buildersUseSubstitutes,
+      maxSilentTime: input.local.maxSilentTime,
+      buildTimeout: input.local.buildTimeout,
+      origins: input.local.origins,
     },
   };
+}
+
+/** Where each machine and each local setting came from, one row each, under the machines table. */
+function originTable(input: MachinesListInput, width: number | undefined): string {
+  const { origins } = input.local;
+  const rows = [
+    ...input.machines.map(({ machine }) => [machine.hostName, machine.origin ?? input.source]),
+    ['(local) max-jobs', origins.maxJobs],
+    ['(local) systems', origins.systems],
+    ['(local) system-features', origins.supportedFeatures],
+    ['(local) builders-use-substitutes', origins.buildersUseSubstitutes],
+    ['(local) speed', origins.speedFactor],
+    [`max-silent-time ${input.local.maxSilentTime || 'none'}`, origins.maxSilentTime],
+    [`timeout ${input.local.buildTimeout || 'none'}`, origins.buildTimeout],
+  ];
+  return renderTable(['WHAT', 'FROM'], rows, new Set(), { width, wrap: ['FROM'] });
 }
 
 const list = (items: readonly string[]) => (items.length > 0 ? items.join(',') : '-');
@@ -107,6 +127,7 @@ export function machinesListToText(input: MachinesListInput, opts: TextOptions):
     'FEATURES: * = mandatory (only derivations requiring it go there).' +
       (local.maxJobs === 0 ? ' Local: 0 slots, builds locally only builtin: derivations.' : ''),
   ];
+  lines.push('', originTable(input, opts.width));
   for (const { machine, keyFileProblem } of input.machines) {
     if (keyFileProblem !== undefined) lines.push(`${machine.hostName}: ${keyFileProblem}`);
   }

@@ -1,4 +1,5 @@
 import type { Derivation } from '../drv/derivation.js';
+import type { BuildFailureKind } from '../remote/buildResult.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
 import type { FetchOutcome } from './localFetcher.js';
@@ -34,6 +35,8 @@ export interface ExecutorOptions {
   /** `needed`: outputs come back only for the roots and local jobs; `all`: every output, as Nix does. */
   copyBack: CopyBack;
   buildersUseSubstitutes: boolean;
+  /** Sent with every build, as Nix's build hook sends its settings; the builder's Nix enforces them. */
+  buildLimits?: { maxSilentTime: number; buildTimeout: number };
   retry?: RetryLimits;
   /** When a failing builder leaves the rotation and when it comes back. */
   hostHealth?: HostHealthOptions;
@@ -351,7 +354,7 @@ export class Executor {
         log.write(`${line}\n`);
         onEvent?.({ type: 'buildLog', time: this.input.now(), jobId, host, line });
       };
-      const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog });
+      const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog, ...this.input.options.buildLimits });
       const attempt = classifyBuildResult(result);
       if (attempt.kind === 'built') await this.placeOutputs(drv, host);
       this.input.channels.release(host, channel);
@@ -470,13 +473,13 @@ export class Executor {
       scheduler.requeue(jobId);
       return 'requeued';
     }
-    this.fail(jobId, host, attempt.message, log.lastLines(), now);
+    this.fail(jobId, host, attempt.message, log.lastLines(), now, attempt.kind === 'buildFailed' ? attempt.failure : 'other');
     return 'failed';
   }
 
-  private fail(jobId: string, host: string, message: string, tail: string[], now: number): void {
+  private fail(jobId: string, host: string, message: string, tail: string[], now: number, failure: BuildFailureKind = 'other'): void {
     const record = this.records.get(jobId)!;
-    Object.assign(record, { status: 'failed', end: now, error: message, logTail: tail });
+    Object.assign(record, { status: 'failed', end: now, error: message, logTail: tail, failure });
     const skipped = this.input.scheduler.failed(jobId);
     for (const id of skipped) {
       const dependent = this.records.get(id);

@@ -1,5 +1,5 @@
 import { OffloadError } from '../errors/offloadError.js';
-import { isSuccess, isTransient, type BuildResult } from '../remote/buildResult.js';
+import { buildFailureKind, isSuccess, isTransient, type BuildFailureKind, type BuildResult } from '../remote/buildResult.js';
 import { ServeConnectionLostError } from '../remote/serveClient.js';
 import type { HostFailureKind } from './hostHealth.js';
 import { MissingPathError } from './transfers.js';
@@ -30,7 +30,8 @@ import {
  */
 export type Attempt =
   | { kind: 'built' }
-  | { kind: 'buildFailed'; message: string }
+  /** `failure`: how it counts in Nix's exit status (100 + flags). */
+  | { kind: 'buildFailed'; message: string; failure: BuildFailureKind }
   | { kind: 'transient'; message: string }
   | { kind: 'connectionLost'; message: string }
   /** `host`: the machine that could not be used, which may be an input's source rather than the job's host. */
@@ -41,7 +42,7 @@ export type Attempt =
 export function classifyBuildResult(result: BuildResult): Attempt {
   if (isSuccess(result.status)) return { kind: 'built' };
   const message = `${result.statusName}${result.errorMsg ? `: ${result.errorMsg.trim()}` : ''}`;
-  return isTransient(result.status) ? { kind: 'transient', message } : { kind: 'buildFailed', message };
+  return isTransient(result.status) ? { kind: 'transient', message } : { kind: 'buildFailed', message, failure: buildFailureKind(result) };
 }
 
 /** Anything that is not an OffloadError is a bug and is rethrown by the caller. */

@@ -1,5 +1,8 @@
 import type { Derivation } from '../drv/derivation.js';
 import type { JobAction } from '../schedule/types.js';
+import { ExitCode } from '../errors/offloadError.js';
+import type { BuildFailureKind } from '../remote/buildResult.js';
+import type { OutLink } from '../store/outLinks.js';
 import type { HostTrouble } from './hostHealth.js';
 
 /** What happened to one job in a live run; times are seconds since the run started. */
@@ -22,6 +25,8 @@ export interface JobRecord {
   attempts: number;
   /** Why it failed or was skipped. */
   error?: string;
+  /** For a failed build: how it counts in the exit status (a timeout, a hash mismatch, …). */
+  failure?: BuildFailureKind;
   /** The last log lines of a failed build. */
   logTail?: string[];
   /** Input paths streamed to the host for the last attempt. */
@@ -42,6 +47,8 @@ export interface RunResult {
   hosts?: HostTrouble[];
   /** Paths a cache failed to deliver; their derivations are built in a further pass. */
   fellBack?: string[];
+  /** The `result` links made after a successful run, each a GC root. */
+  outLinks?: OutLink[];
 }
 
 /** The outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
@@ -56,6 +63,25 @@ export function localRootOutputs(roots: readonly string[], drvs: ReadonlyMap<str
 
 export function runFailed(result: RunResult): boolean {
   return result.records.some((r) => r.status === 'failed' || r.status === 'skipped') || result.stuck !== undefined;
+}
+
+/**
+ * Nix's exit status for a run (Worker::exitStatus): 100 when a build failed,
+ * plus 1 if one timed out, 2 for a hash mismatch, 4 for a non-deterministic
+ * result; 1 when the run failed otherwise (an input that could not be
+ * copied, retries used up, no host left); 0 when everything was built.
+ */
+export function runExitCode(result: RunResult): number {
+  if (!runFailed(result)) return ExitCode.ok;
+  const kinds = new Set(result.records.filter((r) => r.status === 'failed').map((r) => r.failure));
+  const timedOut = kinds.has('timedOut');
+  const hashMismatch = kinds.has('hashMismatch');
+  let flags = 0;
+  if (kinds.has('failed') || timedOut || hashMismatch) flags |= 0x04;
+  if (timedOut) flags |= 0x01;
+  if (hashMismatch) flags |= 0x02;
+  if (kinds.has('notDeterministic')) flags |= 0x08;
+  return flags === 0 ? ExitCode.failed : 0x60 | flags;
 }
 
 /** `--json` output. */
@@ -73,11 +99,13 @@ export function runResultJson(result: RunResult) {
       end: round(r.end),
       attempts: r.attempts,
       ...(r.error !== undefined ? { error: r.error } : {}),
+      ...(r.failure !== undefined ? { failure: r.failure } : {}),
       sent: r.sent,
       substituted: r.substituted,
     })),
     makespan: round(result.makespan),
     interrupted: result.interrupted,
+    outLinks: (result.outLinks ?? []).map(({ link, drvPath, output, path }) => ({ link, drvPath, output, path })),
     ...(result.stuck ? { stuck: result.stuck } : {}),
     ...(result.hosts ? { hosts: result.hosts } : {}),
   };

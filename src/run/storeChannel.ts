@@ -24,6 +24,10 @@ export interface StoreChannel {
 export interface BuildRequestOptions {
   /** Receives the build log line by line (without the newline) as it arrives. */
   onLog?: (line: string) => void;
+  /** Seconds without log output before the builder's Nix stops the build (TimedOut); 0 = no limit. */
+  maxSilentTime?: number;
+  /** Seconds the build may run before the builder's Nix stops it (TimedOut); 0 = no limit. */
+  buildTimeout?: number;
 }
 
 /** Opens channels to each host, keeping a few idle ones for reuse. */

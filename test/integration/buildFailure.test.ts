@@ -21,10 +21,10 @@ describe.runIf(integrationPrereqs())('offload build when a derivation fails', ()
     await cluster?.dispose();
   });
 
-  it('exits 1 naming the derivation and host, shows the log tail, skips dependents and starts nothing new', async () => {
+  it('exits 100 (as nix-build) naming the derivation and host, shows the log tail, skips dependents and starts nothing new', async () => {
     const roots = await instantiate('failing');
     const r = await offload(['build', ...roots, ...machines, '--json']);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(100);
     const json = parseJson(r);
     const status = Object.fromEntries(json.jobs.map((j) => [j.name, j.status]));
     expect(status).toEqual({ broken: 'failed', 'after-broken': 'skipped', independent: 'built', late: 'not-started' });
@@ -41,7 +41,7 @@ describe.runIf(integrationPrereqs())('offload build when a derivation fails', ()
   it('with --keep-going builds everything that does not need the failed derivation', async () => {
     const roots = await instantiate('failing');
     const r = await offload(['build', ...roots, ...machines, '--keep-going', '--json']);
-    expect(r.code, r.stderr).toBe(1);
+    expect(r.code, r.stderr).toBe(100);
     const json = parseJson(r);
     const status = Object.fromEntries(json.jobs.map((j) => [j.name, j.status]));
     expect(status).toEqual({ broken: 'failed', 'after-broken': 'skipped', independent: 'built', late: 'built' });
@@ -55,7 +55,7 @@ describe.runIf(integrationPrereqs())('offload build when a derivation fails', ()
   it('prints the output paths of what was built even when a sibling root failed (plain output)', async () => {
     const roots = await instantiate('failing');
     const r = await offload(['build', ...roots, ...machines, '--keep-going']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(100);
     const lines = r.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/-late$/);

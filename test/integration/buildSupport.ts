@@ -1,6 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { localNixEnv } from '../../scripts/cluster/localNix.js';
@@ -36,8 +37,15 @@ export interface RunningCli {
   stderrContains(text: string): Promise<void>;
 }
 
+/**
+ * Each run in a fresh folder, removed when it ends: `offload build` leaves
+ * `result` links (GC roots) in its working directory, as nix-build does, and
+ * they must land neither in the repository nor keep test outputs alive.
+ */
 export function startOffload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): RunningCli {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'offload.js'), ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cwd = mkdtempSync(join(tmpdir(), 'offload-cli-'));
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'offload.js'), ...args], { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.once('close', () => rmSync(cwd, { recursive: true, force: true }));
   let stdout = '';
   let stderr = '';
   const waiters: Array<{ text: string; resolve: () => void }> = [];
@@ -65,7 +73,7 @@ export function startOffload(args: string[], env: NodeJS.ProcessEnv = NIX_ENV): 
 
 export interface BuildJson {
   outputs: Record<string, Record<string, string>>;
-  jobs: Array<{ drvPath: string; name: string; host: string; status: string; start: number | null; end: number | null; attempts: number; error?: string; sent: string[]; substituted: string[] }>;
+  jobs: Array<{ drvPath: string; name: string; host: string; status: string; start: number | null; end: number | null; attempts: number; error?: string; failure?: string; sent: string[]; substituted: string[] }>;
   makespan: number;
 }
 

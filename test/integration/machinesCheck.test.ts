@@ -113,7 +113,7 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
     expect(byHost.get('kana')!.verdict).toBe('ok');
   });
 
-  it('a builder whose sshd is stopped is unusable (exit 4), the others stay ok', async () => {
+  it('a builder whose sshd is stopped is unusable (exit 1), the others stay ok', async () => {
     await cluster.stopSshd('ruby');
     const { code, byHost } = await check();
     expect(code).toBe(ExitCode.hostsUnusable);

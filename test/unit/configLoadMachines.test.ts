@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostSelectionError, MachinesFileError } from '../../src/config/errors.js';
 import { loadMachinesConfig, nixSystemOf, type LoadMachinesOptions } from '../../src/config/loadMachines.js';
+import type { MachineDefaults } from '../../src/config/nixSettings/knownSettings.js';
 import { OffloadError } from '../../src/errors/offloadError.js';
 
 const example = fileURLToPath(new URL('../../machines.example.json', import.meta.url));
@@ -26,15 +27,17 @@ function file(path: string, text: string): string {
 }
 
 /** Every default path points into the temp dir, so the machine's own files never leak in. */
+const machineDefaults: MachineDefaults = { system: 'x86_64-linux', extraPlatforms: ['i686-linux'], systemFeatures: ['benchmark', 'big-parallel', 'nixos-test'], cpus: 8, source: 'test' };
+
+/** Every default path points into the temp dir, so the machine's own files never leak in; Nix reads $root/etc/nix. */
 const load = (options: LoadMachinesOptions = {}) =>
   loadMachinesConfig({
-    env: { USER: 'me' },
     homeDir: home,
-    localSystem: 'x86_64-linux',
-    nixMachinesFile: join(root, 'etc/nix/machines'),
+    nixMachineDefaults: machineDefaults,
     systemSshConfigFile: join(root, 'etc/ssh/ssh_config'),
     cwd: root,
     ...options,
+    env: { USER: 'me', NIX_CONF_DIR: join(root, 'etc/nix'), NIX_USER_CONF_FILES: '', ...options.env },
   });
 
 const names = async (options: LoadMachinesOptions = {}) => (await load(options)).machines.map((m) => m.hostName);
@@ -44,13 +47,14 @@ describe('loadMachinesConfig: where machines come from', () => {
     const config = await load({ machinesFile: example });
     expect(config.source).toBe(example);
     expect(config.warnings).toBeUndefined();
-    expect(config.local).toEqual({
+    expect(config.local).toMatchObject({
       maxJobs: 1,
       speedFactor: 1,
-      systems: ['x86_64-linux'],
+      systems: ['x86_64-linux', 'i686-linux'],
       supportedFeatures: [],
       buildersUseSubstitutes: false,
     });
+    expect(config.machines.map((m) => m.origin)).toEqual([0, 1, 2].map((i) => `${example} machines[${i}]`));
     expect(config.machines.map((m) => [m.hostName, m.maxJobs])).toEqual([
       ['aquamarine', 3],
       ['ruby', 2],
@@ -58,6 +62,7 @@ describe('loadMachinesConfig: where machines come from', () => {
     ]);
     expect(config.machines[1]).toEqual({
       hostName: 'ruby',
+      origin: `${example} machines[1]`,
       address: 'ruby',
       port: 22,
       sshUser: 'root',
@@ -110,7 +115,7 @@ describe('loadMachinesConfig: where machines come from', () => {
     );
   });
 
-  it('looks at --machines, --builders, $OFFLOAD_MACHINES, ~/.config/offload/machines.json, /etc/nix/machines in that order', async () => {
+  it("looks at --machines, --builders, $OFFLOAD_MACHINES, ~/.config/offload/machines.json, Nix's builders (default @/etc/nix/machines) in that order", async () => {
     const envFile = file('env-machines', 'from-env');
     file('home/.config/offload/machines.json', '[{"hostName": "from-home", "systems": ["x86_64-linux"]}]');
     file('etc/nix/machines', 'from-etc');
@@ -120,7 +125,10 @@ describe('loadMachinesConfig: where machines come from', () => {
     expect(await names({ env })).toEqual(['from-env']);
     expect(await names()).toEqual(['from-home']);
     rmSync(join(home, '.config'), { recursive: true });
-    expect(await load()).toMatchObject({ source: join(root, 'etc/nix/machines'), machines: [{ hostName: 'from-etc' }] });
+    expect(await load()).toMatchObject({
+      source: `Nix's builders setting (default): @${join(root, 'etc/nix/machines')}`,
+      machines: [{ hostName: 'from-etc', origin: `${join(root, 'etc/nix/machines')}:1` }],
+    });
   });
 
   it('honours $XDG_CONFIG_HOME for the user machines file', async () => {
@@ -132,7 +140,7 @@ describe('loadMachinesConfig: where machines come from', () => {
     const config = await load();
     expect(config.machines).toEqual([]);
     expect(config.source).toBe(
-      `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${home}/.config/offload/machines.json or ${root}/etc/nix/machines): building locally only`,
+      `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${home}/.config/offload/machines.json; Nix's builders setting (default) "@${root}/etc/nix/machines" names no machine): building locally only`,
     );
     expect(config.local.maxJobs).toBe(1);
   });
@@ -158,27 +166,51 @@ describe('loadMachinesConfig: local settings', () => {
     );
 
   it('takes maxJobs, speedFactor, systems, features and buildersUseSubstitutes from the file', async () => {
-    expect((await load({ machinesFile: withLocal() })).local).toEqual({
+    const path = withLocal();
+    expect((await load({ machinesFile: path })).local).toEqual({
       maxJobs: 0,
       speedFactor: 2.5,
       systems: ['x86_64-linux', 'i686-linux'],
       supportedFeatures: ['kvm'],
       buildersUseSubstitutes: true,
+      maxSilentTime: 0,
+      buildTimeout: 0,
+      origins: {
+        maxSilentTime: 'default',
+        buildTimeout: 'default',
+        maxJobs: `${path} (maxJobs)`,
+        speedFactor: `${path} (local.speedFactor)`,
+        systems: `${path} (local.systems)`,
+        supportedFeatures: `${path} (local.supportedFeatures)`,
+        buildersUseSubstitutes: `${path} (buildersUseSubstitutes)`,
+      },
     });
   });
 
   it('lets the flags win over the file', async () => {
     const { local } = await load({ machinesFile: withLocal(), maxJobs: 4, buildersUseSubstitutes: false });
-    expect(local).toMatchObject({ maxJobs: 4, buildersUseSubstitutes: false });
+    expect(local).toMatchObject({ maxJobs: 4, buildersUseSubstitutes: false, origins: { maxJobs: '--max-jobs', buildersUseSubstitutes: '--builders-use-substitutes' } });
   });
 
-  it('defaults to one local job on the local system', async () => {
-    expect((await load({ builders: 'ruby', localSystem: 'aarch64-linux' })).local).toEqual({
+  it("defaults to Nix's: one local job, the system, its extra-platforms and system-features", async () => {
+    const aarch64 = { ...machineDefaults, system: 'aarch64-linux', extraPlatforms: [], systemFeatures: ['kvm', 'benchmark'] };
+    expect((await load({ builders: 'ruby', nixMachineDefaults: aarch64 })).local).toEqual({
       maxJobs: 1,
       speedFactor: 1,
       systems: ['aarch64-linux'],
-      supportedFeatures: [],
+      supportedFeatures: ['benchmark', 'kvm'],
       buildersUseSubstitutes: false,
+      maxSilentTime: 0,
+      buildTimeout: 0,
+      origins: {
+        maxSilentTime: 'default',
+        buildTimeout: 'default',
+        maxJobs: 'default',
+        speedFactor: 'default',
+        systems: 'system: default (test); extra-platforms: default (test)',
+        supportedFeatures: 'default (test)',
+        buildersUseSubstitutes: 'default',
+      },
     });
     expect((await load({ builders: 'ruby', maxJobs: 0 })).local.maxJobs).toBe(0);
   });
@@ -230,6 +262,7 @@ describe('loadMachinesConfig: ssh_config resolution', () => {
     const [ruby, kana] = (await load({ builders: 'ruby; kana' })).machines;
     expect(ruby).toEqual({
       hostName: 'ruby',
+      origin: '--builders entry 1',
       address: '127.0.0.1',
       port: 2201,
       sshUser: 'cfg-user',
@@ -276,5 +309,65 @@ describe('loadMachinesConfig: ssh_config resolution', () => {
     await expect(load({ builders: 'ruby' })).rejects.toThrow(
       `${home}/.ssh/config: Port "not-a-port" for host ruby is not a number from 1 to 65535`,
     );
+  });
+});
+
+describe("loadMachinesConfig: Nix's own settings when offload has none", () => {
+  it('takes builders and max-jobs from nix.conf, each machine and setting saying where it came from', async () => {
+    const conf = file('etc/nix/nix.conf', 'max-jobs = 0\nbuilders = ssh://root@ruby x86_64-linux - 2 ; kana aarch64-linux\nbuilders-use-substitutes = true\nextra-system-features = kvm\nbuild-max-silent-time = 30\n');
+    const config = await load();
+    expect(config.source).toBe(`Nix's builders setting (${conf}:2): ssh://root@ruby x86_64-linux - 2 ; kana aarch64-linux`);
+    expect(config.machines.map((m) => [m.hostName, m.maxJobs, m.systems, m.origin])).toEqual([
+      ['ruby', 2, ['x86_64-linux'], `Nix's builders setting (${conf}:2) entry 1`],
+      ['kana', 1, ['aarch64-linux'], `Nix's builders setting (${conf}:2) entry 2`],
+    ]);
+    expect(config.local).toMatchObject({
+      maxJobs: 0,
+      buildersUseSubstitutes: true,
+      supportedFeatures: ['benchmark', 'big-parallel', 'kvm', 'nixos-test'],
+      maxSilentTime: 30,
+      origins: {
+        maxJobs: `${conf}:1`,
+        buildersUseSubstitutes: `${conf}:3`,
+        supportedFeatures: `default (test) + ${conf}:4 (extra-system-features)`,
+        maxSilentTime: `${conf}:5 (build-max-silent-time)`,
+      },
+    });
+    expect((await load({ maxSilentTime: 5, buildTimeout: 7 })).local).toMatchObject({ maxSilentTime: 5, buildTimeout: 7, origins: { maxSilentTime: '--max-silent-time', buildTimeout: '--timeout' } });
+  });
+
+  it('NIX_CONFIG wins over nix.conf: builders = @file, max-jobs = auto', async () => {
+    file('etc/nix/nix.conf', 'max-jobs = 3\nbuilders = nowhere\n');
+    const machines = file('work-machines', '# the team builders\nssh://ruby x86_64-linux,i686-linux\nssh://kana\n');
+    const config = await load({ env: { NIX_CONFIG: `builders = @${machines}\nmax-jobs = auto` } });
+    expect(config.machines.map((m) => [m.hostName, m.origin])).toEqual([
+      ['ruby', `${machines}:2`],
+      ['kana', `${machines}:3`],
+    ]);
+    expect(config.local).toMatchObject({ maxJobs: 8, origins: { maxJobs: 'NIX_CONFIG line 2' } });
+  });
+
+  it('reads the user nix.conf over the system one, and an empty builders means none', async () => {
+    file('etc/nix/nix.conf', 'builders = ruby\n');
+    const user = file('home/.config/nix/nix.conf', 'builders =\n');
+    const config = await load({ env: { NIX_USER_CONF_FILES: undefined, HOME: home } });
+    expect(config.machines).toEqual([]);
+    expect(config.source).toBe(`no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${home}/.config/offload/machines.json; Nix's builders setting (${user}:1) is empty): building locally only`);
+  });
+
+  it("--builders, $OFFLOAD_MACHINES and offload's machines.json win over Nix's builders; --max-jobs over max-jobs", async () => {
+    file('etc/nix/nix.conf', 'builders = from-nix\nmax-jobs = 5\n');
+    expect(await names({ builders: 'from-flag' })).toEqual(['from-flag']);
+    expect(await names({ env: { OFFLOAD_MACHINES: file('env-machines', 'from-env') } })).toEqual(['from-env']);
+    file('home/.config/offload/machines.json', '[{"hostName": "from-home", "systems": ["x86_64-linux"]}]');
+    expect(await names()).toEqual(['from-home']);
+    const config = await load({ maxJobs: 2 });
+    expect(config.local).toMatchObject({ maxJobs: 2, origins: { maxJobs: '--max-jobs' } });
+    expect((await load()).local).toMatchObject({ maxJobs: 5 });
+  });
+
+  it('a builders line Nix cannot read is an error naming the setting', async () => {
+    const conf = file('etc/nix/nix.conf', 'builders = ssh://ruby x86_64-linux - many\n');
+    await expect(load()).rejects.toThrow(`Nix's builders setting (${conf}:1) entry 1: bad machine specification`);
   });
 });

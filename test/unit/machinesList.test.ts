@@ -121,12 +121,16 @@ describe('offload machines', () => {
     expect(parsed.machines[0].keyFileProblem).toBeUndefined();
     expect(parsed.machines[1].keyFileProblem).toMatch(/accessible by group or others \(mode 0644\)/);
     expect(parsed.local.systems.length).toBeGreaterThan(0);
+    expect(parsed.machines[0].origin).toBe(`${file}:1`);
+    expect(parsed.local.origins).toMatchObject({ maxJobs: expect.any(String), supportedFeatures: expect.any(String) });
 
     const text = (await run({ machines: file })).text;
     expect(text).toContain(`Machines from ${file}`);
     expect(text).toMatch(/alpha\s+192\.0\.2\.7:2200\s+builder\s+x86_64-linux,aarch64-linux\s+kvm\*,big-parallel\s+4\s+2/);
     expect(text).toMatch(/gamma\s+gamma:22/);
     expect(text).toMatch(/\(local\)/);
+    expect(text).toMatch(/^WHAT\s+FROM$/m);
+    expect(text).toMatch(new RegExp(`alpha\\s+${file}:1`));
     expect(text).toMatch(/beta: SSH key .*loose.*\(mode 0644\)/);
   });
 });

@@ -146,6 +146,15 @@ describe('BuildObservers on a terminal', () => {
     const verbose = (await play({ verbose: true }, true)).stderr.text();
     expect(verbose).toContain('[ruby] hello-2.12.1> compiling hello.c');
   });
+
+  it('-L prints every build log line above the live view, as nix build -L does, even with --quiet', async () => {
+    const logs = (await play({ printBuildLogs: true }, true)).stderr.text();
+    expect(logs).toContain('[ruby] hello-2.12.1> compiling hello.c');
+    expect(logs).toContain('\x1b[?25l');
+    const quietLogs = (await play({ printBuildLogs: true, quiet: true }, false)).stderr.text();
+    expect(quietLogs).toContain('[ruby] hello-2.12.1> compiling hello.c');
+    expect(quietLogs).not.toContain('started hello-2.12.1');
+  });
 });
 
 describe('BuildObservers history', () => {

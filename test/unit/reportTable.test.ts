@@ -76,7 +76,24 @@ describe('the machines table on a terminal', () => {
     source: '/etc/nix/machines',
     warnings: [],
     machines: [machine('aquamarine'), machine('ruby'), machine('kana', { mandatoryFeatures: ['kvm'] })],
-    local: { maxJobs: 2, speedFactor: 1, systems: ['x86_64-linux'], supportedFeatures: ['benchmark', 'big-parallel'], buildersUseSubstitutes: false },
+    local: {
+      maxJobs: 2,
+      speedFactor: 1,
+      systems: ['x86_64-linux'],
+      supportedFeatures: ['benchmark', 'big-parallel'],
+      buildersUseSubstitutes: false,
+      maxSilentTime: 0,
+      buildTimeout: 0,
+      origins: {
+        maxJobs: '/etc/nix/nix.conf:3',
+        speedFactor: 'default',
+        systems: 'system: default (nix show-config); extra-platforms: default (nix show-config)',
+        supportedFeatures: 'default (nix show-config)',
+        buildersUseSubstitutes: 'default',
+        maxSilentTime: 'NIX_CONFIG line 1',
+        buildTimeout: 'default',
+      },
+    },
   };
 
   it('runs past 150 columns when nothing limits it (a pipe)', () => {
