@@ -193,7 +193,7 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
     caches?.close();
     fetcher?.close();
   }
-  return report(result!, output);
+  return report(result, output);
 }
 
 interface PassInput {
