@@ -22,11 +22,23 @@ export interface BuilderSpec {
   trustedPublicKeys?: string[];
   /** sshd MaxSessions (channels per connection); default 64. OpenSSH's own default is 10. */
   maxSessions?: number;
+  /**
+   * sshd AllowTcpForwarding (default false): a builder that is also a jump
+   * host (ProxyJump) needs it. Its sshd then logs at DEBUG1, which records
+   * every forwarded connection ("server_request_direct_tcpip … target … port …").
+   */
+  allowTcpForwarding?: boolean;
+  /**
+   * sshd ForceCommand: every session runs this instead of what the client
+   * asked for (`$SSH_ORIGINAL_COMMAND` holds that). For builders that must
+   * misbehave: a wrapper around `nix-store --serve` that alters what it sends.
+   */
+  forceCommand?: string;
 }
 
 /** A builder spec with every default filled in. */
-export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys'>> &
-  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys'>;
+export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand'>> &
+  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand'>;
 
 /** The Nix system string of this machine, which every test builder can build natively. */
 export function hostSystem(): string {
@@ -75,6 +87,8 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     mandatoryFeatures: spec.mandatoryFeatures ?? [],
     speedFactor: spec.speedFactor ?? 1,
     maxSessions: spec.maxSessions ?? 64,
+    allowTcpForwarding: spec.allowTcpForwarding ?? false,
+    forceCommand: spec.forceCommand,
     substituters: spec.substituters,
     trustedPublicKeys: spec.trustedPublicKeys,
   };

@@ -19,6 +19,7 @@ import {
 import { ServeClient } from './serveClient.js';
 import { AuthenticationError, HostKeyMismatchError, HostUnreachableError, UnknownHostKeyError } from './sshErrors.js';
 import { SshPool, type ExecResult } from './sshPool.js';
+import { filterAnsiEscapes } from './terminalEscapes.js';
 
 /**
  * `offload machines check`: connects to a builder and asks it, with fixed
@@ -185,6 +186,13 @@ function trustOf(expected: ReturnType<typeof expectedHostKey>): HostKeyStatus {
   return 'accepted unknown';
 }
 
+/** A probe's output is shown in tables and messages: no escape sequence of the builder's reaches the terminal. */
+async function probeCommand(pool: SshPool, machine: Machine, command: string): Promise<ExecResult> {
+  const result = await pool.exec(machine, command);
+  const plain = (text: string) => filterAnsiEscapes(text, { keepColours: false });
+  return { ...result, stdout: plain(result.stdout), stderr: plain(result.stderr) };
+}
+
 /** Why a probe command gave nothing usable: its exit and first stderr line (e.g. "nix-store: command not found"). */
 function failure(command: string, result: ExecResult): string {
   if (result.code === 0) return `${command} printed unexpected output "${result.stdout.trim().slice(0, 100)}"`;
@@ -194,7 +202,7 @@ function failure(command: string, result: ExecResult): string {
 }
 
 async function nixVersion(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const result = await pool.exec(machine, NIX_VERSION_COMMAND);
+  const result = await probeCommand(pool, machine, NIX_VERSION_COMMAND);
   const version = result.code === 0 ? parseNixVersion(result.stdout) : undefined;
   if (version !== undefined) {
     draft.nixVersion = version;
@@ -216,10 +224,10 @@ async function serveProtocol(pool: SshPool, machine: Machine, draft: Draft, time
 }
 
 async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const json = await pool.exec(machine, SHOW_CONFIG_JSON_COMMAND);
+  const json = await probeCommand(pool, machine, SHOW_CONFIG_JSON_COMMAND);
   let parsed = json.code === 0 ? parseShowConfigJson(json.stdout) : { ok: false as const, reason: failure(SHOW_CONFIG_JSON_COMMAND, json) };
   if (!parsed.ok) {
-    const text = await pool.exec(machine, SHOW_CONFIG_TEXT_COMMAND);
+    const text = await probeCommand(pool, machine, SHOW_CONFIG_TEXT_COMMAND);
     if (text.code === 0) parsed = parseShowConfigText(text.stdout);
   }
   if (!parsed.ok) {
@@ -234,7 +242,7 @@ async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promi
 }
 
 async function load(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const [loadavg, nproc] = await Promise.all([pool.exec(machine, LOADAVG_COMMAND), pool.exec(machine, NPROC_COMMAND)]);
+  const [loadavg, nproc] = await Promise.all([probeCommand(pool, machine, LOADAVG_COMMAND), probeCommand(pool, machine, NPROC_COMMAND)]);
   const average = loadavg.code === 0 ? parseLoadavg(loadavg.stdout) : undefined;
   const cpus = nproc.code === 0 ? parseCpuCount(nproc.stdout) : undefined;
   if (average === undefined || cpus === undefined) {
@@ -248,7 +256,7 @@ async function load(pool: SshPool, machine: Machine, draft: Draft): Promise<void
 }
 
 async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits: StoreSpaceLimits | undefined): Promise<void> {
-  const result = await pool.exec(machine, STORE_DF_COMMAND);
+  const result = await probeCommand(pool, machine, STORE_DF_COMMAND);
   const space = result.code === 0 ? parseDfStore(result.stdout) : undefined;
   if (space === undefined) {
     draft.findings.push({ severity: 'note', message: `free store space unknown (${failure(STORE_DF_COMMAND, result)})` });

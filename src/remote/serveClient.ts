@@ -26,6 +26,7 @@ import { ServeReader, type ByteSource } from './serveCodec/parser.js';
 import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../store/storePath.js';
 import { ServeConnectionLostError } from './serveConnectionLostError.js';
 import { ServerLog } from './serverLog.js';
+import { stripColours } from './terminalEscapes.js';
 import type { ServeTransport } from './transport.js';
 
 export { CLIENT_VERSION, SERVE_MAGIC_1, SERVE_MAGIC_2, ServeCommand, type PathInfo } from './serveCodec/messages.js';
@@ -324,7 +325,7 @@ export class ServeClient {
     if (error instanceof ServeConnectionLostError) return error;
     if (error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined) {
       const recent = this.serverLog.recentLines();
-      const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).join(' | ')}` : '';
+      const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).map(stripColours).join(' | ')}` : '';
       return new ServeConnectionLostError(
         `Lost the connection to nix-store --serve on ${this.host} while ${what}.${stderr}`,
         this.host,

@@ -1,3 +1,4 @@
+import { stripColours } from '../remote/terminalEscapes.js';
 import type { RunEvent } from '../run/runEvents.js';
 import { runResultJson, type RunResult } from '../run/runResult.js';
 
@@ -12,6 +13,7 @@ import { runResultJson, type RunResult } from '../run/runResult.js';
 export function eventJsonLine(event: RunEvent): string {
   const out: Record<string, unknown> = { ...event, time: millis(event.time) };
   if (event.type === 'jobFinished') out.seconds = millis(event.seconds);
+  if (event.type === 'buildLog') out.line = stripColours(event.line);
   return `${JSON.stringify(out)}\n`;
 }
 

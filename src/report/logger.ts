@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { destination as pinoDestination, pino, type DestinationStream, type Logger } from 'pino';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { prettyFactory } from 'pino-pretty';
+import { closeColours, stripColours } from '../remote/terminalEscapes.js';
 import { logPrefix } from '../run/buildLog.js';
 import type { InternalJsonLogger } from './internalJson.js';
 import { timePrefix } from './eventLines.js';
@@ -69,8 +70,13 @@ export function createLogger(setup: LoggerSetup): Logger {
   const toStderr = stderrWriter(setup);
   const destination: DestinationStream = {
     write(line: string) {
-      setup.file?.write(line);
-      toStderr(line);
+      const entry = JSON.parse(line) as Entry;
+      // Build logs arrive with a builder's colours (nothing else: ServerLog filtered them);
+      // only a colour terminal shows them, the file and JSON on stderr get plain text.
+      const plain = hasColours(entry) ? withoutColours(entry) : undefined;
+      const plainLine = plain ? `${JSON.stringify(plain)}\n` : line;
+      setup.file?.write(plainLine);
+      toStderr(entry, plain ?? entry, plainLine);
     },
   };
   return pino(
@@ -117,7 +123,18 @@ export class LogFileSymlinkError extends OffloadError {
   }
 }
 
-function stderrWriter(setup: LoggerSetup): (line: string) => void {
+function hasColours(entry: Entry): boolean {
+  return (entry.kind === 'build-log' || entry.kind === 'failure') && [entry.msg ?? '', ...(entry.logTail ?? [])].some((text) => text.includes('\x1b'));
+}
+
+function withoutColours(entry: Entry): Entry {
+  const plain: Entry = { ...entry };
+  if (entry.msg !== undefined) plain.msg = stripColours(entry.msg);
+  if (entry.logTail !== undefined) plain.logTail = entry.logTail.map(stripColours);
+  return plain;
+}
+
+function stderrWriter(setup: LoggerSetup): (coloured: Entry, plain: Entry, plainLine: string) => void {
   const policy = setup.stderr;
   // `offload: message`, as offload's messages always read; colour says the level.
   const pretty = prettyFactory({
@@ -133,11 +150,11 @@ function stderrWriter(setup: LoggerSetup): (line: string) => void {
       return level >= LEVEL.error ? colors.red(text) : level >= LEVEL.warn ? colors.yellow(text) : text;
     },
   });
-  return (line) => {
-    const entry = JSON.parse(line) as Entry;
+  return (coloured, plain, plainLine) => {
+    const entry = policy.color && policy.format === 'pretty' ? coloured : plain;
     if (!shown(entry, policy)) return;
     if (policy.format === 'json') {
-      setup.sink().write(line);
+      setup.sink().write(plainLine);
     } else if (policy.format === 'internal-json') {
       // Events, build logs and failures reach nom as activities (NomActivity).
       if (entry.kind !== undefined || !setup.nom) return;
@@ -158,8 +175,8 @@ function shown(entry: Entry, policy: StderrPolicy): boolean {
 function prettyText(entry: Entry, pretty: (entry: object) => string): string {
   const time = entry.t !== undefined ? timePrefix(entry.t) : '';
   if (entry.kind === 'event') return `${time}${entry.msg ?? ''}\n`;
-  if (entry.kind === 'build-log') return `${logPrefix(entry.host ?? '?', entry.drvName ?? '?')}${entry.msg ?? ''}\n`;
+  if (entry.kind === 'build-log') return `${logPrefix(entry.host ?? '?', entry.drvName ?? '?')}${closeColours(entry.msg ?? '')}\n`;
   const tail = entry.logTail ?? [];
-  const tailText = tail.length > 0 ? [`last ${tail.length} log lines of ${entry.drvName ?? 'the build'}:`, ...tail.map((l) => `  ${l}`)].join('\n') + '\n' : '';
+  const tailText = tail.length > 0 ? [`last ${tail.length} log lines of ${entry.drvName ?? 'the build'}:`, ...tail.map((l) => `  ${closeColours(l)}`)].join('\n') + '\n' : '';
   return `${time}${pretty(entry)}${tailText}`;
 }

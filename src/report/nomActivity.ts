@@ -1,3 +1,4 @@
+import { stripColours } from '../remote/terminalEscapes.js';
 import type { RunEvent } from '../run/runEvents.js';
 import type { InternalJsonLogger } from './internalJson.js';
 
@@ -26,9 +27,11 @@ export class NomActivity {
       case 'buildLog': {
         const id = this.activities.get(event.jobId);
         if (id === undefined) break;
-        this.out.logLine(id, event.line);
+        // nom reads this from a pipe: colours are for terminals offload writes to itself.
+        const line = stripColours(event.line);
+        this.out.logLine(id, line);
         const tail = this.tails.get(event.jobId)!;
-        tail.push(event.line);
+        tail.push(line);
         if (tail.length > this.tailSize) tail.shift();
         break;
       }

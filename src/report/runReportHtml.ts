@@ -1,4 +1,5 @@
 import { median } from '../history/median.js';
+import { filterAnsiEscapes } from '../remote/terminalEscapes.js';
 import { formatDuration } from './duration.js';
 import { esc, renderTimeline, type TimelineBar } from './timelineSvg.js';
 
@@ -164,7 +165,7 @@ function jobTable(run: RunReportInput): string {
       `<td class="num">${actual !== undefined ? esc(formatDuration(actual)) : '–'}</td>`,
       `<td class="num ${delta !== undefined && delta > 0 ? 'slower' : 'faster'}">${delta !== undefined ? `${delta > 0 ? '+' : '−'}${esc(formatDuration(Math.abs(delta)))}` : '–'}</td>`,
       `<td class="num">${r.attempts ?? ''}</td>`,
-      `<td class="error">${esc(r.error ?? '')}</td>`,
+      `<td class="error">${esc(filterAnsiEscapes(r.error ?? '', { keepColours: false }))}</td>`,
     ];
     return `<tr>${cells.join('')}</tr>`;
   });

@@ -167,8 +167,8 @@ describe('show-derivation JSON: cycles and nesting', () => {
     expect(jsonError(() => loadJsonClosure(JSON.stringify(value), 'dag.json')).message).toContain(`${drv('a', 'a')} → ${drv('a', 'a')}.`);
   });
 
-  it('walks a chain of 100,000 derivations without overflowing the stack', () => {
-    const n = 100_000;
+  it('walks a chain of 30,000 derivations without overflowing the stack', () => {
+    const n = 30_000;
     const nixBase32 = '0123456789abcdfghijklmnpqrsvwxyz';
     const path = (i: number) => `/nix/store/${[...i.toString(32).padStart(32, '0')].map((c) => nixBase32[parseInt(c, 32)]).join('')}-x.drv`;
     const value: Record<string, unknown> = {};

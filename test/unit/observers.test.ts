@@ -210,3 +210,45 @@ describe('BuildObservers colours', () => {
     expect(stderr.text()).toBe('offload: plain\n');
   });
 });
+
+describe('BuildObservers and a builder\'s colours', () => {
+  afterEach(() => vi.unstubAllEnvs());
+  const RED = '\x1b[31mred\x1b[0m text';
+
+  /** One coloured log line of a job that then fails, as ServerLog hands it on (colours kept, all else filtered). */
+  async function colouredRun(opts: Partial<BuildOutputOptions>, tty: boolean) {
+    vi.stubEnv('NO_COLOR', '');
+    const stdout = capture();
+    const stderr = capture(tty);
+    const observers = new BuildObservers({ color: tty, ...opts }, { stdout, stderr });
+    const onEvent = observers.begin({ jobs, hosts, now: () => 1 });
+    onEvent(script[0]!.event!);
+    onEvent({ type: 'buildLog', time: 1, jobId: HELLO, host: 'ruby', line: `${RED}\x1b[1m` });
+    onEvent({ type: 'jobFinished', time: 2, jobId: HELLO, name: 'hello-2.12.1', host: 'ruby', status: 'failed', seconds: 1, error: 'failed' });
+    await observers.finish({ ...result, records: [] });
+    return { stdout: stdout.text(), stderr: stderr.text() };
+  }
+
+  it('shows them on a colour terminal, reset at the end of the line so they never bleed', async () => {
+    const { stderr } = await colouredRun({ verbose: true }, true);
+    expect(stderr).toContain(`[ruby] hello-2.12.1> ${RED}\x1b[1m\x1b[0m`);
+    expect(stderr).toContain(`  ${RED}\x1b[1m\x1b[0m`);
+  });
+
+  it('drops them everywhere else: plain stderr, JSON stderr, --log-file, --json-events, internal-json', async () => {
+    const file = join(dir, 'colours.log');
+    const plain = await colouredRun({ logFile: file, jsonEvents: true }, false);
+    expect(plain.stderr).toContain('[ruby] hello-2.12.1> red text\n');
+    expect(plain.stdout).toContain('"line":"red text"');
+    const fileText = readFileSync(file, 'utf8');
+    expect(fileText).toContain('"msg":"red text"');
+    expect(fileText).toContain('"logTail":["red text"]');
+    for (const text of [plain.stderr, plain.stdout, fileText]) expect(text).not.toMatch(/\x1b|\\u001b/);
+    const json = await colouredRun({ logFormat: 'json' }, false);
+    expect(json.stderr).toContain('"msg":"red text"');
+    expect(json.stderr).not.toMatch(/\x1b|\\u001b/);
+    const nom = await colouredRun({ logFormat: 'internal-json' }, false);
+    expect(nom.stderr).toContain('"fields":["red text"]');
+    expect(nom.stderr).not.toMatch(/\x1b|\\u001b/);
+  });
+});

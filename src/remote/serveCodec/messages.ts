@@ -2,6 +2,7 @@ import type { Derivation } from '../../drv/derivation.js';
 import { OffloadError } from '../../errors/offloadError.js';
 import { assertStorePath, storePathProblem } from '../../store/storePath.js';
 import { buildStatusName, type BuildResult } from '../buildResult.js';
+import { filterAnsiEscapes } from '../terminalEscapes.js';
 import { ServeProtocolError } from './errors.js';
 import type { ServeReader } from './parser.js';
 import { compareBytes, Serializer } from './serializer.js';
@@ -42,7 +43,6 @@ export const ServeCommand = {
 
 /** Longest store path a reply may hold (Linux PATH_MAX). */
 export const MAX_PATH_LENGTH = 4096;
-const ANSI_ESCAPE = /\u001b\[[0-9;]*[A-Za-z]/g;
 
 /** The minor version both sides understand: it fixes the layout of every message. */
 export function sharedMinor(serverVersion: number): number {
@@ -206,7 +206,7 @@ async function decodePathInfo(reader: ServeReader, path: string, { minor, storeD
 
 export async function decodeBuildResult(reader: ServeReader, minor: number): Promise<BuildResult> {
   const status = await reader.u64('the build status');
-  const errorMsg = (await reader.string('the build error message')).replace(ANSI_ESCAPE, '');
+  const errorMsg = filterAnsiEscapes(await reader.string('the build error message'), { keepColours: false });
   const result: BuildResult = {
     status,
     statusName: buildStatusName(status),
