@@ -1,4 +1,5 @@
 import { OffloadError } from '../errors/offloadError.js';
+import { encodeDrvText } from './drvBytes.js';
 
 export interface TextPosition {
   /** 1-based. */
@@ -20,7 +21,7 @@ export function positionAt(text: string, index: number): TextPosition {
   return {
     line,
     column: index - lineStart + 1,
-    byteOffset: Buffer.byteLength(text.slice(0, index), 'utf8'),
+    byteOffset: encodeDrvText(text.slice(0, index)).length,
   };
 }
 

@@ -2,6 +2,7 @@ import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertDrvPath, DEFAULT_STORE_DIR } from '../store/storePath.js';
 import type { Derivation, DerivationSet } from './derivation.js';
+import { decodeDrvBytes } from './drvBytes.js';
 import { DrvJsonError, DrvNotFoundError, DrvReadError } from './errors.js';
 import { findInputCycle } from './inputCycle.js';
 import { parseDrv } from './parseDrv.js';
@@ -9,8 +10,8 @@ import { readShowDerivationJson } from './showDerivationJson.js';
 
 export interface LoadDrvClosureOptions {
   storeDir?: string;
-  /** Reads one file; defaults to fs.readFile as UTF-8. */
-  readFile?: (file: string) => Promise<string>;
+  /** Reads one file; defaults to fs.readFile. Bytes are decoded losslessly (drvBytes.ts); a string is taken as it is. */
+  readFile?: (file: string) => Promise<string | Uint8Array>;
   /**
    * Where the store's files physically are, like Nix's `--store local?root=…`:
    * `/nix/store/x.drv` is read from `<storeRoot>/nix/store/x.drv`.
@@ -38,12 +39,13 @@ export async function loadDrvClosure(roots: string[], opts: LoadDrvClosureOption
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   for (const root of roots) assertDrvPath(root, 'root derivation', storeDir);
   const fileFor = opts.fileFor ?? (opts.storeRoot === undefined ? (p: string) => p : (p: string) => join(opts.storeRoot!, p));
-  const readFile = opts.readFile ?? ((file: string) => fsReadFile(file, 'utf8'));
+  const readFile = opts.readFile ?? ((file: string) => fsReadFile(file));
   const loadOne = async ({ drvPath, referencedBy }: Pending): Promise<Derivation> => {
     const file = fileFor(drvPath);
     let text: string;
     try {
-      text = await readFile(file);
+      const content = await readFile(file);
+      text = typeof content === 'string' ? content : decodeDrvBytes(content);
     } catch (e) {
       if ((e as NodeJS.ErrnoException | null)?.code === 'ENOENT') throw new DrvNotFoundError(drvPath, file, referencedBy, { cause: e });
       throw new DrvReadError(file, e);

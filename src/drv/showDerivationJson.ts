@@ -104,7 +104,10 @@ class JsonReader {
 
   private env(value: unknown, key: string): Record<string, string> {
     const env = this.object(value, key, 'an object of strings');
-    for (const [name, v] of Object.entries(env)) this.string(v, `${key}[${JSON.stringify(name)}]`);
+    for (const [name, v] of Object.entries(env)) {
+      this.string(name, `${key} (a name)`);
+      this.string(v, `${key}[${JSON.stringify(name)}]`);
+    }
     return env as Record<string, string>;
   }
 
@@ -119,8 +122,18 @@ class JsonReader {
     return value as string[];
   }
 
+  /**
+   * A string from JSON is text, so it maps to bytes as UTF-8. An unpaired
+   * surrogate (`"\udc80"`) maps to no bytes at all; Nix never prints one, so
+   * the file was not written by Nix and is refused rather than guessed at.
+   */
   private string(value: unknown, key: string): string {
     if (typeof value !== 'string') this.fail(key, `expected a string, found ${describe(value)}`);
+    if (UNPAIRED_SURROGATE.test(value)) {
+      const at = UNPAIRED_SURROGATE.exec(value)!;
+      const code = at[0].charCodeAt(0).toString(16);
+      this.fail(key, `the string holds the unpaired surrogate \\u${code} at character ${at.index}, which stands for no bytes (Nix writes valid UTF-8)`);
+    }
     return value;
   }
 
@@ -139,6 +152,8 @@ class JsonReader {
     throw new DrvJsonError(this.source, key, problem);
   }
 }
+
+const UNPAIRED_SURROGATE = /[\uD800-\uDFFF]/u;
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -1,8 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
-import { hostOf, instantiate, maxOverlap, offload, parseJson, stamps } from './buildSupport.js';
+import { hostOf, instantiate, maxOverlap, offload, parseJson, ROOT, stamps } from './buildSupport.js';
 
 /**
  * `offload build` against the real test cluster (aquamarine 3 jobs, ruby 2,
@@ -47,6 +48,19 @@ describe.runIf(integrationPrereqs())('offload build on the test cluster', () => 
       const job = json.jobs.find((j) => j.name === name)!;
       expect(job.sent.includes(topOut), `${name} on ${job.host}, d-top on ${top.host}`).toBe(job.host !== top.host);
     }
+  });
+
+  it('builds a derivation whose env is not UTF-8 with its bytes, under the output path it has locally', async () => {
+    const [drv] = await instantiate('nonUtf8');
+    const raw = readFileSync(join(ROOT, 'fixtures', 'nix', 'non-utf8.bin'));
+    expect(readFileSync(drv!).includes(raw)).toBe(true);
+    const r = await offload(['build', drv!, ...machines, '--max-jobs', '0', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const json = parseJson(r);
+    expect(json.jobs[0]!.host).not.toBe('local');
+    const out = json.outputs[drv!]!.out!;
+    expect(out).toBe(outputOfDrv(drv!));
+    expect(readFileSync(out)).toEqual(raw);
   });
 
   it('brings every output back with --copy-back all', async () => {

@@ -1,3 +1,5 @@
+import { compareDrvText, encodeDrvText } from '../../drv/drvBytes.js';
+
 /**
  * Builds serve-protocol messages (Nix `libutil/serialise`): u64 little-endian
  * integers, strings as length + bytes + zero padding to 8, lists as a count
@@ -29,9 +31,13 @@ export class Serializer {
     return this;
   }
 
-  /** A string or raw bytes (NAR names and contents are bytes, not text). */
+  /**
+   * A string or raw bytes (NAR names and contents are bytes, not text).
+   * Strings go out as the bytes they were read from: UTF-8, with the bytes
+   * of a derivation that were not UTF-8 restored (drv/drvBytes.ts).
+   */
   string(value: string | Uint8Array): this {
-    const bytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
+    const bytes = typeof value === 'string' ? encodeDrvText(value) : value;
     const padding = paddingFor(bytes.length);
     this.u64(bytes.length);
     this.ensure(bytes.length + padding);
@@ -70,6 +76,4 @@ export function paddingFor(length: number): number {
 }
 
 /** Byte order of C++ std::string comparison, which orders Nix's std::map keys. */
-export function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
-}
+export const compareBytes = compareDrvText;
