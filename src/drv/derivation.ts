@@ -36,5 +36,11 @@ export interface Derivation {
 /** The closure of derivations reachable from the requested roots. */
 export interface DerivationSet {
   roots: string[];
+  /**
+   * The outputs wanted of a root (`drv^out`, nix-build's `-A pkg.dev`): only
+   * these must be valid, come back and are printed. A root not listed wants
+   * every output.
+   */
+  rootOutputs?: ReadonlyMap<string, readonly string[]>;
   drvs: Map<string, Derivation>;
 }

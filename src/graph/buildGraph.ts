@@ -1,6 +1,6 @@
 import type { Derivation, DerivationSet } from '../drv/derivation.js';
 import { DependencyCycleError, MissingDerivationError } from './errors.js';
-import { allOutputsValid } from './outputPaths.js';
+import { allOutputsValid, wantedOutputsValid } from './outputPaths.js';
 
 export interface GraphNode {
   drv: Derivation;
@@ -22,8 +22,9 @@ export interface BuildGraph {
 
 /**
  * Works out what must be built for the roots. A derivation needs building
- * when any of its outputs is not in `validOutputs`; a fully valid one is
- * skipped along with everything only it needed. Iterative throughout, so
+ * when any of its outputs is not in `validOutputs` (for a root: any of its
+ * wanted outputs); a valid one is skipped along with everything only it
+ * needed. Iterative throughout, so
  * DAGs of any depth work.
  */
 export function buildGraph(set: DerivationSet, validOutputs: ReadonlySet<string>): BuildGraph {
@@ -37,28 +38,33 @@ export function graphOfNeeded(roots: string[], needed: Derivation[], alreadyVali
   return { roots, nodes, order: topologicalOrder(nodes), alreadyValid };
 }
 
-/** Breadth-first from the roots, not descending into derivations whose outputs are all valid. */
+/**
+ * Breadth-first from the roots, not descending into derivations whose
+ * outputs are valid. A root needs only its wanted outputs valid; a
+ * derivation that something to build depends on needs all of them, even
+ * when it was skipped as a root first (`a.drv^out` and `b.drv` needing a's
+ * `dev`).
+ */
 function findNeeded(set: DerivationSet, validOutputs: ReadonlySet<string>) {
   const needed: Derivation[] = [];
-  const alreadyValid: string[] = [];
-  const seen = new Set<string>(set.roots);
-  const queue: Array<[drvPath: string, referencedBy: string | undefined]> = [...seen].map((r) => [r, undefined]);
-  for (let i = 0; i < queue.length; i++) {
-    const [drvPath, referencedBy] = queue[i]!;
+  const state = new Map<string, 'needed' | 'valid' | 'validAsRoot'>();
+  const queue: Array<[drvPath: string, referencedBy: string | undefined]> = [];
+  const visit = (drvPath: string, referencedBy: string | undefined, wanted: readonly string[] | undefined): void => {
+    const before = state.get(drvPath);
+    if (before === 'needed' || before === 'valid' || (before === 'validAsRoot' && wanted !== undefined)) return;
     const drv = set.drvs.get(drvPath);
     if (drv === undefined) throw new MissingDerivationError(drvPath, referencedBy);
-    if (allOutputsValid(drv, validOutputs)) {
-      alreadyValid.push(drvPath);
-      continue;
+    if (wantedOutputsValid(drv, wanted, validOutputs)) {
+      state.set(drvPath, wanted === undefined || allOutputsValid(drv, validOutputs) ? 'valid' : 'validAsRoot');
+      return;
     }
+    state.set(drvPath, 'needed');
     needed.push(drv);
-    for (const input of Object.keys(drv.inputDrvs)) {
-      if (!seen.has(input)) {
-        seen.add(input);
-        queue.push([input, drvPath]);
-      }
-    }
-  }
+    for (const input of Object.keys(drv.inputDrvs)) queue.push([input, drvPath]);
+  };
+  for (const root of new Set(set.roots)) visit(root, undefined, set.rootOutputs?.get(root));
+  for (let i = 0; i < queue.length; i++) visit(queue[i]![0], queue[i]![1], undefined);
+  const alreadyValid = [...state].filter(([, s]) => s !== 'needed').map(([p]) => p);
   return { needed, alreadyValid };
 }
 

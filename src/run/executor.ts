@@ -1,5 +1,6 @@
 import type { Derivation } from '../drv/derivation.js';
 import type { BuildFailureKind } from '../remote/buildResult.js';
+import { wantedOutputs } from '../graph/outputPaths.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
 import type { FetchOutcome } from './localFetcher.js';
@@ -45,6 +46,8 @@ export interface ExecutorOptions {
 export interface ExecutorInput {
   drvs: ReadonlyMap<string, Derivation>;
   roots: string[];
+  /** Outputs wanted of a root (`drv^out`); a root not listed wants all. Only these come back. */
+  rootOutputs?: ReadonlyMap<string, readonly string[]>;
   jobs: Job[];
   scheduler: LiveScheduler;
   channels: ChannelSource;
@@ -429,15 +432,16 @@ export class Executor {
     return this.locations.remoteHolders();
   }
 
-  /** Outputs stay on the builder unless they are final (or `--copy-back all`). */
+  /** Outputs stay on the builder unless they are wanted outputs of a root (or `--copy-back all`). */
   private async placeOutputs(drv: Derivation, host: string): Promise<void> {
     const outputs = outputPaths(drv);
     this.locations.addAll(outputs, host);
     if (host === LOCAL_HOST) return;
-    if (this.input.options.copyBack === 'all' || this.roots.has(drv.drvPath)) {
+    const wanted = this.input.options.copyBack === 'all' ? outputs : this.roots.has(drv.drvPath) ? wantedOutputs(drv, this.input.rootOutputs?.get(drv.drvPath)).map(([, path]) => path) : [];
+    if (wanted.length > 0) {
       const local = await this.input.channels.acquire(LOCAL_HOST);
       try {
-        await this.transfers.ensure(LOCAL_HOST, local, outputs);
+        await this.transfers.ensure(LOCAL_HOST, local, wanted);
       } catch (error) {
         this.input.channels.discard(LOCAL_HOST, local);
         throw error;
@@ -508,7 +512,7 @@ export class Executor {
     const hosts = this.health.troubles(makespan);
     return {
       records,
-      outputs: localRootOutputs(this.input.roots, this.input.drvs, (p) => this.locations.has(p, LOCAL_HOST)),
+      outputs: localRootOutputs(this.input.roots, this.input.drvs, (p) => this.locations.has(p, LOCAL_HOST), this.input.rootOutputs),
       makespan,
       interrupted: this.interrupted,
       ...(stuck ? { stuck } : {}),

@@ -3,6 +3,7 @@ import type { JobAction } from '../schedule/types.js';
 import { ExitCode } from '../errors/offloadError.js';
 import type { BuildFailureKind } from '../remote/buildResult.js';
 import type { OutLink } from '../store/outLinks.js';
+import { wantedOutputs } from '../graph/outputPaths.js';
 import type { HostTrouble } from './hostHealth.js';
 
 /** What happened to one job in a live run; times are seconds since the run started. */
@@ -37,7 +38,7 @@ export interface JobRecord {
 
 export interface RunResult {
   records: JobRecord[];
-  /** Outputs of the requested roots that are in the local store: drvPath → output name → path. */
+  /** Wanted outputs of the requested roots that are in the local store: drvPath → output name → path. */
   outputs: Record<string, Record<string, string>>;
   makespan: number;
   interrupted: boolean;
@@ -51,12 +52,18 @@ export interface RunResult {
   outLinks?: OutLink[];
 }
 
-/** The outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
-export function localRootOutputs(roots: readonly string[], drvs: ReadonlyMap<string, Derivation>, isLocal: (path: string) => boolean): RunResult['outputs'] {
+/** The wanted outputs of `roots` that `isLocal` says are in the local store: drvPath → output name → path. */
+export function localRootOutputs(
+  roots: readonly string[],
+  drvs: ReadonlyMap<string, Derivation>,
+  isLocal: (path: string) => boolean,
+  rootOutputs?: ReadonlyMap<string, readonly string[]>,
+): RunResult['outputs'] {
   const out: RunResult['outputs'] = {};
   for (const root of roots) {
-    const entries = Object.entries(drvs.get(root)?.outputs ?? {}).filter(([, o]) => isLocal(o.path));
-    if (entries.length > 0) out[root] = Object.fromEntries(entries.map(([name, o]) => [name, o.path]));
+    const drv = drvs.get(root);
+    const entries = drv ? wantedOutputs(drv, rootOutputs?.get(root)).filter(([, path]) => isLocal(path)) : [];
+    if (entries.length > 0) out[root] = Object.fromEntries(entries);
   }
   return out;
 }

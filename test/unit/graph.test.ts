@@ -129,6 +129,27 @@ describe('buildGraph', () => {
     expect(buildGraph(set, new Set([outPath('a', 'out'), outPath('a', 'dev')])).order).toEqual([]);
   });
 
+  it('a root wanting only some outputs (drv^out) needs only those valid', () => {
+    const set: DerivationSet = {
+      roots: [drvPath('a')],
+      rootOutputs: new Map([[drvPath('a'), ['out']]]),
+      drvs: new Map([[drvPath('a'), mkDrv('a', [], ['out', 'dev'])]]),
+    };
+    expect(buildGraph(set, new Set([outPath('a', 'out')])).order).toEqual([]);
+    expect(names(buildGraph(set, new Set([outPath('a', 'out')])).alreadyValid)).toEqual(['a']);
+    expect(buildGraph(set, new Set([outPath('a', 'dev')])).order).toEqual([drvPath('a')]);
+  });
+
+  it('a root skipped for its wanted outputs is still built when another root needs all of it', () => {
+    const a = mkDrv('a', [], ['out', 'dev']);
+    const b = mkDrv('b', ['a']);
+    const set: DerivationSet = { roots: [drvPath('a'), drvPath('b')], rootOutputs: new Map([[drvPath('a'), ['out']]]), drvs: new Map([[a.drvPath, a], [b.drvPath, b]]) };
+    const g = buildGraph(set, new Set([outPath('a', 'out')]));
+    expect(names(g.order)).toEqual(['a', 'b']);
+    expect(g.nodes.get(drvPath('b'))!.deps).toEqual([drvPath('a')]);
+    expect(g.alreadyValid).toEqual([]);
+  });
+
   it('never treats a content-addressed output with no path as valid', () => {
     const a = mkDrv('a', []);
     a.outputs['out'] = { path: '', hashAlgo: 'r:sha256', hash: '' };
