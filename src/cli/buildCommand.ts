@@ -34,13 +34,14 @@ import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run
 import { outLinks, type OutLink } from '../store/outLinks.js';
 import { addPermRoots, checkOutLinksFree } from '../store/permRoots.js';
 import { exitCodeHelp } from './exitCodes.js';
+import { addExpressionOptions, expressionOptions, installablesHelp, type ExpressionCliOptions } from './expressionOptions.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
 
-export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions, SubstitutionOptions {
+export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions, SubstitutionOptions, ExpressionCliOptions {
   storeDir?: string;
   durations?: string;
   keepGoing?: boolean;
@@ -58,7 +59,7 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
   const cmd = program
     .command('build')
     .description('build derivations across the machines: critical path first, inputs in and outputs back over one SSH connection per host')
-    .argument('<drvs...>', '.drv files to build (with everything they need that is not built yet)')
+    .argument('[installables...]', 'what to build: .nix files, flake references, .drv paths, output paths (default: ./default.nix)')
     .option('--store-dir <dir>', 'Nix store directory holding the .drv files', '/nix/store')
     .option('--durations <file>', 'duration rules (format of durations.json) for the scheduler')
     .option('-k, --keep-going', 'after a failure, build everything that does not depend on it before exiting')
@@ -74,6 +75,7 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds)
     .option('-o, --out-link <path>', 'name of the symlinks to the outputs, each a GC root: PATH, PATH-dev, PATH-2, … as nix-build names them', 'result')
     .option('--no-out-link', 'make no result symlinks (and so no GC roots)');
+  addExpressionOptions(cmd);
   addMachineOptions(cmd);
   addSubstitutionOptions(cmd);
   addOutputOptions(cmd);
@@ -90,8 +92,12 @@ are recorded in the history, so the next plan knows how long they take.
 "jobSkipped"|"hostDown"|"hostBack"|"buildLog","time":<s since start>,…}), then one last line
 {"type":"result",…} with what --json prints.
 
+${installablesHelp}
+
 Examples:
-  offload build $(nix-instantiate '<nixpkgs>' -A hello) --machines machines.json
+  offload build .#hello
+  offload build '<nixpkgs>' -A hello --machines machines.json
+  offload build /nix/store/…-openssl-3.3.2.drv^dev,out
   offload build ./result.drv --max-jobs 0 --hosts ruby,kana --json | jq .makespan
   offload build ./result.drv --report run.html --log-file offload.log
   offload build ./result.drv --log-format internal-json |& nom --json
@@ -99,19 +105,20 @@ Examples:
 
 ${exitCodeHelp}`,
   );
-  cmd.action((drvs: string[], opts: BuildOptions) => run(() => buildAction(drvs, opts)));
+  cmd.action((installables: string[], opts: BuildOptions) => run(() => buildAction(installables, opts)));
 }
 
-export async function buildAction(drvs: string[], opts: BuildOptions): Promise<number> {
+export async function buildAction(installables: string[], opts: BuildOptions): Promise<number> {
   const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
-  const workload = await loadWorkload(drvs, { storeDir: opts.storeDir, askLocalStore: true });
+  const workload = await loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
   if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
   const { set } = workload;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   const settings = await substitutionSettings(opts);
-  const links = opts.outLink === false ? [] : outLinks(set.roots.map((drvPath) => ({ drvPath })), set.drvs, opts.outLink, process.cwd());
+  // Links follow the wanted outputs (drv^dev, -A pkg.dev, a flake's outputName); a bare .drv links out, as nix-build does.
+  const links = opts.outLink === false ? [] : outLinks(set.roots.map((drvPath) => ({ drvPath, outputs: set.rootOutputs?.get(drvPath) })), set.drvs, opts.outLink, process.cwd());
   await checkOutLinksFree(links, opts.storeDir);
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const history = output.openHistory(opts);
@@ -166,11 +173,11 @@ export async function buildAction(drvs: string[], opts: BuildOptions): Promise<n
       assertInputAddressed([...[...work.graph.nodes.values()].map((n) => n.drv), ...set.roots.map((r) => set.drvs.get(r)!)]);
       const jobs = jobsForWork(work, rules, history, estimates);
       if (jobs.length === 0) {
-        const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p)), makespan: now(), interrupted: false };
+        const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p), set.rootOutputs), makespan: now(), interrupted: false };
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, fetcher });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
       const passResult = await executor.run();
       for (const r of passResult.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
       const merged = { ...passResult, records: [...records.values()], makespan: now() };
@@ -210,6 +217,7 @@ interface PassInput {
   localPaths: ReadonlySet<string>;
   drvs: ReadonlyMap<string, Derivation>;
   roots: string[];
+  rootOutputs: ReadonlyMap<string, readonly string[]> | undefined;
   fetcher: LocalFetcher | undefined;
 }
 
@@ -227,6 +235,7 @@ async function startPass(p: PassInput): Promise<Executor> {
   const executor = new Executor({
     drvs: p.drvs,
     roots: p.roots,
+    ...(p.rootOutputs ? { rootOutputs: p.rootOutputs } : {}),
     jobs: p.jobs,
     scheduler,
     channels: p.channels,

@@ -2,7 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { dropOutputForClosedPipes } from './closedPipes.js';
 import { exitCodeHelp } from './exitCodes.js';
-import { joinNixOptionArgs } from './substitutionSettings.js';
+import { joinTwoWordOptions } from './twoWordOptions.js';
 import { registerBuildCommand } from './buildCommand.js';
 import { registerCompletionCommand } from './completion.js';
 import { registerHistoryCommand } from './historyCommand.js';
@@ -35,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   // Last: the completion script is generated from every command above.
   registerCompletionCommand(program);
   try {
-    await program.parseAsync(joinNixOptionArgs(argv));
+    await program.parseAsync(joinTwoWordOptions(argv));
     return exitCode;
   } catch (error) {
     return reportError(error, debug);

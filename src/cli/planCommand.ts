@@ -15,9 +15,10 @@ import { openSubstituters, transferEstimates } from './substitution.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { ExitCode } from '../errors/offloadError.js';
+import { addExpressionOptions, expressionOptions, installablesHelp, type ExpressionCliOptions } from './expressionOptions.js';
 import { addPlanOutputOptions, planHistory, writePlanSvg, type PlanOutputOptions } from './planOutputs.js';
 
-export interface PlanOptions extends MachineOptions, OutputOptions, PlanOutputOptions, SubstitutionOptions {
+export interface PlanOptions extends MachineOptions, OutputOptions, PlanOutputOptions, SubstitutionOptions, ExpressionCliOptions {
   fromJson?: string;
   storeDir?: string;
   durations?: string;
@@ -29,12 +30,13 @@ export function registerPlanCommand(program: Command, run: (action: () => Promis
   const cmd = program
     .command('plan')
     .description('dry run: what is fetched from binary caches and which host builds the rest, when, and why (connects to builders only with --ask-builders)')
-    .argument('[drvs...]', '.drv files to plan (their whole closure is loaded)')
-    .option('--from-json <file>', "read the DAG from `nix show-derivation -r` JSON ('-' = stdin) instead of .drv files")
+    .argument('[installables...]', 'what to plan: .nix files, flake references, .drv paths, output paths (default: ./default.nix)')
+    .option('--from-json <file>', "read the DAG from `nix show-derivation -r` JSON ('-' = stdin) instead of .drv files; arguments are .drv paths in it")
     .option('--store-dir <dir>', 'Nix store directory holding the .drv files', '/nix/store')
     .option('--durations <file>', 'duration rules (format of durations.json) for what-if planning')
     .option('--assume-nothing-built', 'do not ask the local store which outputs already exist')
     .option('--ask-builders', 'also ask each builder (over SSH) which missing outputs it holds, as build does: those are copied, not built');
+  addExpressionOptions(cmd);
   addMachineOptions(cmd);
   addSubstitutionOptions(cmd);
   addOutputOptions(cmd);
@@ -42,22 +44,27 @@ export function registerPlanCommand(program: Command, run: (action: () => Promis
   cmd.addHelpText(
     'after',
     `
+${installablesHelp}
+
 Examples:
+  offload plan .#hello
+  offload plan release.nix -A tests --argstr system x86_64-linux
   offload plan --machines machines.example.json --from-json fixtures/sample-dag.json
   offload plan /nix/store/…-hello-2.12.1.drv --max-jobs 0 --json | jq .makespan
   offload plan --from-json fixtures/sample-dag.json --svg plan.svg
   offload plan result.drv --no-history --durations durations.json   (what-if: rules only)
   nix show-derivation -r nixpkgs#firefox | offload plan --from-json - --durations durations.json`,
   );
-  cmd.action((drvs: string[], opts: PlanOptions) => run(() => planAction(drvs, opts)));
+  cmd.action((installables: string[], opts: PlanOptions) => run(() => planAction(installables, opts)));
 }
 
-export async function planAction(drvs: string[], opts: PlanOptions): Promise<number> {
+export async function planAction(installables: string[], opts: PlanOptions): Promise<number> {
   const config = await loadMachinesConfig(machineLoadOptions(opts));
-  const workload = await loadWorkload(drvs, {
+  const workload = await loadWorkload(installables, {
     fromJson: opts.fromJson,
     storeDir: opts.storeDir,
     askLocalStore: !opts.assumeNothingBuilt,
+    expression: expressionOptions(opts),
   });
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const warn = (message: string) => process.stderr.write(`offload: ${message}\n`);

@@ -3,11 +3,12 @@ import type { Command } from 'commander';
 import { KNOWN_SETTINGS, parseSettingValue, settingKeyOf } from '../config/nixSettings/knownSettings.js';
 import { overrideSetting, readNixConfig, type NixConfig } from '../config/nixSettings/nixConfig.js';
 import { OffloadError } from '../errors/offloadError.js';
+import { splitTwoWords } from './twoWordOptions.js';
 
 /** `--substituters`, `--option NAME VALUE`, `--no-substitute`: plan and build accept them, as nix-build does. */
 export interface SubstitutionOptions {
   substituters?: string;
-  /** `NAME=VALUE` pairs (main turns Nix's `--option NAME VALUE` into this form). */
+  /** `NAME=VALUE` pairs (main joins Nix's `--option NAME VALUE` into this form: cli/twoWordOptions.ts). */
   option?: string[];
   /** False with --no-substitute. */
   substitute?: boolean;
@@ -40,26 +41,13 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-/** Nix's `--option NAME VALUE` (two words) becomes `--option NAME=VALUE` for commander. */
-export function joinNixOptionArgs(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--option' && i + 2 < argv.length && !argv[i + 1]!.includes('=')) {
-      out.push('--option', `${argv[i + 1]}=${argv[i + 2]}`);
-      i += 2;
-    } else out.push(arg);
-  }
-  return out;
-}
-
 /**
  * The run's substitution settings: the user's Nix settings as Nix reads them
  * (config/nixSettings: nix.conf, includes, NIX_CONFIG), then the command line
  * on top, each `--option` parsed exactly as nix.conf would parse it.
  */
 export async function substitutionSettings(opts: SubstitutionOptions, env: NodeJS.ProcessEnv = process.env): Promise<SubstitutionSettings> {
-  const pairs = (opts.option ?? []).map(splitOption);
+  const pairs = (opts.option ?? []).map(splitTwoWords('--option', 'VALUE'));
   if (opts.substituters !== undefined) pairs.push(['substituters', opts.substituters]);
   let nix = await readNixConfig({ env });
   for (const [name, value] of pairs) nix = applyOption(nix, name, value);
@@ -74,12 +62,6 @@ export async function substitutionSettings(opts: SubstitutionOptions, env: NodeJ
     connectTimeout: s.connectTimeout.value,
     nixOptions: pairs,
   };
-}
-
-function splitOption(text: string): [string, string] {
-  const eq = text.indexOf('=');
-  if (eq <= 0) throw new OffloadError(`--option ${JSON.stringify(text)}: expected NAME VALUE (or NAME=VALUE)`);
-  return [text.slice(0, eq), text.slice(eq + 1)];
 }
 
 /** A known setting (or its `extra-` form) replaces what nix.conf said; others only go on to the fetching Nix. */

@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { MachinesConfig } from '../config/machine.js';
 import type { DerivationSet } from '../drv/derivation.js';
@@ -9,13 +12,20 @@ import { findMissing, type FoundWork, type MissingSources } from '../run/findMis
 import type { DurationRules } from '../schedule/durations.js';
 import { makeJob } from '../schedule/makeJob.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
+import type { ExpressionOptions, WantedDerivation } from '../installable/installable.js';
+import { InstallableSyntaxError, parseInstallable } from '../installable/parseInstallable.js';
+import { resolveInstallables } from '../installable/resolveInstallables.js';
+import { checkWantedOutputs, rootsFromWanted } from '../installable/wantedRoots.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
+import { DEFAULT_STORE_DIR } from '../store/storePath.js';
 
 export interface WorkloadOptions {
   fromJson?: string;
   storeDir?: string;
   /** When false, assume nothing is built (no local store is asked). */
   askLocalStore: boolean;
+  /** nix-build's `-A`, `--arg`, `--argstr`, `-I` for expression files among the installables. */
+  expression?: ExpressionOptions;
 }
 
 export interface Workload {
@@ -28,9 +38,27 @@ export interface Workload {
   localPaths: ReadonlySet<string> | null;
 }
 
-/** Loads the derivation closure and works out what still needs building. */
-export async function loadWorkload(roots: string[], opts: WorkloadOptions): Promise<Workload> {
-  const set = opts.fromJson !== undefined ? loadJsonClosure(await readJsonSource(opts.fromJson), opts.fromJson === '-' ? 'stdin' : opts.fromJson, roots.length > 0 ? roots : undefined) : await loadDrvClosure(roots, { storeDir: opts.storeDir });
+/**
+ * Turns what the user named (files, flake references, derivations, output
+ * paths: see installable/) into the derivation closure, and works out what
+ * still needs building. With `--from-json` the arguments are derivation paths
+ * in that file, taken as they are.
+ */
+export async function loadWorkload(installables: string[], opts: WorkloadOptions): Promise<Workload> {
+  const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
+  let set: DerivationSet;
+  if (opts.fromJson !== undefined) {
+    const wanted = installables.map((text) => literalDerivation(text));
+    const { roots, rootOutputs } = rootsFromWanted(wanted);
+    const source = opts.fromJson === '-' ? 'stdin' : opts.fromJson;
+    set = { ...loadJsonClosure(await readJsonSource(opts.fromJson), source, roots.length > 0 ? roots : undefined, storeDir), rootOutputs };
+    checkWantedOutputs(set, wanted);
+  } else {
+    const wanted = await resolveInstallables(installables, { expression: opts.expression ?? noExpressionOptions, storeDir, gcRootDir: evaluationRootDir() });
+    const { roots, rootOutputs } = rootsFromWanted(wanted);
+    set = { ...(await loadDrvClosure(roots, { storeDir })), rootOutputs };
+    checkWantedOutputs(set, wanted);
+  }
   // One question to the store serves both the graph (outputs) and the executor (input sources too).
   const valid = opts.askLocalStore ? await queryValidLocalPaths(pathsTheClosureUses(set)) : null;
   return { set, graph: buildGraph(set, valid ?? new Set()), localPaths: valid };
@@ -72,6 +100,32 @@ export function missingOutputs(workload: Pick<Workload, 'set' | 'localPaths'>): 
   const out: string[] = [];
   for (const d of workload.set.drvs.values()) for (const o of Object.values(d.outputs)) if (o.path !== '' && !workload.localPaths?.has(o.path)) out.push(o.path);
   return out;
+}
+
+const noExpressionOptions: ExpressionOptions = { attrs: [], args: [], argstrs: [], includes: [] };
+
+/** In `nix show-derivation` JSON only derivation paths mean anything: no evaluation, no filesystem. */
+function literalDerivation(text: string): WantedDerivation {
+  const installable = parseInstallable(text);
+  if (installable.kind !== 'path') throw new InstallableSyntaxError(text, 'with --from-json, name derivations by their store path (as in the JSON)');
+  const outputs = installable.outputs;
+  return { drvPath: installable.path, outputs: outputs === undefined || outputs.kind === 'all' ? 'all' : outputs.names, from: text };
+}
+
+let rootDir: string | undefined;
+
+/**
+ * nix-instantiate's GC roots for this process: they keep the evaluated .drv
+ * files from a garbage collection until offload is done with them, and go
+ * when it exits.
+ */
+function evaluationRootDir(): string {
+  if (rootDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'offload-eval-'));
+    rootDir = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return rootDir;
 }
 
 function pathsTheClosureUses(set: DerivationSet): string[] {

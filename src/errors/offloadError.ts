@@ -20,8 +20,9 @@ export const ExitCode = {
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
 export class OffloadError extends Error {
-  readonly exitCode: ExitCode;
-  constructor(message: string, exitCode: ExitCode = ExitCode.badInput, options?: { cause?: unknown }) {
+  /** One of ExitCode, or the code of a Nix command whose failure offload passes on (an evaluation error). */
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number = ExitCode.badInput, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.exitCode = exitCode;

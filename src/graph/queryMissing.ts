@@ -95,7 +95,8 @@ export class MissingWalk {
 
   walk(knowledge: MissingKnowledge, opts: { substitute: boolean }): MissingWork {
     const { set, order, producerOf } = this;
-    const wanted = new Map<string, Set<string>>(set.roots.map((r) => [r, new Set(Object.keys(set.drvs.get(r)!.outputs))]));
+    // A root wants what was asked of it (drv^dev, -A pkg.dev), else every output.
+    const wanted = new Map<string, Set<string>>(set.roots.map((r) => [r, new Set(set.rootOutputs?.get(r) ?? Object.keys(set.drvs.get(r)!.outputs))]));
     const unknown = new Set<string>();
     const fetchable = new Fetchability(knowledge, unknown);
     const roots = new Set(set.roots);
