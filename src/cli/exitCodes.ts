@@ -12,4 +12,5 @@ export const exitCodeHelp = `Exit codes (as nix-build's):
   103  both of the above; in general 100 + 1 (timeout) + 2 (hash mismatch) + 4
        (not deterministic), as Nix adds them
   ${ExitCode.internal}   internal error in offload (please report it; --debug shows the stack)
-  ${ExitCode.interrupted}  interrupted (SIGINT/SIGTERM)`;
+  ${ExitCode.interrupted}  interrupted (SIGINT/SIGTERM)
+  Nix evaluation failed: Nix's own exit code, after Nix's message (nothing was built)`;
