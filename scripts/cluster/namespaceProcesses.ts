@@ -88,6 +88,25 @@ export async function emptyNamespace(namespace: string, timeoutMs: number, excep
     signalNamespace(namespace, round === 0 ? 'SIGTERM' : 'SIGKILL', except);
     await waitForExit(alive, round === 0 ? timeoutMs : 2_000);
   }
-  const left = others();
-  if (left.length > 0) throw new Error(`processes ${left.join(', ')} in ${namespace} survived SIGKILL`);
+  // A SIGKILLed process cannot run again, but one in uninterruptible sleep (an
+  // fsync or a store write on a loaded machine) only dies once the kernel
+  // finishes its I/O: give those time before calling anything a survivor.
+  const killed = others();
+  const left = killed.length === 0 ? [] : await waitForExit(killed, 30_000);
+  if (left.length > 0) throw new Error(`processes survived SIGKILL in ${namespace}: ${left.map(describeProcess).join('; ')}`);
+}
+
+/** `pid state command (wchan)`, so a survivor says what it was doing. */
+function describeProcess(pid: number): string {
+  const read = (file: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const stat = read('stat');
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  const command = read('cmdline').split('\0').join(' ').trim().slice(0, 120);
+  return `${pid} ${state} ${command} (${read('wchan') || '?'})`;
 }

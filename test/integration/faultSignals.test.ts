@@ -16,7 +16,10 @@ async function nixStore(args: string[]): Promise<number> {
     await run('nix-store', args, { env: NIX_ENV });
     return 0;
   } catch (error) {
-    return (error as { code?: number }).code ?? 1;
+    const { code, stderr } = error as { code?: number; stderr?: string };
+    // The exit code is what the tests assert; what Nix said is what explains a failure.
+    if (stderr) process.stderr.write(`nix-store ${args.join(' ')}: ${stderr}\n`);
+    return code ?? 1;
   }
 }
 
