@@ -70,6 +70,7 @@ export class ServeClient {
   private queueEnd: Promise<void> = Promise.resolve();
   private broken: Error | undefined;
   private writeError: Error | undefined;
+  private built = false;
 
   private constructor(
     private readonly transport: ServeTransport,
@@ -122,6 +123,17 @@ export class ServeClient {
   /** False once the connection is lost or closed; such a client only fails. */
   get usable(): boolean {
     return this.broken === undefined;
+  }
+
+  /**
+   * Whether a validity query with `substitute` still substitutes. Nix's
+   * `nix-store --serve` turns substitution off for the rest of its life
+   * when it reads the options of a build (`settings.useSubstitutes =
+   * false` in opServe's getBuildSettings), so a channel that built
+   * something answers such a query without fetching anything.
+   */
+  get substitutes(): boolean {
+    return !this.built;
   }
 
   /** Subscribes to the server's stderr lines; returns the unsubscribe function. */
@@ -237,6 +249,7 @@ export class ServeClient {
   async buildDerivation(drvPath: string, drv: Derivation, options: BuildDerivationOptions = {}): Promise<BuildResult> {
     assertDrvPath(drvPath, 'The derivation to build', this.storeDir);
     const message = encodeBuildDerivation(drvPath, drv, options, this.minor, this.storeDir);
+    this.built = true;
     return this.run(`building ${drvPath}`, async () => {
       const unsubscribe = options.onLog ? this.onLog(options.onLog) : undefined;
       try {

@@ -17,12 +17,19 @@ export class ChannelPool implements ChannelSource {
     private readonly maxIdlePerHost = 2,
   ) {}
 
-  async acquire(host: string): Promise<StoreChannel> {
+  async acquire(host: string, opts: { substitute?: boolean } = {}): Promise<StoreChannel> {
     if (this.closed) throw new Error('the channel pool is closed');
     const idle = this.idle.get(host) ?? [];
-    for (let reused = idle.pop(); reused; reused = idle.pop()) {
-      if (reused.usable !== false) return reused;
-      this.discard(host, reused);
+    for (let i = idle.length - 1; i >= 0; i--) {
+      const reused = idle[i]!;
+      if (reused.usable === false) {
+        idle.splice(i, 1);
+        this.discard(host, reused);
+        continue;
+      }
+      if (opts.substitute && reused.substitutes === false) continue;
+      idle.splice(i, 1);
+      return reused;
     }
     const channel = await this.opener(host);
     if (this.closed) {

@@ -10,6 +10,8 @@ import type { BuildResult } from '../remote/buildResult.js';
 export interface StoreChannel {
   /** False once the channel is known to be broken (it then only fails). */
   readonly usable?: boolean;
+  /** False once a `substitute` validity query no longer substitutes (the channel built something; see ServeClient). */
+  readonly substitutes?: boolean;
   queryValidPaths(paths: string[], opts?: { lock?: boolean; substitute?: boolean }): Promise<Iterable<string>>;
   queryClosure(paths: string[], includeOutputs: boolean): Promise<Iterable<string>>;
   /** NAR sizes of the valid ones among `paths` (serve protocol's path infos). */
@@ -32,7 +34,8 @@ export interface BuildRequestOptions {
 
 /** Opens channels to each host, keeping a few idle ones for reuse. */
 export interface ChannelSource {
-  acquire(host: string): Promise<StoreChannel>;
+  /** With `substitute`, a channel whose validity queries still substitute. */
+  acquire(host: string, opts?: { substitute?: boolean }): Promise<StoreChannel>;
   /** Back to the idle pool (the channel is known to be in a clean state). */
   release(host: string, channel: StoreChannel): void;
   /** Closes a channel that may be broken. */

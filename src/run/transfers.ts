@@ -85,7 +85,7 @@ export class PathTransfers {
     let missing = closure.filter((p) => !valid.has(p));
     let substituted: string[] = [];
     if (missing.length > 0 && this.opts.buildersUseSubstitutes && target !== LOCAL_HOST) {
-      const fetched = new Set(await targetChannel.queryValidPaths(missing, { lock: true, substitute: true }));
+      const fetched = new Set(await this.substituteOn(target, targetChannel, missing));
       substituted = missing.filter((p) => fetched.has(p));
       missing = missing.filter((p) => !fetched.has(p));
     }
@@ -98,6 +98,20 @@ export class PathTransfers {
     this.register(target, mine, done);
     await done;
     return { sent: mine, substituted };
+  }
+
+  /** The target's Nix substitutes what it can, on a channel that still substitutes (one that built something does not). */
+  private async substituteOn(target: string, targetChannel: StoreChannel, paths: string[]): Promise<Iterable<string>> {
+    if (targetChannel.substitutes !== false) return targetChannel.queryValidPaths(paths, { lock: true, substitute: true });
+    const channel = await this.channels.acquire(target, { substitute: true });
+    try {
+      const valid = await channel.queryValidPaths(paths, { lock: true, substitute: true });
+      this.channels.release(target, channel);
+      return valid;
+    } catch (error) {
+      this.channels.discard(target, channel);
+      throw error;
+    }
   }
 
   /** Splits `missing` into paths this transfer sends and transfers already sending the rest. */
