@@ -13,6 +13,7 @@ import type { Derivation } from '../drv/derivation.js';
 import type { Substitute } from '../graph/queryMissing.js';
 import { assertEveryJobFits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
+import { markFetchesOnBuilders, splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { DEFAULT_STORE_DIR } from '../store/storePath.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { queryBuilderHoldings } from '../run/builderHoldings.js';
@@ -171,7 +172,10 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
       const work = await missingWork({ set, localPaths }, { ...(substitutes ? { substitutes } : {}), known, held, refused, localValid });
       caches?.reportUnsigned();
       assertInputAddressed([...[...work.graph.nodes.values()].map((n) => n.drv), ...set.roots.map((r) => set.drvs.get(r)!)]);
-      const jobs = jobsForWork(work, rules, history, estimates);
+      const planned = jobsForWork(work, rules, history, estimates);
+      // Where builders substitute for themselves, what only they need is fetched there (unless every output comes here anyway).
+      const fetchOnBuilders = config.local.buildersUseSubstitutes && opts.copyBack !== 'all';
+      const jobs = fetchOnBuilders ? markFetchesOnBuilders(planned, set.roots, hosts(false)) : planned;
       if (jobs.length === 0) {
         const nothing: RunResult = { records: [], outputs: localRootOutputs(set.roots, set.drvs, (p) => localPaths.has(p), set.rootOutputs), makespan: now(), interrupted: false };
         result = await withOutLinks(nothing, links);
@@ -221,22 +225,28 @@ interface PassInput {
   fetcher: LocalFetcher | undefined;
 }
 
-/** One pass: plan the jobs, connect the planned builders, and run the executor on them. */
+/**
+ * One pass: plan the jobs, connect the planned builders, and run the
+ * executor on them. Fetches builders make are planned but not scheduled:
+ * a build fetches them on its host when it starts.
+ */
 async function startPass(p: PassInput): Promise<Executor> {
   const plan = planBuild(p.jobs, p.hosts);
+  const { scheduled, onBuilders } = splitFetchesOnBuilders(p.jobs);
   const placement = livePlacement(plan, p.hosts);
   for (const m of p.config.machines) {
     if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
   }
   const reserves = await usableReserves(p.config.machines, placement.reserves, p.log);
   // Same policy variant as the plan that won (e.g. lookahead), on the plan's hosts plus reserves.
-  const scheduler = new OnlineScheduler(p.jobs, p.hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
+  const scheduler = new OnlineScheduler(scheduled, p.hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
   for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
   const executor = new Executor({
     drvs: p.drvs,
     roots: p.roots,
     ...(p.rootOutputs ? { rootOutputs: p.rootOutputs } : {}),
-    jobs: p.jobs,
+    jobs: scheduled,
+    fetchesOnBuilders: onBuilders,
     scheduler,
     channels: p.channels,
     localPaths: p.localPaths,

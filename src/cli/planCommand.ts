@@ -13,6 +13,7 @@ import { serveChannelOpener } from '../run/openChannel.js';
 import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
 import { openSubstituters, transferEstimates } from './substitution.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
+import { markFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { ExitCode } from '../errors/offloadError.js';
 import { addExpressionOptions, expressionOptions, installablesHelp, type ExpressionCliOptions } from './expressionOptions.js';
@@ -83,9 +84,10 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
   } finally {
     caches?.close();
   }
-  const jobs = jobsForWork(work, rules, history.lookup, transferEstimates(history.transferRate, (p) => holdings?.narSize.get(p)));
+  const planned = jobsForWork(work, rules, history.lookup, transferEstimates(history.transferRate, (p) => holdings?.narSize.get(p)));
   history.close();
-  const hosts = hostsFromConfig(config, jobs.some((j) => j.transfer) ? settings.maxSubstitutionJobs : undefined);
+  const hosts = hostsFromConfig(config, planned.some((j) => j.transfer) ? settings.maxSubstitutionJobs : undefined);
+  const jobs = config.local.buildersUseSubstitutes ? markFetchesOnBuilders(planned, workload.set.roots, hosts) : planned;
   const plan = planBuild(jobs, hosts);
   const input = {
     learnedSpeeds: history.learnedSpeeds,

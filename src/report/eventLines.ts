@@ -34,6 +34,7 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
         case 'interrupted':
           return `${event.host}: ${event.name} interrupted after ${shortSeconds(event.seconds)}`;
         case 'requeued':
+          if (event.action === 'fetch') return `${event.host}: ${event.name} could not be fetched there (${event.error ?? 'not in its caches'}); fetching it here`;
           return `${event.host}: ${event.name} goes back to the queue: ${event.error ?? 'transient failure'}`;
       }
       return undefined;

@@ -22,7 +22,7 @@ export interface PlanReportInput {
 
 /** Why a job is where it is: the placement reason for a build, what moves from where for a fetch or copy. */
 function jobReason(job: Job, host: string, input: PlanReportInput, critical: boolean): string {
-  if (job.action === 'fetch') return `fetch ${formatBytes(job.transfer!.bytes)} from ${job.transfer!.from}`;
+  if (job.action === 'fetch') return `fetch ${formatBytes(job.transfer!.bytes)} from ${job.transfer!.from}${job.transfer!.onBuilder ? ' on the builder that needs it' : ''}`;
   if (job.action === 'copy') return `on builder ${job.transfer!.from}: copy ${formatBytes(job.transfer!.bytes)} here`;
   return placementReason(job, host, input.hosts, input.plan, critical);
 }
@@ -76,6 +76,7 @@ export function planToJson(input: PlanReportInput): object {
         name: job?.name ?? a.jobId,
         action: job?.action ?? 'build',
         ...(job?.transfer ? { from: job.transfer.from, bytes: job.transfer.bytes, paths: job.transfer.paths } : {}),
+        ...(job?.transfer?.onBuilder ? { fetchedOn: 'builder' } : {}),
         system: job?.system ?? '',
         host: a.host,
         start: round(a.start),

@@ -6,6 +6,7 @@ import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
 import type { FetchOutcome } from './localFetcher.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
+import { BuilderFetches } from './builderFetches.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
 import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
@@ -68,6 +69,8 @@ export interface ExecutorInput {
   fetcher?: { fetch(paths: string[]): Promise<FetchOutcome> };
   /** Outputs builders held at the start: path → host. */
   held?: ReadonlyMap<string, string>;
+  /** Fetches only builders need (`transfer.onBuilder`), not among `jobs`: each is fetched where a build needs it. */
+  fetchesOnBuilders?: readonly Job[];
 }
 
 /** How often hosts whose slots other processes hold are checked for a free one. */
@@ -102,6 +105,7 @@ export class Executor {
   private readonly fellBack = new Set<string>();
   /** Jobs waiting on a fetch that fell back: not stuck, just for the next pass. */
   private readonly parked = new Set<string>();
+  private readonly builderFetches: BuilderFetches;
   private slotPoll: NodeJS.Timeout | undefined;
   private stopping = false;
   private interrupted = false;
@@ -117,12 +121,24 @@ export class Executor {
     for (const [path, host] of input.held ?? []) this.locations.add(path, host);
     this.jobsById = new Map(input.jobs.map((j) => [j.id, j]));
     this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
-    for (const job of input.jobs) {
+    for (const job of [...input.jobs, ...(input.fetchesOnBuilders ?? [])]) {
       const transfer = job.transfer ? { transfer: { paths: job.transfer.paths, bytes: job.transfer.bytes, from: job.transfer.from } } : {};
       this.records.set(job.id, { drvPath: job.id, name: job.name, action: job.action ?? 'build', ...transfer, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
       if (job.action === undefined || job.action === 'build') for (const path of outputPaths(input.drvs.get(job.id)!)) this.producers.set(path, job.id);
       for (const dep of job.deps) this.dependents.set(dep, [...(this.dependents.get(dep) ?? []), job.id]);
     }
+    this.builderFetches = new BuilderFetches({
+      jobs: input.fetchesOnBuilders ?? [],
+      locations: this.locations,
+      channels: input.channels,
+      ...(input.fetcher ? { fetcher: input.fetcher } : {}),
+      record: (id) => this.records.get(id)!,
+      fellBack: this.fellBack,
+      interrupted: () => this.interrupted,
+      log: input.log,
+      now: input.now,
+      ...(input.onEvent ? { onEvent: input.onEvent } : {}),
+    });
   }
 
   async run(): Promise<RunResult> {
@@ -323,6 +339,7 @@ export class Executor {
 
   private async runJob(jobId: string, host: string, lease: SlotLease | undefined): Promise<void> {
     const record = this.records.get(jobId)!;
+    if ((this.jobsById.get(jobId)?.action ?? 'build') === 'build' && !(await this.fetchOnHost(jobId, host, record))) return;
     record.host = host;
     record.status = 'running';
     record.start ??= this.input.now();
@@ -408,6 +425,23 @@ export class Executor {
     Object.assign(record, { status: 'fell-back', end: now, error: [...missing.values()][0] });
     for (const id of this.input.scheduler.failed(jobId)) this.parked.add(id);
     this.input.onEvent?.({ ...base, status: 'fell-back', error: record.error! });
+  }
+
+  /**
+   * Before a build: the fetches only builders need that its inputs lack,
+   * fetched on its host. False when one could not be fetched: the build
+   * then waits for the next pass, which builds what was not fetched.
+   */
+  private async fetchOnHost(jobId: string, host: string, record: JobRecord): Promise<boolean> {
+    const failed = await this.builderFetches.forBuild(host, buildInputs(this.input.drvs.get(jobId)!, this.input.drvs));
+    if (failed.size === 0) return true;
+    if (this.interrupted) {
+      Object.assign(record, { status: 'interrupted', end: this.input.now() });
+      return false;
+    }
+    this.parked.add(jobId);
+    for (const id of this.input.scheduler.failed(jobId)) this.parked.add(id);
+    return false;
   }
 
   private async fetch(paths: string[]): Promise<Map<string, string>> {
@@ -503,7 +537,8 @@ export class Executor {
     const records = [...this.records.values()];
     const pending = records.filter((r) => r.status === 'pending');
     for (const r of pending) r.status = 'not-started';
-    const unexplained = pending.filter((r) => !this.parked.has(r.drvPath));
+    // Fetches builders make are not scheduled: one still pending was needed by no build that started.
+    const unexplained = pending.filter((r) => !this.parked.has(r.drvPath) && !this.builderFetches.has(r.drvPath));
     const stuck =
       unexplained.length > 0 && !this.stopping
         ? { jobs: unexplained.map((r) => r.drvPath), reason: this.stuckReason() }

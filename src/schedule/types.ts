@@ -48,7 +48,19 @@ export interface Job {
   /** Default `build`; fetch and copy jobs run on the transfer lane. */
   action?: JobAction;
   /** Fetch and copy jobs: bytes to move, and where from (a cache URL or a builder). */
-  transfer?: { bytes: number; narBytes?: number; from: string; paths: string[] };
+  transfer?: {
+    bytes: number;
+    narBytes?: number;
+    from: string;
+    paths: string[];
+    /**
+     * A fetch only builders need (builders-use-substitutes): the builder a
+     * build needing it runs on fetches it itself; it never passes through
+     * the local store. Planned on the transfer lane all the same, so its
+     * download is on the plan's clock.
+     */
+    onBuilder?: boolean;
+  };
 }
 
 export interface Assignment {

@@ -18,7 +18,8 @@ const run = promisify(execFile);
  * paths a test caches are built on `forge` (a builder no run uses), pushed
  * from there with `nix copy --to file://…?secret-key=…`, and the same
  * directory is also served over HTTP on loopback. Derivations touch a
- * marker file when they really build.
+ * marker file when they really build. `opal` substitutes from one of these
+ * caches itself (its own nix.conf trusts the key), for builders-use-substitutes.
  */
 describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, build the rest', () => {
   let cluster: TestCluster & { dispose(): Promise<void> };
@@ -26,6 +27,7 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
   let publicKey: string;
   let secretKeyFile: string;
   let machines: string[];
+  let opalCache: { dir: string; url: string; requests: string[] };
   const servers: Server[] = [];
 
   beforeAll(async () => {
@@ -35,11 +37,16 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
     secretKeyFile = join(dir, 'secret.key');
     await run('nix-store', ['--generate-binary-cache-key', 'offload-test-1', secretKeyFile, join(dir, 'public.key')], { env: NIX_ENV });
     publicKey = readFileSync(join(dir, 'public.key'), 'utf8').trim();
+    const opalDir = emptyFolder(join(dir, 'on-builder-cache'));
+    const served = await serveDirectory(opalDir);
+    servers.push(served.server);
+    opalCache = { dir: opalDir, url: served.url, requests: served.requests };
     cluster = await startTempCluster('subst', [
       { name: 'forge', maxJobs: 2 },
       { name: 'ruby', maxJobs: 2 },
+      { name: 'opal', maxJobs: 2, substituters: [served.url], trustedPublicKeys: [publicKey] },
     ]);
-    machines = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--exclude-hosts', 'forge'];
+    machines = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--exclude-hosts', 'forge,opal'];
   });
   afterAll(async () => {
     await cluster?.dispose();
@@ -55,14 +62,16 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
     built(): string[];
   }
 
-  /** Fresh derivations of `attr` (each `name=drv`), a marker folder, an empty cache folder. */
-  async function freshCase(label: string, attrs: string[]): Promise<Case> {
-    const markers = join(dir, `${label}-markers`);
-    const cache = join(dir, `${label}-cache`);
-    mkdirSync(markers, { mode: 0o777 });
-    chmodSync(markers, 0o777);
-    mkdirSync(cache, { mode: 0o777 });
-    chmodSync(cache, 0o777);
+  /** A folder every builder may write into. */
+  function emptyFolder(path: string): string {
+    mkdirSync(path, { mode: 0o777 });
+    chmodSync(path, 0o777);
+    return path;
+  }
+
+  /** Fresh derivations of `attr` (each `name=drv`), a marker folder, an empty cache folder (or `cache`). */
+  async function freshCase(label: string, attrs: string[], cache = emptyFolder(join(dir, `${label}-cache`))): Promise<Case> {
+    const markers = emptyFolder(join(dir, `${label}-markers`));
     const nonce = `${label}-${Math.random().toString(36).slice(2)}`;
     const drvs: Record<string, string> = {};
     for (const attr of attrs) {
@@ -120,7 +129,7 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
     const c = await freshCase('local', ['wide.top', 'wide.carrier']);
     await fillCache(c, 'wide.carrier', { sign: true });
     const cache = await http(c);
-    const r = await offload(['build', c.drvs['wide.top']!, ...machines, '--exclude-hosts', 'forge,ruby', '--max-jobs', '1', ...trusting(cache.url), '--json']);
+    const r = await offload(['build', c.drvs['wide.top']!, ...machines, '--exclude-hosts', 'forge,ruby,opal', '--max-jobs', '1', ...trusting(cache.url), '--json']);
     const json = ok(r);
     expect(c.built(), r.stderr).toEqual(['wide-5', 'wide-6', 'wide-top']);
     for (const n of [1, 2, 3, 4]) expect(job(json, `wide-${n}`)).toMatchObject({ action: 'fetch', status: 'fetched' });
@@ -139,6 +148,44 @@ describe.runIf(integrationPrereqs())('binary caches: fetch what a cache has, bui
     for (const n of ['wide-5', 'wide-6', 'wide-top']) expect(job(json, n)).toMatchObject({ action: 'build', host: 'ruby' });
     expect(job(json, 'wide-top').sent.length).toBeGreaterThanOrEqual(4);
   });
+
+  it('with builders-use-substitutes, the builder fetches what only it needs: the local store never gets it', async () => {
+    const c = await freshCase('on-builder', ['wide.top', 'wide.carrier'], opalCache.dir);
+    const leaves = await fillCache(c, 'wide.carrier', { sign: true });
+    const onOpal = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--hosts', 'opal', '--max-jobs', '0', '--builders-use-substitutes', ...trusting(opalCache.url)];
+    const plan = JSON.parse((await offload(['plan', c.drvs['wide.top']!, ...onOpal, '--json'])).stdout) as { jobs: Array<{ name: string; action: string; fetchedOn?: string }> };
+    expect(plan.jobs.filter((j) => j.action === 'fetch').map((j) => [j.name, j.fetchedOn]).sort()).toEqual([1, 2, 3, 4].map((n) => [`wide-${n}`, 'builder']));
+    const r = await offload(['build', c.drvs['wide.top']!, ...onOpal, '--json']);
+    const json = ok(r);
+    expect(c.built()).toEqual(['wide-5', 'wide-6', 'wide-top']);
+    for (const n of [1, 2, 3, 4]) expect(job(json, `wide-${n}`)).toMatchObject({ action: 'fetch', status: 'fetched', host: 'opal', from: opalCache.url });
+    expect(job(json, 'wide-top').sent.filter((p) => leaves.includes(p))).toEqual([]);
+    // Only opal downloaded NARs; here, the leaves were never valid.
+    expect(opalCache.requests.filter((u) => u.startsWith('/nar/'))).toHaveLength(4);
+    for (const leaf of leaves) expect(await locallyValid(leaf), leaf).toBe(false);
+    const there = await cluster.runOnBuilder('opal', ['nix-store', '--check-validity', ...leaves]);
+    expect(there.code, there.stderr).toBe(0);
+    expect(readFileSync(json.outputs[c.drvs['wide.top']!]!.out!, 'utf8')).toMatch(/^wide-top .*\nwide-1 /);
+  });
+
+  it('with builders-use-substitutes, a builder whose caches lack a path gets it fetched here and sent', async () => {
+    const c = await freshCase('not-on-builder', ['wide.top', 'wide.carrier']);
+    const leaves = await fillCache(c, 'wide.carrier', { sign: true });
+    const r = await offload(['build', c.drvs['wide.top']!, ...machines, '--max-jobs', '0', '--builders-use-substitutes', ...trusting(`file://${c.cache}`), '--json']);
+    const json = ok(r);
+    expect(c.built()).toEqual(['wide-5', 'wide-6', 'wide-top']);
+    for (const n of [1, 2, 3, 4]) expect(job(json, `wide-${n}`)).toMatchObject({ action: 'fetch', status: 'fetched', host: 'caches' });
+    expect(job(json, 'wide-top')).toMatchObject({ host: 'ruby', status: 'built' });
+    expect(job(json, 'wide-top').sent).toEqual(expect.arrayContaining(leaves));
+    expect(r.stderr).toMatch(/ruby could not fetch .* from its own substituters/);
+  });
+
+  async function locallyValid(path: string): Promise<boolean> {
+    return run('nix-store', ['--check-validity', path], { env: NIX_ENV }).then(
+      () => true,
+      () => false,
+    );
+  }
 
   it('prunes a chain: with the middle cached, the bottom is neither built nor fetched', async () => {
     const c = await freshCase('chain', ['chain.top', 'chain.carrier']);
