@@ -1,5 +1,6 @@
 import { median } from '../history/median.js';
 import { filterAnsiEscapes } from '../remote/terminalEscapes.js';
+import { formatBytes } from './byteSize.js';
 import { formatDuration } from './duration.js';
 import { esc, renderTimeline, type TimelineBar } from './timelineSvg.js';
 
@@ -15,6 +16,9 @@ export interface RunReportJob {
   end?: number;
   attempts?: number;
   error?: string;
+  /** Default `build`; a fetch from a cache or a copy from a builder moved `transfer.bytes` from `transfer.from`. */
+  action?: string;
+  transfer?: { bytes: number; from: string };
 }
 
 export interface RunReportInput {
@@ -93,7 +97,7 @@ function timeline(run: RunReportInput): string {
         start: r.start!,
         end: r.end!,
         label: r.name,
-        tooltip: `${r.name}\n${r.host}: ${r.status} in ${formatDuration(actual)}${estimate !== undefined ? ` (estimated ${formatDuration(estimate)})` : ''}\n${r.drvPath}`,
+        tooltip: `${r.name}\n${r.host}: ${r.status}${r.transfer ? ` ${transferText(r.transfer)}` : ''} in ${formatDuration(actual)}${estimate !== undefined ? ` (estimated ${formatDuration(estimate)})` : ''}\n${r.drvPath}`,
         classes,
         ...(estimate !== undefined ? { estimate } : {}),
       };
@@ -106,6 +110,7 @@ function timeline(run: RunReportInput): string {
       { className: 'job', label: 'built' },
       { className: 'job critical', label: 'critical path' },
       { className: 'job failed', label: 'failed' },
+      ...(bars.some((b) => b.classes.includes('fetched') || b.classes.includes('copied')) ? [{ className: 'job fetched', label: 'fetched or copied' }] : []),
     ],
   });
 }
@@ -123,6 +128,7 @@ function summary(run: RunReportInput): string {
     ...(run.plannedMakespan !== undefined ? [['planned makespan', formatDuration(run.plannedMakespan)] as [string, string]] : []),
     ['derivations', [...counts].map(([status, n]) => `${n} ${status}`).join(', ') || 'none'],
     ...(ratios.length > 0 ? [['actual ÷ estimate (median)', `${median(ratios).toFixed(2)}× over ${ratios.length} builds`] as [string, string]] : []),
+    ...transferRows(run),
     ...(run.startedAt ? [['started', run.startedAt.toISOString()] as [string, string]] : []),
   ];
   const hostRows = hostUsage(run).map(
@@ -159,6 +165,7 @@ function jobTable(run: RunReportInput): string {
     const cells = [
       `<td title="${esc(r.drvPath)}">${esc(r.name)}</td>`,
       `<td>${esc(r.host || '–')}</td>`,
+      `<td>${r.transfer ? esc(`${r.action ?? 'fetch'} ${transferText(r.transfer)}`) : 'build'}</td>`,
       `<td class="status ${esc(cssClass(r.status))}">${esc(r.status)}</td>`,
       `<td class="num">${r.start !== undefined ? esc(formatDuration(r.start)) : '–'}</td>`,
       `<td class="num">${estimate !== undefined ? esc(formatDuration(estimate)) : '–'}</td>`,
@@ -170,10 +177,38 @@ function jobTable(run: RunReportInput): string {
     return `<tr>${cells.join('')}</tr>`;
   });
   return [
-    '<table class="jobs"><thead><tr><th>derivation</th><th>host</th><th>status</th><th>started</th><th>estimated</th><th>actual</th><th>Δ</th><th>attempts</th><th>error</th></tr></thead><tbody>',
+    '<table class="jobs"><thead><tr><th>derivation</th><th>host</th><th>action</th><th>status</th><th>started</th><th>estimated</th><th>actual</th><th>Δ</th><th>attempts</th><th>error</th></tr></thead><tbody>',
     ...rows,
     '</tbody></table>',
   ].join('\n');
+}
+
+function transferText(t: { bytes: number; from: string }): string {
+  return `${formatBytes(t.bytes)} from ${t.from}`;
+}
+
+/**
+ * One summary row per source of fetches and copies that arrived: how many,
+ * how many bytes, in how long, at what rate (what the history learns as the
+ * source's rate for the next plan).
+ */
+function transferRows(run: RunReportInput): [string, string][] {
+  const bySource = new Map<string, { action: string; count: number; bytes: number; seconds: number }>();
+  for (const r of run.records) {
+    if (!r.transfer || (r.status !== 'fetched' && r.status !== 'copied') || r.start === undefined || r.end === undefined) continue;
+    const key = `${r.status} ${r.transfer.from}`;
+    const s = bySource.get(key) ?? { action: r.status, count: 0, bytes: 0, seconds: 0 };
+    s.count++;
+    s.bytes += r.transfer.bytes;
+    s.seconds += r.end - r.start;
+    bySource.set(key, s);
+  }
+  return [...bySource.entries()].map(([key, s]) => {
+    const from = key.slice(s.action.length + 1);
+    const rate = s.seconds > 0 ? `, ${formatBytes(s.bytes / s.seconds)}/s` : '';
+    const noun = s.action === 'fetched' ? 'fetch' : 'copy';
+    return [`${s.action} from ${from}`, `${s.count} ${s.count === 1 ? noun : `${noun === 'copy' ? 'copie' : noun}${noun === 'fetch' ? 'es' : 's'}`}, ${formatBytes(s.bytes)} in ${formatDuration(s.seconds)}${rate}`];
+  });
 }
 
 function cssClass(status: string): string {

@@ -271,6 +271,8 @@ export const TIMELINE_CSS = [
   '.job.critical rect{fill:#f0a04b;stroke:#b05a00;stroke-width:1.2}',
   '.job.failed rect{fill:#e06c6c;stroke:#8e1f1f}',
   '.job.interrupted rect{fill:#c9c9c9;stroke:#777}',
+  '.job.fetched rect,.job.copied rect{fill:#8fc79a;stroke:#3e7a4a}',
+  '.job.fell-back rect{fill:#e8c468;stroke:#8a6d1c}',
   '.job rect.estimate,.estimate rect{fill:#333;stroke:none;opacity:0.55}',
   '.axis line{stroke:#555;stroke-width:1}',
   '.axis line.grid{stroke:#bbb;stroke-dasharray:2 3}',

@@ -89,3 +89,39 @@ describe('ProgressTracker', () => {
     expect(t.eta(6)).toBeUndefined();
   });
 });
+
+describe('fetches in the event lines, the NDJSON events and the live view', () => {
+  const CACHE = 'https://cache.example.org';
+  const ZLIB = '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-zlib-1.3.drv';
+  const fetchJob = { ...jobs[0]!, id: ZLIB, name: 'zlib-1.3', duration: 2, action: 'fetch' as const, transfer: { bytes: 2048, from: CACHE, paths: [] } };
+  const lane = { ...hosts[0]!, id: 'caches', maxJobs: 16, isLocal: false, transferLane: true };
+
+  it('narrates a fetch here, on a builder, refused by a builder, and one that fell back', () => {
+    expect(eventLine({ type: 'jobStarted', time: 1, jobId: ZLIB, name: 'zlib-1.3', host: 'caches', attempt: 1, action: 'fetch' })).toBe('[1.0s] caches: fetching zlib-1.3');
+    expect(eventLine({ type: 'jobFinished', time: 2, jobId: ZLIB, name: 'zlib-1.3', host: 'ruby', status: 'fetched', seconds: 1, action: 'fetch', bytes: 2048, from: CACHE })).toBe(
+      `[2.0s] ruby: zlib-1.3 fetched (2.00 KiB) from ${CACHE} in 1.0s`,
+    );
+    expect(eventLine({ type: 'jobFinished', time: 2, jobId: ZLIB, name: 'zlib-1.3', host: 'ruby', status: 'requeued', seconds: 1, action: 'fetch', error: 'ruby could not substitute it' })).toBe(
+      '[2.0s] ruby: zlib-1.3 could not be fetched there (ruby could not substitute it); fetching it here',
+    );
+    expect(eventLine({ type: 'jobFinished', time: 2, jobId: ZLIB, name: 'zlib-1.3', host: 'caches', status: 'fell-back', seconds: 1, action: 'fetch', from: CACHE })).toBe(
+      `[2.0s] caches: zlib-1.3 could not be fetched from ${CACHE}; building it instead`,
+    );
+  });
+
+  it('keeps what moved and from where in the NDJSON event', () => {
+    const event = { type: 'jobFinished' as const, time: 2, jobId: ZLIB, name: 'zlib-1.3', host: 'ruby', status: 'fetched' as const, seconds: 1, action: 'fetch' as const, bytes: 2048, from: CACHE };
+    expect(JSON.parse(eventJsonLine(event))).toEqual(event);
+  });
+
+  it('shows a running fetch on the lane or the builder making it, and counts it done', () => {
+    const t = new ProgressTracker([fetchJob, { ...jobs[1]!, deps: [ZLIB] }], [...hosts, lane]);
+    t.apply({ type: 'jobStarted', time: 0, jobId: ZLIB, name: 'zlib-1.3', host: 'caches', attempt: 1, action: 'fetch' });
+    expect(t.state(0.5).hosts.find((h) => h.id === 'caches')!.running).toEqual([{ name: 'zlib-1.3', elapsed: 0.5, estimate: 2 }]);
+    t.apply({ type: 'jobFinished', time: 1, jobId: ZLIB, name: 'zlib-1.3', host: 'caches', status: 'requeued', seconds: 1, action: 'fetch' });
+    t.apply({ type: 'jobStarted', time: 1, jobId: ZLIB, name: 'zlib-1.3', host: 'ruby', attempt: 2, action: 'fetch' });
+    expect(t.state(1.5).hosts.find((h) => h.id === 'ruby')!.running.map((r) => r.name)).toEqual(['zlib-1.3']);
+    t.apply({ type: 'jobFinished', time: 2, jobId: ZLIB, name: 'zlib-1.3', host: 'ruby', status: 'fetched', seconds: 1, action: 'fetch', bytes: 2048, from: CACHE });
+    expect(t.state(2).counts).toMatchObject({ done: 1, running: 0, queued: 1 });
+  });
+});

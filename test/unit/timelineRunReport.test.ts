@@ -85,3 +85,36 @@ describe('hostEstimates', () => {
     expect(Object.fromEntries(est)).toEqual({ '/nix/store/a-glibc.drv': 50, '/nix/store/b-gcc.drv': 300 });
   });
 });
+
+describe('runReportHtml with fetches and copies', () => {
+  const CACHE = 'https://cache.example.org';
+  const transfers: RunReportJob[] = [
+    { drvPath: '/nix/store/e-zlib.drv', name: 'zlib-1.3', host: 'caches', status: 'fetched', start: 0, end: 2, attempts: 1, action: 'fetch', transfer: { bytes: 2 * 1024 * 1024, from: CACHE } },
+    { drvPath: '/nix/store/f-openssl.drv', name: 'openssl-3.0', host: 'ruby', status: 'fetched', start: 1, end: 3, attempts: 1, action: 'fetch', transfer: { bytes: 6 * 1024 * 1024, from: CACHE } },
+    { drvPath: '/nix/store/g-top.drv', name: 'top-1.0', host: 'caches', status: 'copied', start: 5, end: 6, attempts: 1, action: 'copy', transfer: { bytes: 1024, from: 'ruby' } },
+    { drvPath: '/nix/store/h-gone.drv', name: 'gone-1.0', host: 'caches', status: 'fell-back', start: 0, end: 1, attempts: 1, action: 'fetch', transfer: { bytes: 4096, from: CACHE }, error: 'NAR missing' },
+    { drvPath: '/nix/store/i-app.drv', name: 'app-2.0', host: 'ruby', status: 'built', start: 3, end: 5, attempts: 1 },
+  ];
+  const html = runReportHtml({ records: transfers, makespan: 6, hosts: [{ id: 'caches', maxJobs: 16 }, { id: 'ruby', maxJobs: 2 }], estimates: new Map() });
+
+  it('counts fetches per cache and copies per builder, with bytes, time and rate, in the summary', () => {
+    expect(html).toContain('2 fetched, 1 copied, 1 fell-back, 1 built');
+    expect(html).toContain(`<th>fetched from ${CACHE}</th><td>2 fetches, 8.00 MiB in 4s, 2.00 MiB/s</td>`);
+    expect(html).toContain('<th>copied from ruby</th><td>1 copy, 1.00 KiB in 1s, 1.00 KiB/s</td>');
+  });
+
+  it('says in each row what moved from where, on the host that did it', () => {
+    const row = (name: string) => [...html.matchAll(/<tr><td title="[^"]*">.*?<\/tr>/g)].map((m) => m[0]).find((r) => r.includes(name))!;
+    expect(row('openssl-3.0')).toContain(`<td>ruby</td><td>fetch 6.00 MiB from ${CACHE}</td><td class="status fetched">fetched</td>`);
+    expect(row('top-1.0')).toContain('<td>caches</td><td>copy 1.00 KiB from ruby</td><td class="status copied">copied</td>');
+    expect(row('gone-1.0')).toContain('NAR missing');
+    expect(row('app-2.0')).toContain('<td>ruby</td><td>build</td>');
+  });
+
+  it('draws fetches and copies on the lane or builder that made them, in their own colour', () => {
+    const bars = [...html.matchAll(/<g class="([^"]*)" data-job="([^"]*)">/g)].map((m) => [m[2], m[1]]);
+    expect(bars).toEqual(expect.arrayContaining([['/nix/store/e-zlib.drv', 'job fetched'], ['/nix/store/f-openssl.drv', 'job fetched'], ['/nix/store/g-top.drv', 'job copied']]));
+    expect(html).toContain('fetched or copied');
+    expect(html).toContain('.job.fetched rect');
+  });
+});
