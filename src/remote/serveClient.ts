@@ -47,6 +47,18 @@ export interface ServeClientOptions {
 }
 
 /** Marks an error that came from an import's source stream, not from our server. */
+/**
+ * The source's own failure when reading it threw (the reader wraps it as
+ * "ended while reading …" with the failure as its cause): a builder or local
+ * `nix-store --serve` that was exporting lost its connection, say. That error
+ * names the real cause and is classified as what it is (a lost connection is
+ * retried), where the wrapper would fail the job. A source that simply ended
+ * early stays a truncated stream.
+ */
+function sourceError(error: unknown): unknown {
+  return error instanceof ServeStreamEndedError && error.cause instanceof Error ? error.cause : error;
+}
+
 class SourceFailure extends Error {
   constructor(readonly error: unknown) {
     super('the source of an upload failed', { cause: error });
@@ -193,7 +205,7 @@ export class ServeClient {
         try {
           next = await chunks.next();
         } catch (error) {
-          throw new SourceFailure(error);
+          throw new SourceFailure(sourceError(error));
         }
         if (next.done) break;
         await this.write(next.value);

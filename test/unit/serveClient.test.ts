@@ -140,6 +140,22 @@ describe('ServeClient commands', () => {
     expect(client.usable).toBe(true);
   });
 
+  it('fails an import whose source dies with the source’s own error, so a lost exporter is retried, not blamed on the stream', async () => {
+    const s = scriptedTransport([greeting(0x207)]);
+    const client = await ServeClient.open(s.transport);
+    const lost = new ServeConnectionLostError('Lost the connection to nix-store --serve on ruby while exporting paths.', 'ruby');
+    async function* dyingExport(): AsyncGenerator<Buffer> {
+      yield new Serializer().u64(1).flush().subarray(0, 4);
+      throw lost;
+    }
+    await expect(client.importPaths(dyingExport())).rejects.toBe(lost);
+    // The server is mid-import: the channel cannot be used again.
+    expect(client.usable).toBe(false);
+    const t = scriptedTransport([greeting(0x207)]);
+    const other = await ServeClient.open(t.transport);
+    await expect(other.importPaths([new Serializer().u64(1).flush()])).rejects.toThrow(/ended while reading/);
+  });
+
   it('fails a command cut off mid-reply with ServeConnectionLostError', async () => {
     const s = scriptedTransport([greeting(0x207), new Serializer().u64(2).string(out).flush()]);
     const client = await ServeClient.open(s.transport);
