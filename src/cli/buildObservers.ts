@@ -161,7 +161,10 @@ export class BuildObservers {
     const tracker = new ProgressTracker(ctx.jobs, ctx.hosts, planned);
     this.run = { ...ctx, tracker, startedAt: new Date(), names: new Map(ctx.jobs.map((j) => [j.id, j.name])) };
     const listeners: RunEventListener[] = [(e) => tracker.apply(e), (e) => this.narrate(e), (e) => this.redraw(e)];
-    if (this.nom) listeners.push((e) => this.nom!.apply(e));
+    if (this.nom) {
+      this.nom.know(ctx.jobs);
+      listeners.push((e) => this.nom!.apply(e));
+    }
     if (this.opts.jsonEvents) listeners.push((e) => this.streams.stdout.write(eventJsonLine(e)));
     if (this.history) {
       const jobs = new Map(ctx.jobs.map((j) => [j.id, j]));

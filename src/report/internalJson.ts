@@ -57,6 +57,8 @@ export class InternalJsonLogger {
    */
   private readonly idBase: number;
   private readonly open = new Set<number>();
+  /** A substitution's copy activity, stopped with it. */
+  private readonly children = new Map<number, number>();
 
   constructor(
     private readonly out: LineSink,
@@ -72,12 +74,28 @@ export class InternalJsonLogger {
    * unless `options.local` says otherwise.
    */
   startBuild(drvPath: string, host: string, options: { local?: boolean } = {}): number {
-    const id = this.idBase + this.nextId++;
     const machine = (options.local ?? host === LOCAL_HOST) ? '' : `ssh://${host}`;
     const text = machine === '' ? `building '${drvPath}'` : `building '${drvPath}' on '${machine}'`;
-    this.open.add(id);
-    this.emit({ action: 'start', id, level: Verbosity.info, type: ActivityType.build, text, parent: 0, fields: [drvPath, machine, 1, 1] });
+    return this.start(Verbosity.info, ActivityType.build, text, 0, [drvPath, machine, 1, 1]);
+  }
+
+  /**
+   * A download as Nix reports one: an actSubstitute activity (level error,
+   * no text, fields: path and the cache's URI) holding the actCopyPath that
+   * moves the bytes (`copying path '…' from '…'`, fields: path, source URI,
+   * destination URI: `local` for this machine). nom lists these as
+   * downloads. Returns both ids; stop the outer one.
+   */
+  startSubstitute(path: string, cacheUri: string, to: string): number {
+    const id = this.start(Verbosity.error, ActivityType.substitute, '', 0, [path, cacheUri]);
+    this.children.set(id, this.startCopy(path, cacheUri, to, id));
     return id;
+  }
+
+  /** An actCopyPath activity, as Nix's copyStorePath starts one (text as makeCopyPathMessage words it). */
+  startCopy(path: string, from: string, to: string, parent = 0): number {
+    const text = to === 'local' ? `copying path '${path}' from '${from}'` : `copying path '${path}' from '${from}' to '${to}'`;
+    return this.start(Verbosity.info, ActivityType.copyPath, text, parent, [path, from, to]);
   }
 
   logLine(id: number, line: string): void {
@@ -88,9 +106,22 @@ export class InternalJsonLogger {
     this.result(id, ResultType.setPhase, [phase]);
   }
 
+  /** Stops an activity (and the copy inside a substitution) once. */
   stopBuild(id: number): void {
+    const child = this.children.get(id);
+    if (child !== undefined) {
+      this.children.delete(id);
+      this.stopBuild(child);
+    }
     if (!this.open.delete(id)) return;
     this.emit({ action: 'stop', id });
+  }
+
+  private start(level: number, type: number, text: string, parent: number, fields: Field[]): number {
+    const id = this.idBase + this.nextId++;
+    this.open.add(id);
+    this.emit({ action: 'start', id, level, type, text, parent, fields });
+    return id;
   }
 
   /** nom lists a msg as a build error only when it starts with `error:`. */

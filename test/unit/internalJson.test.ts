@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ActivityType, InternalJsonLogger, ResultType } from '../../src/report/internalJson.js';
+import { NomActivity } from '../../src/report/nomActivity.js';
 
 function capture() {
   const lines: string[] = [];
@@ -99,5 +100,39 @@ describe('InternalJsonLogger', () => {
     log.stopBuild(a);
     log.stopAll();
     expect(parsed().filter((m) => m.action === 'stop').map((m) => m.id)).toEqual([a, b]);
+  });
+});
+
+describe('fetches and copies for nom', () => {
+  const CACHE = 'https://cache.example.org';
+  const zlib = '/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-zlib-1.3';
+  const zlibDev = '/nix/store/cccccccccccccccccccccccccccccccc-zlib-1.3-dev';
+
+  it('shows a fetch as Nix does a substitution: actSubstitute holding an actCopyPath per path, here or on a builder', () => {
+    const { sink, parsed } = capture();
+    const nom = new NomActivity(new InternalJsonLogger(sink, { pid: 7 }));
+    nom.know([{ id: drv, transfer: { paths: [zlib, zlibDev], from: CACHE } }]);
+    nom.apply({ type: 'jobStarted', time: 0, jobId: drv, name: 'zlib-1.3', host: 'caches', attempt: 1, action: 'fetch' });
+    const [sub, copy] = parsed();
+    expect(sub).toMatchObject({ action: 'start', level: 0, type: ActivityType.substitute, text: '', parent: 0, fields: [zlib, CACHE] });
+    expect(copy).toMatchObject({ action: 'start', level: 3, type: ActivityType.copyPath, text: `copying path '${zlib}' from '${CACHE}'`, parent: sub!.id, fields: [zlib, CACHE, 'local'] });
+    expect(parsed().filter((m) => m.action === 'start')).toHaveLength(4);
+    // A builder that could not fetch it: the same fetch goes on here.
+    nom.apply({ type: 'jobFinished', time: 1, jobId: drv, name: 'zlib-1.3', host: 'caches', status: 'fetched', seconds: 1, action: 'fetch', bytes: 10, from: CACHE });
+    const stops = parsed().filter((m) => m.action === 'stop').map((m) => m.id);
+    expect(stops.sort()).toEqual(parsed().filter((m) => m.action === 'start').map((m) => m.id).sort());
+    nom.apply({ type: 'jobStarted', time: 2, jobId: drv, name: 'zlib-1.3', host: 'ruby', attempt: 2, action: 'fetch' });
+    expect(parsed().at(-1)).toMatchObject({ type: ActivityType.copyPath, text: `copying path '${zlibDev}' from '${CACHE}' to 'ssh://ruby'`, fields: [zlibDev, CACHE, 'ssh://ruby'] });
+    expect(parsed().some((m) => m.type === ActivityType.build)).toBe(false);
+  });
+
+  it('shows a copy from a builder as a copy from its ssh:// store', () => {
+    const { sink, parsed } = capture();
+    const nom = new NomActivity(new InternalJsonLogger(sink));
+    nom.know([{ id: drv, transfer: { paths: [zlib], from: 'ruby' } }]);
+    nom.apply({ type: 'jobStarted', time: 0, jobId: drv, name: 'zlib-1.3', host: 'caches', attempt: 1, action: 'copy' });
+    expect(parsed()).toEqual([expect.objectContaining({ type: ActivityType.copyPath, text: `copying path '${zlib}' from 'ssh://ruby'`, fields: [zlib, 'ssh://ruby', 'local'] })]);
+    nom.stopAll();
+    expect(parsed().at(-1)).toEqual({ action: 'stop', id: parsed()[0]!.id });
   });
 });
