@@ -29,7 +29,6 @@ import { openPlannedHosts } from '../run/connectHosts.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
-import { SlotLeases } from '../run/slotLeases.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
 import { outLinks, type OutLink } from '../store/outLinks.js';
@@ -40,7 +39,9 @@ import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from '
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
-import { hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
+import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
+import { openSlotLeases, resolveState } from './sharedState.js';
+import { hostname } from 'node:os';
 
 export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutputOptions, HistoryOptions, SubstitutionOptions, ExpressionCliOptions {
   storeDir?: string;
@@ -111,6 +112,7 @@ ${exitCodeHelp}`,
 
 export async function buildAction(installables: string[], opts: BuildOptions): Promise<number> {
   const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
+  const state = resolveState(opts, config);
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
   const workload = await loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
@@ -122,15 +124,27 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const links = opts.outLink === false ? [] : outLinks(set.roots.map((drvPath) => ({ drvPath, outputs: set.rootOutputs?.get(drvPath) })), set.drvs, opts.outLink, process.cwd());
   await checkOutLinksFree(links, opts.storeDir);
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
-  const history = output.openHistory(opts);
+  let history;
+  try {
+    history = await output.openHistory(state, opts, estimateKeys(workload.graph));
+  } catch (error) {
+    await output.close();
+    throw error;
+  }
   const start = performance.now();
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
 
   const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
-  // Slots shared with other offload runs on this machine, keyed by where a builder really is.
-  const leases = new SlotLeases();
+  // Slots shared with other runners (this machine's, or the fleet's), keyed by where a builder really is.
+  let leases;
+  try {
+    leases = await openSlotLeases(state, log);
+  } catch (error) {
+    await output.close();
+    throw error;
+  }
   const caches = openSubstituters(settings, storeDir, output.warn);
   const fetcher = caches
     ? new LocalFetcher({
@@ -150,8 +164,9 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const hosts = (transfers: boolean) => hostsFromConfig(config, transfers ? settings.maxSubstitutionJobs : undefined);
   const slots = new SlotGate({
     leases,
-    keys: new Map([[LOCAL_HOST, LOCAL_HOST], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
+    keys: new Map([[LOCAL_HOST, `${LOCAL_HOST}:${hostname()}`], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
     maxJobs: new Map(hosts(false).map((h) => [h.id, h.maxJobs])),
+    log,
   });
   const known = new Map<string, Substitute | null>();
   const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths)) ?? [];
@@ -200,7 +215,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     stopListening();
     channels.closeAll();
     await ssh.closeAll();
-    leases.close();
+    await leases.close();
     caches?.close();
     fetcher?.close();
   }

@@ -1,7 +1,8 @@
 import { Option, type Command } from 'commander';
 import type { Logger } from 'pino';
 import { OffloadError } from '../errors/offloadError.js';
-import { historyLookup, type BuildHistory, type EstimateLookup } from '../history/buildHistory.js';
+import { historyLookup, type BuildHistory, type EstimateKey, type EstimateLookup } from '../history/buildHistory.js';
+import type { StateLocation } from '../state/stateLocation.js';
 import type { RunEvent, RunEventListener } from '../run/runEvents.js';
 import { runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
@@ -14,7 +15,8 @@ import { ProgressTracker } from '../report/progressTracker.js';
 import { LiveView, type ViewStream } from '../report/progressView.js';
 import { hostEstimates, runReportHtml } from '../report/runReportHtml.js';
 import { writeFileAtomic } from './atomicWrite.js';
-import { historyRecorder, openHistory, type HistoryOptions } from './runHistory.js';
+import { historyRecorder, type HistoryOptions } from './runHistory.js';
+import { openHistory } from './sharedState.js';
 import { useColor } from './sharedOptions.js';
 
 /** What `offload build` shows while it runs and what it leaves behind. */
@@ -127,13 +129,17 @@ export class BuildObservers {
     this.logger.warn(message);
   };
 
-  /** Learned bytes per second from a cache or builder (after openHistory), when the history knows. */
-  readonly transferRate = (source: string): number | undefined => this.history?.transferRate(source);
+  private transferRates = new Map<string, number>();
+
+  /** Learned bytes per second from a cache or builder (as openHistory read them), when the history knows. */
+  readonly transferRate = (source: string): number | undefined => this.transferRates.get(source);
 
   /** Opens the build history (unless --no-history) and returns its estimates for the scheduler. */
-  openHistory(opts: HistoryOptions): EstimateLookup | undefined {
-    this.history = openHistory(opts, this.warn);
-    return this.history ? historyLookup(this.history) : undefined;
+  async openHistory(location: StateLocation, opts: HistoryOptions, keys: readonly EstimateKey[]): Promise<EstimateLookup | undefined> {
+    this.history = await openHistory(location, opts, 'write', this.warn);
+    if (!this.history) return undefined;
+    this.transferRates = await this.history.transferRates();
+    return historyLookup(this.history, keys);
   }
 
   /**
@@ -191,14 +197,20 @@ export class BuildObservers {
       if (paths.length > 0) this.streams.stdout.write(`${paths.join('\n')}\n`);
     }
     for (const line of summaryLine(result).split('\n')) this.logger.info(line.replace(/^offload: /, ''));
-    this.close();
+    await this.close();
   }
 
-  /** Releases the history and the log file (finish does this; call it when a run ends early by an error). */
-  close(): void {
+  /** Releases the history (after its last writes) and the log file; finish does this, call it when a run ends early by an error. */
+  async close(): Promise<void> {
     this.stopView();
-    this.history?.close();
+    const history = this.history;
     this.history = undefined;
+    try {
+      await history?.close();
+    } catch (error) {
+      if (!(error instanceof OffloadError)) throw error;
+      this.logger.warn(error.message);
+    }
     this.file?.flushSync();
   }
 

@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { Command } from 'commander';
-import { BuildHistory, defaultHistoryPath, type EstimateRow, type HostSpeed } from '../history/buildHistory.js';
+import { importNomReports, type EstimateRow, type HostSpeed } from '../history/buildHistory.js';
+import { defaultHistoryPath } from '../history/sqliteBuildHistory.js';
+import { loadMachinesConfig } from '../config/loadMachines.js';
+import { addStateOption, openHistoryStrict, resolveState } from './sharedState.js';
 import { formatDuration } from '../report/duration.js';
 import { renderTable } from '../report/table.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
@@ -13,12 +16,14 @@ type Run = (action: () => Promise<number>) => Promise<void>;
 interface HistoryOptions {
   json?: boolean;
   historyFile?: string;
+  state?: string;
   limit?: number;
 }
 
 interface ImportOptions {
   json?: boolean;
   historyFile?: string;
+  state?: string;
   system?: string;
   speedFactors?: Map<string, number>;
 }
@@ -29,7 +34,8 @@ export function registerHistoryCommand(program: Command, run: Run): void {
     .description('what offload has learned: duration estimates per derivation and effective host speeds')
     .option('--json', 'print one JSON object on stdout (for scripts)')
     .option('--history-file <file>', `the history database (default: ${defaultHistoryPath({ HOME: '~' })}, following $XDG_CACHE_HOME)`)
-    .option('--limit <n>', 'show at most this many estimates, newest first (default: all)', parsePositive)
+    .option('--limit <n>', 'show at most this many estimates, newest first (default: all)', parsePositive);
+  addStateOption(history)
     .addHelpText(
       'after',
       `
@@ -39,14 +45,15 @@ Examples:
   offload history import-nom --speed-factors ruby=2,kana=1`,
     )
     .action((opts: HistoryOptions) => run(() => historyAction(opts)));
-  history
+  const importCmd = history
     .command('import-nom')
     .description("learn durations from nix-output-monitor's build-reports.csv")
     .argument('[file]', `nom's reports (default: ${nomReportsPath({ HOME: '~' })})`)
     .option('--system <system>', 'system of the imported builds, when the file does not say (default: any system)')
     .option('--speed-factors <host=n,...>', 'speedFactor of each host at the time nom saw its builds (default 1)', parseSpeedFactors)
     .option('--history-file <file>', 'the history database to import into')
-    .option('--json', 'print one JSON object on stdout (for scripts)')
+    .option('--json', 'print one JSON object on stdout (for scripts)');
+  addStateOption(importCmd)
     .addHelpText(
       'after',
       `
@@ -55,20 +62,32 @@ Examples:
   offload history import-nom ~/build-reports.csv --system x86_64-linux --speed-factors ruby=2`,
     )
     .action((file: string | undefined, opts: ImportOptions, cmd: Command) =>
-      run(() => importNomAction(file, { ...opts, historyFile: opts.historyFile ?? cmd.parent?.opts<HistoryOptions>().historyFile })),
+      run(() =>
+        importNomAction(file, {
+          ...opts,
+          historyFile: opts.historyFile ?? cmd.parent?.opts<HistoryOptions>().historyFile,
+          state: opts.state ?? cmd.parent?.opts<HistoryOptions>().state,
+        }),
+      ),
     );
 }
 
 export async function historyAction(opts: HistoryOptions, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  const history = new BuildHistory(opts.historyFile ?? defaultHistoryPath());
+  const history = await openHistoryStrict(await historyState(opts), opts);
   try {
-    const estimates = history.estimates().slice(0, opts.limit);
-    const speeds = history.hostSpeeds();
-    out.write(opts.json ? `${JSON.stringify(historyJson(history.path, estimates, speeds), null, 2)}\n` : historyText(history.path, estimates, speeds, terminalWidth(out as NodeJS.WriteStream)));
+    const estimates = await history.estimates(opts.limit);
+    const speeds = await history.hostSpeeds();
+    out.write(opts.json ? `${JSON.stringify(historyJson(history.location, estimates, speeds), null, 2)}\n` : historyText(history.location, estimates, speeds, terminalWidth(out as NodeJS.WriteStream)));
     return ExitCode.ok;
   } finally {
-    history.close();
+    await history.close();
   }
+}
+
+/** --state, $OFFLOAD_STATE, or the `state` of the machines file offload would read. */
+async function historyState(opts: { state?: string; historyFile?: string }) {
+  const config = opts.state === undefined && !process.env.OFFLOAD_STATE && opts.historyFile === undefined ? await loadMachinesConfig({ env: process.env }) : undefined;
+  return resolveState(opts, config);
 }
 
 export async function importNomAction(file: string | undefined, opts: ImportOptions, out: NodeJS.WritableStream = process.stdout): Promise<number> {
@@ -79,18 +98,18 @@ export async function importNomAction(file: string | undefined, opts: ImportOpti
   } catch (error) {
     throw new OffloadError(`cannot read nix-output-monitor's reports at ${source}: ${(error as Error).message}`, ExitCode.badInput, { cause: error });
   }
-  const history = new BuildHistory(opts.historyFile ?? defaultHistoryPath());
+  const history = await openHistoryStrict(await historyState(opts), opts);
   try {
-    const added = history.importNomReports(text, {
+    const added = await importNomReports(history, text, {
       source,
       ...(opts.system !== undefined ? { system: opts.system } : {}),
       ...(opts.speedFactors ? { speedFactors: opts.speedFactors } : {}),
     });
-    if (opts.json) out.write(`${JSON.stringify({ imported: added, source, historyFile: history.path })}\n`);
-    else out.write(`imported ${added} build${added === 1 ? '' : 's'} from ${source} into ${history.path}\n`);
+    if (opts.json) out.write(`${JSON.stringify({ imported: added, source, historyFile: history.location })}\n`);
+    else out.write(`imported ${added} build${added === 1 ? '' : 's'} from ${source} into ${history.location}\n`);
     return ExitCode.ok;
   } finally {
-    history.close();
+    await history.close();
   }
 }
 

@@ -4,7 +4,8 @@ import { defaultDurationRules, loadDurationRules } from '../schedule/durations.j
 import { planBuild } from '../schedule/planBuild.js';
 import { planToJson, planToText } from '../report/planReport.js';
 import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
-import { hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
+import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
+import { resolveState } from './sharedState.js';
 import type { MachinesConfig } from '../config/machine.js';
 import { SshPool } from '../remote/sshPool.js';
 import { queryBuilderHoldings, type BuilderHoldings } from '../run/builderHoldings.js';
@@ -69,7 +70,7 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
   });
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
   const warn = (message: string) => process.stderr.write(`offload: ${message}\n`);
-  const history = planHistory(opts, warn);
+  const history = await planHistory(resolveState(opts, config), opts, estimateKeys(workload.graph), warn);
   const settings = await substitutionSettings(opts);
   const caches = workload.localPaths ? openSubstituters(settings, opts.storeDir ?? '/nix/store', warn) : undefined;
   const holdings = opts.askBuilders && workload.localPaths ? await askBuilders(config, workload, opts) : undefined;
@@ -85,7 +86,6 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
     caches?.close();
   }
   const planned = jobsForWork(work, rules, history.lookup, transferEstimates(history.transferRate, (p) => holdings?.narSize.get(p)));
-  history.close();
   const hosts = hostsFromConfig(config, planned.some((j) => j.transfer) ? settings.maxSubstitutionJobs : undefined);
   const jobs = config.local.buildersUseSubstitutes ? markFetchesOnBuilders(planned, workload.set.roots, hosts) : planned;
   const plan = planBuild(jobs, hosts);

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
-import { historyLookup, type EstimateLookup } from '../history/buildHistory.js';
+import { historyLookup, type EstimateKey, type EstimateLookup } from '../history/buildHistory.js';
+import type { StateLocation } from '../state/stateLocation.js';
 import type { PlanReportInput } from '../report/planReport.js';
 import { planToSvg } from '../report/timelineSvg.js';
 import { writeFileAtomic } from './atomicWrite.js';
-import { addHistoryOptions, readHistory, type HistoryOptions } from './runHistory.js';
+import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
+import { openHistory } from './sharedState.js';
 
 /** `offload plan`'s extras: the history it estimates from, and the timeline picture. */
 export interface PlanOutputOptions extends HistoryOptions {
@@ -22,15 +24,19 @@ export interface PlanHistory {
   learnedSpeeds: Map<string, number>;
   /** Learned bytes per second from a cache or builder, when the history has seen enough. */
   transferRate?: (source: string) => number | undefined;
-  close(): void;
 }
 
-/** Reads the build history, if there is one; never creates it (a plan is a dry run). */
-export function planHistory(opts: HistoryOptions, warn: (message: string) => void): PlanHistory {
-  const history = readHistory(opts, warn);
-  if (!history) return { learnedSpeeds: new Map(), close: () => undefined };
-  const learnedSpeeds = new Map([...history.hostSpeeds()].map(([host, s]) => [host, s.learnedSpeed]));
-  return { lookup: historyLookup(history), learnedSpeeds, transferRate: (source) => history.transferRate(source), close: () => history.close() };
+/** Reads the estimates the jobs need from the build history, if there is one; never creates a local one (a plan is a dry run). */
+export async function planHistory(location: StateLocation, opts: HistoryOptions, keys: readonly EstimateKey[], warn: (message: string) => void): Promise<PlanHistory> {
+  const history = await openHistory(location, opts, 'read', warn);
+  if (!history) return { learnedSpeeds: new Map() };
+  try {
+    const learnedSpeeds = new Map([...(await history.hostSpeeds())].map(([host, s]) => [host, s.learnedSpeed]));
+    const rates = await history.transferRates();
+    return { lookup: await historyLookup(history, keys), learnedSpeeds, transferRate: (source) => rates.get(source) };
+  } finally {
+    await history.close();
+  }
 }
 
 /** Lanes for every host that has slots or got a job; written whole or not at all. */

@@ -150,6 +150,14 @@ async function readJsonSource(source: string): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** What the history is asked about: every derivation that needs building. */
+export function estimateKeys(graph: BuildGraph): Array<{ name: string; system: string }> {
+  return graph.order.map((id) => {
+    const drv = graph.nodes.get(id)!.drv;
+    return { name: drv.name, system: drv.system };
+  });
+}
+
 /** The scheduler's view of the derivations that need building. */
 export function jobsFromGraph(graph: BuildGraph, rules: DurationRules, history?: (name: string, system: string) => number | undefined): Job[] {
   return graph.order.map((id) => {

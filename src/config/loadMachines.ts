@@ -70,6 +70,7 @@ export async function loadMachinesConfig(options: LoadMachinesOptions): Promise<
     source: loaded.source,
     machines: resolved.machines,
     local: localSettings(loaded, options, nix),
+    ...(loaded.settings.state !== undefined && { state: { url: loaded.settings.state, file: loaded.source } }),
     ...(warnings.length > 0 && { warnings }),
   };
 }
@@ -230,6 +231,7 @@ function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, ho
   }
   if (spec.publicHostKey !== undefined) machine.publicHostKey = spec.publicHostKey;
   if (origin !== undefined) machine.origin = origin;
+  if (spec.pressure !== undefined) machine.pressure = spec.pressure;
   if (ssh.userKnownHostsFiles !== undefined) machine.userKnownHostsFiles = ssh.userKnownHostsFiles;
   return machine;
 }

@@ -1,3 +1,5 @@
+import type { PressureLimitOverrides } from './machineSpec.js';
+
 /** One build machine, normalised from any of the accepted formats. */
 export interface Machine {
   /** Name as written in the machines file (an ssh_config alias or a real host). */
@@ -25,6 +27,7 @@ export interface Machine {
   userKnownHostsFiles?: string[];
   /** Where the machine was written: "file:line", "--builders entry N", "FILE machines[N]". */
   origin?: string;
+  pressure?: PressureLimitOverrides;
 }
 
 /** Settings for the local machine and the run. */
@@ -49,6 +52,8 @@ export interface MachinesConfig {
   source: string;
   machines: Machine[];
   local: LocalSettings;
+  /** The `state` key of a JSON machines file: where runners share slots and history. */
+  state?: { url: string; file: string };
   /** Things that were skipped or ignored while reading (a missing @include, an unevaluated Match). */
   warnings?: string[];
 }

@@ -14,6 +14,18 @@ export interface MachineSpec {
   maxJobs: number;
   speedFactor: number;
   publicHostKey?: string;
+  /** Overrides of the limits above which the builder gets no new job (JSON machines files only). */
+  pressure?: PressureLimitOverrides;
+}
+
+/** Percentages, except load1 (a load average); null turns a check off. */
+export interface PressureLimitOverrides {
+  cpuSomeAvg10?: number;
+  memoryFullAvg10?: number;
+  ioSomeAvg10?: number | null;
+  load1?: number;
+  storeFreePercent?: number;
+  buildDirFreePercent?: number;
 }
 
 /**

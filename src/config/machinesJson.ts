@@ -19,6 +19,8 @@ export interface MachinesFile {
   maxJobs?: number;
   buildersUseSubstitutes?: boolean;
   local?: LocalFileSettings;
+  /** Shared state for a fleet of runners (`postgres://…`); see state/stateLocation.ts. */
+  state?: string;
 }
 
 const REQUIRED = 'is required';
@@ -64,6 +66,24 @@ const publicHostKey = z.string({ invalid_type_error: HOST_KEY }).superRefine((va
   if (!decoded.ok) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${HOST_KEY} (${decoded.reason})` });
 });
 
+const PERCENT = 'expected a percentage from 0 to 100';
+const percent = () => z.number({ invalid_type_error: PERCENT }).min(0, PERCENT).max(100, PERCENT);
+
+/** Per-machine overrides of the pressure limits (remote/builderPressure.ts has the defaults and meanings). */
+const pressureLimitsSchema = z
+  .object(
+    {
+      cpuSomeAvg10: percent().optional(),
+      memoryFullAvg10: percent().optional(),
+      ioSomeAvg10: percent().nullable().optional(),
+      load1: z.number({ invalid_type_error: 'expected a load average (a number ≥ 0)' }).min(0, 'expected a load average (a number ≥ 0)').optional(),
+      storeFreePercent: percent().optional(),
+      buildDirFreePercent: percent().optional(),
+    },
+    { invalid_type_error: 'expected an object with cpuSomeAvg10, memoryFullAvg10, ioSomeAvg10, load1, storeFreePercent, buildDirFreePercent' },
+  )
+  .strict();
+
 export const machineSchema = z
   .object({
     hostName: text('expected a host name or ssh_config alias (no user@, spaces or leading "-")', HOST_NAME),
@@ -76,6 +96,7 @@ export const machineSchema = z
     speedFactor: speedFactor().default(1),
     publicHostKey: publicHostKey.optional(),
     port: integer('expected a port number from 1 to 65535', 1, 65535).optional(),
+    pressure: pressureLimitsSchema.optional(),
   })
   .strict();
 
@@ -94,6 +115,7 @@ export const machinesObjectSchema = z
     machines: machineList.default([]),
     maxJobs: integer('expected a whole number of local build slots (0 = never build locally)', 0).optional(),
     buildersUseSubstitutes: z.boolean({ invalid_type_error: 'expected true or false' }).optional(),
+    state: z.string({ invalid_type_error: 'expected a postgres://user@host:port/database URL' }).optional(),
     local: z
       .object(LOCAL_FIELDS, { invalid_type_error: 'expected an object with speedFactor, systems, supportedFeatures' })
       .strict()

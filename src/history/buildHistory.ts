@@ -1,9 +1,7 @@
-import { cacheFilePath, openCacheDatabase } from '../cache/cacheDatabase.js';
-import type Database from 'better-sqlite3';
 import { OffloadError } from '../errors/offloadError.js';
+import { median } from './median.js';
 import { parseNomReports } from './nomReports.js';
 import { reportName } from './reportName.js';
-import { median } from './median.js';
 
 export type BuildStatus = 'built' | 'failed';
 
@@ -21,6 +19,21 @@ export interface BuildSample {
   drvPath?: string;
   status: BuildStatus;
 }
+
+/** One download from a cache or copy from a builder: how fast bytes came from there. */
+export interface TransferSample {
+  /** A cache URL or a builder's hostName. */
+  source: string;
+  bytes: number;
+  seconds: number;
+  finishedAt: Date;
+}
+
+/** Smaller transfers are mostly fixed cost (requests, registration); they say nothing about the rate. */
+export const MIN_RATE_SAMPLE_BYTES = 256 * 1024;
+
+/** Who recorded a sample: offload's own builds, or an import of nix-output-monitor's reports. */
+export type SampleSource = 'offload' | 'nom';
 
 export interface Estimate {
   /** Seconds on a speedFactor-1 host. */
@@ -47,265 +60,217 @@ export interface EstimateRow {
   lastFinishedAt: Date;
 }
 
+export interface EstimateKey {
+  name: string;
+  system: string;
+}
+
+/** One successful sample as the estimates read it: reference seconds, newest first per key. */
+export interface ReferenceRow {
+  /** The name, or the report name, the row was selected by. */
+  key: string;
+  system: string;
+  ref: number;
+}
+
+/** A successful sample as host speeds read it, newest first. */
+export interface SpeedRow {
+  name: string;
+  system: string;
+  host: string;
+  seconds: number;
+  speedFactor: number;
+}
+
 export class HistoryError extends OffloadError {}
 
 /** Latest samples per estimate; older ones stop mattering once builds change. */
 export const SAMPLES_PER_ESTIMATE = 10;
-const SCHEMA_VERSION = 2;
-
-/** One download from a cache or copy from a builder: how fast bytes came from there. */
-export interface TransferSample {
-  /** A cache URL or a builder's hostName. */
-  source: string;
-  bytes: number;
-  seconds: number;
-  finishedAt: Date;
-}
-
-/** Smaller transfers are mostly fixed cost (requests, registration); they say nothing about the rate. */
-export const MIN_RATE_SAMPLE_BYTES = 256 * 1024;
-
-export function defaultHistoryPath(env: NodeJS.ProcessEnv = process.env): string {
-  return cacheFilePath('history.sqlite', env);
-}
 
 /**
- * How long derivations took, per (name, system, host), in a SQLite file shared
- * by every offload process of the user. WAL lets a plan read while a build
- * writes; the busy timeout lets two builds write the same file in turn.
+ * How long derivations took, per (name, system, host), shared by every
+ * offload process that uses the same state: a SQLite file of the user on one
+ * machine (sqliteBuildHistory.ts), or PostgreSQL for a fleet
+ * (postgresBuildHistory.ts), so one runner's builds serve every runner's
+ * next plan.
  *
  * Estimates are normalised to a speedFactor-1 host: each sample is stored with
  * its host's configured speedFactor, and the estimate is the median of
  * `seconds × speedFactor` over the last 10 successful samples (the scheduler
  * then divides by the target host's speedFactor). Median, not mean, so one
  * build that waited on a busy disk doesn't move the estimate.
+ *
+ * New kinds of records (a cache's download rate, say) get their own table in
+ * both stores' migrations and their own methods here.
  */
-export class BuildHistory {
-  readonly path: string;
-  private readonly db: Database.Database;
-
-  constructor(path: string = defaultHistoryPath()) {
-    this.path = path;
-    this.db = openCacheDatabase(path, 'the build history', (message, cause) => new HistoryError(message, undefined, { cause }), (db) => this.migrate(db));
-  }
-
-  record(sample: BuildSample): void {
-    this.insert([sample], 'offload');
-  }
-
-  recordTransfer(sample: TransferSample): void {
-    if (!Number.isFinite(sample.seconds) || sample.seconds <= 0 || !Number.isFinite(sample.bytes) || sample.bytes < 0) return;
-    this.db.prepare('INSERT INTO transfers (source, bytes, seconds, finished_at) VALUES (?, ?, ?, ?)').run(sample.source, sample.bytes, sample.seconds, sample.finishedAt.getTime());
-  }
-
-  /** Bytes per second from `source`: the median of its last 10 transfers big enough to tell, or undefined. */
-  transferRate(source: string): number | undefined {
-    const rows = this.db
-      .prepare(`SELECT bytes, seconds FROM transfers WHERE source = ? AND bytes >= ? ORDER BY finished_at DESC, id DESC LIMIT ${SAMPLES_PER_ESTIMATE}`)
-      .all(source, MIN_RATE_SAMPLE_BYTES) as { bytes: number; seconds: number }[];
-    return rows.length === 0 ? undefined : median(rows.map((r) => r.bytes / r.seconds));
-  }
-
-  /** Reference-speed estimate for a derivation name on a system, or undefined if it was never built. */
-  estimate(name: string, system: string): Estimate | undefined {
-    const byName = this.referenceSeconds('name', name, system);
-    if (byName.length > 0) return { seconds: median(byName), samples: byName.length, matchedBy: 'name' };
-    const byReport = this.referenceSeconds('report_name', reportName(name), system);
-    if (byReport.length > 0) return { seconds: median(byReport), samples: byReport.length, matchedBy: 'reportName' };
-    return undefined;
-  }
-
+export interface BuildHistory {
+  /** Where it lives, for messages: a file, or a URL without its password. */
+  readonly location: string;
+  record(samples: readonly BuildSample[], source?: SampleSource): Promise<void>;
+  /**
+   * Estimates for many derivations at once (a plan asks for every job): the
+   * exact name first, then other versions of it; the exact system first, then
+   * samples of unknown system (nom imports).
+   */
+  estimateMany(keys: readonly EstimateKey[]): Promise<Map<string, Estimate>>;
   /** Every (name, system) the history can estimate, newest first. */
-  estimates(): EstimateRow[] {
-    const keys = this.db
-      .prepare(
-        `SELECT name, system, MAX(finished_at) AS last FROM builds WHERE status = 'built'
-         GROUP BY name, system ORDER BY last DESC, name`,
-      )
-      .all() as { name: string; system: string; last: number }[];
-    return keys.map((k) => {
-      const secs = this.exactReferenceSeconds('name', k.name, k.system);
-      return { name: k.name, system: k.system, seconds: median(secs), samples: secs.length, lastFinishedAt: new Date(k.last) };
-    });
-  }
-
+  estimates(limit?: number): Promise<EstimateRow[]>;
+  hostSpeeds(): Promise<Map<string, HostSpeed>>;
+  /** A transfer too small or too quick to tell a rate is ignored. */
+  recordTransfer(sample: TransferSample): Promise<void>;
   /**
-   * Learned speed per host. For each derivation name built successfully on two
-   * or more hosts, the reference time is the median over those hosts of
-   * (host's median seconds × its speedFactor); the host's speed on that name is
-   * reference / its median seconds. A host's learned speed is the median over
-   * names. When configured speedFactors are right, learned equals configured.
+   * Bytes per second from each source (cache URL or builder) the history has
+   * seen: the median of its last 10 transfers of at least
+   * MIN_RATE_SAMPLE_BYTES. Few sources, so a plan reads them all at once.
    */
-  hostSpeeds(): Map<string, HostSpeed> {
-    const rows = this.db
-      .prepare(
-        `SELECT name, system, host, seconds, speed_factor AS speedFactor FROM builds
-         WHERE status = 'built' AND seconds > 0 ORDER BY finished_at DESC`,
-      )
-      .all() as { name: string; system: string; host: string; seconds: number; speedFactor: number }[];
-    const byKey = groupSamples(rows);
-    const ratios = new Map<string, number[]>();
-    for (const hosts of byKey.values()) {
-      if (hosts.size < 2) continue;
-      const perHost = [...hosts].map(([host, s]) => ({ host, secs: median(s.seconds), factor: s.speedFactor }));
-      const reference = median(perHost.map((h) => h.secs * h.factor));
-      for (const h of perHost) pushTo(ratios, h.host, reference / h.secs);
-    }
-    const configured = this.configuredSpeeds();
-    const result = new Map<string, HostSpeed>();
-    for (const [host, r] of [...ratios].sort(([a], [b]) => a.localeCompare(b))) {
-      result.set(host, { learnedSpeed: median(r), samples: r.length, configuredSpeed: configured.get(host) ?? 1 });
-    }
-    return result;
-  }
-
-  /**
-   * Imports nix-output-monitor's build-reports.csv. nom does not know
-   * speedFactors: each host's comes from `speedFactors` (default 1).
-   * Returns how many samples were added.
-   */
-  importNomReports(
-    csvText: string,
-    options: { system?: string; speedFactors?: ReadonlyMap<string, number>; source?: string } = {},
-  ): number {
-    const reports = parseNomReports(csvText, options);
-    this.insert(
-      reports.map((r) => ({ ...r, speedFactor: options.speedFactors?.get(r.host) ?? 1, status: 'built' as const })),
-      'nom',
-    );
-    return reports.length;
-  }
-
-  close(): void {
-    if (this.db.open) this.db.close();
-  }
-
-  private insert(samples: BuildSample[], source: 'offload' | 'nom'): void {
-    for (const s of samples) validate(s, this.path);
-    const stmt = this.db.prepare(
-      `INSERT INTO builds (name, report_name, system, host, speed_factor, seconds, finished_at, drv_path, status, source)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const insertAll = this.db.transaction((rows: BuildSample[]) => {
-      for (const s of rows) {
-        stmt.run(s.name, reportName(s.name), s.system, s.host, s.speedFactor, s.seconds, s.finishedAt.getTime(), s.drvPath ?? null, s.status, source);
-      }
-    });
-    insertAll.immediate(samples);
-  }
-
-  /** Exact system first; samples of unknown system (nom imports) only if there are none. */
-  private referenceSeconds(column: 'name' | 'report_name', key: string, system: string): number[] {
-    const exact = this.exactReferenceSeconds(column, key, system);
-    return exact.length > 0 || system === '' ? exact : this.exactReferenceSeconds(column, key, '');
-  }
-
-  private exactReferenceSeconds(column: 'name' | 'report_name', key: string, system: string): number[] {
-    const rows = this.db
-      .prepare(
-        `SELECT seconds * speed_factor AS ref FROM builds
-         WHERE ${column} = ? AND system = ? AND status = 'built'
-         ORDER BY finished_at DESC, id DESC LIMIT ${SAMPLES_PER_ESTIMATE}`,
-      )
-      .all(key, system) as { ref: number }[];
-    return rows.map((r) => r.ref);
-  }
-
-  private configuredSpeeds(): Map<string, number> {
-    const rows = this.db
-      .prepare(
-        `SELECT host, speed_factor AS speedFactor FROM builds b
-         WHERE id = (SELECT id FROM builds WHERE host = b.host ORDER BY finished_at DESC, id DESC LIMIT 1)`,
-      )
-      .all() as { host: string; speedFactor: number }[];
-    return new Map(rows.map((r) => [r.host, r.speedFactor]));
-  }
-
-  private migrate(db: Database.Database): void {
-    const upgrade = db.transaction(() => {
-      const version = db.pragma('user_version', { simple: true }) as number;
-      if (version > SCHEMA_VERSION) {
-        throw new HistoryError(
-          `the build history at ${this.path} has schema version ${version}, newer than this offload understands (${SCHEMA_VERSION}); upgrade offload or set XDG_CACHE_HOME elsewhere`,
-        );
-      }
-      if (version < 1) {
-        db.exec(`
-          CREATE TABLE builds (
-            id INTEGER PRIMARY KEY,
-            name TEXT NOT NULL,
-            report_name TEXT NOT NULL,
-            system TEXT NOT NULL,
-            host TEXT NOT NULL,
-            speed_factor REAL NOT NULL,
-            seconds REAL NOT NULL,
-            finished_at INTEGER NOT NULL,
-            drv_path TEXT,
-            status TEXT NOT NULL CHECK (status IN ('built', 'failed')),
-            source TEXT NOT NULL
-          );
-          CREATE INDEX builds_by_name ON builds (name, system, finished_at);
-          CREATE INDEX builds_by_report_name ON builds (report_name, system, finished_at);
-          CREATE INDEX builds_by_host ON builds (host, finished_at);
-        `);
-      }
-      if (version < 2) {
-        db.exec(`
-          CREATE TABLE transfers (
-            id INTEGER PRIMARY KEY,
-            source TEXT NOT NULL,
-            bytes INTEGER NOT NULL,
-            seconds REAL NOT NULL,
-            finished_at INTEGER NOT NULL
-          );
-          CREATE INDEX transfers_by_source ON transfers (source, finished_at);
-        `);
-      }
-      db.pragma(`user_version = ${SCHEMA_VERSION}`);
-    });
-    // IMMEDIATE: two processes opening a fresh file must not both create the table.
-    upgrade.immediate();
-  }
+  transferRates(): Promise<Map<string, number>>;
+  close(): Promise<void>;
 }
 
 /** The scheduler's estimate hook: reference seconds, or undefined to fall back to rules. */
 export type EstimateLookup = (name: string, system: string) => number | undefined;
 
-export function historyLookup(history: BuildHistory): EstimateLookup {
-  const cache = new Map<string, number | undefined>();
-  return (name, system) => {
-    const key = `${system}\u0000${name}`;
-    if (!cache.has(key)) cache.set(key, history.estimate(name, system)?.seconds);
-    return cache.get(key);
-  };
+export function estimateKey(name: string, system: string): string {
+  return `${system}\u0000${name}`;
 }
 
-function validate(s: BuildSample, path: string): void {
-  const bad = (what: string) => new HistoryError(`refusing to record ${what} for "${s.name}" on ${s.host} in ${path}`);
+/** Reads every estimate the jobs need in one pass and answers the scheduler from memory. */
+export async function historyLookup(history: BuildHistory, keys: readonly EstimateKey[]): Promise<EstimateLookup> {
+  const found = await history.estimateMany(keys);
+  return (name, system) => found.get(estimateKey(name, system))?.seconds;
+}
+
+/**
+ * Imports nix-output-monitor's build-reports.csv. nom does not know
+ * speedFactors: each host's comes from `speedFactors` (default 1).
+ * Returns how many samples were added.
+ */
+export async function importNomReports(
+  history: BuildHistory,
+  csvText: string,
+  options: { system?: string; speedFactors?: ReadonlyMap<string, number>; source?: string } = {},
+): Promise<number> {
+  const reports = parseNomReports(csvText, options);
+  await history.record(
+    reports.map((r) => ({ ...r, speedFactor: options.speedFactors?.get(r.host) ?? 1, status: 'built' as const })),
+    'nom',
+  );
+  return reports.length;
+}
+
+/** Whether a transfer sample says anything about a rate (a zero-second or negative one does not). */
+export function usableTransfer(t: TransferSample): boolean {
+  return Number.isFinite(t.seconds) && t.seconds > 0 && Number.isFinite(t.bytes) && t.bytes >= 0 && !Number.isNaN(t.finishedAt.getTime());
+}
+
+/** Rates from newest-first rows (already limited to big enough transfers): the median of the last 10 per source. */
+export function transferRatesFromRows(rows: ReadonlyArray<{ source: string; bytes: number; seconds: number }>): Map<string, number> {
+  const bySource = new Map<string, number[]>();
+  for (const r of rows) {
+    const list = bySource.get(r.source) ?? [];
+    if (list.length < SAMPLES_PER_ESTIMATE) list.push(r.bytes / r.seconds);
+    bySource.set(r.source, list);
+  }
+  return new Map([...bySource].map(([source, rates]) => [source, median(rates)]));
+}
+
+export function validateSample(s: BuildSample, location: string): void {
+  const bad = (what: string) => new HistoryError(`refusing to record ${what} for "${s.name}" on ${s.host} in ${location}`);
   if (s.name === '') throw bad('an empty derivation name');
   if (!Number.isFinite(s.seconds) || s.seconds < 0) throw bad(`duration ${s.seconds}`);
   if (!Number.isFinite(s.speedFactor) || s.speedFactor <= 0) throw bad(`speedFactor ${s.speedFactor}`);
   if (Number.isNaN(s.finishedAt.getTime())) throw bad('an invalid finish time');
 }
 
-type HostSamples = Map<string, { seconds: number[]; speedFactor: number }>;
+/** The keys a set of names is looked up by: the names, and (for a second query) their report names. */
+export function lookupKeys(keys: readonly EstimateKey[]): { names: string[]; reportNames: string[] } {
+  return {
+    names: [...new Set(keys.map((k) => k.name))],
+    reportNames: [...new Set(keys.map((k) => reportName(k.name)))],
+  };
+}
 
-/** Newest-first rows → per (name, system) → per host: up to 10 latest seconds. */
-function groupSamples(rows: { name: string; system: string; host: string; seconds: number; speedFactor: number }[]): Map<string, HostSamples> {
+/**
+ * Estimates from the newest-first reference rows the stores selected (at
+ * most SAMPLES_PER_ESTIMATE per key and system), by exact name and by report
+ * name.
+ */
+export function estimatesFromRows(keys: readonly EstimateKey[], byName: readonly ReferenceRow[], byReportName: readonly ReferenceRow[]): Map<string, Estimate> {
+  const group = (rows: readonly ReferenceRow[]) => {
+    const out = new Map<string, number[]>();
+    for (const r of rows) {
+      const k = estimateKey(r.key, r.system);
+      const list = out.get(k);
+      if (!list) out.set(k, [r.ref]);
+      else if (list.length < SAMPLES_PER_ESTIMATE) list.push(r.ref);
+    }
+    return out;
+  };
+  const names = group(byName);
+  const reports = group(byReportName);
+  // Exact system first; samples of unknown system (nom imports) only if there are none.
+  const pick = (table: Map<string, number[]>, key: string, system: string) =>
+    table.get(estimateKey(key, system)) ?? (system === '' ? undefined : table.get(estimateKey(key, '')));
+  const result = new Map<string, Estimate>();
+  for (const { name, system } of keys) {
+    const exact = pick(names, name, system);
+    if (exact) {
+      result.set(estimateKey(name, system), { seconds: median(exact), samples: exact.length, matchedBy: 'name' });
+      continue;
+    }
+    const similar = pick(reports, reportName(name), system);
+    if (similar) result.set(estimateKey(name, system), { seconds: median(similar), samples: similar.length, matchedBy: 'reportName' });
+  }
+  return result;
+}
+
+/**
+ * Learned speed per host. For each derivation name built successfully on two
+ * or more hosts, the reference time is the median over those hosts of
+ * (host's median seconds × its speedFactor); the host's speed on that name is
+ * reference / its median seconds. A host's learned speed is the median over
+ * names. When configured speedFactors are right, learned equals configured.
+ */
+export function hostSpeedsFromRows(rows: readonly SpeedRow[], configured: ReadonlyMap<string, number>): Map<string, HostSpeed> {
+  type HostSamples = Map<string, { seconds: number[]; speedFactor: number }>;
   const byKey = new Map<string, HostSamples>();
   for (const r of rows) {
-    const key = `${r.system}\u0000${r.name}`;
+    const key = estimateKey(r.name, r.system);
     let hosts = byKey.get(key);
-    if (!hosts) byKey.set(key, (hosts = new Map<string, { seconds: number[]; speedFactor: number }>()));
+    if (!hosts) byKey.set(key, (hosts = new Map()));
     let h = hosts.get(r.host);
     if (!h) hosts.set(r.host, (h = { seconds: [], speedFactor: r.speedFactor }));
     if (h.seconds.length < SAMPLES_PER_ESTIMATE) h.seconds.push(r.seconds);
   }
-  return byKey;
+  const ratios = new Map<string, number[]>();
+  for (const hosts of byKey.values()) {
+    if (hosts.size < 2) continue;
+    const perHost = [...hosts].map(([host, s]) => ({ host, secs: median(s.seconds), factor: s.speedFactor }));
+    const reference = median(perHost.map((h) => h.secs * h.factor));
+    for (const h of perHost) {
+      const list = ratios.get(h.host);
+      if (list) list.push(reference / h.secs);
+      else ratios.set(h.host, [reference / h.secs]);
+    }
+  }
+  const result = new Map<string, HostSpeed>();
+  for (const [host, r] of [...ratios].sort(([a], [b]) => a.localeCompare(b))) {
+    result.set(host, { learnedSpeed: median(r), samples: r.length, configuredSpeed: configured.get(host) ?? 1 });
+  }
+  return result;
 }
 
-function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
-  const list = map.get(key);
-  if (list) list.push(value);
-  else map.set(key, [value]);
+/** `offload history`'s rows from per-key reference rows (newest first) and each key's last finish. */
+export function estimateRowsFrom(keys: ReadonlyArray<{ name: string; system: string; last: Date }>, refs: readonly ReferenceRow[]): EstimateRow[] {
+  const grouped = new Map<string, number[]>();
+  for (const r of refs) {
+    const k = estimateKey(r.key, r.system);
+    const list = grouped.get(k) ?? [];
+    if (list.length < SAMPLES_PER_ESTIMATE) list.push(r.ref);
+    grouped.set(k, list);
+  }
+  return keys.map((k) => {
+    const secs = grouped.get(estimateKey(k.name, k.system)) ?? [];
+    return { name: k.name, system: k.system, seconds: median(secs), samples: secs.length, lastFinishedAt: k.last };
+  });
 }

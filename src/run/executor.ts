@@ -11,7 +11,7 @@ import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFai
 import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
 import type { SlotGate } from './slotGate.js';
-import type { SlotLease } from './slotLeases.js';
+import type { SlotLease } from '../slots/slotLeases.js';
 import type { RunEventListener } from './runEvents.js';
 import { localRootOutputs, type JobRecord, type RunResult } from './runResult.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
@@ -28,6 +28,10 @@ export interface LiveScheduler {
   /** A finished job must run again (the only copy of its outputs was lost). */
   unfinish(jobId: string): void;
   setHostAvailable(host: string, available: boolean): void;
+  /** Remaining critical path of a job (seconds): its priority for a shared slot. */
+  rankOf(jobId: string): number;
+  /** The best rank among ready jobs that could run on a host, if any. */
+  bestReadyRank(host: string): number | undefined;
 }
 
 export type CopyBack = 'needed' | 'all';
@@ -73,9 +77,6 @@ export interface ExecutorInput {
   fetchesOnBuilders?: readonly Job[];
 }
 
-/** How often hosts whose slots other processes hold are checked for a free one. */
-const SLOT_POLL_MS = 250;
-
 /**
  * The live loop: asks the scheduler which ready job goes where, runs each
  * on its host (inputs in, build, outputs back when needed), and reports
@@ -111,7 +112,14 @@ export class Executor {
   private interrupted = false;
   /** A job or reconnect threw something that is not an OffloadError: a bug; the run stops and rethrows it. */
   private internalError: { error: unknown } | undefined;
-  private wake: () => void = () => undefined;
+  /** Something changed since the loop last looked: it must not sleep. */
+  private woken = false;
+  private wakeLoop: () => void = () => undefined;
+  private readonly wake = (): void => {
+    this.woken = true;
+    this.wakeLoop();
+  };
+  private stopListeningForSlots: (() => void) | undefined;
 
   constructor(private readonly input: ExecutorInput) {
     this.roots = new Set(input.roots);
@@ -143,25 +151,31 @@ export class Executor {
 
   async run(): Promise<RunResult> {
     const running = new Map<string, Promise<void>>();
+    this.stopListeningForSlots = this.input.slots?.onFreed((host) => {
+      for (const reopened of this.input.slots!.reopen(host)) this.refreshAvailability(reopened);
+      this.wake();
+    });
     try {
       for (;;) {
-        if (!this.stopping) {
-          this.refreshFullHosts();
-          this.startReady(running);
-        }
+        this.woken = false;
+        if (!this.stopping) await this.startReady(running);
+        else await this.input.slots?.take([], () => undefined);
         // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
-        // busy with another offload process are different: their slots free up, so wait for them.
+        // busy with another runner are different: their slots free up, so wait for them.
         const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
         if (running.size === 0 && this.probes.size === 0 && !waitForSlots) break;
-        if (waitForSlots) this.pollSlotsSoon();
-        const woken = new Promise<void>((resolve) => (this.wake = resolve));
-        await Promise.race([...running.values(), ...this.probes.values(), woken]);
+        if (waitForSlots) this.recheckSlotsSoon();
+        if (!this.woken && this.input.slots?.hasNews() !== true) {
+          const woken = new Promise<void>((resolve) => (this.wakeLoop = resolve));
+          await Promise.race([...running.values(), ...this.probes.values(), woken]);
+        }
         if (this.internalError) this.stopping = true;
       }
     } finally {
       for (const timer of this.backoffTimers.values()) clearTimeout(timer);
       this.backoffTimers.clear();
       clearTimeout(this.slotPoll);
+      this.stopListeningForSlots?.();
     }
     if (this.internalError) throw this.internalError.error;
     return this.result();
@@ -218,22 +232,20 @@ export class Executor {
     this.wake();
   }
 
-  /** The scheduler offers a host when it is in rotation, not held in reserve, and has a slot free of other processes. */
+  /** The scheduler offers a host when it is in rotation, not held in reserve, and has a slot free of other runners. */
   private refreshAvailability(host: string): void {
     const available = !this.outOfRotation.has(host) && !this.heldBack.has(host) && this.input.slots?.isFull(host) !== true;
     this.input.scheduler.setHostAvailable(host, available);
   }
 
-  private refreshFullHosts(): void {
-    for (const host of this.input.slots?.freed() ?? []) this.refreshAvailability(host);
-  }
-
-  private pollSlotsSoon(): void {
-    if (this.slotPoll) return;
+  /** A dead runner cannot announce its freed slots: look again at the full hosts after a while. */
+  private recheckSlotsSoon(): void {
+    if (this.slotPoll || !this.input.slots) return;
     this.slotPoll = setTimeout(() => {
       this.slotPoll = undefined;
+      for (const host of this.input.slots?.reopen() ?? []) this.refreshAvailability(host);
       this.wake();
-    }, SLOT_POLL_MS);
+    }, this.input.slots.recheckMs);
   }
 
   /**
@@ -301,43 +313,60 @@ export class Executor {
   }
 
   /**
-   * Starts what the scheduler offers. A job whose host turns out to be full
-   * (another offload process holds its slots) goes back to the queue and the
-   * host is hidden, so asking again may place the job elsewhere.
+   * Starts what the scheduler offers, with one exchange of shared slots per
+   * pass. A job whose host turns out to be full (other runners hold its
+   * slots, or wait there with more urgent jobs) goes back to the queue and
+   * the host is hidden, so asking again may place the job elsewhere.
    */
-  private startReady(running: Map<string, Promise<void>>): void {
+  private async startReady(running: Map<string, Promise<void>>): Promise<void> {
     const { scheduler, slots } = this.input;
     for (let pass = 0, blocked = true; blocked && pass < 8; pass++) {
       blocked = false;
       const now = this.input.now();
-      for (const { jobId, host } of scheduler.next(now)) {
-        scheduler.started(jobId, host, now);
-        const lease = slots ? slots.take(host) : null;
+      const starts = scheduler.next(now);
+      for (const { jobId, host } of starts) scheduler.started(jobId, host, now);
+      const leases = slots
+        ? await slots.take(
+            starts.map(({ jobId, host }) => ({ host, priority: scheduler.rankOf(jobId) })),
+            (host) => scheduler.bestReadyRank(host),
+          )
+        : starts.map(() => null);
+      starts.forEach(({ jobId, host }, i) => {
+        const lease = leases[i];
         if (lease === undefined) {
           scheduler.requeue(jobId);
           this.refreshAvailability(host);
           blocked = true;
-          continue;
+          return;
         }
         this.start(running, jobId, host, lease ?? undefined);
-      }
+      });
+      if (this.stopping) return;
     }
   }
 
   private start(running: Map<string, Promise<void>>, jobId: string, host: string, lease: SlotLease | undefined): void {
-    const done: Promise<void> = this.runJob(jobId, host, lease)
+    let givenBack = false;
+    // The next exchange of shared slots reuses the lease for another job on this host, or frees it.
+    const giveBack = () => {
+      if (givenBack || !lease) return;
+      givenBack = true;
+      this.input.slots?.giveBack(lease);
+    };
+    const done: Promise<void> = this.runJob(jobId, host, giveBack)
       .catch((error: unknown) => {
         this.internalError ??= { error };
       })
       // A requeued job may already run again under the same id when this attempt's promise settles.
       .finally(() => {
-        lease?.release();
+        giveBack();
         if (running.get(jobId) === done) running.delete(jobId);
+        this.wake();
       });
     running.set(jobId, done);
   }
 
-  private async runJob(jobId: string, host: string, lease: SlotLease | undefined): Promise<void> {
+  private async runJob(jobId: string, host: string, giveBackSlot: () => void): Promise<void> {
     const record = this.records.get(jobId)!;
     if ((this.jobsById.get(jobId)?.action ?? 'build') === 'build' && !(await this.fetchOnHost(jobId, host, record))) return;
     record.host = host;
@@ -353,8 +382,8 @@ export class Executor {
     }
     const log = new BuildLog(logPrefix(host, record.name), this.input.log);
     const attempt = await this.attempt(jobId, host, log, record);
-    // Before the job is settled, so a job started next on this host finds the slot free.
-    lease?.release();
+    // Before the job is settled, so the exchange that follows can hand the slot to the next job.
+    giveBackSlot();
     log.end();
     const status = this.settle(jobId, host, attempt, log);
     const time = this.input.now();

@@ -1,38 +1,100 @@
-import type { SlotLease } from './slotLeases.js';
-
-/** The part of SlotLeases the executor uses: it never waits for a slot, it places the job elsewhere. */
-export interface SlotSource {
-  tryAcquire(key: string, maxJobs: number): SlotLease | undefined;
-  inUse(key: string): number;
-}
+import { StateUnavailableError } from '../state/postgresConnection.js';
+import type { SlotLease, SlotLeases, SlotRequest } from '../slots/slotLeases.js';
 
 export interface SlotGateOptions {
-  leases: SlotSource;
-  /** Host id → lease key (the same machine must get the same key in every process, e.g. `address:port`). */
+  leases: SlotLeases;
+  /** Host id → lease key (the same machine must get the same key in every runner, e.g. `address:port`). */
   keys: ReadonlyMap<string, string>;
   /** Host id → its maxJobs. */
   maxJobs: ReadonlyMap<string, number>;
+  /** Offload's messages (state lost and back). */
+  log: (line: string) => void;
+}
+
+export interface GateStart {
+  host: string;
+  /** Remaining critical path of the job, seconds. */
+  priority: number;
 }
 
 /**
- * Build slots shared with other offload processes, at dispatch time: a job
- * the scheduler sends to a host takes one of the host's slots or does not
- * start there. A host whose slots other processes hold is "full": the
- * scheduler stops offering it (so its jobs can go elsewhere) until a poll
- * sees a free slot. Hosts without a key or with maxJobs 0 are not gated.
+ * Build slots shared with other runners, at dispatch time. Each step of the
+ * executor's loop makes one exchange with the shared leases: the slots its
+ * new jobs need, the leases of finished jobs (one may be kept for the next
+ * job on the same host), and the hosts it waits for with the priority of its
+ * best job there. A host another runner fills is "full": the scheduler stops
+ * offering it (so its jobs may go elsewhere) until a slot may have freed
+ * there (a wake-up from the store, or a look every recheckMs).
+ * Hosts without a key or with maxJobs 0 are not gated.
  */
 export class SlotGate {
   private readonly full = new Set<string>();
+  /** Hosts refused since their last grant: this runner stands in line there. */
+  private readonly waitingFor = new Set<string>();
+  private spares: SlotLease[] = [];
+  private away = false;
 
   constructor(private readonly options: SlotGateOptions) {}
 
-  /** A lease for a job about to start on `host`; `null` when the host is not gated; undefined when it is full. */
-  take(host: string): SlotLease | null | undefined {
-    const gated = this.gated(host);
-    if (!gated) return null;
-    const lease = this.options.leases.tryAcquire(gated.key, gated.maxJobs);
-    if (!lease) this.full.add(host);
-    return lease;
+  get recheckMs(): number {
+    return this.options.leases.recheckMs;
+  }
+
+  /**
+   * Leases for jobs about to start, in order: a lease, `null` when the host
+   * is not gated, undefined when it is full. `waitingPriority(host)` is the
+   * priority of the best ready job that could run on a host, if any.
+   */
+  async take(starts: readonly GateStart[], waitingPriority: (host: string) => number | undefined): Promise<Array<SlotLease | null | undefined>> {
+    const requests: SlotRequest[] = [];
+    const requestOf: number[] = [];
+    starts.forEach((start, i) => {
+      const gated = this.gated(start.host);
+      if (!gated) return;
+      requestOf[i] = requests.length;
+      requests.push({ host: gated.key, maxJobs: gated.maxJobs, priority: start.priority });
+    });
+    const release = this.spares;
+    const waiting = this.waiting(waitingPriority);
+    if (requests.length === 0 && release.length === 0 && !this.waitingChanged(waiting)) return starts.map(() => null);
+    this.spares = [];
+    let granted: Array<SlotLease | undefined>;
+    try {
+      granted = await this.options.leases.exchange({ release, requests, waiting });
+      this.lastWaiting = waiting;
+      if (this.away) this.away = false;
+    } catch (error) {
+      if (!(error instanceof StateUnavailableError)) throw error;
+      if (!this.away) this.options.log(`offload: ${error.message}; new builds wait for it`);
+      this.away = true;
+      granted = requests.map(() => undefined);
+    }
+    return starts.map((start, i) => {
+      const index = requestOf[i];
+      if (index === undefined) return null;
+      const lease = granted[index];
+      if (lease) this.waitingFor.delete(start.host);
+      else {
+        this.full.add(start.host);
+        this.waitingFor.add(start.host);
+      }
+      return lease;
+    });
+  }
+
+  /** Calls back (with a lease key, when known) whenever a slot may have come free. */
+  onFreed(listener: (key?: string) => void): () => void {
+    return this.options.leases.onFreed(listener);
+  }
+
+  /** A finished job's lease: kept for the next exchange, which reuses or frees it. */
+  giveBack(lease: SlotLease): void {
+    this.spares.push(lease);
+  }
+
+  /** Leases or waiting claims changed since the last exchange: the executor should make one. */
+  hasNews(): boolean {
+    return this.spares.length > 0;
   }
 
   isFull(host: string): boolean {
@@ -43,15 +105,33 @@ export class SlotGate {
     return this.full.size > 0;
   }
 
-  /** Full hosts that have a free slot again (another process released one); they are no longer full. */
-  freed(): string[] {
-    const freed: string[] = [];
-    for (const host of this.full) {
+  /** Full hosts to offer again (all, or those behind one lease key); the next exchange decides. */
+  reopen(key?: string): string[] {
+    const hosts = [...this.full].filter((host) => key === undefined || this.options.keys.get(host) === key);
+    for (const host of hosts) this.full.delete(host);
+    return hosts;
+  }
+
+  private lastWaiting: ReadonlyMap<string, number> = new Map();
+
+  private waiting(priorityOf: (host: string) => number | undefined): Map<string, number> {
+    const waiting = new Map<string, number>();
+    for (const host of [...this.waitingFor]) {
       const gated = this.gated(host)!;
-      if (this.options.leases.inUse(gated.key) < gated.maxJobs) freed.push(host);
+      const priority = priorityOf(host);
+      if (priority === undefined) {
+        this.waitingFor.delete(host);
+        continue;
+      }
+      waiting.set(gated.key, Math.max(priority, waiting.get(gated.key) ?? -Infinity));
     }
-    for (const host of freed) this.full.delete(host);
-    return freed;
+    return waiting;
+  }
+
+  private waitingChanged(waiting: ReadonlyMap<string, number>): boolean {
+    if (waiting.size !== this.lastWaiting.size) return true;
+    for (const [key, priority] of waiting) if (this.lastWaiting.get(key) !== priority) return true;
+    return false;
   }
 
   private gated(host: string): { key: string; maxJobs: number } | undefined {

@@ -154,6 +154,22 @@ export class OnlineScheduler {
     return this.rank[this.index(jobId)]!;
   }
 
+  /**
+   * The highest upward rank among ready jobs that could run on a host, if
+   * any: what this run is waiting for there when other runners hold its slots.
+   */
+  bestReadyRank(hostId: string): number | undefined {
+    const k = this.hostIdx(hostId);
+    let best: number | undefined;
+    for (let c = 0; c < this.ready.length; c++) {
+      if (!this.fit.hostsOf[c]!.includes(k)) continue;
+      if (this.fit.builtin[c] || this.regularLimit[k]! <= 0) continue;
+      const i = this.head(c);
+      if (i !== undefined && (best === undefined || this.rank[i]! > best)) best = this.rank[i]!;
+    }
+    return best;
+  }
+
   criticalPath(): string[] {
     return criticalPathIndices(this.topo, this.rank).map((i) => this.jobs[i]!.id);
   }

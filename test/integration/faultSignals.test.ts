@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SlotLeases } from '../../src/run/slotLeases.js';
+import { SqliteSlotLeases } from '../../src/slots/sqliteSlotLeases.js';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { maxOverlap, NIX_ENV, offload, parseJson, stamps, startOffload } from './buildSupport.js';
@@ -68,13 +68,13 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
       const quickOutputs = await Promise.all(roots.slice(0, 2).map(async (d) => (await run('nix-store', ['--query', '--outputs', d], { env: NIX_ENV })).stdout.trim()));
       const quickBack = () => quickOutputs.every((out) => existsSync(out));
       const longBuilds = () => buildCount(cluster, 'aquamarine') + buildCount(cluster, 'ruby') === 2;
-      const leases = new SlotLeases();
+      const leases = new SqliteSlotLeases();
       try {
         expect(await eventually(() => longBuilds() && quickBack(), 20_000)).toBe(true);
         // The quick builds are in the local store; give the run a moment to count them as built.
         await sleep(500);
         // Both long builds hold slots, in the file every offload process shares.
-        expect(leases.inUse(slotKey('aquamarine')) + leases.inUse(slotKey('ruby'))).toBeGreaterThanOrEqual(2);
+        expect((await leases.inUse(slotKey('aquamarine'))) + (await leases.inUse(slotKey('ruby')))).toBeGreaterThanOrEqual(2);
         const signalledAt = Date.now();
         cli.child.kill(signal);
         const r = await cli.result;
@@ -83,7 +83,7 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
         // The remote nix-store processes and their builds are gone, not left to run for two minutes.
         const remoteGone = () => ['aquamarine', 'ruby'].every((b) => !building(cluster, b) && !commandLines(cluster, b).some((c) => c.includes('nix-store --serve')));
         expect(await eventually(remoteGone, 5_000)).toBe(true);
-        expect(leases.inUse(slotKey('aquamarine')) + leases.inUse(slotKey('ruby'))).toBe(0);
+        expect((await leases.inUse(slotKey('aquamarine'))) + (await leases.inUse(slotKey('ruby')))).toBe(0);
         expect(r.stderr).toMatch(/2 built, 2 interrupted in [\d.]+ s/);
         const json = parseJson(r);
         expect(Object.values(json.outputs).map((o) => o.out!).sort()).toEqual([...quickOutputs].sort());
@@ -92,7 +92,7 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
           expect(await nixStore(['--verify-path', out])).toBe(0);
         }
       } finally {
-        leases.close();
+        await leases.close();
         cli.child.kill('SIGKILL');
       }
     });

@@ -1,5 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { postgresBinDir } from '../../scripts/cluster/postgresServer.js';
 
 /**
  * Whether the integration tests can run here: they start real sshd builders in
@@ -42,6 +43,8 @@ export function missingIntegrationPrereqs(): string[] {
   for (const tool of TOOLS) {
     if (!tool.paths.some(onPath)) missing.push(tool.name);
   }
+  // The fleet tests run a private PostgreSQL server from Debian's postgresql package.
+  if (postgresBinDir() === undefined) missing.push('postgresql');
   return missing;
 }
 
@@ -50,7 +53,7 @@ let reported = false;
 export function integrationPrereqs(): boolean {
   const missing = missingIntegrationPrereqs();
   if (missing.length === 0) return true;
-  const message = `integration tests need ${missing.join(', ')} (apt-get install nix-bin openssh-server; run as root)`;
+  const message = `integration tests need ${missing.join(', ')} (scripts/install-system-deps.sh installs them; run as root)`;
   if (process.env.CI) throw new Error(`CI is set but ${message}`);
   if (!reported) {
     reported = true;

@@ -69,7 +69,7 @@ describe('completion scripts', () => {
     expect(complete('offload', '')).toEqual(['plan', 'history', 'completion', 'help']);
     expect(complete('offload', 'plan', '--ma')).toEqual(['--machines', '--max-jobs']);
     expect(complete('offload', 'completion', '')).toEqual(['bash', 'zsh', 'fish']);
-    expect(complete('offload', 'history', 'import-nom', '--s')).toEqual(['--system', '--speed-factors']);
+    expect(complete('offload', 'history', 'import-nom', '--s')).toEqual(['--system', '--speed-factors', '--state']);
     // An option's value that looks like a command name is skipped, not taken as a command.
     expect(complete('offload', 'plan', '--machines', 'history', '--fr')).toEqual(['--from-json']);
     expect(complete('offload', 'plan', '--machines', 'offload.b')).toEqual(['offload.bash']);

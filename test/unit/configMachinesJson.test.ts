@@ -90,7 +90,7 @@ describe('JSON machines file: every error is one line naming file, machine and f
     [[{ ...ok, sshUser: 'ro ot' }], 'machines.json: machine 1 (ruby): field "sshUser": expected a user name (letters, digits, ".", "_", "-"), got "ro ot"'],
     [[{ ...ok, sshKey: 42 }], 'machines.json: machine 1 (ruby): field "sshKey": expected the path of a private key file, got 42'],
     [[{ ...ok, maxjobs: 2 }], 'machines.json: machine 1 (ruby): unknown field "maxjobs" (did you mean "maxJobs"?)'],
-    [[{ ...ok, colour: 'red' }], 'machines.json: machine 1 (ruby): unknown field "colour" (known fields: hostName, sshUser, sshKey, systems, supportedFeatures, mandatoryFeatures, maxJobs, speedFactor, publicHostKey, port)'],
+    [[{ ...ok, colour: 'red' }], 'machines.json: machine 1 (ruby): unknown field "colour" (known fields: hostName, sshUser, sshKey, systems, supportedFeatures, mandatoryFeatures, maxJobs, speedFactor, publicHostKey, port, pressure)'],
     [[ok, { ...ok }], 'machines.json: machine 2 (ruby): field "hostName": same host as machine 1; each machine needs its own hostName (use an ssh_config alias to reach one host twice)'],
   ])('array form %#', (list, message) => {
     const error = errorOf(JSON.stringify(list));

@@ -4,13 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  BuildHistory,
-  defaultHistoryPath,
-  HistoryError,
-  historyLookup,
-  type BuildSample,
-} from '../../src/history/buildHistory.js';
+import type { BuildSample } from '../../src/history/buildHistory.js';
+import { defaultHistoryPath, SqliteBuildHistory } from '../../src/history/sqliteBuildHistory.js';
+import { describeHistoryContract } from '../support/historyContract.js';
 import { parseCsv } from '../../src/history/csv.js';
 import { NomReportError, normaliseHost, parseNomReports } from '../../src/history/nomReports.js';
 import { reportName } from '../../src/history/reportName.js';
@@ -18,10 +14,10 @@ import { median } from '../../src/history/median.js';
 
 let dir: string;
 let dbPath: string;
-const open: BuildHistory[] = [];
+const open: SqliteBuildHistory[] = [];
 
-function history(path = dbPath): BuildHistory {
-  const h = new BuildHistory(path);
+function history(path = dbPath): SqliteBuildHistory {
+  const h = new SqliteBuildHistory(path);
   open.push(h);
   return h;
 }
@@ -45,8 +41,8 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'offload-history-'));
   dbPath = join(dir, 'nested', 'offload', 'history.sqlite');
 });
-afterEach(() => {
-  for (const h of open.splice(0)) h.close();
+afterEach(async () => {
+  for (const h of open.splice(0)) await h.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -76,103 +72,22 @@ describe('defaultHistoryPath', () => {
   });
 });
 
-describe('BuildHistory', () => {
-  it('creates missing directories, uses WAL and stamps the schema version', () => {
+describe('SqliteBuildHistory', () => {
+  it('creates missing directories, uses WAL and stamps the schema version', async () => {
     const h = history();
-    h.record(sample());
+    await h.record([sample()]);
     const raw = new Database(dbPath, { readonly: true });
     expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     expect(raw.pragma('user_version', { simple: true })).toBe(2);
     raw.close();
   });
 
-  it('estimates nothing for a name never built', () => {
-    expect(history().estimate('hello-2.12.1', 'x86_64-linux')).toBeUndefined();
-  });
-
-  it('estimates the median of reference seconds (seconds × speedFactor)', () => {
-    const h = history();
-    h.record(sample({ seconds: 10, speedFactor: 2 })); // 20 reference seconds
-    h.record(sample({ seconds: 30, speedFactor: 1 })); // 30
-    h.record(sample({ seconds: 100, speedFactor: 1 })); // 100, an outlier
-    expect(h.estimate('hello-2.12.1', 'x86_64-linux')).toEqual({ seconds: 30, samples: 3, matchedBy: 'name' });
-  });
-
-  it('uses only the last 10 successful samples', () => {
-    const h = history();
-    for (let i = 0; i < 10; i++) h.record(sample({ seconds: 1000 }));
-    for (let i = 0; i < 10; i++) h.record(sample({ seconds: 5 }));
-    h.record(sample({ seconds: 9999, status: 'failed' }));
-    expect(h.estimate('hello-2.12.1', 'x86_64-linux')).toEqual({ seconds: 5, samples: 10, matchedBy: 'name' });
-  });
-
-  it('keeps systems apart and falls back to other versions of the same package', () => {
-    const h = history();
-    h.record(sample({ system: 'aarch64-linux', seconds: 50 }));
-    h.record(sample({ name: 'hello-2.10', seconds: 7 }));
-    expect(h.estimate('hello-2.12.1', 'aarch64-linux')).toMatchObject({ seconds: 50, matchedBy: 'name' });
-    expect(h.estimate('hello-2.12.1', 'x86_64-linux')).toEqual({ seconds: 7, samples: 1, matchedBy: 'reportName' });
-    expect(h.estimate('hello-2.12.1', 'riscv64-linux')).toBeUndefined();
-  });
-
-  it('rejects nonsense samples with a sentence naming the derivation and host', () => {
-    const h = history();
-    expect(() => h.record(sample({ seconds: -1 }))).toThrow(HistoryError);
-    expect(() => h.record(sample({ speedFactor: 0 }))).toThrow(/speedFactor 0 for "hello-2.12.1" on ruby/);
-  });
-
-  it('historyLookup returns reference seconds or undefined', () => {
-    const h = history();
-    h.record(sample({ seconds: 12, speedFactor: 1.5 }));
-    const lookup = historyLookup(h);
-    expect(lookup('hello-2.12.1', 'x86_64-linux')).toBe(18);
-    expect(lookup('unknown-1.0', 'x86_64-linux')).toBeUndefined();
-  });
-
-  it('lists what it can estimate, newest first', () => {
-    const h = history();
-    h.record(sample({ name: 'a-1', seconds: 4 }));
-    h.record(sample({ name: 'b-1', seconds: 6 }));
-    expect(h.estimates().map((e) => [e.name, e.seconds, e.samples])).toEqual([
-      ['b-1', 6, 1],
-      ['a-1', 4, 1],
-    ]);
-  });
-
-  it('learns host speeds from names built on several hosts', () => {
-    const h = history();
-    // ruby is configured at 1 but really runs at 2; sapphire is configured (and is) 1.
-    for (const name of ['a-1', 'b-1', 'c-1']) {
-      h.record(sample({ name, host: 'ruby', speedFactor: 1, seconds: 10 }));
-      h.record(sample({ name, host: 'sapphire', speedFactor: 1, seconds: 20 }));
-      h.record(sample({ name, host: 'local', speedFactor: 4, seconds: 5 }));
-    }
-    h.record(sample({ name: 'only-on-ruby', host: 'ruby', seconds: 1 }));
-    const speeds = h.hostSpeeds();
-    // Reference per name = median(10×1, 20×1, 5×4) = 20 → ruby 2, sapphire 1, local 4.
-    expect(Object.fromEntries(speeds)).toEqual({
-      local: { learnedSpeed: 4, samples: 3, configuredSpeed: 4 },
-      ruby: { learnedSpeed: 2, samples: 3, configuredSpeed: 1 },
-      sapphire: { learnedSpeed: 1, samples: 3, configuredSpeed: 1 },
-    });
-  });
-
-  it('two instances on one file see each other’s samples', () => {
-    const a = history();
-    const b = history();
-    a.record(sample({ seconds: 10 }));
-    b.record(sample({ seconds: 20 }));
-    a.record(sample({ seconds: 30 }));
-    expect(b.estimate('hello-2.12.1', 'x86_64-linux')).toMatchObject({ seconds: 20, samples: 3 });
-    expect(a.estimate('hello-2.12.1', 'x86_64-linux')).toMatchObject({ seconds: 20, samples: 3 });
-  });
-
   it('two processes writing at once lose nothing', async () => {
     const script = `
-      import { BuildHistory } from ${JSON.stringify(new URL('../../src/history/buildHistory.ts', import.meta.url).pathname)};
-      const h = new BuildHistory(process.argv[1]);
-      for (let i = 0; i < 150; i++) h.record({ name: 'p-' + process.argv[2], system: 's', host: 'h', speedFactor: 1, seconds: i, finishedAt: new Date(), status: 'built' });
-      h.close();`;
+      import { SqliteBuildHistory } from ${JSON.stringify(new URL('../../src/history/sqliteBuildHistory.ts', import.meta.url).pathname)};
+      const h = new SqliteBuildHistory(process.argv[1]);
+      for (let i = 0; i < 150; i++) await h.record([{ name: 'p-' + process.argv[2], system: 's', host: 'h', speedFactor: 1, seconds: i, finishedAt: new Date(), status: 'built' }]);
+      await h.close();`;
     const run = (tag: string) =>
       new Promise<void>((resolve, reject) => {
         const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dbPath, tag], {
@@ -184,28 +99,38 @@ describe('BuildHistory', () => {
       });
     await Promise.all([run('a'), run('b')]);
     const h = history();
-    const counts = h.estimates().map((e) => e.name).sort();
-    expect(counts).toEqual(['p-a', 'p-b']);
-    expect(h.estimate('p-a', 's')?.samples).toBe(10);
+    expect((await h.estimates()).map((e) => e.name).sort()).toEqual(['p-a', 'p-b']);
+    expect((await h.estimateMany([{ name: 'p-a', system: 's' }])).get('s\u0000p-a')?.samples).toBe(10);
     const raw = new Database(dbPath, { readonly: true });
     expect(raw.prepare('SELECT COUNT(*) AS n FROM builds').get()).toEqual({ n: 300 });
     raw.close();
   });
 
-  it('refuses a file from a newer schema with a clear message', () => {
-    history().close();
+  it('refuses a file from a newer schema with a clear message', async () => {
+    await history().close();
     const raw = new Database(dbPath);
     raw.pragma('user_version = 99');
     raw.close();
-    expect(() => new BuildHistory(dbPath)).toThrow(/schema version 99, newer than this offload understands/);
+    expect(() => new SqliteBuildHistory(dbPath)).toThrow(/schema version 99, newer than this offload understands/);
   });
 
   it('says which file it could not open', () => {
     const blocker = join(dir, 'a-file');
     writeFileSync(blocker, '');
-    expect(() => new BuildHistory(join(blocker, 'history.sqlite'))).toThrow(/cannot open the build history at .*a-file\/history.sqlite/);
+    expect(() => new SqliteBuildHistory(join(blocker, 'history.sqlite'))).toThrow(/cannot open the build history at .*a-file\/history.sqlite/);
   });
 });
+
+let storeDir: string;
+describeHistoryContract('SQLite', () => ({
+  async open() {
+    storeDir = mkdtempSync(join(tmpdir(), 'offload-history-contract-'));
+    return new SqliteBuildHistory(join(storeDir, 'history.sqlite'));
+  },
+  async openAgain() {
+    return new SqliteBuildHistory(join(storeDir, 'history.sqlite'));
+  },
+}));
 
 describe('parseCsv', () => {
   it('handles quotes, doubled quotes, embedded commas and line breaks, CRLF', () => {
@@ -262,14 +187,5 @@ describe('nix-output-monitor build reports', () => {
     expect(normaliseHost('')).toBe('local');
     expect(normaliseHost('ssh-ng://root@builder.example:22')).toBe('builder.example:22');
     expect(normaliseHost('builder')).toBe('builder');
-  });
-
-  it('imports into the history, where other versions and unknown systems still estimate', () => {
-    const h = history();
-    expect(h.importNomReports(current, { speedFactors: new Map([['ruby', 2]]) })).toBe(3);
-    expect(h.estimate('hello-2.12.1', 'x86_64-linux')).toEqual({ seconds: 42, samples: 1, matchedBy: 'reportName' });
-    // gcc was imported without a system: it still serves any system.
-    expect(h.estimate('gcc-13.2.0', 'aarch64-linux')).toEqual({ seconds: 600, samples: 1, matchedBy: 'reportName' });
-    expect(h.estimate('weird, "quoted" name', '')).toEqual({ seconds: 14, samples: 1, matchedBy: 'name' });
   });
 });

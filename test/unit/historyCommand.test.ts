@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BuildHistory } from '../../src/history/buildHistory.js';
+import { SqliteBuildHistory } from '../../src/history/sqliteBuildHistory.js';
 import { historyAction, importNomAction, nomReportsPath, parseSpeedFactors, registerHistoryCommand } from '../../src/cli/historyCommand.js';
 import { OffloadError } from '../../src/errors/offloadError.js';
 
@@ -61,9 +61,9 @@ describe('offload history', () => {
     const empty = sink();
     await historyAction({ historyFile: db }, empty.stream);
     expect(empty.text()).toBe(`no builds recorded yet in ${db}\n`);
-    const h = new BuildHistory(db);
-    h.record({ name: 'gcc-13.2.0', system: 'x86_64-linux', host: 'ruby', speedFactor: 1, seconds: 600, finishedAt: new Date('2024-05-01T10:00:00Z'), status: 'built' });
-    h.close();
+    const h = new SqliteBuildHistory(db);
+    await h.record([{ name: 'gcc-13.2.0', system: 'x86_64-linux', host: 'ruby', speedFactor: 1, seconds: 600, finishedAt: new Date('2024-05-01T10:00:00Z'), status: 'built' }]);
+    await h.close();
     const out = sink();
     await historyAction({ historyFile: db }, out.stream);
     expect(out.text()).toContain('gcc-13.2.0  x86_64-linux    10m00s        1  2024-05-01 10:00');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { BuildObservers, type BuildOutputOptions } from '../../src/cli/buildObservers.js';
-import { BuildHistory } from '../../src/history/buildHistory.js';
+import { SqliteBuildHistory } from '../../src/history/sqliteBuildHistory.js';
 import { APP, HELLO, capture, hosts, jobs, result, script } from './observersFixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'offload-observers-'));
@@ -16,7 +16,7 @@ async function play(opts: Partial<BuildOutputOptions>, tty = false, history?: st
   const stderr = capture(tty);
   let clock = 0;
   const observers = new BuildObservers({ color: false, ...opts }, { stdout, stderr });
-  if (history !== undefined) observers.openHistory({ historyFile: history });
+  if (history !== undefined) await observers.openHistory({ kind: 'local' }, { historyFile: history }, []);
   const onEvent = observers.begin({ jobs, hosts, now: () => clock });
   for (const step of script) {
     clock = step.at;
@@ -168,17 +168,21 @@ describe('BuildObservers history', () => {
       { name: 'hello-2.12.1', system: 'x86_64-linux', host: 'ruby', speed: 1, seconds: 42.2, status: 'built', drv: HELLO },
       { name: 'app-1.0', system: 'x86_64-linux', host: 'kana', speed: 2, seconds: 1, status: 'failed', drv: APP },
     ]);
-    const history = new BuildHistory(file);
-    expect(history.estimate('hello-2.12.1', 'x86_64-linux')).toMatchObject({ seconds: 42.2, samples: 1 });
-    expect(history.estimate('app-1.0', 'x86_64-linux')).toBeUndefined();
-    history.close();
+    const history = new SqliteBuildHistory(file);
+    const found = await history.estimateMany([
+      { name: 'hello-2.12.1', system: 'x86_64-linux' },
+      { name: 'app-1.0', system: 'x86_64-linux' },
+    ]);
+    expect(found.get('x86_64-linux\u0000hello-2.12.1')).toMatchObject({ seconds: 42.2, samples: 1 });
+    expect(found.get('x86_64-linux\u0000app-1.0')).toBeUndefined();
+    await history.close();
   });
 
   it('--no-history opens nothing and records nothing', async () => {
     const file = join(dir, 'never.sqlite');
     const observers = new BuildObservers({ color: false, quiet: true }, { stdout: capture(), stderr: capture() });
-    expect(observers.openHistory({ historyFile: file, history: false })).toBeUndefined();
-    observers.close();
+    expect(await observers.openHistory({ kind: 'local' }, { historyFile: file, history: false }, [])).toBeUndefined();
+    await observers.close();
     expect(() => readFileSync(file)).toThrow();
   });
 });

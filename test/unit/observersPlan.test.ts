@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../../src/cli/atomicWrite.js';
 import { planHistory, writePlanSvg } from '../../src/cli/planOutputs.js';
-import { BuildHistory } from '../../src/history/buildHistory.js';
+import { SqliteBuildHistory } from '../../src/history/sqliteBuildHistory.js';
 import { planToJson, planToText, type PlanReportInput } from '../../src/report/planReport.js';
 import { planBuild } from '../../src/schedule/planBuild.js';
 import { OffloadError } from '../../src/errors/offloadError.js';
@@ -13,43 +13,47 @@ import { hosts, jobs } from './observersFixtures.js';
 const dir = mkdtempSync(join(tmpdir(), 'offload-observers-plan-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function historyWithTwoHosts(file: string): void {
-  const h = new BuildHistory(file);
+async function historyWithTwoHosts(file: string): Promise<void> {
+  const h = new SqliteBuildHistory(file);
   const at = new Date('2025-01-01T00:00:00Z');
-  h.record({ name: 'hello-2.12.1', system: 'x86_64-linux', host: 'ruby', speedFactor: 1, seconds: 100, finishedAt: at, status: 'built' });
-  h.record({ name: 'hello-2.12.1', system: 'x86_64-linux', host: 'kana', speedFactor: 1, seconds: 50, finishedAt: at, status: 'built' });
-  h.close();
+  await h.record([
+    { name: 'hello-2.12.1', system: 'x86_64-linux', host: 'ruby', speedFactor: 1, seconds: 100, finishedAt: at, status: 'built' },
+    { name: 'hello-2.12.1', system: 'x86_64-linux', host: 'kana', speedFactor: 1, seconds: 50, finishedAt: at, status: 'built' },
+  ]);
+  await h.close();
 }
+
+const local = { kind: 'local' } as const;
+const keys = jobs.map((j) => ({ name: j.name, system: j.system }));
 
 function input(extra: Partial<PlanReportInput> = {}): PlanReportInput {
   return { plan: planBuild(jobs, hosts), jobs: new Map(jobs.map((j) => [j.id, j])), hosts, alreadyBuilt: [], machinesSource: 'test', ...extra };
 }
 
 describe('plan with history', () => {
-  it('reads estimates and learned host speeds from an existing history, and closes it', () => {
+  it('reads estimates and learned host speeds from an existing history, and closes it', async () => {
     const file = join(dir, 'history.sqlite');
-    historyWithTwoHosts(file);
+    await historyWithTwoHosts(file);
     const warnings: string[] = [];
-    const history = planHistory({ historyFile: file }, (m) => warnings.push(m));
+    const history = await planHistory(local, { historyFile: file }, keys, (m) => warnings.push(m));
     expect(history.lookup?.('hello-2.12.1', 'x86_64-linux')).toBe(75);
     expect(history.lookup?.('app-1.0', 'x86_64-linux')).toBeUndefined();
     expect(history.learnedSpeeds).toEqual(new Map([['kana', 1.5], ['ruby', 0.75]]));
-    history.close();
     expect(warnings).toEqual([]);
   });
 
-  it('never creates a history file that does not exist, and --no-history ignores one that does', () => {
+  it('never creates a history file that does not exist, and --no-history ignores one that does', async () => {
     const missing = join(dir, 'missing.sqlite');
-    expect(planHistory({ historyFile: missing }, () => undefined).lookup).toBeUndefined();
+    expect((await planHistory(local, { historyFile: missing }, keys, () => undefined)).lookup).toBeUndefined();
     expect(existsSync(missing)).toBe(false);
     const file = join(dir, 'ignored.sqlite');
-    historyWithTwoHosts(file);
-    expect(planHistory({ historyFile: file, history: false }, () => undefined).lookup).toBeUndefined();
+    await historyWithTwoHosts(file);
+    expect((await planHistory(local, { historyFile: file, history: false }, keys, () => undefined)).lookup).toBeUndefined();
   });
 
-  it('an unreadable history is reported and the plan goes on without it', () => {
+  it('an unreadable history is reported and the plan goes on without it', async () => {
     const warnings: string[] = [];
-    const history = planHistory({ historyFile: dir }, (m) => warnings.push(m));
+    const history = await planHistory(local, { historyFile: dir }, keys, (m) => warnings.push(m));
     expect(history.lookup).toBeUndefined();
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(new RegExp(`build history at ${dir}.*going on without history`));

@@ -5,16 +5,17 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { currentBootId, isProcessAlive, processStartTime } from '../../src/run/processAlive.js';
-import { SlotLeaseError, SlotLeases, defaultSlotLeasesPath, type SlotLease } from '../../src/run/slotLeases.js';
+import { currentBootId, isProcessAlive, processStartTime } from '../../src/slots/processAlive.js';
+import { defaultSlotLeasesPath, SqliteSlotLeases } from '../../src/slots/sqliteSlotLeases.js';
+import { describeSlotLeasesContract } from '../support/slotLeasesContract.js';
 
 let dir: string;
 let file: string;
-const open: SlotLeases[] = [];
+const open: SqliteSlotLeases[] = [];
 const children: ChildProcess[] = [];
 
-function leases(): SlotLeases {
-  const instance = new SlotLeases({ file });
+function leases(): SqliteSlotLeases {
+  const instance = new SqliteSlotLeases({ file });
   open.push(instance);
   return instance;
 }
@@ -24,23 +25,11 @@ beforeEach(() => {
   file = join(dir, 'slots.sqlite');
 });
 
-afterEach(() => {
-  for (const instance of open.splice(0)) instance.close();
+afterEach(async () => {
+  for (const instance of open.splice(0)) await instance.close();
   for (const child of children.splice(0)) child.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 });
-
-const PENDING = Symbol('pending');
-/** What the promise settled to within `ms`, or PENDING. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T | typeof PENDING> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<typeof PENDING>((resolve) => (timer = setTimeout(() => resolve(PENDING), ms)));
-  try {
-    return await Promise.race([promise, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function startChild(command: string, args: string[]): ChildProcess {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -66,112 +55,29 @@ function insertForeignLease(host: string, slot: number, pid: number, startTime: 
   db.close();
 }
 
-describe('SlotLeases', () => {
-  it('grants distinct slots up to maxJobs, then makes the next acquire wait for a release', async () => {
-    const slots = leases();
-    const held = await Promise.all([slots.acquire('h', 3), slots.acquire('h', 3), slots.acquire('h', 3)]);
-    expect(held.map((l) => l.slot).sort()).toEqual([0, 1, 2]);
-    expect(slots.inUse('h')).toBe(3);
-    expect(slots.inUse('other')).toBe(0);
+const take = (slots: SqliteSlotLeases, host: string, maxJobs: number) =>
+  slots.exchange({ release: [], requests: [{ host, maxJobs, priority: 1 }], waiting: new Map() }).then(([lease]) => lease);
 
-    const next = slots.acquire('h', 3);
-    expect(await within(next, 150)).toBe(PENDING);
-    expect(slots.tryAcquire('h', 3)).toBeUndefined();
+let contractDir: string;
+describeSlotLeasesContract('SQLite', () => {
+  contractDir = mkdtempSync(join(tmpdir(), 'offload-slots-contract-'));
+  const store = join(contractDir, 'slots.sqlite');
+  return { runner: async () => new SqliteSlotLeases({ file: store }), store: () => store };
+});
 
-    held[1].release();
-    const granted = await within(next, 50);
-    expect(granted).not.toBe(PENDING);
-    expect((granted as SlotLease).slot).toBe(1);
-    expect(slots.inUse('h')).toBe(3);
-  });
-
-  it('release is idempotent: a second release does not free another holder’s slot', async () => {
-    const slots = leases();
-    const a = slots.acquire('h', 1);
-    const first = await a;
-    first.release();
-    const second = await slots.acquire('h', 1);
-    first.release();
-    expect(slots.inUse('h')).toBe(1);
-    expect(slots.tryAcquire('h', 1)).toBeUndefined();
-    second.release();
-    expect(slots.inUse('h')).toBe(0);
-  });
-
-  it('tryAcquire takes a free slot at once and never jumps ahead of a waiting acquire', async () => {
-    const a = leases();
-    const b = leases();
-    const lease = a.tryAcquire('h', 1);
-    expect(lease?.slot).toBe(0);
-    const waiting = b.acquire('h', 1);
-    lease!.release();
-    // b's ticket is first in line, so the free slot is not a's to take.
-    expect(a.tryAcquire('h', 1)).toBeUndefined();
-    expect(((await within(waiting, 1000)) as SlotLease).slot).toBe(0);
-  });
-
-  it('counts the leases of every instance on the same file together', async () => {
-    const a = leases();
-    const b = leases();
-    await a.acquire('h', 2);
-    await b.acquire('h', 2);
-    expect(a.inUse('h')).toBe(2);
-    expect(b.tryAcquire('h', 2)).toBeUndefined();
-    expect(a.tryAcquire('h', 3)?.slot).toBe(2);
-  });
-
-  it('serves waiters of all processes in arrival order, so a re-acquiring holder cannot starve another', async () => {
-    const a = leases();
-    const b = leases();
-    const held = await a.acquire('h', 1);
-    const bWaits = b.acquire('h', 1);
-    await within(bWaits, 20);
-    const aAgain = a.acquire('h', 1);
-    held.release();
-    expect(await within(aAgain, 100)).toBe(PENDING);
-    const bLease = (await within(bWaits, 1000)) as SlotLease;
-    expect(bLease).not.toBe(PENDING);
-    bLease.release();
-    expect(await within(aAgain, 1000)).not.toBe(PENDING);
-  });
-
-  it('rejects a waiting acquire with the abort reason and gives up its place in line', async () => {
-    const a = leases();
-    const b = leases();
-    const held = await a.acquire('h', 1);
-    const controller = new AbortController();
-    const waiting = b.acquire('h', 1, controller.signal);
-    controller.abort(new Error('run cancelled'));
-    await expect(waiting).rejects.toThrow('run cancelled');
-    held.release();
-    // Had the aborted ticket stayed, nobody could take the slot outside the queue.
-    expect(a.tryAcquire('h', 1)?.slot).toBe(0);
-  });
-
-  it('rejects at once when the signal has already aborted', async () => {
-    const slots = leases();
-    const controller = new AbortController();
-    controller.abort(new Error('too late'));
-    await expect(slots.acquire('h', 4, controller.signal)).rejects.toThrow('too late');
-    expect(slots.inUse('h')).toBe(0);
-  });
-
-  it('close releases the instance’s leases and rejects its waiters', async () => {
-    const a = leases();
-    const b = leases();
-    await a.acquire('h', 1);
-    const aWaits = a.acquire('h', 1);
-    const bWaits = b.acquire('h', 1);
-    a.close();
-    await expect(aWaits).rejects.toBeInstanceOf(SlotLeaseError);
-    expect(((await within(bWaits, 1000)) as SlotLease).slot).toBe(0);
-    expect(() => a.tryAcquire('h', 1)).toThrow(SlotLeaseError);
-  });
-
-  it('refuses maxJobs below 1 instead of waiting forever', () => {
-    const slots = leases();
-    expect(() => slots.tryAcquire('local', 0)).toThrow(RangeError);
-    expect(() => slots.acquire('local', 0)).toThrow(/at least 1/);
+describe('SqliteSlotLeases', () => {
+  it('upgrades a version 1 file (arrival-order tickets) and refuses a newer one', async () => {
+    const db = new Database(file);
+    db.exec(`CREATE TABLE leases (host TEXT NOT NULL, slot INTEGER NOT NULL, pid INTEGER NOT NULL, start_time TEXT, boot_id TEXT, owner TEXT NOT NULL, acquired_at INTEGER NOT NULL, PRIMARY KEY (host, slot));
+             CREATE TABLE tickets (id INTEGER PRIMARY KEY AUTOINCREMENT, host TEXT NOT NULL, pid INTEGER NOT NULL, start_time TEXT, boot_id TEXT, owner TEXT NOT NULL);`);
+    db.pragma('user_version = 1');
+    db.close();
+    expect((await take(leases(), 'h', 1))?.slot).toBe(0);
+    const raw = new Database(file);
+    expect(raw.pragma('user_version', { simple: true })).toBe(2);
+    raw.pragma('user_version = 9');
+    raw.close();
+    expect(() => new SqliteSlotLeases({ file })).toThrow(/schema version 9, newer than this offload understands/);
   });
 
   it('reclaims the lease of a process that has exited', async () => {
@@ -180,30 +86,29 @@ describe('SlotLeases', () => {
     await once(child, 'exit');
     const slots = leases();
     insertForeignLease('h', 0, pid, null, currentBootId());
-    expect(slots.inUse('h')).toBe(0);
-    expect(slots.tryAcquire('h', 1)?.slot).toBe(0);
+    expect(await slots.inUse('h')).toBe(0);
+    expect((await take(slots, 'h', 1))?.slot).toBe(0);
   });
 
-  it('reclaims a lease whose owner was killed, even when the waiter is already queued', async () => {
+  it('reclaims a lease whose owner was killed', async () => {
     const child = startChild('sleep', ['30']);
     await once(child, 'spawn');
     const pid = child.pid!;
     const slots = leases();
     insertForeignLease('h', 0, pid, processStartTime(pid)!, currentBootId());
-    expect(slots.inUse('h')).toBe(1);
-    const waiting = slots.acquire('h', 1);
-    expect(await within(waiting, 150)).toBe(PENDING);
+    expect(await take(slots, 'h', 1)).toBeUndefined();
     child.kill('SIGKILL');
-    expect(((await within(waiting, 1000)) as SlotLease).slot).toBe(0);
+    await once(child, 'exit');
+    expect((await take(slots, 'h', 1))?.slot).toBe(0);
   });
 
-  it('does not take a recycled pid for the owner: a different start time or boot means the owner is gone', () => {
+  it('does not take a recycled pid for the owner: a different start time or boot means the owner is gone', async () => {
     const slots = leases();
     const mine = processStartTime(process.pid)!;
     insertForeignLease('h', 0, process.pid, String(Number(mine) + 1), currentBootId());
     insertForeignLease('h', 1, process.pid, mine, 'another-boot');
     insertForeignLease('h', 2, process.pid, mine, currentBootId());
-    expect(slots.inUse('h')).toBe(1);
+    expect(await slots.inUse('h')).toBe(1);
   });
 
   it('counts a zombie (killed, never reaped) as gone', async () => {
@@ -216,7 +121,7 @@ describe('SlotLeases', () => {
     expect(isProcessAlive({ pid: zombie, startTime, bootId: currentBootId() })).toBe(false);
     const slots = leases();
     insertForeignLease('h', 0, zombie, startTime, currentBootId());
-    expect(slots.inUse('h')).toBe(0);
+    expect(await slots.inUse('h')).toBe(0);
   });
 });
 
