@@ -14,3 +14,4 @@ if (!only || only === 'plan') runPlanBench(process.argv[3] ?? process.env.OFFLOA
 if (!only || only === 'build') await runBuildBench();
 if (!only || only === 'failover') await (await import('./failover.js')).runFailoverBench();
 if (!only || only === 'cache') await (await import('./cacheVsNix.js')).runCacheBench();
+if (!only || only === 'fleet') await (await import('./fleet.js')).runFleetBench();

@@ -14,6 +14,12 @@ export async function instantiateWideDag(nonce: string, leaves: number, sleep: n
   return stdout.trim();
 }
 
+/** A chain of `links` links sleeping `sleep` seconds each (bench/chainDag.nix). */
+export async function instantiateChainDag(nonce: string, links: number, sleep: number): Promise<string> {
+  const { stdout } = await run('nix-instantiate', [join(ROOT, 'bench/chainDag.nix'), '--argstr', 'nonce', nonce, '--arg', 'n', String(links), '--argstr', 'sleep', String(sleep)], { env: nixEnv });
+  return stdout.trim();
+}
+
 export function freshNonce(): string {
   return `${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
 }

@@ -34,11 +34,13 @@ export interface BuilderSpec {
    * misbehave: a wrapper around `nix-store --serve` that alters what it sends.
    */
   forceCommand?: string;
+  /** Put the builder's /nix/store on a tmpfs of this size (MiB), e.g. to test a nearly full store. */
+  storeSizeMiB?: number;
 }
 
 /** A builder spec with every default filled in. */
-export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand'>> &
-  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand'>;
+export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB'>> &
+  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB'>;
 
 /** The Nix system string of this machine, which every test builder can build natively. */
 export function hostSystem(): string {
@@ -91,5 +93,6 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     forceCommand: spec.forceCommand,
     substituters: spec.substituters,
     trustedPublicKeys: spec.trustedPublicKeys,
+    storeSizeMiB: spec.storeSizeMiB,
   };
 }

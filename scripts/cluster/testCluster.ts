@@ -247,6 +247,12 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
     writeFile(join(root, 'etc-nix', 'nix.conf'), nixConf(spec)),
   ]);
   const holder = await startNamespaceHolder(join(root, 'nix'), join(root, 'etc-nix'));
+  if (spec.storeSizeMiB !== undefined) {
+    // Only this builder's namespace sees the tmpfs; the host's view of <root>/nix/store stays the plain folder.
+    await mkdir(join(root, 'nix', 'store'), { recursive: true });
+    const mounted = await runCommand('nsenter', ['-t', String(holder.pid), '-m', '--', 'mount', '-t', 'tmpfs', '-o', `size=${spec.storeSizeMiB}m,mode=1775`, 'tmpfs', '/nix/store'], process.env);
+    if (mounted.code !== 0) throw new Error(`could not mount a ${spec.storeSizeMiB} MiB tmpfs on ${spec.name}'s /nix/store: ${mounted.stderr.trim()}`);
+  }
   const info: ClusterBuilder = {
     name: spec.name,
     port: 0,

@@ -29,6 +29,8 @@ import { openPlannedHosts } from '../run/connectHosts.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
+import { PRESSURE_INTERVAL_MS, PressureGate } from '../run/pressureGate.js';
+import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
 import { outLinks, type OutLink } from '../store/outLinks.js';
@@ -55,6 +57,7 @@ export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutput
   timeout?: number;
   /** `--out-link PATH` (default `result`); false with `--no-out-link`. */
   outLink: string | false;
+  slotPriority: 'critical-path' | 'arrival';
 }
 
 export function registerBuildCommand(program: Command, run: (action: () => Promise<number>) => Promise<void>): void {
@@ -76,7 +79,12 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
     .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
     .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds)
     .option('-o, --out-link <path>', 'name of the symlinks to the outputs, each a GC root: PATH, PATH-dev, PATH-2, … as nix-build names them', 'result')
-    .option('--no-out-link', 'make no result symlinks (and so no GC roots)');
+    .option('--no-out-link', 'make no result symlinks (and so no GC roots)')
+    .addOption(
+      new Option('--slot-priority <order>', "how this run claims builder slots shared with other runs: 'critical-path' (the longest remaining path goes first, fleet-wide) or 'arrival' (first come, first served)")
+        .choices(['critical-path', 'arrival'])
+        .default('critical-path'),
+    );
   addExpressionOptions(cmd);
   addMachineOptions(cmd);
   addSubstitutionOptions(cmd);
@@ -155,6 +163,19 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     : undefined;
   let executor: Executor | undefined;
   ssh.on('down', (host, error) => executor?.hostDown(host, error));
+  const byName = new Map(config.machines.map((m) => [m.hostName, m]));
+  const pressure = new PressureGate({
+    hosts: config.machines.map((m) => m.hostName),
+    // Over the connection already open: a builder not connected (yet, or any more) is not probed.
+    probe: async (host) => {
+      if (!ssh.isConnected(host)) throw new Error(`${host} is not connected`);
+      const result = await ssh.exec(byName.get(host)!, PRESSURE_COMMAND);
+      return parsePressure(result.stdout);
+    },
+    limits: new Map(config.machines.map((m) => [m.hostName, pressureLimits(m.pressure)])),
+    intervalMs: PRESSURE_INTERVAL_MS,
+    onSample: (host, sample, changed) => executor?.pressureSampled(host, sample, changed),
+  });
   const shutdown = () => {
     executor?.interrupt();
     channels.closeAll();
@@ -167,6 +188,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     keys: new Map([[LOCAL_HOST, `${LOCAL_HOST}:${hostname()}`], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
     maxJobs: new Map(hosts(false).map((h) => [h.id, h.maxJobs])),
     log,
+    priority: opts.slotPriority,
   });
   const known = new Map<string, Substitute | null>();
   const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths)) ?? [];
@@ -196,7 +218,8 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
+      await pressure.look();
       const passResult = await executor.run();
       for (const r of passResult.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
       const merged = { ...passResult, records: [...records.values()], makespan: now() };
@@ -228,6 +251,7 @@ interface PassInput {
   config: MachinesConfig;
   channels: ChannelPool;
   slots: SlotGate;
+  pressure: PressureGate;
   log: (line: string) => void;
   now: () => number;
   output: BuildObservers;
@@ -278,6 +302,7 @@ async function startPass(p: PassInput): Promise<Executor> {
     now: p.now,
     onEvent: p.output.begin({ jobs: p.jobs, hosts: p.hosts, plan, now: p.now }),
     slots: p.slots,
+    pressure: p.pressure,
     ...(p.fetcher ? { fetcher: p.fetcher } : {}),
   });
   await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), (host, error) => executor.hostDown(host, error));

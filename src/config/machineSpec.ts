@@ -20,12 +20,12 @@ export interface MachineSpec {
 
 /** Percentages, except load1 (a load average); null turns a check off. */
 export interface PressureLimitOverrides {
-  cpuSomeAvg10?: number;
-  memoryFullAvg10?: number;
+  cpuSomeAvg10?: number | null;
+  memoryFullAvg10?: number | null;
   ioSomeAvg10?: number | null;
-  load1?: number;
-  storeFreePercent?: number;
-  buildDirFreePercent?: number;
+  load1?: number | null;
+  storeFreePercent?: number | null;
+  buildDirFreePercent?: number | null;
 }
 
 /**

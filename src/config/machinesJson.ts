@@ -73,12 +73,12 @@ const percent = () => z.number({ invalid_type_error: PERCENT }).min(0, PERCENT).
 const pressureLimitsSchema = z
   .object(
     {
-      cpuSomeAvg10: percent().optional(),
-      memoryFullAvg10: percent().optional(),
+      cpuSomeAvg10: percent().nullable().optional(),
+      memoryFullAvg10: percent().nullable().optional(),
       ioSomeAvg10: percent().nullable().optional(),
-      load1: z.number({ invalid_type_error: 'expected a load average (a number ≥ 0)' }).min(0, 'expected a load average (a number ≥ 0)').optional(),
-      storeFreePercent: percent().optional(),
-      buildDirFreePercent: percent().optional(),
+      load1: z.number({ invalid_type_error: 'expected a load average (a number ≥ 0)' }).min(0, 'expected a load average (a number ≥ 0)').nullable().optional(),
+      storeFreePercent: percent().nullable().optional(),
+      buildDirFreePercent: percent().nullable().optional(),
     },
     { invalid_type_error: 'expected an object with cpuSomeAvg10, memoryFullAvg10, ioSomeAvg10, load1, storeFreePercent, buildDirFreePercent' },
   )

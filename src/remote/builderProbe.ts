@@ -4,6 +4,7 @@ import type { Machine } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { compareClaims, type Finding, type MachineClaims } from './builderClaims.js';
 import { LOADAVG_COMMAND, NPROC_COMMAND, parseCpuCount, parseDfStore, parseLoadavg, STORE_DF_COMMAND, type StoreSpace } from './builderMetrics.js';
+import { parsePressure, pressureLimits, pressureReasons, PRESSURE_COMMAND, type BuilderPressure } from './builderPressure.js';
 import { loadFindings, storeSpaceFindings, verdictOf, type StoreSpaceLimits, type Verdict } from './builderVerdict.js';
 import { expectedHostKey, knownHostsFilesFor } from './expectedHostKey.js';
 import { defaultKnownHostsFiles, loadKnownHosts } from './knownHosts.js';
@@ -48,6 +49,8 @@ export interface BuilderCheck {
   claims: MachineClaims;
   load?: { oneMinute: number; cpus: number; perCpu: number };
   store?: StoreSpace;
+  /** The builder's own load against its limits: `reasons` non-empty means offload sends it no new job. */
+  pressure?: BuilderPressure & { reasons: string[] };
   findings: Finding[];
   verdict: Verdict;
   reason?: string;
@@ -134,6 +137,7 @@ async function probe(pool: SshPool, machine: Machine, draft: Draft, options: Che
     step(draft, 'nix show-config', () => nixSettings(pool, machine, draft)),
     step(draft, 'load', () => load(pool, machine, draft)),
     step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
+    step(draft, 'pressure', () => pressure(pool, machine, draft)),
   ]);
 }
 
@@ -253,6 +257,16 @@ async function load(pool: SshPool, machine: Machine, draft: Draft): Promise<void
   const perCpu = Math.round((average.one / cpus) * 100) / 100;
   draft.load = { oneMinute: average.one, cpus, perCpu };
   draft.findings.push(...loadFindings(perCpu));
+}
+
+async function pressure(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
+  const result = await pool.exec(machine, PRESSURE_COMMAND);
+  const read = parsePressure(result.stdout);
+  const reasons = pressureReasons(read, pressureLimits(machine.pressure));
+  draft.pressure = { ...read, reasons };
+  if (reasons.length > 0) {
+    draft.findings.push({ severity: 'warning', message: `loaded (${reasons.join(', ')}): offload sends it no new job until it recovers` });
+  }
 }
 
 async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits: StoreSpaceLimits | undefined): Promise<void> {

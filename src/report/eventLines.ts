@@ -44,6 +44,9 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
       return `${event.host}: down: ${event.reason}`;
     case 'hostBack':
       return `${event.host}: back in rotation`;
+    case 'hostPressure':
+      if (!event.changed) return undefined;
+      return event.reasons.length > 0 ? `${event.host}: loaded (${event.reasons.join(', ')}); no new jobs until it recovers` : `${event.host}: no longer loaded; takes jobs again`;
     case 'buildLog':
       return undefined;
   }

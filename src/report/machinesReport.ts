@@ -1,3 +1,4 @@
+import { formatPressure } from '../remote/builderPressure.js';
 import type { LocalSettings, Machine } from '../config/machine.js';
 import type { Severity } from '../remote/builderClaims.js';
 import type { BuilderCheck } from '../remote/builderProbe.js';
@@ -166,6 +167,7 @@ export function machinesCheckToJson(input: MachinesCheckInput): object {
       claims: c.claims,
       load: c.load ?? null,
       store: c.store ?? null,
+      pressure: c.pressure ?? null,
       findings: c.findings,
     })),
   };
@@ -187,12 +189,13 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions
     c.nix ? list(c.nix.systemFeatures) : '-',
     c.load ? c.load.perCpu.toFixed(2) : '-',
     c.store ? formatKiB(c.store.availableKiB) : '-',
+    c.pressure ? formatPressure(c.pressure) || '-' : '-',
   ]);
-  const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE'];
+  const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE', 'PRESSURE'];
   const table = renderTable(header, rows, new Set([2, 8, 9]), {
     width: opts.width,
-    wrap: ['HOST KEY', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES'],
-    dropOrder: ['LOAD/CPU', 'SERVE', 'STORE FREE'],
+    wrap: ['HOST KEY', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'PRESSURE'],
+    dropOrder: ['LOAD/CPU', 'SERVE', 'STORE FREE', 'PRESSURE'],
     style: (row, column, text) => (column === 1 ? paint(verdictColour(input.checks[row]!.verdict), text) : text),
   });
   const lines = [`Checked ${input.checks.length} machine${input.checks.length === 1 ? '' : 's'} from ${input.source}`, '', table];

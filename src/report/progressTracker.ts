@@ -1,3 +1,4 @@
+import { formatPressure } from '../remote/builderPressure.js';
 import type { RunEvent } from '../run/runEvents.js';
 import type { HostProgress, ProgressState, RunningJob } from './progressView.js';
 
@@ -37,6 +38,7 @@ export class ProgressTracker {
   private readonly dependents = new Map<string, string[]>();
   private readonly speed: Map<string, number>;
   private readonly down = new Map<string, string>();
+  private readonly pressure = new Map<string, { text: string; loaded?: string }>();
   private readonly fastest: number;
 
   constructor(
@@ -82,6 +84,9 @@ export class ProgressTracker {
       case 'hostBack':
         this.down.delete(event.host);
         break;
+      case 'hostPressure':
+        this.pressure.set(event.host, { text: formatPressure(event.pressure), ...(event.reasons.length > 0 ? { loaded: event.reasons.join(', ') } : {}) });
+        break;
       case 'buildLog':
         break;
     }
@@ -108,6 +113,8 @@ export class ProgressTracker {
         slots: h.maxJobs,
         running: running.get(h.id) ?? [],
         ...(this.down.has(h.id) ? { down: this.down.get(h.id)! } : {}),
+        ...(this.pressure.get(h.id)?.text ? { pressure: this.pressure.get(h.id)!.text } : {}),
+        ...(this.pressure.get(h.id)?.loaded !== undefined ? { loaded: this.pressure.get(h.id)!.loaded! } : {}),
       }));
     const eta = this.eta(now);
     return { hosts, counts, elapsed: now, ...(eta !== undefined ? { etaSeconds: eta } : {}) };

@@ -25,6 +25,10 @@ export interface HostProgress {
   running: readonly RunningJob[];
   /** Why the host is out of rotation, when it is. */
   down?: string;
+  /** The builder's own load, as last read (`cpu 12% mem 0% io 1% · store 52% free`). */
+  pressure?: string;
+  /** Why it is loaded (over a limit): it gets no new job meanwhile. */
+  loaded?: string;
 }
 
 export interface ProgressState {
@@ -90,10 +94,11 @@ function hostLine(host: HostProgress, hostColumn: number, width: number): Segmen
     { text: `${host.running.length}/${host.slots} `, style: host.down ? 'red' : 'dim' },
   ];
   if (host.down !== undefined) return [...head, { text: `down: ${host.down}`, style: 'red' }];
-  if (host.running.length === 0) return [...head, { text: 'idle', style: 'dim' }];
-  const room = width - segmentsLength(head);
+  const tail: Segment[] = host.loaded !== undefined ? [{ text: `  loaded: ${host.loaded}`, style: 'yellow' }] : host.pressure ? [{ text: `  ${host.pressure}`, style: 'dim' }] : [];
+  if (host.running.length === 0) return [...head, { text: 'idle', style: 'dim' }, ...tail];
+  const room = width - segmentsLength(head) - segmentsLength(tail);
   const jobs = [...host.running].sort((a, b) => b.elapsed - a.elapsed);
-  return [...head, ...jobSegments(jobs, room)];
+  return [...head, ...jobSegments(jobs, room), ...tail];
 }
 
 /** As many jobs as fit at a readable name length; the rest become "+N more". */

@@ -10,6 +10,7 @@ import { BuilderFetches } from './builderFetches.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
 import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
+import type { PressureGate, PressureSample } from './pressureGate.js';
 import type { SlotGate } from './slotGate.js';
 import type { SlotLease } from '../slots/slotLeases.js';
 import type { RunEventListener } from './runEvents.js';
@@ -75,6 +76,8 @@ export interface ExecutorInput {
   held?: ReadonlyMap<string, string>;
   /** Fetches only builders need (`transfer.onBuilder`), not among `jobs`: each is fetched where a build needs it. */
   fetchesOnBuilders?: readonly Job[];
+  /** Builders' own load; a loaded builder gets no new job until it recovers. */
+  pressure?: PressureGate;
 }
 
 /**
@@ -108,6 +111,7 @@ export class Executor {
   private readonly parked = new Set<string>();
   private readonly builderFetches: BuilderFetches;
   private slotPoll: NodeJS.Timeout | undefined;
+  private pressureLook: NodeJS.Timeout | undefined;
   private stopping = false;
   private interrupted = false;
   /** A job or reconnect threw something that is not an OffloadError: a bug; the run stops and rethrows it. */
@@ -155,16 +159,21 @@ export class Executor {
       for (const reopened of this.input.slots!.reopen(host)) this.refreshAvailability(reopened);
       this.wake();
     });
+    // A pass after the first starts with what the builders' last look said.
+    for (const host of this.input.pressure?.loadedHosts() ?? []) this.refreshAvailability(host);
     try {
       for (;;) {
         this.woken = false;
         if (!this.stopping) await this.startReady(running);
         else await this.input.slots?.take([], () => undefined);
         // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
-        // busy with another runner are different: their slots free up, so wait for them.
+        // busy with another runner, or loaded by others, are different: they free up, so wait for them.
         const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
-        if (running.size === 0 && this.probes.size === 0 && !waitForSlots) break;
+        const waitForPressure = !this.stopping && this.input.pressure?.anyLoaded() === true;
+        const jobsWait = !this.stopping && [...this.records.values()].some((r) => r.status === 'pending');
+        if (running.size === 0 && this.probes.size === 0 && !waitForSlots && !waitForPressure) break;
         if (waitForSlots) this.recheckSlotsSoon();
+        if (jobsWait) this.lookAtPressureSoon();
         if (!this.woken && this.input.slots?.hasNews() !== true) {
           const woken = new Promise<void>((resolve) => (this.wakeLoop = resolve));
           await Promise.race([...running.values(), ...this.probes.values(), woken]);
@@ -175,6 +184,7 @@ export class Executor {
       for (const timer of this.backoffTimers.values()) clearTimeout(timer);
       this.backoffTimers.clear();
       clearTimeout(this.slotPoll);
+      clearTimeout(this.pressureLook);
       this.stopListeningForSlots?.();
     }
     if (this.internalError) throw this.internalError.error;
@@ -232,10 +242,32 @@ export class Executor {
     this.wake();
   }
 
-  /** The scheduler offers a host when it is in rotation, not held in reserve, and has a slot free of other runners. */
+  /**
+   * The scheduler offers a host when it is in rotation, not held in reserve,
+   * has a slot free of other runners and is not loaded by others.
+   */
   private refreshAvailability(host: string): void {
-    const available = !this.outOfRotation.has(host) && !this.heldBack.has(host) && this.input.slots?.isFull(host) !== true;
+    const available =
+      !this.outOfRotation.has(host) && !this.heldBack.has(host) && this.input.slots?.isFull(host) !== true && this.input.pressure?.isLoaded(host) !== true;
     this.input.scheduler.setHostAvailable(host, available);
+  }
+
+  /** A builder's pressure was read (pressureGate.ts calls this through buildCommand). */
+  pressureSampled(host: string, sample: PressureSample, changed: boolean): void {
+    this.input.onEvent?.({ type: 'hostPressure', time: this.input.now(), host, pressure: sample.pressure, reasons: sample.reasons, changed });
+    this.refreshAvailability(host);
+    this.wake();
+  }
+
+  /** Jobs wait: the builders' pressure is read again at most every few seconds. */
+  private lookAtPressureSoon(): void {
+    const pressure = this.input.pressure;
+    if (!pressure || this.pressureLook) return;
+    const wait = pressure.due(performance.now());
+    this.pressureLook = setTimeout(() => {
+      this.pressureLook = undefined;
+      this.wake();
+    }, wait);
   }
 
   /** A dead runner cannot announce its freed slots: look again at the full hosts after a while. */

@@ -1,4 +1,5 @@
 import type { JobAction } from '../schedule/types.js';
+import type { BuilderPressure } from '../remote/builderPressure.js';
 
 /**
  * What the executor reports while it works, for the live view, NDJSON event
@@ -26,6 +27,11 @@ export type RunEvent =
   | { type: 'hostDown'; time: number; host: string; reason: string }
   /** A host's back-off ended: it takes jobs again. */
   | { type: 'hostBack'; time: number; host: string }
-  | { type: 'buildLog'; time: number; jobId: string; host: string; line: string };
+  | { type: 'buildLog'; time: number; jobId: string; host: string; line: string }
+  /**
+   * A look at a builder's own load: `reasons` lists the limits it is over
+   * (then it gets no new job); `changed` when it became loaded or recovered.
+   */
+  | { type: 'hostPressure'; time: number; host: string; pressure: BuilderPressure; reasons: string[]; changed: boolean };
 
 export type RunEventListener = (event: RunEvent) => void;

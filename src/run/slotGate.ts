@@ -9,6 +9,13 @@ export interface SlotGateOptions {
   maxJobs: ReadonlyMap<string, number>;
   /** Offload's messages (state lost and back). */
   log: (line: string) => void;
+  /**
+   * `critical-path` (default): claims carry each job's remaining critical
+   * path, so the fleet serves the most urgent job first. `arrival`: every
+   * claim is equal and slots are served in arrival order, for a runner
+   * whose work should never go ahead of others'.
+   */
+  priority?: 'critical-path' | 'arrival';
 }
 
 export interface GateStart {
@@ -34,7 +41,11 @@ export class SlotGate {
   private spares: SlotLease[] = [];
   private away = false;
 
-  constructor(private readonly options: SlotGateOptions) {}
+  private readonly arrival: boolean;
+
+  constructor(private readonly options: SlotGateOptions) {
+    this.arrival = options.priority === 'arrival';
+  }
 
   get recheckMs(): number {
     return this.options.leases.recheckMs;
@@ -52,7 +63,7 @@ export class SlotGate {
       const gated = this.gated(start.host);
       if (!gated) return;
       requestOf[i] = requests.length;
-      requests.push({ host: gated.key, maxJobs: gated.maxJobs, priority: start.priority });
+      requests.push({ host: gated.key, maxJobs: gated.maxJobs, priority: this.arrival ? 0 : start.priority });
     });
     const release = this.spares;
     const waiting = this.waiting(waitingPriority);
@@ -123,7 +134,7 @@ export class SlotGate {
         this.waitingFor.delete(host);
         continue;
       }
-      waiting.set(gated.key, Math.max(priority, waiting.get(gated.key) ?? -Infinity));
+      waiting.set(gated.key, this.arrival ? 0 : Math.max(priority, waiting.get(gated.key) ?? -Infinity));
     }
     return waiting;
   }

@@ -45,7 +45,7 @@ describe('machines check report', () => {
 
   it('text: one row per host, findings worst first, a summary naming the unusable', () => {
     const text = machinesCheckToText(input, { color: false });
-    expect(text).toMatch(/^kana\s+warning\s+42 ms\s+pinned\s+2\.8\.0\s+2\.7\s+x86_64-linux,\+aarch64-linux\s+kvm\s+0\.25\s+79 GiB$/m);
+    expect(text).toMatch(/^kana\s+warning\s+42 ms\s+pinned\s+2\.8\.0\s+2\.7\s+x86_64-linux,\+aarch64-linux\s+kvm\s+0\.25\s+79 GiB\s+-$/m);
     expect(text).toMatch(/^ruby\s+unusable\s+unreachable\s+not checked\s+-\s+-/m);
     const findingLines = text.split('\n').filter((l) => /^(kana|ruby): /.test(l));
     expect(findingLines).toEqual([

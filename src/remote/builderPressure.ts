@@ -1,0 +1,131 @@
+import type { PressureLimitOverrides } from '../config/machineSpec.js';
+import { parseCpuCount, parseDfStore, parseLoadavg } from './builderMetrics.js';
+
+/**
+ * How loaded a builder is, from one fixed command over its SSH connection:
+ * PSI (`/proc/pressure/{cpu,memory,io}`, avg10), the load average where PSI
+ * is missing, and free space on the filesystems of the store and of the
+ * build directory. Other users, Hydra or a human's `nix build` may load a
+ * builder offload does not coordinate with; a builder over a limit gets no
+ * new job until it recovers (what guix offload and Hydra's queue runner do).
+ * Pure: parsing and limits.
+ */
+export const PRESSURE_COMMAND = [
+  "echo '@cpu'; cat /proc/pressure/cpu 2>/dev/null",
+  "echo '@memory'; cat /proc/pressure/memory 2>/dev/null",
+  "echo '@io'; cat /proc/pressure/io 2>/dev/null",
+  "echo '@loadavg'; cat /proc/loadavg",
+  "echo '@nproc'; nproc",
+  "echo '@store'; df -Pk /nix/store 2>/dev/null || df -Pk /nix",
+  `echo '@build'; df -Pk "\${TMPDIR:-/tmp}"`,
+].join('; ');
+
+export interface BuilderPressure {
+  /** PSI avg10, percent; undefined where the kernel has no PSI. */
+  cpuSomeAvg10?: number;
+  memoryFullAvg10?: number;
+  ioSomeAvg10?: number;
+  load1?: number;
+  cpus?: number;
+  /** Free share of the filesystems holding the store and the build directory, percent. */
+  storeFreePercent?: number;
+  storeFreeKiB?: number;
+  buildDirFreePercent?: number;
+  buildDirFreeKiB?: number;
+}
+
+/** Above a limit (below, for free space) the builder gets no new job. null: not checked. */
+export interface PressureLimits {
+  cpuSomeAvg10: number | null;
+  memoryFullAvg10: number | null;
+  ioSomeAvg10: number | null;
+  /** Load average over one minute; default: the builder's CPU count. Only used without PSI. */
+  load1: number | null | 'cpus';
+  storeFreePercent: number | null;
+  buildDirFreePercent: number | null;
+}
+
+/** Hydra's queue runner defaults: CPU some > 75 %, memory full > 80 %, load1 > cores, < 10 % free. */
+export const DEFAULT_PRESSURE_LIMITS: PressureLimits = {
+  cpuSomeAvg10: 75,
+  memoryFullAvg10: 80,
+  ioSomeAvg10: null,
+  load1: 'cpus',
+  storeFreePercent: 10,
+  buildDirFreePercent: 10,
+};
+
+export function pressureLimits(overrides: PressureLimitOverrides | undefined): PressureLimits {
+  return { ...DEFAULT_PRESSURE_LIMITS, ...(overrides ?? {}) };
+}
+
+/** Parses PRESSURE_COMMAND's output; whatever a section lacks stays undefined. */
+export function parsePressure(text: string): BuilderPressure {
+  const sections = new Map<string, string>();
+  let current = '';
+  for (const line of text.split('\n')) {
+    const marker = /^@(\w+)$/.exec(line.trim());
+    if (marker) {
+      current = marker[1]!;
+      sections.set(current, '');
+    } else if (current !== '') sections.set(current, `${sections.get(current)}${line}\n`);
+  }
+  const out: BuilderPressure = {};
+  const psi = (name: string, kind: 'some' | 'full') => {
+    const match = new RegExp(`^${kind}\\s+avg10=(\\d+(?:\\.\\d+)?)\\s`, 'm').exec(sections.get(name) ?? '');
+    const value = match ? Number(match[1]) : undefined;
+    return value !== undefined && value >= 0 && value <= 100 ? value : undefined;
+  };
+  const set = <K extends keyof BuilderPressure>(key: K, value: BuilderPressure[K] | undefined) => {
+    if (value !== undefined) out[key] = value;
+  };
+  set('cpuSomeAvg10', psi('cpu', 'some'));
+  set('memoryFullAvg10', psi('memory', 'full'));
+  set('ioSomeAvg10', psi('io', 'some'));
+  set('load1', parseLoadavg(sections.get('loadavg') ?? '')?.one);
+  set('cpus', parseCpuCount(sections.get('nproc') ?? ''));
+  for (const [section, percent, kib] of [
+    ['store', 'storeFreePercent', 'storeFreeKiB'],
+    ['build', 'buildDirFreePercent', 'buildDirFreeKiB'],
+  ] as const) {
+    const df = parseDfStore(sections.get(section) ?? '');
+    if (df && df.totalKiB > 0) {
+      set(percent, Math.round((df.availableKiB / df.totalKiB) * 1000) / 10);
+      set(kib, df.availableKiB);
+    }
+  }
+  return out;
+}
+
+/** Why the builder counts as loaded: one phrase per limit it is over; empty when it is not. */
+export function pressureReasons(p: BuilderPressure, limits: PressureLimits): string[] {
+  const reasons: string[] = [];
+  const over = (value: number | undefined, limit: number | null, what: string) => {
+    if (value !== undefined && limit !== null && value > limit) reasons.push(`${what} ${value}% > ${limit}%`);
+  };
+  over(p.cpuSomeAvg10, limits.cpuSomeAvg10, 'CPU pressure');
+  over(p.memoryFullAvg10, limits.memoryFullAvg10, 'memory pressure');
+  over(p.ioSomeAvg10, limits.ioSomeAvg10, 'I/O pressure');
+  const loadLimit = limits.load1 === 'cpus' ? p.cpus : limits.load1;
+  // The load average only stands in for PSI where the kernel has none.
+  if (p.cpuSomeAvg10 === undefined && p.load1 !== undefined && loadLimit !== null && loadLimit !== undefined && p.load1 > loadLimit) {
+    reasons.push(`load ${p.load1} > ${loadLimit}`);
+  }
+  const under = (value: number | undefined, limit: number | null, what: string) => {
+    if (value !== undefined && limit !== null && value < limit) reasons.push(`${what} ${value}% free < ${limit}%`);
+  };
+  under(p.storeFreePercent, limits.storeFreePercent, 'store');
+  under(p.buildDirFreePercent, limits.buildDirFreePercent, 'build dir');
+  return reasons;
+}
+
+/** `cpu 12% mem 0% io 1% · store 52% free · build 80% free`, or `load 1.2/4` without PSI. */
+export function formatPressure(p: BuilderPressure): string {
+  const parts: string[] = [];
+  if (p.cpuSomeAvg10 !== undefined) {
+    parts.push([`cpu ${Math.round(p.cpuSomeAvg10)}%`, p.memoryFullAvg10 !== undefined ? `mem ${Math.round(p.memoryFullAvg10)}%` : '', p.ioSomeAvg10 !== undefined ? `io ${Math.round(p.ioSomeAvg10)}%` : ''].filter(Boolean).join(' '));
+  } else if (p.load1 !== undefined) parts.push(`load ${p.load1}${p.cpus !== undefined ? `/${p.cpus}` : ''}`);
+  if (p.storeFreePercent !== undefined) parts.push(`store ${Math.round(p.storeFreePercent)}% free`);
+  if (p.buildDirFreePercent !== undefined) parts.push(`build ${Math.round(p.buildDirFreePercent)}% free`);
+  return parts.join(' · ');
+}

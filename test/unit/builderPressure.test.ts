@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PRESSURE_LIMITS, formatPressure, parsePressure, pressureLimits, pressureReasons } from '../../src/remote/builderPressure.js';
+import { PressureGate } from '../../src/run/pressureGate.js';
+
+const psiOutput = [
+  '@cpu',
+  'some avg10=81.50 avg60=40.00 avg300=10.00 total=123',
+  'full avg10=0.00 avg60=0.00 avg300=0.00 total=0',
+  '@memory',
+  'some avg10=3.00 avg60=1.00 avg300=0.00 total=5',
+  'full avg10=1.25 avg60=0.00 avg300=0.00 total=5',
+  '@io',
+  'some avg10=12.00 avg60=0.00 avg300=0.00 total=9',
+  'full avg10=2.00 avg60=0.00 avg300=0.00 total=9',
+  '@loadavg',
+  '9.50 4.00 2.00 3/345 6789',
+  '@nproc',
+  '4',
+  '@store',
+  'Filesystem     1024-blocks    Used Available Capacity Mounted on',
+  'tmpfs                65536   61440      4096      94% /nix/store',
+  '@build',
+  'Filesystem     1024-blocks    Used Available Capacity Mounted on',
+  '/dev/sda1          1000000  100000    900000      10% /tmp',
+].join('\n');
+
+describe('builder pressure', () => {
+  it('parses PSI avg10, load, CPUs and the free share of the store and build dir filesystems', () => {
+    expect(parsePressure(psiOutput)).toEqual({
+      cpuSomeAvg10: 81.5,
+      memoryFullAvg10: 1.25,
+      ioSomeAvg10: 12,
+      load1: 9.5,
+      cpus: 4,
+      storeFreePercent: 6.3,
+      storeFreeKiB: 4096,
+      buildDirFreePercent: 90,
+      buildDirFreeKiB: 900000,
+    });
+  });
+
+  it('uses Hydra\'s queue runner limits by default, and the load average only where PSI is missing', () => {
+    const p = parsePressure(psiOutput);
+    expect(pressureReasons(p, DEFAULT_PRESSURE_LIMITS)).toEqual(['CPU pressure 81.5% > 75%', 'store 6.3% free < 10%']);
+    const noPsi = parsePressure(psiOutput.replace(/@cpu[\s\S]*?@loadavg/, '@cpu\n@memory\n@io\n@loadavg'));
+    expect(noPsi.cpuSomeAvg10).toBeUndefined();
+    expect(pressureReasons(noPsi, DEFAULT_PRESSURE_LIMITS)).toEqual(['load 9.5 > 4', 'store 6.3% free < 10%']);
+  });
+
+  it('takes per-machine overrides; null turns a check off', () => {
+    const p = parsePressure(psiOutput);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: 90, storeFreePercent: null, ioSomeAvg10: 10 }))).toEqual(['I/O pressure 12% > 10%']);
+  });
+
+  it('ignores output that is not what the commands print', () => {
+    expect(parsePressure('@cpu\nsome avg10=abc\n@loadavg\nnonsense\n@store\nno df here')).toEqual({});
+    expect(parsePressure('some avg10=50.00 avg60=0 avg300=0 total=1')).toEqual({});
+  });
+
+  it('formats for the live view and machines check', () => {
+    expect(formatPressure(parsePressure(psiOutput))).toBe('cpu 82% mem 1% io 12% · store 6% free · build 90% free');
+    expect(formatPressure({ load1: 1.5, cpus: 2 })).toBe('load 1.5/2');
+  });
+});
+
+describe('pressure gate', () => {
+  it('marks a builder loaded until a later look finds it recovered, looking at most once per interval', async () => {
+    let cpu = 90;
+    let looks = 0;
+    const samples: string[][] = [];
+    const gate = new PressureGate({
+      hosts: ['ruby'],
+      probe: async () => {
+        looks++;
+        return { cpuSomeAvg10: cpu };
+      },
+      limits: new Map([['ruby', DEFAULT_PRESSURE_LIMITS]]),
+      intervalMs: 1_000,
+      onSample: (_host, sample) => samples.push(sample.reasons),
+    });
+    await gate.look();
+    expect(gate.isLoaded('ruby')).toBe(true);
+    const now = performance.now();
+    expect(gate.due(now)).toBeGreaterThan(0);
+    expect(looks).toBe(1);
+    cpu = 10;
+    gate.due(now + 1_001);
+    await gate.look();
+    expect(looks).toBe(2);
+    expect(gate.isLoaded('ruby')).toBe(false);
+    expect(samples).toEqual([['CPU pressure 90% > 75%'], []]);
+  });
+
+  it('a builder that cannot be probed keeps its last state', async () => {
+    const gate = new PressureGate({
+      hosts: ['kana'],
+      probe: async () => {
+        throw new Error('not connected');
+      },
+      limits: new Map(),
+      intervalMs: 1_000,
+      onSample: () => undefined,
+    });
+    await gate.look();
+    expect(gate.anyLoaded()).toBe(false);
+  });
+});
