@@ -119,8 +119,8 @@ export async function startPostgres(label = 'pg'): Promise<PostgresServer> {
       exited = false;
       child.once('exit', () => (exited = true));
       let log = '';
-      child.stderr!.setEncoding('utf8').on('data', (text: string) => (log = (log + text).slice(-4000)));
-      child.stdout!.resume();
+      child.stderr.setEncoding('utf8').on('data', (text: string) => (log = (log + text).slice(-4000)));
+      child.stdout.resume();
       const up = (await waitForPort(port, 30_000, () => exited)) && (await accepting(30_000));
       if (up) {
         child.unref();

@@ -5,7 +5,8 @@ export const exitCodeHelp = `Exit codes (as nix-build's):
   ${ExitCode.ok}    success (plan computed / everything built)
   ${ExitCode.failed}    any other failure: a derivation fits no machine, machines unusable
        (unreachable, host key, login), retries used up, a copy that failed
-  ${ExitCode.badInput}    bad input: usage, machines file, Nix settings, .drv file, key file
+  ${ExitCode.badInput}    bad input: usage, machines file, Nix settings, .drv file, key file;
+       shared state (--state) unreachable
   ${ExitCode.buildFailed}  a derivation failed to build (dependents skipped)
   101  a build timed out (--timeout, --max-silent-time)
   102  a fixed-output derivation's hash did not match

@@ -237,7 +237,7 @@ export function hostSpeedsFromRows(rows: readonly SpeedRow[], configured: Readon
   for (const r of rows) {
     const key = estimateKey(r.name, r.system);
     let hosts = byKey.get(key);
-    if (!hosts) byKey.set(key, (hosts = new Map()));
+    if (!hosts) byKey.set(key, (hosts = new Map<string, { seconds: number[]; speedFactor: number }>()));
     let h = hosts.get(r.host);
     if (!h) hosts.set(r.host, (h = { seconds: [], speedFactor: r.speedFactor }));
     if (h.seconds.length < SAMPLES_PER_ESTIMATE) h.seconds.push(r.seconds);

@@ -119,7 +119,7 @@ export function describeSlotLeasesContract(label: string, make: () => SlotStore)
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       children.push(child);
-      const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+      const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
       expect(line).toBe('held 3');
       expect(await exchange(observer, [want('k', 1, 3)])).toEqual([undefined]);
       const killedAt = Date.now();
