@@ -169,8 +169,8 @@ export class Executor {
         // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
         // busy with another runner, or loaded by others, are different: they free up, so wait for them.
         const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
-        const waitForPressure = !this.stopping && this.input.pressure?.anyLoaded() === true;
         const jobsWait = !this.stopping && [...this.records.values()].some((r) => r.status === 'pending');
+        const waitForPressure = jobsWait && this.input.pressure?.anyLoaded() === true;
         if (running.size === 0 && this.probes.size === 0 && !waitForSlots && !waitForPressure) break;
         if (waitForSlots) this.recheckSlotsSoon();
         if (jobsWait) this.lookAtPressureSoon();

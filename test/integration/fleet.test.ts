@@ -57,7 +57,8 @@ describe.runIf(integrationPrereqs())('a fleet of runners sharing builders throug
   }
 
   async function threeRunners(label: string, state: string[]): Promise<{ results: CliResult[]; peak: Map<string, number> }> {
-    const drvs = await Promise.all([1, 2, 3].map(async (i) => (await instantiateExpr(wideExpr(`${label}-${i}`, 12, '2')))[0]!));
+    const drvs: string[] = [];
+    for (const i of [1, 2, 3]) drvs.push((await instantiateExpr(wideExpr(`${label}-${i}`, 12, '2')))[0]!);
     return sampled(drvs.map((drv) => startOffload(['build', drv, ...machines(), ...state, '--json'], machineEnv()).result));
   }
 
