@@ -171,7 +171,8 @@ export class Executor {
         const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
         const jobsWait = !this.stopping && [...this.records.values()].some((r) => r.status === 'pending');
         const waitForPressure = jobsWait && this.input.pressure?.anyLoaded() === true;
-        if (running.size === 0 && this.probes.size === 0 && !waitForSlots && !waitForPressure) break;
+        // A job that ended while the exchange above was waiting has made others ready: go round again.
+        if (running.size === 0 && this.probes.size === 0 && !waitForSlots && !waitForPressure && !this.woken) break;
         if (waitForSlots) this.recheckSlotsSoon();
         if (jobsWait) this.lookAtPressureSoon();
         if (!this.woken && this.input.slots?.hasNews() !== true) {
