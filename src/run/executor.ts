@@ -165,7 +165,7 @@ export class Executor {
       for (;;) {
         this.woken = false;
         if (!this.stopping) await this.startReady(running);
-        else await this.input.slots?.take([], () => undefined);
+        else await this.input.slots?.settle(() => undefined);
         // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
         // busy with another runner, or loaded by others, are different: they free up, so wait for them.
         const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
@@ -374,8 +374,9 @@ export class Executor {
         }
         this.start(running, jobId, host, lease ?? undefined);
       });
-      if (this.stopping) return;
+      if (this.stopping) break;
     }
+    await slots?.settle((host) => scheduler.bestReadyRank(host));
   }
 
   private start(running: Map<string, Promise<void>>, jobId: string, host: string, lease: SlotLease | undefined): void {

@@ -54,7 +54,10 @@ export class SlotGate {
   /**
    * Leases for jobs about to start, in order: a lease, `null` when the host
    * is not gated, undefined when it is full. `waitingPriority(host)` is the
-   * priority of the best ready job that could run on a host, if any.
+   * priority of the best ready job that could run on a host, if any. Leases
+   * given back on the hosts requested here are offered for reuse; those on
+   * other hosts stay until `settle`, so a later pass of the same dispatch
+   * round can still use them.
    */
   async take(starts: readonly GateStart[], waitingPriority: (host: string) => number | undefined): Promise<Array<SlotLease | null | undefined>> {
     const requests: SlotRequest[] = [];
@@ -65,21 +68,14 @@ export class SlotGate {
       requestOf[i] = requests.length;
       requests.push({ host: gated.key, maxJobs: gated.maxJobs, priority: this.arrival ? 0 : start.priority });
     });
-    const release = this.spares;
-    const waiting = this.waiting(waitingPriority);
-    if (requests.length === 0 && release.length === 0 && !this.waitingChanged(waiting)) return starts.map(() => null);
-    this.spares = [];
-    let granted: Array<SlotLease | undefined>;
-    try {
-      granted = await this.options.leases.exchange({ release, requests, waiting });
-      this.lastWaiting = waiting;
-      if (this.away) this.away = false;
-    } catch (error) {
-      if (!(error instanceof StateUnavailableError)) throw error;
-      if (!this.away) this.options.log(`offload: ${error.message}; new builds wait for it`);
-      this.away = true;
-      granted = requests.map(() => undefined);
-    }
+    if (requests.length === 0) return starts.map(() => null);
+    const keys = new Set(requests.map((r) => r.host));
+    const granted = await this.exchange(
+      this.spares.filter((lease) => keys.has(lease.host)),
+      requests,
+      waitingPriority,
+    );
+    this.spares = this.spares.filter((lease) => !keys.has(lease.host));
     return starts.map((start, i) => {
       const index = requestOf[i];
       if (index === undefined) return null;
@@ -91,6 +87,34 @@ export class SlotGate {
       }
       return lease;
     });
+  }
+
+  /** The end of a dispatch round: leases nobody reused are freed, and the waiting claims are brought up to date. */
+  async settle(waitingPriority: (host: string) => number | undefined): Promise<void> {
+    const release = this.spares;
+    const waiting = this.waiting(waitingPriority);
+    if (release.length === 0 && !this.waitingChanged(waiting)) return;
+    this.spares = [];
+    await this.exchange(release, [], waitingPriority, waiting);
+  }
+
+  private async exchange(
+    release: SlotLease[],
+    requests: SlotRequest[],
+    waitingPriority: (host: string) => number | undefined,
+    waiting = this.waiting(waitingPriority),
+  ): Promise<Array<SlotLease | undefined>> {
+    try {
+      const granted = await this.options.leases.exchange({ release, requests, waiting });
+      this.lastWaiting = waiting;
+      this.away = false;
+      return granted;
+    } catch (error) {
+      if (!(error instanceof StateUnavailableError)) throw error;
+      if (!this.away) this.options.log(`offload: ${error.message}; new builds wait for it`);
+      this.away = true;
+      return requests.map(() => undefined);
+    }
   }
 
   /** Calls back (with a lease key, when known) whenever a slot may have come free. */

@@ -21,8 +21,13 @@ export async function instantiateExpr(expr: string): Promise<string[]> {
   const nonce = randomBytes(6).toString('hex');
   const lib = join(ROOT, 'fixtures', 'nix', 'lib.nix');
   const full = `let inherit (import ${lib} { nonce = "${nonce}"; }) mk nonce; in ${expr}`;
-  const { stdout } = await run('nix-instantiate', ['-E', full], { env: NIX_ENV });
-  return stdout.trim().split('\n');
+  try {
+    const { stdout } = await run('nix-instantiate', ['-E', full], { env: NIX_ENV });
+    return stdout.trim().split('\n');
+  } catch (error) {
+    // execFile's message is only the command line; what Nix said is on stderr.
+    throw new Error(`nix-instantiate failed: ${String((error as { stderr?: string }).stderr ?? error).trim().slice(-2000)}`, { cause: error });
+  }
 }
 
 /** `n` independent leaves `<prefix>-<i>` sleeping `sleep` seconds and a top `<prefix>-top` reading them. */

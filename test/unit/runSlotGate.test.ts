@@ -58,7 +58,7 @@ describe('build slots at dispatch', () => {
     expect(again).toEqual(first);
     expect(await l.inUse(RUBY)).toBe(1);
     g.giveBack(again!);
-    await g.take([], () => undefined);
+    await g.settle(() => undefined);
     expect(await l.inUse(RUBY)).toBe(0);
   });
 
@@ -79,5 +79,23 @@ describe('build slots at dispatch', () => {
     const g = gate(leases());
     expect(await g.take([{ host: 'local', priority: 1 }, { host: 'kana', priority: 1 }], () => undefined)).toEqual([null, null]);
     expect(g.anyFull()).toBe(false);
+  });
+});
+
+describe('a dispatch round', () => {
+  it('keeps a finished job\'s lease through the round, so a later pass may still reuse it', async () => {
+    const l = leases();
+    const other = leases();
+    const g = gate(l);
+    const [lease] = await g.take([{ host: 'ruby', priority: 3 }], () => undefined);
+    g.giveBack(lease!);
+    // A pass that asks for another host leaves the ruby lease alone: no other runner can take it meanwhile.
+    expect(await g.take([{ host: 'kana', priority: 3 }], () => undefined)).toEqual([null]);
+    expect(await l.inUse(RUBY)).toBe(1);
+    const [again] = await g.take([{ host: 'ruby', priority: 3 }], () => undefined);
+    expect(again).toEqual(lease);
+    g.giveBack(again!);
+    await g.settle(() => undefined);
+    expect(await other.inUse(RUBY)).toBe(0);
   });
 });
