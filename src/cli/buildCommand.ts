@@ -29,7 +29,7 @@ import { openPlannedHosts } from '../run/connectHosts.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
-import { PRESSURE_INTERVAL_MS, PressureGate } from '../run/pressureGate.js';
+import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate } from '../run/pressureGate.js';
 import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
@@ -167,11 +167,12 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const pressure = new PressureGate({
     hosts: config.machines.map((m) => m.hostName),
     // Over the connection already open: a builder not connected (yet, or any more) is not probed.
-    probe: async (host) => {
+    probe: async (host, timeoutMs) => {
       if (!ssh.isConnected(host)) throw new Error(`${host} is not connected`);
-      const result = await ssh.exec(byName.get(host)!, PRESSURE_COMMAND);
+      const result = await ssh.exec(byName.get(host)!, PRESSURE_COMMAND, { timeoutMs });
       return parsePressure(result.stdout);
     },
+    probeTimeoutMs: PRESSURE_PROBE_TIMEOUT_MS,
     limits: new Map(config.machines.map((m) => [m.hostName, pressureLimits(m.pressure)])),
     intervalMs: PRESSURE_INTERVAL_MS,
     onSample: (host, sample, changed) => executor?.pressureSampled(host, sample, changed),

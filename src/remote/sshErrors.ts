@@ -167,3 +167,14 @@ export class ProbeReplyTooLargeError extends OffloadError {
     );
   }
 }
+
+/** A probe command gave no complete answer in time (a hung builder, or a command stuck on its filesystem); its channel was closed. */
+export class ProbeTimeoutError extends OffloadError {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`${host} gave no complete answer to "${command}" within ${timeoutMs / 1000} s`, ExitCode.hostsUnusable);
+  }
+}

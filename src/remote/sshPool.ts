@@ -13,7 +13,7 @@ import { checkKeyFile } from '../config/keyFile.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, type HostKeyPolicy } from './hostKey.js';
 import { defaultKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts } from './knownHosts.js';
-import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError } from './sshErrors.js';
+import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
 /**
@@ -101,20 +101,36 @@ export class SshPool extends EventEmitter<PoolEvents> {
    * output, at most `maxReplyBytes` on each of stdout and stderr: a builder
    * that sends more is not answering a probe, and its reply is never buffered.
    */
-  async exec(machine: Machine, command: string, { maxReplyBytes = MAX_PROBE_REPLY_BYTES } = {}): Promise<ExecResult> {
+  async exec(machine: Machine, command: string, { maxReplyBytes = MAX_PROBE_REPLY_BYTES, timeoutMs }: { maxReplyBytes?: number; timeoutMs?: number } = {}): Promise<ExecResult> {
     let code: number | null = null;
     let signal: string | undefined;
     // ssh2 parses every packet of a TCP read in one go: a fast command's exit
     // status can arrive in the same read as the channel's opening, before an
     // await would let us listen. So listen from inside ssh2's callback.
-    const channel = await this.openChannel(machine, command, (opened) =>
+    const opening = this.openChannel(machine, command, (opened) =>
       opened.on('exit', (exitCode: number | null, exitSignal?: string) => {
         code = exitCode;
         signal = exitSignal ?? undefined;
       }),
     );
+    // A hung builder may never open the channel, or never end the command: the whole exchange is bounded.
+    const started = performance.now();
+    const channel = timeoutMs === undefined ? await opening : await openedWithin(opening, timeoutMs, () => new ProbeTimeoutError(machine.hostName, command, timeoutMs));
     return new Promise((resolve, reject) => {
       let tooLarge: ProbeReplyTooLargeError | undefined;
+      let timedOut: ProbeTimeoutError | undefined;
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(
+              () => {
+                timedOut = new ProbeTimeoutError(machine.hostName, command, timeoutMs);
+                channel.close();
+                // A connection too hung to confirm the close must not keep the caller waiting.
+                reject(timedOut);
+              },
+              Math.max(0, timeoutMs - (performance.now() - started)),
+            );
       const collect = (stream: 'stdout' | 'stderr') => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -137,6 +153,8 @@ export class SshPool extends EventEmitter<PoolEvents> {
       channel.on('data', stdout.add);
       channel.stderr.on('data', stderr.add);
       channel.on('close', () => {
+        clearTimeout(timer);
+        if (timedOut) return;
         if (tooLarge) return reject(tooLarge);
         // sshd always reports an exit status or signal; without one the connection died.
         if (code === null && signal === undefined) {
@@ -341,4 +359,20 @@ async function hostKeyPolicy(machine: Machine, defaultFiles: string[]): Promise<
     knownHostsFiles,
     acceptUnknown: machine.acceptUnknownHostKey ?? false,
   };
+}
+
+/** The channel, or the timeout's error; a channel that opens too late is closed at once. */
+async function openedWithin(opening: Promise<ClientChannel>, timeoutMs: number, timeoutError: () => Error): Promise<ClientChannel> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timeoutError()), timeoutMs);
+  });
+  try {
+    return await Promise.race([opening, expired]);
+  } catch (error) {
+    opening.then((late) => late.close(), () => undefined);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -9,8 +9,10 @@ export interface PressureSample {
 export interface PressureGateOptions {
   /** The builders to watch (host ids). */
   hosts: readonly string[];
-  /** Reads a builder's pressure over its open connection; a failure leaves its last state. */
-  probe: (host: string) => Promise<BuilderPressure>;
+  /** Reads a builder's pressure over its open connection, within timeoutMs; a failure leaves its last state. */
+  probe: (host: string, timeoutMs: number) => Promise<BuilderPressure>;
+  /** A look at one builder ends after this, answered or not: a hung builder never holds up dispatch. */
+  probeTimeoutMs: number;
   limits: ReadonlyMap<string, PressureLimits>;
   /** At most one look per builder this often while jobs wait. */
   intervalMs: number;
@@ -20,6 +22,14 @@ export interface PressureGateOptions {
 
 /** How often builders are looked at while jobs wait: "every few seconds", like Hydra's queue runner. */
 export const PRESSURE_INTERVAL_MS = 3_000;
+
+/**
+ * How long one look at a builder may take. The command only reads /proc and
+ * runs df; a builder that cannot answer that in a few seconds is hung (or its
+ * df is stuck on a filesystem), and counts as not read: it keeps its last
+ * state, and host health decides whether it is down.
+ */
+export const PRESSURE_PROBE_TIMEOUT_MS = 5_000;
 
 /**
  * Builders' own pressure, as a gate at dispatch: a builder over a limit is
@@ -69,7 +79,7 @@ export class PressureGate {
       this.options.hosts.map(async (host) => {
         let pressure: BuilderPressure;
         try {
-          pressure = await this.options.probe(host);
+          pressure = await within(this.options.probe(host, this.options.probeTimeoutMs), this.options.probeTimeoutMs);
         } catch {
           // An unreachable builder is the host-health module's business, not pressure's.
           return;
@@ -82,5 +92,19 @@ export class PressureGate {
         this.options.onSample(host, { pressure, reasons }, changed);
       }),
     );
+  }
+}
+
+/** The probe's answer, or a rejection once timeoutMs has passed (whatever the probe does about its own bound). */
+async function within<T>(probe: Promise<T>, timeoutMs: number): Promise<T> {
+  probe.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([probe, expired]);
+  } finally {
+    clearTimeout(timer);
   }
 }

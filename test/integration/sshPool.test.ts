@@ -14,6 +14,7 @@ import {
   HostKeyMismatchError,
   HostUnreachableError,
   ProbeReplyTooLargeError,
+  ProbeTimeoutError,
   UnknownHostKeyError,
 } from '../../src/remote/sshErrors.js';
 import { SshPool } from '../../src/remote/sshPool.js';
@@ -210,6 +211,24 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AuthenticationError);
     expect((error as Error).message).toContain(`aquamarine refused login as root with the key ${otherKey}`);
+  });
+
+  it('bounds a probe: a command that never ends, or a hung builder, fails with ProbeTimeoutError, and the connection serves again', async () => {
+    // Keep-alives far beyond the test's length: only the probe's own bound can end these.
+    const pool = newPool({ keepaliveIntervalMs: 600_000 });
+    const m = machine('kana');
+    const slow = await pool.exec(m, 'sleep 30', { timeoutMs: 500 }).catch((e: unknown) => e);
+    expect(slow).toBeInstanceOf(ProbeTimeoutError);
+    expect((slow as Error).message).toBe('kana gave no complete answer to "sleep 30" within 0.5 s');
+    expect((await pool.exec(m, 'echo ok', { timeoutMs: 30_000 })).stdout).toBe('ok\n');
+    cluster.pause('kana');
+    try {
+      const hung = await pool.exec(m, 'cat /proc/loadavg', { timeoutMs: 1_000 }).catch((e: unknown) => e);
+      expect(hung).toBeInstanceOf(ProbeTimeoutError);
+    } finally {
+      cluster.resume('kana');
+    }
+    expect((await pool.exec(m, 'echo back', { timeoutMs: 30_000 })).stdout).toBe('back\n');
   });
 
   it('detects a hung (SIGSTOPped) builder within the keep-alive bound and reconnects once it is back', async () => {

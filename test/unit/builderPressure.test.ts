@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DEFAULT_PRESSURE_LIMITS, formatPressure, parsePressure, pressureLimits, pressureReasons } from '../../src/remote/builderPressure.js';
 import { PressureGate } from '../../src/run/pressureGate.js';
 
@@ -76,6 +76,7 @@ describe('pressure gate', () => {
       },
       limits: new Map([['ruby', DEFAULT_PRESSURE_LIMITS]]),
       intervalMs: 1_000,
+      probeTimeoutMs: 5_000,
       onSample: (_host, sample) => samples.push(sample.reasons),
     });
     await gate.look();
@@ -99,9 +100,48 @@ describe('pressure gate', () => {
       },
       limits: new Map(),
       intervalMs: 1_000,
+      probeTimeoutMs: 5_000,
       onSample: () => undefined,
     });
     await gate.look();
     expect(gate.anyLoaded()).toBe(false);
+  });
+
+  it('a look ends after the probe timeout when a builder never answers; the others are read and a later look can start', async () => {
+    vi.useFakeTimers();
+    try {
+      const seen: string[] = [];
+      let probes = 0;
+      const gate = new PressureGate({
+        hosts: ['hung', 'calm'],
+        // 'hung' stands for a SIGSTOPped builder: its probe never settles.
+        probe: (host) => {
+          probes++;
+          return host === 'hung' ? new Promise<never>(() => undefined) : Promise.resolve({ cpuSomeAvg10: 95 });
+        },
+        limits: new Map([
+          ['hung', DEFAULT_PRESSURE_LIMITS],
+          ['calm', DEFAULT_PRESSURE_LIMITS],
+        ]),
+        intervalMs: 1_000,
+        probeTimeoutMs: 5_000,
+        onSample: (host) => seen.push(host),
+      });
+      let ended = false;
+      const look = gate.look().then(() => (ended = true));
+      await vi.advanceTimersByTimeAsync(4_999);
+      expect(ended).toBe(false);
+      expect(seen).toEqual(['calm']);
+      expect(gate.isLoaded('calm')).toBe(true);
+      await vi.advanceTimersByTimeAsync(1);
+      await look;
+      expect(ended).toBe(true);
+      expect(gate.isLoaded('hung')).toBe(false);
+      // The hung look no longer blocks the next one.
+      void gate.look();
+      expect(probes).toBe(4);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
