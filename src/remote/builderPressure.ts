@@ -39,7 +39,7 @@ export interface PressureLimits {
   cpuSomeAvg10: number | null;
   memoryFullAvg10: number | null;
   ioSomeAvg10: number | null;
-  /** Load average over one minute; default: the builder's CPU count. Only used without PSI. */
+  /** Load average over one minute. Default: the builder's CPU count, used only without PSI; a number is always used. */
   load1: number | null | 'cpus';
   storeFreePercent: number | null;
   buildDirFreePercent: number | null;
@@ -107,8 +107,10 @@ export function pressureReasons(p: BuilderPressure, limits: PressureLimits): str
   over(p.memoryFullAvg10, limits.memoryFullAvg10, 'memory pressure');
   over(p.ioSomeAvg10, limits.ioSomeAvg10, 'I/O pressure');
   const loadLimit = limits.load1 === 'cpus' ? p.cpus : limits.load1;
-  // The load average only stands in for PSI where the kernel has none.
-  if (p.cpuSomeAvg10 === undefined && p.load1 !== undefined && loadLimit !== null && loadLimit !== undefined && p.load1 > loadLimit) {
+  // By default the load average only stands in for PSI where the kernel has none; a load
+  // limit set for the machine is what its owner asked for, and counts with PSI too.
+  const loadCounts = p.cpuSomeAvg10 === undefined || typeof limits.load1 === 'number';
+  if (loadCounts && p.load1 !== undefined && loadLimit !== null && loadLimit !== undefined && p.load1 > loadLimit) {
     reasons.push(`load ${p.load1} > ${loadLimit}`);
   }
   const under = (value: number | undefined, limit: number | null, what: string) => {

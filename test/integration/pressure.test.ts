@@ -5,12 +5,15 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { offload, parseJson, startOffload } from './buildSupport.js';
-import { eventually, instantiateExpr, sleep, wideExpr, type MachineJson } from './faultSupport.js';
+import { eventually, instantiateExpr, wideExpr, type MachineJson } from './faultSupport.js';
 
-/** System-wide CPU pressure (some, avg10), as every test builder reads it: they share one kernel. */
-function cpuPressure(): number {
-  return Number(/^some avg10=(\d+(?:\.\d+)?)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'))?.[1] ?? NaN);
+/** The machine's one-minute load average, as every test builder reads it: they share one kernel. */
+function load1(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
+
+/** A feature only ruby offers: jobs that need it wait for ruby. */
+const RUBY_ONLY = 'ruby-only';
 
 /** Limits a builder never reaches: only the builder under test may count as loaded. */
 const NEVER = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null, storeFreePercent: null, buildDirFreePercent: null };
@@ -21,10 +24,10 @@ const SPACE_ONLY = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: nul
  * Builders' own pressure, read over the connection offload already has. On
  * the test cluster every builder shares this machine's kernel, so PSI and
  * load are the same for all of them: a builder is made "loaded" by giving it
- * alone a limit the test drives the machine over (a CPU hog started outside
- * offload), or by giving it a small, nearly full tmpfs as its store.
+ * alone a load limit the test drives the machine over (a CPU hog started
+ * outside offload), or by giving it a small, nearly full tmpfs as its store.
  */
-describe.runIf(integrationPrereqs() && (() => { try { return Number.isFinite(cpuPressure()); } catch { return false; } })())(
+describe.runIf(integrationPrereqs())(
   'builders under pressure get no new jobs',
   () => {
     let cluster: TestCluster & { dispose(): Promise<void> };
@@ -33,7 +36,7 @@ describe.runIf(integrationPrereqs() && (() => { try { return Number.isFinite(cpu
     beforeAll(async () => {
       cluster = await startTempCluster('pressure', [
         { name: 'aquamarine', maxJobs: 1 },
-        { name: 'ruby', maxJobs: 2 },
+        { name: 'ruby', maxJobs: 2, features: [RUBY_ONLY] },
         { name: 'kana', maxJobs: 2, storeSizeMiB: 64 },
       ]);
       // 61 of 64 MiB taken: under 10 % of kana's store is free.
@@ -44,6 +47,7 @@ describe.runIf(integrationPrereqs() && (() => { try { return Number.isFinite(cpu
       for (const hog of hogs.splice(0)) hog.kill('SIGKILL');
     });
     afterAll(async () => {
+      for (const hog of hogs.splice(0)) hog.kill('SIGKILL');
       await cluster?.dispose();
     });
 
@@ -80,28 +84,36 @@ describe.runIf(integrationPrereqs() && (() => { try { return Number.isFinite(cpu
     });
 
     it('a builder loaded by a CPU hog outside offload gets no jobs while the hog runs, and does again once it stops', async () => {
-      // The hog must make the difference: the machine's own pressure has to be well under the
-      // limit first (a machine kept saturated by other work cannot show the gate at all).
-      const limit = 70;
-      const calm = await eventually(() => cpuPressure() < limit - 20, 120_000, 500);
-      expect(calm, `this machine's CPU pressure stays at ${cpuPressure()}% without the hog`).toBe(true);
-      for (let i = 0; i < 8; i++) hogs.push(spawn('nice', ['-n', '19', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
-      expect(await eventually(() => cpuPressure() > limit + 5, 60_000, 200)).toBe(true);
-      const [drv] = await instantiateExpr(wideExpr('hog', 16, '2'));
-      const args = ['build', drv!, ...machinesWith('hog', (h) => (h === 'ruby' ? { ...SPACE_ONLY, cpuSomeAvg10: limit } : NEVER)), '--hosts', 'aquamarine,ruby', '--json-events'];
+      // Every builder shares this machine's kernel, and other work (other test runs) may keep its
+      // CPU pressure near 100 %, where a hog cannot make a difference. The load average is a count,
+      // not a share: HOGS runnable processes raise it by about HOGS whatever else runs. So ruby's
+      // limit is a load well above this machine's own and well below it with the hog running.
+      const HOGS = 48;
+      const limit = Math.ceil(Math.max(load1(), 1)) + HOGS / 3;
+      for (let i = 0; i < HOGS; i++) hogs.push(spawn('nice', ['-n', '19', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
+      expect(await eventually(() => load1() > limit + 2, 150_000, 500), `load ${load1()} stays under ${limit + 2} with the hog`).toBe(true);
+      // Leaves only ruby can build (a feature only it has) and leaves for aquamarine: the run
+      // cannot end until ruby takes jobs again, and aquamarine works meanwhile.
+      const [drv] = await instantiateExpr(
+        `mk { name = "hog-top"; sleep = "0"; deps = (builtins.genList (i: mk { name = "hog-\${toString i}"; sleep = "1"; }) 4) ++ (builtins.genList (i: mk { name = "hog-ruby-\${toString i}"; sleep = "1"; features = [ "${RUBY_ONLY}" ]; }) 3); }`,
+      );
+      const args = ['build', drv!, ...machinesWith('hog', (h) => (h === 'ruby' ? { ...NEVER, load1: limit } : NEVER)), '--hosts', 'aquamarine,ruby', '--json-events'];
       const cli = startOffload(args);
       let stdout = '';
+      let stderr = '';
       cli.child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      cli.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
       const events = () =>
         stdout
           .split('\n')
           .filter((line) => line.startsWith('{'))
-          .map((line) => JSON.parse(line) as { type: string; host?: string; reasons?: string[]; changed?: boolean });
-      await cli.stderrContains('ruby: loaded (CPU pressure');
-      // aquamarine works through its jobs one by one while ruby, loaded, is looked at again and again.
-      await sleep(8_000);
+          .map((line) => JSON.parse(line) as { type: string; host?: string; name?: string; status?: string; reasons?: string[]; changed?: boolean });
+      await cli.stderrContains('ruby: loaded (load');
+      // aquamarine builds its leaves while ruby, loaded, is looked at again and again.
+      const aquamarineDone = () => events().filter((e) => e.type === 'jobFinished' && e.host === 'aquamarine' && e.status === 'built').length >= 4;
+      const rubyLooks = () => events().filter((e) => e.type === 'hostPressure' && e.host === 'ruby').length;
+      expect(await eventually(() => aquamarineDone() && rubyLooks() >= 3, 150_000, 200), stderr).toBe(true);
       expect(events().filter((e) => e.type === 'jobStarted' && e.host === 'ruby')).toEqual([]);
-      expect(events().filter((e) => e.type === 'hostPressure' && e.host === 'ruby').length).toBeGreaterThan(1);
       for (const hog of hogs.splice(0)) hog.kill('SIGKILL');
       const r = await cli.result;
       expect(r.code, r.stderr).toBe(0);
@@ -110,9 +122,9 @@ describe.runIf(integrationPrereqs() && (() => { try { return Number.isFinite(cpu
       expect(recovered, r.stderr).toBeGreaterThan(0);
       expect(r.stderr).toContain('ruby: no longer loaded; takes jobs again');
       const onRuby = all.flatMap((e, i) => (e.type === 'jobStarted' && e.host === 'ruby' ? [i] : []));
-      expect(onRuby.length).toBeGreaterThan(0);
+      expect(onRuby.length).toBeGreaterThanOrEqual(3);
       expect(onRuby.every((i) => i > recovered)).toBe(true);
       expect(all.at(-1)?.type).toBe('result');
-    });
+    }, 420_000);
   },
 );

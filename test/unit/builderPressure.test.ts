@@ -50,6 +50,9 @@ describe('builder pressure', () => {
   it('takes per-machine overrides; null turns a check off', () => {
     const p = parsePressure(psiOutput);
     expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: 90, storeFreePercent: null, ioSomeAvg10: 10 }))).toEqual(['I/O pressure 12% > 10%']);
+    // A load limit of the machine's own counts next to PSI; the default (its CPU count) does not.
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreePercent: null, load1: 8 }))).toEqual(['load 9.5 > 8']);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreePercent: null }))).toEqual([]);
   });
 
   it('ignores output that is not what the commands print', () => {
