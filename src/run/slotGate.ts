@@ -70,12 +70,11 @@ export class SlotGate {
     });
     if (requests.length === 0) return starts.map(() => null);
     const keys = new Set(requests.map((r) => r.host));
-    const granted = await this.exchange(
-      this.spares.filter((lease) => keys.has(lease.host)),
-      requests,
-      waitingPriority,
-    );
+    // Taken out before the exchange: a job that ends while it is in flight gives back a lease
+    // the exchange has not seen, which must stay a spare for the next one, never be dropped.
+    const release = this.spares.filter((lease) => keys.has(lease.host));
     this.spares = this.spares.filter((lease) => !keys.has(lease.host));
+    const granted = await this.exchange(release, requests, waitingPriority);
     return starts.map((start, i) => {
       const index = requestOf[i];
       if (index === undefined) return null;

@@ -52,7 +52,8 @@ export interface PostgresSlotLeasesOptions {
  * runners waiting for it.
  *
  * While the server is away, exchange() fails with StateUnavailableError (the
- * executor then starts nothing new), releases wait, and the session
+ * executor then starts nothing new), releases wait (as they do after any
+ * failed exchange), and the session
  * reconnects with back-off; once back, it takes its lock again, drops leases
  * it never learned it had (a grant whose answer was lost) and keeps those its
  * builds still use.
@@ -96,10 +97,12 @@ export class PostgresSlotLeases implements SlotLeases {
       this.unreleased.push(...step.release);
       throw this.away();
     }
+    // Releases a failed exchange could not make go with this one.
+    const release = [...this.unreleased.splice(0), ...step.release];
     return this.run(async (c) => {
       await c.query('BEGIN');
       try {
-        const result = await this.exchangeIn(c, step);
+        const result = await this.exchangeIn(c, { ...step, release });
         await c.query('COMMIT');
         for (const lease of result) if (lease) this.held.set(leaseKey(lease), lease);
         return result;
@@ -108,8 +111,10 @@ export class PostgresSlotLeases implements SlotLeases {
         throw error;
       }
     }).catch((error: unknown) => {
-      // The releases did not happen: keep them for when the server is back.
-      if (isConnectionError(error)) this.unreleased.push(...step.release);
+      // The releases did not happen (rolled back, or the server went away): a leaked lease would
+      // take a builder's slot from the whole fleet until this runner ends. The next exchange, or
+      // the reconciliation after a reconnect, makes them.
+      this.unreleased.push(...release);
       throw error;
     });
   }

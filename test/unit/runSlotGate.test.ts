@@ -75,6 +75,24 @@ describe('build slots at dispatch', () => {
     expect(b).toBeDefined();
   });
 
+  it('keeps a lease given back while an exchange is in flight, and frees it in the next one', async () => {
+    const l = leases();
+    const g = gate(l);
+    const [first, second] = await g.take([{ host: 'ruby', priority: 3 }, { host: 'ruby', priority: 3 }], () => undefined);
+    g.giveBack(first!);
+    // The second job ends while the exchange that reuses the first lease has not answered yet.
+    const taking = g.take([{ host: 'ruby', priority: 2 }], () => undefined);
+    g.giveBack(second!);
+    const [reused] = await taking;
+    expect(reused).toEqual(first);
+    expect(g.hasNews()).toBe(true);
+    await g.settle(() => undefined);
+    expect(await l.inUse(RUBY)).toBe(1);
+    g.giveBack(reused!);
+    await g.settle(() => undefined);
+    expect(await l.inUse(RUBY)).toBe(0);
+  });
+
   it('does not gate hosts without slots to lease or without a key', async () => {
     const g = gate(leases());
     expect(await g.take([{ host: 'local', priority: 1 }, { host: 'kana', priority: 1 }], () => undefined)).toEqual([null, null]);
