@@ -48,8 +48,8 @@ export interface PostgresSlotLeasesOptions {
  * builds keep their leases while their runners reconnect.
  *
  * Exchanges serialise on a transaction-level advisory lock, so two runners
- * never count the same free slot; a release NOTIFYs the host, which wakes the
- * runners waiting for it.
+ * never count the same free slot; a release NOTIFYs the runners first in
+ * line for the host, as many as slots came free.
  *
  * While the server is away, exchange() fails with StateUnavailableError (the
  * executor then starts nothing new), releases wait (as they do after any
@@ -196,9 +196,29 @@ export class PostgresSlotLeases implements SlotLeases {
     const stoppedWaiting = await this.setWaiting(c, waitingAfter(step.waiting, step.requests, grants));
     // Hosts where a slot came free, or where this runner no longer stands in line: someone else may now go.
     const reused = new Set(taken.map((l) => `${l.host}\0${l.slot}`));
-    const notify = new Set([...step.release.filter((l) => !reused.has(`${l.host}\0${l.slot}`)).map((l) => l.host), ...stoppedWaiting]);
-    for (const host of notify) await c.query('SELECT pg_notify($1, $2)', [CHANNEL, host]);
+    const freed = new Map<string, number>();
+    for (const l of step.release) if (!reused.has(`${l.host}\0${l.slot}`)) freed.set(l.host, (freed.get(l.host) ?? 0) + 1);
+    for (const host of stoppedWaiting) freed.set(host, (freed.get(host) ?? 0) + 1);
+    await this.wakeFirstInLine(c, freed);
     return granted;
+  }
+
+  /**
+   * Wakes, for each host, as many runners as slots came free there: those
+   * first in line (highest priority, then longest wait). Waking every waiter
+   * would make all of them exchange for a slot only one can have: with a
+   * dozen runners that herd, serialised on the dispatch lock, costs more than
+   * the builds. A woken runner that no longer wants the slot drops its claim,
+   * which wakes the next; a dead one is passed over at the others' next look.
+   */
+  private async wakeFirstInLine(c: pg.Client, freed: ReadonlyMap<string, number>): Promise<void> {
+    for (const [host, count] of freed) {
+      const next = await c.query<{ runner: string }>(
+        'SELECT runner FROM offload.slot_waiters WHERE host = $1 AND runner <> $2 ORDER BY priority DESC, since ASC LIMIT $3',
+        [host, this.id, count],
+      );
+      if (next.rows.length > 0) await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${host}\n${next.rows.map((r) => r.runner).join(',')}`]);
+    }
   }
 
   /** Replaces this runner's waiting claims; returns the hosts it stopped waiting for or now waits for with less priority. */
@@ -244,7 +264,10 @@ export class PostgresSlotLeases implements SlotLeases {
       client.on('error', (error) => this.lost(client, error));
       client.on('end', () => this.lost(client, new Error('the server closed the connection')));
       client.on('notification', (message) => {
-        for (const listener of this.freedListeners) listener(message.payload);
+        // `host`: for every runner; `host\nrunner,…`: for the runners named.
+        const [host, to] = (message.payload ?? '').split('\n');
+        if (to !== undefined && !to.split(',').includes(this.id)) return;
+        for (const listener of this.freedListeners) listener(host || undefined);
       });
       // A client that stalls inside a transaction must not hold the dispatch lock for long;
       // a machine that vanishes must lose its session (and so its slots) within half a minute.

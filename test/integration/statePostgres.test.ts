@@ -65,6 +65,36 @@ describe.runIf(enabled)('shared state in PostgreSQL', () => {
     }
   });
 
+  it('wakes only the runner first in line for a freed slot, then the next once that one has it', async () => {
+    const url = freshUrl();
+    const [a, b, c] = await Promise.all([1, 2, 3].map(() => PostgresSlotLeases.open(location(url))));
+    try {
+      const ask = (leases: PostgresSlotLeases, priority: number) => leases.exchange({ release: [], requests: [{ host: 'h', maxJobs: 1, priority }], waiting: new Map() });
+      const [lease] = await ask(a!, 1);
+      expect(await ask(b!, 5)).toEqual([undefined]);
+      expect(await ask(c!, 1)).toEqual([undefined]);
+      const heard = { b: [] as Array<string | undefined>, c: [] as Array<string | undefined> };
+      const next = (who: 'b' | 'c', leases: PostgresSlotLeases) => new Promise<void>((resolve) => leases.onFreed((host) => (heard[who].push(host), resolve())));
+      const bWoken = next('b', b!);
+      const cWoken = next('c', c!);
+      await a!.exchange({ release: [lease!], requests: [], waiting: new Map() });
+      await bWoken;
+      // Notifications reach a session in order: once c hears this, it has heard everything sent before.
+      server.superuser(`SELECT pg_notify('offload_slots', 'barrier')`, url.split('/').pop());
+      await cWoken;
+      expect(heard).toEqual({ b: ['h'], c: ['barrier'] });
+      const [bLease] = await ask(b!, 5);
+      expect(bLease).toBeDefined();
+      // b is done with it: now c, first in line, is woken.
+      const cWokenAgain = new Promise<string | undefined>((resolve) => c!.onFreed(resolve));
+      await b!.exchange({ release: [bLease!], requests: [], waiting: new Map() });
+      expect(await cWokenAgain).toBe('h');
+      expect(await ask(c!, 1)).toEqual([expect.objectContaining({ host: 'h' })]);
+    } finally {
+      for (const l of [a, b, c]) await l?.close();
+    }
+  });
+
   it('refuses a schema newer than it knows, naming the URL without its password', async () => {
     const url = freshUrl();
     const h = await PostgresBuildHistory.open(location(url));
