@@ -6,7 +6,8 @@ import { historyRecorder } from '../../src/cli/runHistory.js';
 import { transferEstimates } from '../../src/cli/substitution.js';
 import type { BuildGraph } from '../../src/graph/buildGraph.js';
 import type { FetchUnit } from '../../src/graph/queryMissing.js';
-import { BuildHistory, MIN_RATE_SAMPLE_BYTES } from '../../src/history/buildHistory.js';
+import { MIN_RATE_SAMPLE_BYTES } from '../../src/history/buildHistory.js';
+import { SqliteBuildHistory } from '../../src/history/sqliteBuildHistory.js';
 import type { RunEvent } from '../../src/run/runEvents.js';
 import { defaultDurationRules } from '../../src/schedule/durations.js';
 import { DEFAULT_FETCH_BYTES_PER_SECOND, jobsForWork, TRANSFER_OVERHEAD_SECONDS } from '../../src/schedule/transferJobs.js';
@@ -14,43 +15,45 @@ import { DEFAULT_FETCH_BYTES_PER_SECOND, jobsForWork, TRANSFER_OVERHEAD_SECONDS 
 const CACHE = 'https://cache.example.org';
 const MiB = 1024 * 1024;
 let dir: string;
-let history: BuildHistory;
+let history: SqliteBuildHistory;
 let clock = Date.UTC(2026, 0, 1);
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'offload-history-transfers-'));
-  history = new BuildHistory(join(dir, 'history.sqlite'));
+  history = new SqliteBuildHistory(join(dir, 'history.sqlite'));
 });
-afterEach(() => {
-  history.close();
+afterEach(async () => {
+  await history.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function transfer(source: string, bytes: number, seconds: number): void {
+async function transfer(source: string, bytes: number, seconds: number): Promise<void> {
   clock += 1000;
-  history.recordTransfer({ source, bytes, seconds, finishedAt: new Date(clock) });
+  await history.recordTransfer({ source, bytes, seconds, finishedAt: new Date(clock) });
 }
 
+const rate = async (source: string) => (await history.transferRates()).get(source);
+
 describe('the transfers history: a download rate per cache and builder', () => {
-  it('is the median rate of the last 10 transfers from that source, counting only ones big enough to tell', () => {
-    expect(history.transferRate(CACHE)).toBeUndefined();
-    transfer(CACHE, 10 * MiB, 1);
-    transfer(CACHE, 10 * MiB, 2);
-    transfer(CACHE, 10 * MiB, 4);
+  it('is the median rate of the last 10 transfers from that source, counting only ones big enough to tell', async () => {
+    expect(await rate(CACHE)).toBeUndefined();
+    await transfer(CACHE, 10 * MiB, 1);
+    await transfer(CACHE, 10 * MiB, 2);
+    await transfer(CACHE, 10 * MiB, 4);
     // Mostly fixed cost: says nothing about the rate.
-    transfer(CACHE, MIN_RATE_SAMPLE_BYTES - 1, 100);
-    transfer('ruby', 100 * MiB, 1);
-    expect(history.transferRate(CACHE)).toBe(5 * MiB);
-    expect(history.transferRate('ruby')).toBe(100 * MiB);
-    for (let i = 0; i < 10; i++) transfer(CACHE, 40 * MiB, 1);
-    expect(history.transferRate(CACHE)).toBe(40 * MiB);
+    await transfer(CACHE, MIN_RATE_SAMPLE_BYTES - 1, 100);
+    await transfer('ruby', 100 * MiB, 1);
+    expect(await rate(CACHE)).toBe(5 * MiB);
+    expect(await rate('ruby')).toBe(100 * MiB);
+    for (let i = 0; i < 10; i++) await transfer(CACHE, 40 * MiB, 1);
+    expect(await rate(CACHE)).toBe(40 * MiB);
   });
 
-  it('ignores samples that cannot be rates', () => {
-    transfer(CACHE, 10 * MiB, 0);
-    transfer(CACHE, -1, 1);
-    transfer(CACHE, Number.NaN, 1);
-    expect(history.transferRate(CACHE)).toBeUndefined();
+  it('ignores samples that cannot be rates', async () => {
+    await transfer(CACHE, 10 * MiB, 0);
+    await transfer(CACHE, -1, 1);
+    await transfer(CACHE, Number.NaN, 1);
+    expect(await rate(CACHE)).toBeUndefined();
   });
 });
 
@@ -69,7 +72,7 @@ describe('historyRecorder and fetches', () => {
     ...over,
   });
 
-  it('records every fetch and copy that arrived, here or on a builder, as a transfer from its source', () => {
+  it('records every fetch and copy that arrived, here or on a builder, as a transfer from its source', async () => {
     const record = historyRecorder(history, new Map(), () => 1, () => undefined, () => new Date(clock));
     record(finished({}));
     record(finished({ host: 'ruby', bytes: 16 * MiB }));
@@ -77,10 +80,12 @@ describe('historyRecorder and fetches', () => {
     // A fetch a builder could not make goes on here; one that fell back moved nothing.
     record(finished({ status: 'requeued', host: 'ruby', bytes: 100 * MiB, seconds: 0.1 }));
     record(finished({ status: 'fell-back', bytes: 100 * MiB, seconds: 0.1 }));
-    expect(history.transferRate(CACHE)).toBe(6 * MiB);
-    expect(history.transferRate('kana')).toBe(30 * MiB);
+    // The recorder writes in the background: let those writes settle.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await rate(CACHE)).toBe(6 * MiB);
+    expect(await rate('kana')).toBe(30 * MiB);
     // Fetches are not builds: no duration sample for the derivation.
-    expect(history.estimate('zlib-1.3', 'x86_64-linux')).toBeUndefined();
+    expect(await history.estimateMany([{ name: 'zlib-1.3', system: 'x86_64-linux' }])).toEqual(new Map());
   });
 });
 
@@ -96,11 +101,14 @@ describe('the plan’s fetch estimate', () => {
     cache: CACHE,
   };
   const graph: BuildGraph = { roots: [unit.id], nodes: new Map(), order: [], alreadyValid: [] };
-  const fetchSeconds = () => jobsForWork({ graph, fetch: [unit], held: [] }, defaultDurationRules, undefined, transferEstimates((s) => history.transferRate(s)))[0]!.duration;
+  const fetchSeconds = async () => {
+    const rates = await history.transferRates();
+    return jobsForWork({ graph, fetch: [unit], held: [] }, defaultDurationRules, undefined, transferEstimates((s) => rates.get(s)))[0]!.duration;
+  };
 
-  it('uses the default rate for a cache never downloaded from, then the rate learned from it', () => {
-    expect(fetchSeconds()).toBeCloseTo(TRANSFER_OVERHEAD_SECONDS + (60 * MiB) / DEFAULT_FETCH_BYTES_PER_SECOND);
-    transfer(CACHE, 12 * MiB, 4);
-    expect(fetchSeconds()).toBeCloseTo(TRANSFER_OVERHEAD_SECONDS + 20);
+  it('uses the default rate for a cache never downloaded from, then the rate learned from it', async () => {
+    expect(await fetchSeconds()).toBeCloseTo(TRANSFER_OVERHEAD_SECONDS + (60 * MiB) / DEFAULT_FETCH_BYTES_PER_SECOND);
+    await transfer(CACHE, 12 * MiB, 4);
+    expect(await fetchSeconds()).toBeCloseTo(TRANSFER_OVERHEAD_SECONDS + 20);
   });
 });
