@@ -22,12 +22,14 @@ export interface BuilderSpec {
   trustedPublicKeys?: string[];
   /** sshd MaxSessions (channels per connection); default 64. OpenSSH's own default is 10. */
   maxSessions?: number;
-  /**
-   * sshd AllowTcpForwarding (default false): a builder that is also a jump
-   * host (ProxyJump) needs it. Its sshd then logs at DEBUG1, which records
-   * every forwarded connection ("server_request_direct_tcpip … target … port …").
-   */
+  /** sshd AllowTcpForwarding (default false): a builder that is also a jump host (ProxyJump) needs it. */
   allowTcpForwarding?: boolean;
+  /**
+   * sshd LogLevel (default VERBOSE: logins). DEBUG1 also records every
+   * forwarded connection ("server_request_direct_tcpip: … target 127.0.0.1
+   * port N") and every signal a client sends ("session_signal_req: signal INT").
+   */
+  sshdLogLevel?: 'VERBOSE' | 'DEBUG1';
   /**
    * sshd ForceCommand: every session runs this instead of what the client
    * asked for (`$SSH_ORIGINAL_COMMAND` holds that). For builders that must
@@ -90,6 +92,7 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     speedFactor: spec.speedFactor ?? 1,
     maxSessions: spec.maxSessions ?? 64,
     allowTcpForwarding: spec.allowTcpForwarding ?? false,
+    sshdLogLevel: spec.sshdLogLevel ?? 'VERBOSE',
     forceCommand: spec.forceCommand,
     substituters: spec.substituters,
     trustedPublicKeys: spec.trustedPublicKeys,

@@ -46,7 +46,7 @@ export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: st
     'StrictModes no',
     `PidFile ${b.pidFile}`,
     'UseDNS no',
-    `LogLevel ${b.spec.allowTcpForwarding ? 'DEBUG1' : 'VERBOSE'}`,
+    `LogLevel ${b.spec.sshdLogLevel}`,
     `MaxSessions ${b.spec.maxSessions}`,
     'MaxStartups 64:30:128',
     'PrintMotd no',

@@ -37,6 +37,7 @@ import { outLinks, type OutLink } from '../store/outLinks.js';
 import { addPermRoots, checkOutLinksFree } from '../store/permRoots.js';
 import { exitCodeHelp } from './exitCodes.js';
 import { addExpressionOptions, expressionOptions, installablesHelp, type ExpressionCliOptions } from './expressionOptions.js';
+import { onTerminationSignals, type TerminationSignal } from './terminationSignals.js';
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
@@ -162,6 +163,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
       })
     : undefined;
   let executor: Executor | undefined;
+  let interrupted = false;
   ssh.on('down', (host, error) => executor?.hostDown(host, error));
   const byName = new Map(config.machines.map((m) => [m.hostName, m]));
   const pressure = new PressureGate({
@@ -177,8 +179,12 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     intervalMs: PRESSURE_INTERVAL_MS,
     onSample: (host, sample, changed) => executor?.pressureSampled(host, sample, changed),
   });
-  const shutdown = () => {
+  const shutdown = (signal: TerminationSignal) => {
+    interrupted = true;
     executor?.interrupt();
+    // A signal on every remote channel first: nix-store --serve stops its build at once,
+    // even where it would notice the closed channel only late.
+    ssh.signalAll(signal === 'SIGTERM' ? 'TERM' : 'INT');
     channels.closeAll();
     void ssh.closeAll();
   };
@@ -221,6 +227,8 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
       }
       executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
       await pressure.look();
+      // Interrupted while connecting: the pass starts nothing and reports its jobs as interrupted.
+      if (interrupted) executor.interrupt();
       const passResult = await executor.run();
       for (const r of passResult.records) records.set(`${r.action ?? 'build'} ${r.drvPath}`, r);
       const merged = { ...passResult, records: [...records.values()], makespan: now() };
@@ -372,21 +380,4 @@ function parseSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`);
   return n;
-}
-
-/** SIGINT/SIGTERM end the run cleanly instead of killing the process mid-transfer. */
-function onTerminationSignals(handler: () => void, say: (message: string) => void): () => void {
-  let seen = false;
-  const once = () => {
-    if (seen) return;
-    seen = true;
-    say('interrupted; closing connections');
-    handler();
-  };
-  process.on('SIGINT', once);
-  process.on('SIGTERM', once);
-  return () => {
-    process.off('SIGINT', once);
-    process.off('SIGTERM', once);
-  };
 }

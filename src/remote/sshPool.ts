@@ -53,7 +53,11 @@ export const MAX_PROBE_REPLY_BYTES = 1024 * 1024;
 interface Connection {
   client: Client;
   ready: Promise<void>;
+  /** The handshake and login finished. */
+  established: boolean;
   channels: number;
+  /** Channels ssh2 has handed over and not yet closed. */
+  open: Set<ClientChannel>;
   idleTimer?: NodeJS.Timeout;
   closing: boolean;
 }
@@ -172,7 +176,25 @@ export class SshPool extends EventEmitter<PoolEvents> {
     });
   }
 
-  /** Ends every connection (no 'down' events) and waits until their sockets are closed. */
+  /**
+   * Sends a signal (`INT`, `TERM`: SSH's "signal" channel request) to the
+   * command of every open channel, so `nix-store --serve` stops its build at
+   * once rather than when it next notices its input closed. sshd delivers it
+   * to the session's process group.
+   */
+  signalAll(signal: 'INT' | 'TERM'): void {
+    for (const connection of this.connections.values()) {
+      for (const channel of connection.open) {
+        try {
+          channel.signal(signal);
+        } catch {
+          // A channel closing as we ask: nothing left to stop.
+        }
+      }
+    }
+  }
+
+  /** Ends every connection (no 'down' events) and waits until their sockets are closed; a connect in progress is abandoned. */
   async closeAll(): Promise<void> {
     const all = [...this.connections.values()];
     this.connections.clear();
@@ -183,7 +205,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
     const existing = this.connections.get(machine.hostName);
     if (existing) return existing;
     const client = new Client();
-    const connection: Connection = { client, ready: Promise.resolve(), channels: 0, closing: false };
+    const connection: Connection = { client, ready: Promise.resolve(), established: false, channels: 0, open: new Set(), closing: false };
     connection.ready = this.establish(machine, connection);
     connection.ready.catch(() => {
       if (this.connections.get(machine.hostName) === connection) this.connections.delete(machine.hostName);
@@ -195,6 +217,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
   private async establish(machine: Machine, connection: Connection): Promise<void> {
     const [auth, policy] = await Promise.all([authMethods(machine), hostKeyPolicy(machine, this.options.knownHostsFiles)]);
     const { client } = connection;
+    if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
     let refusedKey: OffloadError | undefined;
     const config: ConnectConfig = {
       host: policy.address,
@@ -216,6 +239,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       let lastError: Error | undefined;
       client.on('ready', () => {
         ready = true;
+        connection.established = true;
         resolve();
       });
       client.on('error', (error: Error) => {
@@ -226,6 +250,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       });
       client.on('close', () => {
         if (!ready) {
+          if (connection.closing) return reject(new ConnectionLostError(machine.hostName, 'the pool was closed while connecting'));
           reject(refusedKey ?? connectFailure(lastError, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
           return;
         }
@@ -259,7 +284,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
         connection.client.exec(command, (error, channel) => {
           if (error) return reject(error);
           // A command that dies at once can close its channel before an await resumes.
-          channel.once('close', () => this.channelClosed(machine.hostName, connection));
+          connection.open.add(channel);
+          channel.once('close', () => {
+            connection.open.delete(channel);
+            this.channelClosed(machine.hostName, connection);
+          });
           attach?.(channel);
           resolve(channel);
         }),
@@ -295,6 +324,12 @@ export class SshPool extends EventEmitter<PoolEvents> {
 async function closeConnection(connection: Connection): Promise<void> {
   connection.closing = true;
   clearTimeout(connection.idleTimer);
+  if (!connection.established) {
+    // Waiting for a hung handshake would hold the caller (an interrupted run) for the whole connect timeout.
+    connection.client.destroy();
+    await connection.ready.catch(() => undefined);
+    return;
+  }
   const closed = new Promise<void>((resolve) => {
     connection.client.once('close', () => resolve());
     // A connection whose peer is hung never answers the disconnect.
@@ -303,7 +338,6 @@ async function closeConnection(connection: Connection): Promise<void> {
       resolve();
     }, 2_000).unref();
   });
-  await connection.ready.catch(() => undefined);
   connection.client.end();
   await closed;
 }

@@ -1,4 +1,12 @@
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
+
+/** The pool is closed only when the run ends or is interrupted: a job asking after that is stopped, not broken. */
+export class ChannelPoolClosedError extends OffloadError {
+  constructor(host: string) {
+    super(`no new channel to ${host}: the run is ending (interrupted)`, ExitCode.interrupted);
+  }
+}
 
 export type ChannelOpener = (host: string) => Promise<StoreChannel>;
 
@@ -18,7 +26,7 @@ export class ChannelPool implements ChannelSource {
   ) {}
 
   async acquire(host: string, opts: { substitute?: boolean } = {}): Promise<StoreChannel> {
-    if (this.closed) throw new Error('the channel pool is closed');
+    if (this.closed) throw new ChannelPoolClosedError(host);
     const idle = this.idle.get(host) ?? [];
     for (let i = idle.length - 1; i >= 0; i--) {
       const reused = idle[i]!;
@@ -33,8 +41,8 @@ export class ChannelPool implements ChannelSource {
     }
     const channel = await this.opener(host);
     if (this.closed) {
-      void channel.close();
-      throw new Error('the channel pool is closed');
+      closeQuietly(channel);
+      throw new ChannelPoolClosedError(host);
     }
     this.open.add(channel);
     return channel;

@@ -54,7 +54,7 @@ describe.runIf(integrationPrereqs())('offload build when hosts fail or the user 
     const r = await cli.result;
     expect(r.code, r.stderr).toBe(130);
     expect(Date.now() - interruptedAt).toBeLessThan(5_000);
-    expect(r.stderr).toContain('offload: interrupted; closing connections');
+    expect(r.stderr).toContain('offload: interrupted; stopping the builds and closing connections (interrupt again to exit at once)');
     expect(r.stderr).toMatch(/offload: 1 interrupted in [\d.]+ s/);
     expect(r.stdout).toBe('');
   });

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SqliteSlotLeases } from '../../src/slots/sqliteSlotLeases.js';
-import { startTempCluster, type TestCluster } from '../support/cluster.js';
+import { defaultBuilders, startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 import { maxOverlap, NIX_ENV, offload, parseJson, stamps, startOffload } from './buildSupport.js';
 import { buildCount, building, commandLines, eventually, instantiateExpr, sleep, wideExpr } from './faultSupport.js';
@@ -21,6 +21,25 @@ async function nixStore(args: string[]): Promise<number> {
     if (stderr) process.stderr.write(`nix-store ${args.join(' ')}: ${stderr}\n`);
     return code ?? 1;
   }
+}
+
+/** TCP connections of a process to 127.0.0.1:port, from /proc/net/tcp and its socket inodes. */
+function tcpConnections(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // Closed while we looked.
+    }
+  }
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[2] === remote && inodes.has(f[9] ?? '')).length;
 }
 
 /** `nix-store --serve` children of a process, with the bytes each has read so far. */
@@ -50,7 +69,8 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
   let machines: string[];
 
   beforeAll(async () => {
-    cluster = await startTempCluster('fault-signals');
+    // DEBUG1: sshd logs each signal a client sends on a channel.
+    cluster = await startTempCluster('fault-signals', defaultBuilders().map((b) => ({ ...b, sshdLogLevel: 'DEBUG1' as const })));
     machines = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0'];
   });
   afterAll(async () => {
@@ -83,6 +103,14 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
         // The remote nix-store processes and their builds are gone, not left to run for two minutes.
         const remoteGone = () => ['aquamarine', 'ruby'].every((b) => !building(cluster, b) && !commandLines(cluster, b).some((c) => c.includes('nix-store --serve')));
         expect(await eventually(remoteGone, 5_000)).toBe(true);
+        // Each long build's serve channel got a signal request before it was closed. (sshd 9.2
+        // delivers it only for non-root logins, "session signalling requires privilege
+        // separation"; the cluster logs in as root, so the request is what can be seen here.)
+        for (const b of ['aquamarine', 'ruby']) {
+          const sshdLog = readFileSync(cluster.builder(b).sshdLog, 'utf8');
+          expect(sshdLog, b).toMatch(/session_input_channel_req: session \d+ req signal/);
+          expect(sshdLog, b).not.toMatch(/unsupported signal/);
+        }
         expect((await leases.inUse(slotKey('aquamarine'))) + (await leases.inUse(slotKey('ruby')))).toBe(0);
         expect(r.stderr).toMatch(/2 built, 2 interrupted in [\d.]+ s/);
         const json = parseJson(r);
@@ -97,6 +125,49 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
       }
     });
   }
+
+  it('a second interrupt exits at once with 130 while the first interrupt still cleans up after a hung builder', async () => {
+    const roots = await instantiateExpr('[ (mk { name = "hung-cleanup"; sleep = "120"; }) ]');
+    const cli = startOffload(['build', ...roots, ...machines, '--hosts', 'ruby', '--keepalive-interval', '20']);
+    try {
+      expect(await eventually(() => buildCount(cluster, 'ruby') === 1, 20_000)).toBe(true);
+      // A hung builder: the first interrupt's channel close and disconnect get no answer (the
+      // pool gives a hung peer 2 s before it drops the socket).
+      cluster.pause('ruby');
+      cli.child.kill('SIGINT');
+      const first = await Promise.race([cli.result, sleep(500).then(() => undefined)]);
+      expect(first, 'the first interrupt should still be cleaning up, so the second one has something to cut short').toBeUndefined();
+      cli.child.kill('SIGINT');
+      const r = await Promise.race([cli.result, sleep(10_000).then(() => undefined)]);
+      expect(r, 'still running 10 s after the second SIGINT').toBeDefined();
+      expect(r!.code, r!.stderr).toBe(130);
+      expect(r!.stderr).toContain('interrupted again; exiting now without cleaning up');
+      // Cut short: the summary the first interrupt would have printed never came.
+      expect(r!.stderr).not.toMatch(/interrupted in [\d.]+ s/);
+    } finally {
+      cluster.resume('ruby');
+      cli.child.kill('SIGKILL');
+    }
+  });
+
+  it('a first interrupt abandons a connect that hangs (no waiting for the connect timeout)', async () => {
+    const roots = await instantiateExpr('[ (mk { name = "never-connected"; sleep = "0"; }) ]');
+    cluster.pause('kana');
+    try {
+      const cli = startOffload(['build', ...roots, ...machines, '--hosts', 'kana', '--connect-timeout', '600']);
+      // The paused sshd's kernel completes the TCP handshake; the SSH banner never comes.
+      expect(await eventually(() => tcpConnections(cli.child.pid!, cluster.builder('kana').port) > 0, 20_000)).toBe(true);
+      const started = Date.now();
+      cli.child.kill('SIGINT');
+      const r = await Promise.race([cli.result, sleep(60_000).then(() => undefined)]);
+      expect(r, 'still waiting for the 600 s connect timeout a minute after SIGINT').toBeDefined();
+      expect(r!.code, r!.stderr).toBe(130);
+      expect(r!.stderr).toContain('interrupted; stopping the builds and closing connections');
+      expect(Date.now() - started).toBeLessThan(60_000);
+    } finally {
+      cluster.resume('kana');
+    }
+  });
 
   it('leaves no half-registered path when killed mid-import, and a rerun completes', async () => {
     // ~150 MB output, so the copy back to the local store takes a moment.
