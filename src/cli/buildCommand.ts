@@ -14,7 +14,7 @@ import type { Substitute } from '../graph/queryMissing.js';
 import { assertEveryJobFits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { markFetchesOnBuilders, splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
-import { DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { queryBuilderHoldings } from '../run/builderHoldings.js';
 import { LocalFetcher } from '../run/localFetcher.js';

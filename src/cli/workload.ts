@@ -17,7 +17,7 @@ import { InstallableSyntaxError, parseInstallable } from '../installable/parseIn
 import { resolveInstallables } from '../installable/resolveInstallables.js';
 import { checkWantedOutputs, rootsFromWanted } from '../installable/wantedRoots.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
-import { DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 
 export interface WorkloadOptions {
   fromJson?: string;

@@ -1,5 +1,5 @@
 import { jsonDepthProblem } from '../config/jsonSyntax.js';
-import { drvNameFromPath } from '../store/storePath.js';
+import { drvNameFromPath } from '../storePath/storePath.js';
 import type { Derivation, DerivationOutput } from './derivation.js';
 
 /** The fields a `.drv` file or `nix show-derivation` JSON spells out. */

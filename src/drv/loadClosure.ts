@@ -1,6 +1,6 @@
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { assertDrvPath, DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { assertDrvPath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import type { Derivation, DerivationSet } from './derivation.js';
 import { decodeDrvBytes } from './drvBytes.js';
 import { DrvJsonError, DrvNotFoundError, DrvReadError } from './errors.js';

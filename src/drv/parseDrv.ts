@@ -1,4 +1,4 @@
-import { assertDrvPath, DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, storePathProblem } from '../store/storePath.js';
+import { assertDrvPath, DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, storePathProblem } from '../storePath/storePath.js';
 import type { Derivation, DerivationOutput } from './derivation.js';
 import { completeDerivation } from './derivationFacts.js';
 import { DrvParseError } from './errors.js';

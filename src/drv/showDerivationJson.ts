@@ -1,5 +1,5 @@
 import { jsonDepthProblem, lineAndColumn } from '../config/jsonSyntax.js';
-import { DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, storePathProblem } from '../store/storePath.js';
+import { DEFAULT_STORE_DIR, drvPathProblem, pathNameProblem, storePathProblem } from '../storePath/storePath.js';
 import type { Derivation, DerivationOutput } from './derivation.js';
 import { completeDerivation } from './derivationFacts.js';
 import { DrvJsonError } from './errors.js';

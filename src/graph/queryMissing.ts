@@ -1,5 +1,5 @@
 import type { Derivation, DerivationSet } from '../drv/derivation.js';
-import { drvNameFromPath, storePathName } from '../store/storePath.js';
+import { drvNameFromPath, storePathName } from '../storePath/storePath.js';
 import { buildGraph, graphOfNeeded, type BuildGraph } from './buildGraph.js';
 import { MissingDerivationError } from './errors.js';
 

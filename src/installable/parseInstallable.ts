@@ -1,5 +1,5 @@
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import { pathNameProblem } from '../store/storePath.js';
+import { pathNameProblem } from '../storePath/storePath.js';
 import type { Installable, OutputSelection } from './installable.js';
 
 /** Something on the command line that names nothing offload can build. */

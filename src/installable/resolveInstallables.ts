@@ -2,7 +2,7 @@ import { access, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseDrv } from '../drv/parseDrv.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import { assertDrvPath, assertStorePath } from '../store/storePath.js';
+import { assertDrvPath, assertStorePath } from '../storePath/storePath.js';
 import type { ExpressionOptions, Installable, OutputSelection, WantedDerivation } from './installable.js';
 import { runNixCommand } from './nixCommand.js';
 import { InstallableSyntaxError, parseInstallable } from './parseInstallable.js';

@@ -1,7 +1,7 @@
 import { scanNar } from './narScanner.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
 import { Serializer } from './serveCodec/serializer.js';
-import { DEFAULT_STORE_DIR, storePathProblem } from '../store/storePath.js';
+import { DEFAULT_STORE_DIR, storePathProblem } from '../storePath/storePath.js';
 
 /** `NIXE`: the marker between a path's NAR and its metadata (export-import.cc). */
 export const EXPORT_MAGIC = 0x4558494e;

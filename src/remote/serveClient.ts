@@ -23,7 +23,7 @@ import {
   type ReplyContext,
 } from './serveCodec/messages.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
-import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../store/storePath.js';
+import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { ServeConnectionLostError } from './serveConnectionLostError.js';
 import { ServerLog } from './serverLog.js';
 import { stripColours } from './terminalEscapes.js';

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { OffloadError } from '../errors/offloadError.js';
 import type { ExportedPath } from '../remote/exportStream.js';
 import type { ByteSource } from '../remote/serveCodec/parser.js';
-import { assertStorePath, DEFAULT_STORE_DIR } from './storePath.js';
+import { assertStorePath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { ServeClient, type PathInfo } from '../remote/serveClient.js';
 import { NixStoreNotFoundError, spawnServe, type SpawnServeOptions } from './spawnServe.js';
 

@@ -3,7 +3,7 @@ import { lstat, readlink } from 'node:fs/promises';
 import { resolve, dirname } from 'node:path';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { OutLink } from './outLinks.js';
-import { DEFAULT_STORE_DIR } from './storePath.js';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 
 /**
  * Refuses, before anything is built, a result link that Nix's addPermRoot

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadDrvClosure } from '../../src/drv/loadClosure.js';
 import { DrvNotFoundError, DrvParseError, DrvReadError } from '../../src/drv/errors.js';
-import { InvalidStorePathError } from '../../src/store/storePath.js';
+import { InvalidStorePathError } from '../../src/storePath/storePath.js';
 
 const h = (c: string) => c.repeat(32);
 const drvPath = (c: string) => `/nix/store/${h(c)}-p${c}.drv`;

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseDrv } from '../../src/drv/parseDrv.js';
 import { DrvParseError } from '../../src/drv/errors.js';
-import { InvalidStorePathError } from '../../src/store/storePath.js';
+import { InvalidStorePathError } from '../../src/storePath/storePath.js';
 
 const FIXTURES = new URL('../../fixtures/drv/', import.meta.url);
 const HASH = 'i3bv4i15h5f4h7x0msi82g7ah3bckkdj';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadJsonClosure } from '../../src/drv/loadClosure.js';
 import { buildGraph } from '../../src/graph/buildGraph.js';
 import { outputPathsOf } from '../../src/graph/outputPaths.js';
-import { isStorePath } from '../../src/store/storePath.js';
+import { isStorePath } from '../../src/storePath/storePath.js';
 
 // The DAG `offload plan` shows when given nothing else: real `nix show-derivation -r`
 // output of a toy toolchain instantiated with Nix 2.8.

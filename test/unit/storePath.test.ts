@@ -6,7 +6,7 @@ import {
   InvalidStorePathError,
   isStorePath,
   storePathName,
-} from '../../src/store/storePath.js';
+} from '../../src/storePath/storePath.js';
 import { OffloadError } from '../../src/errors/offloadError.js';
 
 const HASH = 'l9r346p3d25vs4g5v37f3r3f28js97kb';

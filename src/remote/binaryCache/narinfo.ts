@@ -1,5 +1,5 @@
 import { formatNixBase32, parseNixHash } from '../../store/nixHash.js';
-import { storePathProblem } from '../../store/storePath.js';
+import { storePathProblem } from '../../storePath/storePath.js';
 
 /** What a binary cache says about one store path (`<hash>.narinfo`). */
 export interface NarInfo {

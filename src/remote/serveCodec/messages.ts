@@ -1,6 +1,6 @@
 import type { Derivation } from '../../drv/derivation.js';
 import { OffloadError } from '../../errors/offloadError.js';
-import { assertStorePath, storePathProblem } from '../../store/storePath.js';
+import { assertStorePath, storePathProblem } from '../../storePath/storePath.js';
 import { buildStatusName, type BuildResult } from '../buildResult.js';
 import { filterAnsiEscapes } from '../terminalEscapes.js';
 import { ServeProtocolError } from './errors.js';
