@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { parseCacheUrl, UnsupportedCacheError } from '../../src/remote/binaryCache/cacheUrl.js';
 import { NarInfoError, parseCacheInfo, parseNarInfo } from '../../src/remote/binaryCache/narinfo.js';
 import { fingerprint, hasTrustedSignature, parseTrustedKeys } from '../../src/remote/binaryCache/signatures.js';
-import { formatNixBase32, fromNixBase32, parseNixHash, toNixBase32 } from '../../src/store/nixHash.js';
+import { formatNixBase32, fromNixBase32, parseNixHash, toNixBase32 } from '../../src/storePath/nixHash.js';
 
 // Written by `nix copy --to file://…?secret-key=…` (Nix 2.8) with a key from
 // `nix-store --generate-binary-cache-key test-1 sk pk`.

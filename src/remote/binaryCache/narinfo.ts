@@ -1,4 +1,4 @@
-import { formatNixBase32, parseNixHash } from '../../store/nixHash.js';
+import { formatNixBase32, parseNixHash } from '../../storePath/nixHash.js';
 import { storePathProblem } from '../../storePath/storePath.js';
 
 /** What a binary cache says about one store path (`<hash>.narinfo`). */
