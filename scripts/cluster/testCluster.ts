@@ -77,6 +77,8 @@ export class TestCluster {
   readonly nixMachinesFile: string;
   readonly knownHostsFile: string;
   readonly clientKey: string;
+  /** Every builder's AuthorizedKeysFile (one shared file, read at each login). */
+  readonly authorizedKeysFile: string;
   /** What NIX_SSHOPTS must be for Nix's own `--builders @machines.nix` to reach the builders. */
   readonly nixSshOpts: string;
   readonly builders: ClusterBuilder[];
@@ -94,6 +96,7 @@ export class TestCluster {
     this.sshConfigFile = paths.sshConfig;
     this.knownHostsFile = paths.knownHosts;
     this.clientKey = paths.clientKey;
+    this.authorizedKeysFile = paths.authorizedKeys;
     this.nixSshOpts = `-F ${paths.sshConfig}`;
     this.states = new Map(states.map((s) => [s.info.name, s]));
     this.builders = states.map((s) => s.info);

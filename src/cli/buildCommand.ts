@@ -144,7 +144,13 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
 
-  const ssh = new SshPool({ connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3 });
+  const ssh = new SshPool({
+    connectTimeoutMs: opts.connectTimeout * 1000,
+    keepaliveIntervalMs: opts.keepaliveInterval * 1000,
+    keepaliveCountMax: 3,
+    warn: output.warn,
+    debug: output.debug,
+  });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   // Slots shared with other runners (this machine's, or the fleet's), keyed by where a builder really is.
   let leases;

@@ -134,6 +134,11 @@ export class BuildObservers {
   /** Learned bytes per second from a cache or builder (as openHistory read them), when the history knows. */
   readonly transferRate = (source: string): number | undefined => this.transferRates.get(source);
 
+  /** Details for --log-file (an identity file skipped, an agent that cannot be used). */
+  readonly debug = (message: string): void => {
+    this.logger.debug(message);
+  };
+
   /** Opens the build history (unless --no-history) and returns its estimates for the scheduler. */
   async openHistory(location: StateLocation, opts: HistoryOptions, keys: readonly EstimateKey[]): Promise<EstimateLookup | undefined> {
     this.history = await openHistory(location, opts, 'write', this.warn);

@@ -107,7 +107,7 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
 
 /** The same batched validity query build makes at its start, one per builder. */
 async function askBuilders(config: MachinesConfig, workload: Workload, opts: PlanOptions): Promise<BuilderHoldings> {
-  const ssh = new SshPool({ connectTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3 });
+  const ssh = new SshPool({ connectTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3, warn: (m) => process.stderr.write(`offload: ${m}\n`) });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   try {
     return await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));

@@ -225,14 +225,18 @@ function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, ho
     acceptUnknownHostKey: ssh.acceptUnknownHostKey,
   };
   if (ssh.user !== undefined) machine.sshUser = ssh.user;
-  if (identityFiles.length > 0) {
-    machine.sshKey = identityFiles[0]!;
-    machine.identityFiles = identityFiles;
-  }
+  if (spec.sshKey !== undefined) machine.sshKey = identityFiles[0]!;
+  if (identityFiles.length > 0) machine.identityFiles = identityFiles;
+  if (ssh.identitiesOnly !== undefined) machine.identitiesOnly = ssh.identitiesOnly;
+  if (ssh.identityAgent !== undefined) machine.identityAgent = ssh.identityAgent;
   if (spec.publicHostKey !== undefined) machine.publicHostKey = spec.publicHostKey;
   if (origin !== undefined) machine.origin = origin;
   if (spec.pressure !== undefined) machine.pressure = spec.pressure;
   if (ssh.userKnownHostsFiles !== undefined) machine.userKnownHostsFiles = ssh.userKnownHostsFiles;
+  if (ssh.globalKnownHostsFiles !== undefined) machine.globalKnownHostsFiles = ssh.globalKnownHostsFiles;
+  if (ssh.hostKeyAlias !== undefined) machine.hostKeyAlias = ssh.hostKeyAlias;
+  if (ssh.strictHostKeyChecking !== undefined) machine.strictHostKeyChecking = ssh.strictHostKeyChecking;
+  if (ssh.hashKnownHosts !== undefined) machine.hashKnownHosts = ssh.hashKnownHosts;
   return machine;
 }
 

@@ -8,6 +8,7 @@ export interface Machine {
   address: string;
   port: number;
   sshUser?: string;
+  /** The machines file's key (expanded): explicit input, so it must exist and be private (checked before connecting). */
   sshKey?: string;
   systems: string[];
   supportedFeatures: string[];
@@ -19,12 +20,26 @@ export interface Machine {
   /** From ssh_config StrictHostKeyChecking: accept unknown host keys. */
   acceptUnknownHostKey?: boolean;
   /**
-   * Every private key ssh would offer, in order (machines-file key first, then
-   * ssh_config IdentityFile); `sshKey` is the first. Absent when none is configured.
+   * Every private key ssh would offer, in order (machines-file `sshKey` first,
+   * then ssh_config IdentityFile). Absent when none is configured (ssh's
+   * defaults then). Only `sshKey` must be usable; the others are skipped when
+   * they are not, as ssh skips them.
    */
   identityFiles?: string[];
-  /** From ssh_config UserKnownHostsFile, expanded; absent = ssh's default (~/.ssh/known_hosts). */
+  /** ssh_config IdentitiesOnly yes: only agent keys an identity file names. */
+  identitiesOnly?: boolean;
+  /** ssh_config IdentityAgent: a socket path or "none"; absent = SSH_AUTH_SOCK. */
+  identityAgent?: string;
+  /** From ssh_config UserKnownHostsFile, expanded; absent = ssh's default (~/.ssh/known_hosts, ~/.ssh/known_hosts2). */
   userKnownHostsFiles?: string[];
+  /** From ssh_config GlobalKnownHostsFile; absent = /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2. */
+  globalKnownHostsFiles?: string[];
+  /** ssh_config HostKeyAlias: the name host keys are looked up and recorded under. */
+  hostKeyAlias?: string;
+  /** ssh_config StrictHostKeyChecking, when set (yes and ask refuse unknown keys; accept-new and no record them). */
+  strictHostKeyChecking?: 'yes' | 'ask' | 'accept-new' | 'no';
+  /** ssh_config HashKnownHosts yes: record new keys under a hashed name. */
+  hashKnownHosts?: boolean;
   /** Where the machine was written: "file:line", "--builders entry N", "FILE machines[N]". */
   origin?: string;
   pressure?: PressureLimitOverrides;

@@ -47,8 +47,20 @@ export interface SshHostSettings {
   identityFiles: string[];
   /** UserKnownHostsFile values, expanded; absent when not configured. */
   userKnownHostsFiles?: string[];
+  /** GlobalKnownHostsFile values, expanded; absent when not configured. */
+  globalKnownHostsFiles?: string[];
+  /** HostKeyAlias (the name host keys are looked up and recorded under). */
+  hostKeyAlias?: string;
   /** StrictHostKeyChecking no/off/false/accept-new: a host key not yet known is accepted. */
   acceptUnknownHostKey: boolean;
+  /** StrictHostKeyChecking, normalised; absent when not configured (ssh's default: ask, which offload treats as yes). */
+  strictHostKeyChecking?: 'yes' | 'ask' | 'accept-new' | 'no';
+  /** HashKnownHosts yes. */
+  hashKnownHosts?: boolean;
+  /** IdentitiesOnly yes: of the agent's keys only those an identity file names are offered. */
+  identitiesOnly?: boolean;
+  /** IdentityAgent, expanded: a socket path, or "none" (no agent). Absent: SSH_AUTH_SOCK. */
+  identityAgent?: string;
   /** Config that was skipped because offload does not evaluate it (Match exec, ...). */
   warnings: string[];
 }
@@ -78,6 +90,11 @@ export function resolveSshHost(
   for (const config of configs) state.apply(config.lines, config, 0);
   return state.result(alias);
 }
+
+const STRICT_MODES = new Map<string, 'yes' | 'ask' | 'accept-new' | 'no'>([
+  ['yes', 'yes'], ['true', 'yes'], ['ask', 'ask'],
+  ['no', 'no'], ['false', 'no'], ['off', 'no'], ['accept-new', 'accept-new'],
+]);
 
 const ACCEPT_UNKNOWN = new Map([
   ['yes', false], ['true', false], ['ask', false],
@@ -181,14 +198,40 @@ class Evaluation {
     };
     if (port !== undefined) settings.port = port;
     if (user !== undefined) settings.user = user;
-    const knownHosts = this.options.get('userknownhostsfile');
-    if (knownHosts) {
-      settings.userKnownHostsFiles = [knownHosts.value]
-        .flat()
-        .filter((file) => file.toLowerCase() !== 'none')
-        .map((file) => expandPath(file, tokens, this.local.homeDir, `UserKnownHostsFile in ${knownHosts.path}`));
+    const identitiesOnly = this.yesNo('identitiesonly', alias);
+    if (identitiesOnly !== undefined) settings.identitiesOnly = identitiesOnly;
+    const agent = this.single('identityagent');
+    if (agent && agent.value !== 'SSH_AUTH_SOCK') {
+      settings.identityAgent = agent.value.toLowerCase() === 'none' ? 'none' : expandPath(agent.value.startsWith('$') ? (process.env[agent.value.slice(1)] ?? '') : agent.value, tokens, this.local.homeDir, `IdentityAgent in ${agent.path}`);
     }
+    for (const [keyword, field, name] of [
+      ['userknownhostsfile', 'userKnownHostsFiles', 'UserKnownHostsFile'],
+      ['globalknownhostsfile', 'globalKnownHostsFiles', 'GlobalKnownHostsFile'],
+    ] as const) {
+      const files = this.options.get(keyword);
+      if (!files) continue;
+      settings[field] = [files.value]
+        .flat()
+        .flatMap((value) => value.split(/\s+/))
+        .filter((file) => file !== '' && file.toLowerCase() !== 'none')
+        .map((file) => expandPath(file, tokens, this.local.homeDir, `${name} in ${files.path}`));
+    }
+    const keyAlias = this.single('hostkeyalias');
+    if (keyAlias) settings.hostKeyAlias = keyAlias.value;
+    const strict = this.single('stricthostkeychecking');
+    if (strict) settings.strictHostKeyChecking = STRICT_MODES.get(strict.value.toLowerCase())!;
+    const hash = this.yesNo('hashknownhosts', alias);
+    if (hash !== undefined) settings.hashKnownHosts = hash;
     return settings;
+  }
+
+  private yesNo(keyword: string, alias: string): boolean | undefined {
+    const obtained = this.single(keyword);
+    if (!obtained) return undefined;
+    const value = obtained.value.toLowerCase();
+    if (value === 'yes' || value === 'true') return true;
+    if (value === 'no' || value === 'false') return false;
+    throw new SshConfigError(`${obtained.path}: ${obtained.value} is not yes or no (${keyword} for host ${alias})`);
   }
 
   private acceptUnknownHostKey(alias: string): boolean {

@@ -7,7 +7,7 @@ import { LOADAVG_COMMAND, NPROC_COMMAND, parseCpuCount, parseDfStore, parseLoada
 import { parsePressure, pressureLimits, pressureReasons, PRESSURE_COMMAND, type BuilderPressure } from './builderPressure.js';
 import { loadFindings, storeSpaceFindings, verdictOf, type StoreSpaceLimits, type Verdict } from './builderVerdict.js';
 import { expectedHostKey, knownHostsFilesFor } from './expectedHostKey.js';
-import { defaultKnownHostsFiles, loadKnownHosts } from './knownHosts.js';
+import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, loadKnownHosts } from './knownHosts.js';
 import {
   NIX_VERSION_COMMAND,
   parseNixVersion,
@@ -59,17 +59,20 @@ export interface BuilderCheck {
 export interface CheckOptions {
   /** Each host must answer everything within this (connect included). */
   timeoutMs: number;
-  /** known_hosts files for machines without their own (default: ssh's). */
+  /** The user's known_hosts files for machines without UserKnownHostsFile (default: ssh's). */
   knownHostsFiles?: string[];
+  /** Global known_hosts files for machines without GlobalKnownHostsFile (default: ssh's). */
+  globalKnownHostsFiles?: string[];
   storeSpaceLimits?: StoreSpaceLimits;
 }
 
 /** Checks every machine in parallel over one pool; the result keeps the machines' order. */
 export async function checkBuilders(machines: readonly Machine[], options: CheckOptions): Promise<BuilderCheck[]> {
-  const knownHostsFiles = options.knownHostsFiles ?? defaultKnownHostsFiles();
-  const pool = new SshPool({ connectTimeoutMs: options.timeoutMs, knownHostsFiles });
+  const knownHostsFiles = options.knownHostsFiles ?? defaultUserKnownHostsFiles();
+  const globalKnownHostsFiles = options.globalKnownHostsFiles ?? [...DEFAULT_GLOBAL_KNOWN_HOSTS_FILES];
+  const pool = new SshPool({ connectTimeoutMs: options.timeoutMs, knownHostsFiles, globalKnownHostsFiles });
   try {
-    return await Promise.all(machines.map((m) => checkWithTimeout(pool, m, { ...options, knownHostsFiles })));
+    return await Promise.all(machines.map((m) => checkWithTimeout(pool, m, { ...options, knownHostsFiles, globalKnownHostsFiles })));
   } finally {
     await pool.closeAll();
   }
@@ -84,7 +87,7 @@ interface Draft extends Omit<BuilderCheck, 'verdict' | 'reason'> {
 async function checkWithTimeout(
   pool: SshPool,
   machine: Machine,
-  options: CheckOptions & { knownHostsFiles: string[] },
+  options: CheckOptions & { knownHostsFiles: string[]; globalKnownHostsFiles: string[] },
 ): Promise<BuilderCheck> {
   const draft: Draft = {
     hostName: machine.hostName,
@@ -126,8 +129,8 @@ function finish(draft: Draft): BuilderCheck {
   return { ...rest, ...verdictOf(draft.findings) };
 }
 
-async function probe(pool: SshPool, machine: Machine, draft: Draft, options: CheckOptions & { knownHostsFiles: string[] }): Promise<void> {
-  const files = knownHostsFilesFor(machine, options.knownHostsFiles);
+async function probe(pool: SshPool, machine: Machine, draft: Draft, options: CheckOptions & { knownHostsFiles: string[]; globalKnownHostsFiles: string[] }): Promise<void> {
+  const files = knownHostsFilesFor(machine, options.knownHostsFiles, options.globalKnownHostsFiles);
   const expected = await step(draft, 'known_hosts', async () => expectedHostKey(machine, await loadKnownHosts(files), files));
   if (!expected) return;
   if (!(await connect(pool, machine, draft, expected))) return;

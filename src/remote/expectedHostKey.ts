@@ -1,7 +1,7 @@
 import type { Machine } from '../config/machine.js';
 import { decodePublicHostKey } from '../config/publicHostKey.js';
 import { sha256Fingerprint } from './hostKey.js';
-import { defaultKnownHostsFiles, keysForHost, knownHostsName, type KnownHostsEntry } from './knownHosts.js';
+import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, knownHostsName, type KnownHostsEntry } from './knownHosts.js';
 
 /**
  * Which host key a machine is expected to present, worked out from local
@@ -23,21 +23,35 @@ export interface ExpectedHostKey {
   problem?: string;
 }
 
-/** The known_hosts files SshPool reads for this machine when it has no pinned key. */
-export function knownHostsFilesFor(machine: Machine, defaultFiles: string[] = defaultKnownHostsFiles()): string[] {
-  return machine.publicHostKey ? [] : (machine.userKnownHostsFiles ?? defaultFiles);
+/** The user's known_hosts files for this machine: ssh_config UserKnownHostsFile, else the defaults. The first is where new keys are recorded. */
+export function userKnownHostsFilesFor(machine: Machine, userDefaults: readonly string[] = defaultUserKnownHostsFiles()): string[] {
+  return [...(machine.userKnownHostsFiles ?? userDefaults)];
 }
 
 /**
- * Names OpenSSH looks the key up under: the address (with [ ]:port when not
- * 22) and, for an alias, the alias itself (what HostKeyAlias writes).
- * Mirrors SshPool's host-key policy.
+ * The known_hosts files SshPool reads for this machine when it has no pinned
+ * key: the user's, then the global ones, which ssh reads whatever
+ * UserKnownHostsFile says (so their @revoked lines always apply).
+ */
+export function knownHostsFilesFor(
+  machine: Machine,
+  userDefaults: readonly string[] = defaultUserKnownHostsFiles(),
+  globalDefaults: readonly string[] = DEFAULT_GLOBAL_KNOWN_HOSTS_FILES,
+): string[] {
+  if (machine.publicHostKey) return [];
+  return [...new Set([...userKnownHostsFilesFor(machine, userDefaults), ...(machine.globalKnownHostsFiles ?? globalDefaults)])];
+}
+
+/**
+ * The one name OpenSSH looks the key up under (get_hostfile_hostname_ipaddr):
+ * HostKeyAlias when set, else the HostName it connects to, as `[host]:port`
+ * when the port is not 22. The alias from the machines file is never used by
+ * itself: a key recorded for `builder` must not vouch for whatever address
+ * and port `builder` points at today. SshPool checks and records under this.
  */
 export function knownHostsNamesFor(machine: Machine): string[] {
-  const address = machine.address || machine.hostName;
-  const port = machine.port || 22;
-  const aliasNames = machine.hostName === address ? [] : [knownHostsName(machine.hostName, port), machine.hostName.toLowerCase()];
-  return [...new Set([knownHostsName(address, port), ...aliasNames])];
+  if (machine.hostKeyAlias) return [machine.hostKeyAlias.toLowerCase()];
+  return [knownHostsName(machine.address || machine.hostName, machine.port || 22)];
 }
 
 export function expectedHostKey(machine: Machine, entries: KnownHostsEntry[], files: string[]): ExpectedHostKey {

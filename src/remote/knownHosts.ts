@@ -25,11 +25,17 @@ export interface KnownHostKeys {
   keys: KnownHostsEntry[];
   /** Keys the files say must never be accepted for this host (`@revoked`). */
   revoked: KnownHostsEntry[];
+  /** `@cert-authority` lines for the host: offload cannot check host certificates (ssh2 has none). */
+  authorities: KnownHostsEntry[];
 }
 
-export function defaultKnownHostsFiles(home: string = homedir()): string[] {
-  return [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2'), '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'];
+/** ssh's UserKnownHostsFile default; the first file is where new keys are recorded. */
+export function defaultUserKnownHostsFiles(home: string = homedir()): string[] {
+  return [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')];
 }
+
+/** ssh's GlobalKnownHostsFile default: always read, whatever UserKnownHostsFile says. */
+export const DEFAULT_GLOBAL_KNOWN_HOSTS_FILES: readonly string[] = ['/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'];
 
 export function parseKnownHosts(text: string, file: string): KnownHostsEntry[] {
   const entries: KnownHostsEntry[] = [];
@@ -86,15 +92,16 @@ export function patternsMatch(patterns: string, name: string): boolean {
 }
 
 /**
- * Keys known for any of `names` (e.g. the machine's alias and its address, each
- * in knownHostsName form). Certificate authorities are ignored: offload does
- * not accept host certificates.
+ * Keys known for any of `names` (in knownHostsName form, or the HostKeyAlias).
+ * Certificate authorities are returned apart: offload does not accept host
+ * certificates, so they can only explain why a host is unknown.
  */
 export function keysForHost(entries: KnownHostsEntry[], names: string[]): KnownHostKeys {
   const forHost = entries.filter((e) => names.some((name) => patternsMatch(e.patterns, name)));
   return {
     keys: forHost.filter((e) => e.marker === undefined),
     revoked: forHost.filter((e) => e.marker === '@revoked'),
+    authorities: forHost.filter((e) => e.marker === '@cert-authority'),
   };
 }
 

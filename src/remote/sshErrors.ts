@@ -73,23 +73,21 @@ export class HostUnreachableError extends OffloadError {
   }
 }
 
-/** sshd refused the keys (or the user). */
+/** sshd refused the keys (or the user); the message says what was offered and what was skipped and why. */
 export class AuthenticationError extends OffloadError {
   constructor(
     readonly host: string,
     readonly user: string,
-    /** Key files offered (paths only). */
-    readonly keyFiles: string[],
+    /** What was offered, in order (`ssh-agent key …`, `key file …`). */
+    readonly offered: string[],
+    /** Identity files not offered, each with why. */
+    readonly skipped: string[],
     options?: { cause?: unknown },
   ) {
-    const keys =
-      keyFiles.length === 1
-        ? `the key ${keyFiles[0]}`
-        : keyFiles.length > 1
-          ? `the keys ${keyFiles.join(', ')}`
-          : 'no key file (set sshKey in the machines file or IdentityFile in ssh_config)';
-    const agent = process.env.SSH_AUTH_SOCK ? ' or the ssh-agent keys' : '';
-    super(`${host} refused login as ${user} with ${keys}${agent}`, ExitCode.hostsUnusable, options);
+    const tried = offered.length > 0 ? `offered ${offered.join(', ')}` : 'had no key to offer (no usable identity file, no key in ssh-agent)';
+    const skippedText = skipped.length > 0 ? `; skipped ${skipped.join(', ')}` : '';
+    const hint = offered.length > 0 ? '' : '; set sshKey in the machines file or IdentityFile in ssh_config, or load a key into ssh-agent (SSH_AUTH_SOCK)';
+    super(`${host} refused login as ${user}: ${tried}${skippedText}${hint}`, ExitCode.hostsUnusable, options);
   }
 }
 
@@ -109,11 +107,11 @@ export function connectFailure(
   host: string,
   address: string,
   port: number,
-  auth: { user: string; keyFiles: string[] },
+  auth: { user: string; offered: string[]; skipped: string[] },
   timeoutMs: number,
 ): OffloadError {
   const options = error ? { cause: error } : undefined;
-  if (error?.level === 'client-authentication') return new AuthenticationError(host, auth.user, auth.keyFiles, options);
+  if (error?.level === 'client-authentication') return new AuthenticationError(host, auth.user, auth.offered, auth.skipped, options);
   if (error?.level === 'client-timeout') {
     return new HostUnreachableError(host, address, port, `no SSH handshake within ${timeoutMs / 1000} s`, options);
   }

@@ -1,18 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { homedir, userInfo } from 'node:os';
-import { join } from 'node:path';
-import ssh2, { Client, type AnyAuthMethod, type ClientChannel, type ConnectConfig, type ParsedKey } from 'ssh2';
-
-// ssh2 is CommonJS: `utils` exists only on the default export under ESM.
-const { utils } = ssh2;
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import type { Machine } from '../config/machine.js';
-import { KeyFileError } from '../config/errors.js';
-import { checkKeyFile } from '../config/keyFile.js';
 import type { OffloadError } from '../errors/offloadError.js';
-import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, type HostKeyPolicy } from './hostKey.js';
-import { defaultKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts } from './knownHosts.js';
+import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
+import { clientAuth } from './identities.js';
+import { knownHostsFilesFor, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
+import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, loadKnownHosts } from './knownHosts.js';
+import { recordHostKey } from './recordHostKey.js';
 import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
@@ -33,8 +27,14 @@ export interface SshPoolOptions {
   keepaliveCountMax?: number;
   /** Close a connection that has had no channel for this long (default 0: keep until closeAll). */
   idleTimeoutMs?: number;
-  /** known_hosts files for hosts without userKnownHostsFiles (default ~/.ssh/known_hosts, /etc/ssh/ssh_known_hosts, ...). */
+  /** The user's known_hosts files for hosts without UserKnownHostsFile (default ~/.ssh/known_hosts, ~/.ssh/known_hosts2). */
   knownHostsFiles?: string[];
+  /** Global known_hosts files for hosts without GlobalKnownHostsFile (default /etc/ssh/ssh_known_hosts, ssh_known_hosts2). */
+  globalKnownHostsFiles?: string[];
+  /** Receives debug lines: identity files skipped, an agent that cannot be used. */
+  debug?: (message: string) => void;
+  /** Receives warnings: a host key recorded, host keys not checked strictly. */
+  warn?: (message: string) => void;
 }
 
 export interface ExecResult {
@@ -66,7 +66,9 @@ type PoolEvents = { down: [host: string, error: OffloadError] };
 
 export class SshPool extends EventEmitter<PoolEvents> {
   private readonly connections = new Map<string, Connection>();
-  private readonly options: Required<SshPoolOptions>;
+  private readonly options: Required<Omit<SshPoolOptions, 'debug' | 'warn'>>;
+  private readonly debug: (message: string) => void;
+  private readonly warn: (message: string) => void;
 
   constructor(options: SshPoolOptions = {}) {
     super();
@@ -75,8 +77,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
       keepaliveIntervalMs: options.keepaliveIntervalMs ?? 5_000,
       keepaliveCountMax: options.keepaliveCountMax ?? 3,
       idleTimeoutMs: options.idleTimeoutMs ?? 0,
-      knownHostsFiles: options.knownHostsFiles ?? defaultKnownHostsFiles(),
+      knownHostsFiles: options.knownHostsFiles ?? defaultUserKnownHostsFiles(),
+      globalKnownHostsFiles: options.globalKnownHostsFiles ?? [...DEFAULT_GLOBAL_KNOWN_HOSTS_FILES],
     };
+    this.debug = options.debug ?? (() => undefined);
+    this.warn = options.warn ?? (() => undefined);
   }
 
   /** Connects (or waits for the connection in progress); rejects with a classified SSH error. */
@@ -215,9 +220,12 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
-    const [auth, policy] = await Promise.all([authMethods(machine), hostKeyPolicy(machine, this.options.knownHostsFiles)]);
+    const [auth, policy] = await Promise.all([clientAuth(machine, { debug: this.debug }), hostKeyPolicy(machine, this.options.knownHostsFiles, this.options.globalKnownHostsFiles)]);
     const { client } = connection;
     if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
+    if (machine.strictHostKeyChecking === 'no' && !policy.pinned) {
+      this.warn(`${machine.hostName}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
+    }
     let refusedKey: OffloadError | undefined;
     const config: ConnectConfig = {
       host: policy.address,
@@ -228,10 +236,14 @@ export class SshPool extends EventEmitter<PoolEvents> {
       keepaliveInterval: this.options.keepaliveIntervalMs,
       keepaliveCountMax: this.options.keepaliveCountMax,
       algorithms: { serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] },
-      hostVerifier: (key: Buffer) => {
+      hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
         const decision = checkHostKey(key, policy);
         if (!decision.accepted) refusedKey = decision.error;
-        return decision.accepted;
+        if (decision.accepted && decision.via === 'accepted unknown') {
+          void this.recordNewKey(machine, key).then(() => verify(true));
+          return;
+        }
+        verify(decision.accepted);
       },
     };
     await new Promise<void>((resolve, reject) => {
@@ -242,7 +254,9 @@ export class SshPool extends EventEmitter<PoolEvents> {
         connection.established = true;
         resolve();
       });
-      client.on('error', (error: Error) => {
+      client.on('error', (error: Error & { level?: string }) => {
+        // ssh2 reports an agent that fails mid-login this way and goes on with the next method.
+        if (error.level === 'agent') return this.debug(`${machine.hostName}: ssh-agent: ${error.message}`);
         lastError = error;
         if (!ready) {
           reject(refusedKey ?? connectFailure(error, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
@@ -260,6 +274,25 @@ export class SshPool extends EventEmitter<PoolEvents> {
     });
     if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
     this.scheduleIdleClose(machine.hostName, connection);
+  }
+
+  /**
+   * A key nothing knew, accepted under StrictHostKeyChecking accept-new or no:
+   * recorded in the first user known_hosts file, as ssh does, so a different
+   * key next time is refused. A file that cannot be written is a warning, not
+   * a failed connection (ssh goes on too).
+   */
+  private async recordNewKey(machine: Machine, key: Buffer): Promise<void> {
+    const file = userKnownHostsFilesFor(machine, this.options.knownHostsFiles)[0];
+    const name = knownHostsNamesFor(machine)[0]!;
+    if (!file) return;
+    const print = `${keyTypeOfBlob(key) ?? 'unknown'} ${sha256Fingerprint(key)}`;
+    try {
+      await recordHostKey(file, name, key, { hash: machine.hashKnownHosts ?? false });
+      this.warn(`${machine.hostName}: permanently added ${name} (${print}) to the list of known hosts in ${file}`);
+    } catch (error) {
+      this.warn(`${machine.hostName}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
   }
 
   private lost(host: string, connection: Connection, error: Error | undefined): void {
@@ -342,48 +375,12 @@ async function closeConnection(connection: Connection): Promise<void> {
   await closed;
 }
 
-export interface ClientAuth {
-  user: string;
-  /** The key files offered, for messages (never their contents). */
-  keyFiles: string[];
-  methods: AnyAuthMethod[];
-}
-
-/** Default identities ssh tries when neither the machines file nor ssh_config names one. */
-function defaultIdentityFiles(): string[] {
-  const ssh = join(homedir(), '.ssh');
-  return ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((name) => join(ssh, name)).filter((path) => existsSync(path));
-}
-
-async function authMethods(machine: Machine): Promise<ClientAuth> {
-  const user = machine.sshUser ?? userInfo().username;
-  const configured = machine.identityFiles ?? (machine.sshKey ? [machine.sshKey] : undefined);
-  const keyFiles = configured ?? defaultIdentityFiles();
-  const methods: AnyAuthMethod[] = [];
-  for (const file of keyFiles) {
-    await checkKeyFile(file, machine.hostName);
-    const key = utils.parseKey(await readFile(file));
-    if (key instanceof Error) {
-      throw new KeyFileError(
-        `SSH key ${file} for host ${machine.hostName} cannot be used: ${key.message} (offload needs an unencrypted key, or the key loaded in ssh-agent)`,
-      );
-    }
-    // ssh2 returns an array for a file holding several keys; its types leave that out.
-    methods.push({ type: 'publickey', username: user, key: Array.isArray(key) ? (key as ParsedKey[])[0]! : key });
-  }
-  if (process.env.SSH_AUTH_SOCK) methods.push({ type: 'agent', username: user, agent: process.env.SSH_AUTH_SOCK });
-  return { user, keyFiles, methods };
-}
-
-async function hostKeyPolicy(machine: Machine, defaultFiles: string[]): Promise<HostKeyPolicy> {
+async function hostKeyPolicy(machine: Machine, userDefaults: string[], globalDefaults: string[]): Promise<HostKeyPolicy> {
   const address = machine.address || machine.hostName;
   const port = machine.port || 22;
-  const knownHostsFiles = machine.publicHostKey ? [] : (machine.userKnownHostsFiles ?? defaultFiles);
+  const knownHostsFiles = knownHostsFilesFor(machine, userDefaults, globalDefaults);
   const entries = await loadKnownHosts(knownHostsFiles);
-  // OpenSSH looks keys up under the address; an alias's key may also be recorded
-  // under the alias itself, bare, as ssh_config HostKeyAlias writes it.
-  const aliasNames = machine.hostName === address ? [] : [knownHostsName(machine.hostName, port), machine.hostName.toLowerCase()];
-  const names = [...new Set([knownHostsName(address, port), ...aliasNames])];
+  const names = knownHostsNamesFor(machine);
   return {
     host: machine.hostName,
     address,

@@ -113,7 +113,9 @@ export function machinesListToText(input: MachinesListInput, opts: TextOptions):
     featuresCell(m.supportedFeatures, m.mandatoryFeatures),
     String(m.maxJobs),
     String(m.speedFactor),
-    m.sshKey === undefined ? '(ssh defaults)' : keyFileProblem === undefined ? m.sshKey : `${m.sshKey} (refused, see below)`,
+    m.sshKey !== undefined
+      ? keyFileProblem === undefined ? m.sshKey : `${m.sshKey} (refused, see below)`
+      : m.identityFiles?.length ? m.identityFiles.join(', ') : '(ssh defaults)',
     hostKeyCell(hostKey),
   ]);
   const local = input.local;

@@ -253,11 +253,16 @@ describe.runIf(integrationPrereqs())('offload build when builders fail', () => {
     expect(r.stderr).not.toMatch(/^\s+at /m);
   });
 
-  it('refuses an unknown host key unless ssh_config accepts it, and says how to pin it', async () => {
+  it('refuses an unknown host key unless ssh_config accepts it, says how to pin it; accept-new records it once and refuses a changed key next time', async () => {
     const aquamarine = cluster.builder('aquamarine');
     const emptyKnownHosts = join(cluster.dir, 'empty_known_hosts');
     writeFileSync(emptyKnownHosts, '');
-    const config = readFileSync(cluster.sshConfigFile, 'utf8').replaceAll(cluster.knownHostsFile, emptyKnownHosts);
+    const emptyGlobal = join(cluster.dir, 'empty_global_known_hosts');
+    writeFileSync(emptyGlobal, '');
+    const config = readFileSync(cluster.sshConfigFile, 'utf8').replaceAll(
+      `UserKnownHostsFile ${cluster.knownHostsFile}`,
+      `UserKnownHostsFile ${emptyKnownHosts}\n  GlobalKnownHostsFile ${emptyGlobal}`,
+    );
     const strict = join(cluster.dir, 'ssh_config.strict');
     const lax = join(cluster.dir, 'ssh_config.lax');
     writeFileSync(strict, config);
@@ -272,7 +277,7 @@ describe.runIf(integrationPrereqs())('offload build when builders fail', () => {
     });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toContain(
-      `host key of aquamarine (127.0.0.1:${aquamarine.port}) is not known: it offered ssh-ed25519 ${fingerprint(aquamarine.publicHostKey)}, which is neither pinned in the machines file nor listed in ${emptyKnownHosts}; ` +
+      `host key of aquamarine (127.0.0.1:${aquamarine.port}) is not known: it offered ssh-ed25519 ${fingerprint(aquamarine.publicHostKey)}, which is neither pinned in the machines file nor listed in ${emptyKnownHosts}, ${emptyGlobal}; ` +
         `if that fingerprint is the host's, pin it with "publicHostKey": "${aquamarine.publicHostKey}" or run: ssh-keyscan -p ${aquamarine.port} -t ed25519 127.0.0.1 >> ~/.ssh/known_hosts`,
     );
     expect(log).not.toMatch(/publickey/);
@@ -282,6 +287,23 @@ describe.runIf(integrationPrereqs())('offload build when builders fail', () => {
     const accepted = await offload(['build', drv!, '--machines', file, '--ssh-config', lax, '--max-jobs', '0']);
     expect(accepted.code, accepted.stderr).toBe(0);
     expect(readFileSync(accepted.stdout.trim(), 'utf8')).toMatch(/^unpinned /);
+    // accept-new recorded the key under the HostKeyAlias in the first UserKnownHostsFile, and said so once.
+    const aquamarineLine = Buffer.from(aquamarine.publicHostKey, 'base64').toString();
+    expect(readFileSync(emptyKnownHosts, 'utf8')).toBe(`aquamarine ${aquamarineLine}\n`);
+    expect(accepted.stderr.match(/permanently added aquamarine \(ssh-ed25519 SHA256:\S+\) to the list of known hosts in /g)).toHaveLength(1);
+    // Next run: known now, so nothing more is written.
+    const [again] = await instantiateExpr('mk { name = "unpinned-again"; }');
+    const known = await offload(['build', again!, '--machines', file, '--ssh-config', lax, '--max-jobs', '0']);
+    expect(known.code, known.stderr).toBe(0);
+    expect(known.stderr).not.toContain('permanently added');
+    expect(readFileSync(emptyKnownHosts, 'utf8').split('\n').filter(Boolean)).toHaveLength(1);
+    // A different key recorded for it (the host "changed"): refused, accept-new only takes keys nothing knows.
+    const otherKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9uGuDT2rdvPcurj017BdtANT5cgNg8OL+winWQMItm';
+    writeFileSync(emptyKnownHosts, `aquamarine ${otherKey}\n`);
+    const [third] = await instantiateExpr('mk { name = "unpinned-changed"; }');
+    const changed = await offload(['build', third!, '--machines', file, '--ssh-config', lax, '--max-jobs', '0']);
+    expect(changed.code, changed.stderr).toBe(1);
+    expect(changed.stderr).toContain(`host key of aquamarine (127.0.0.1:${aquamarine.port}) does not match`);
   });
 
   it('still builds on every builder after the faults above', async () => {

@@ -168,9 +168,33 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
     expect((error as Error).message).toContain(`ssh-keyscan -p ${cluster.builder('kana').port} -t ed25519 127.0.0.1`);
   });
 
-  it('accepts a host key found in known_hosts under the machine name, and unknown keys when told to', async () => {
-    const viaKnownHosts = machine('kana', { publicHostKey: undefined, userKnownHostsFiles: [cluster.knownHostsFile] });
-    expect((await newPool().exec(viaKnownHosts, 'true')).code).toBe(0);
+  it('accepts a host key recorded under HostKeyAlias, but not under the bare alias without it', async () => {
+    // cluster.knownHostsFile lists each builder's key under its bare name.
+    const viaAlias = machine('kana', { publicHostKey: undefined, userKnownHostsFiles: [cluster.knownHostsFile], hostKeyAlias: 'kana' });
+    expect((await newPool().exec(viaAlias, 'true')).code).toBe(0);
+    // Without HostKeyAlias ssh looks up [127.0.0.1]:port: a key for "kana" must not vouch for that address.
+    const bare = machine('kana', { publicHostKey: undefined, userKnownHostsFiles: [cluster.knownHostsFile] });
+    expect(await newPool().connect(bare).catch((e: unknown) => e)).toBeInstanceOf(UnknownHostKeyError);
+  });
+
+  it('always reads the global known_hosts files too, and their @revoked lines apply whatever the user file says', async () => {
+    const ruby = cluster.builder('ruby');
+    const global = join(cluster.dir, 'global_known_hosts');
+    const user = join(cluster.dir, 'user_known_hosts_for_global');
+    writeFileSync(global, `[127.0.0.1]:${ruby.port} ${ruby.hostKeyLine}\n`);
+    writeFileSync(user, '');
+    const m = machine('ruby', { publicHostKey: undefined, userKnownHostsFiles: [user], globalKnownHostsFiles: [global] });
+    expect((await newPool().exec(m, 'true')).code).toBe(0);
+    // The user file lists the key; the global file revokes it.
+    writeFileSync(user, `[127.0.0.1]:${ruby.port} ${ruby.hostKeyLine}\n`);
+    writeFileSync(global, `@revoked * ${ruby.hostKeyLine}\n`);
+    const error = await newPool().connect(m).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostKeyMismatchError);
+    expect((error as Error).message).toContain('marked @revoked');
+    expect((error as Error).message).toContain(`${global}:1`);
+  });
+
+  it('accepts a host key found in known_hosts, hashed or not, and unknown keys when told to', async () => {
 
     const hashedFile = join(cluster.dir, 'hashed_known_hosts');
     writeFileSync(hashedFile, `[127.0.0.1]:${cluster.builder('ruby').port} ${cluster.builder('ruby').hostKeyLine}\n`);
@@ -179,8 +203,10 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
     const viaHashed = machine('ruby', { publicHostKey: undefined, userKnownHostsFiles: [hashedFile] });
     expect((await newPool().exec(viaHashed, 'true')).code).toBe(0);
 
-    const trusting = machine('ruby', { publicHostKey: undefined, acceptUnknownHostKey: true });
+    const recorded = join(cluster.dir, 'accept_new_known_hosts');
+    const trusting = machine('ruby', { publicHostKey: undefined, acceptUnknownHostKey: true, strictHostKeyChecking: 'accept-new', userKnownHostsFiles: [recorded] });
     expect((await newPool().exec(trusting, 'true')).code).toBe(0);
+    expect(readFileSync(recorded, 'utf8')).toBe(`[127.0.0.1]:${cluster.builder('ruby').port} ${cluster.builder('ruby').hostKeyLine}\n`);
   });
 
   it('reports a closed port as unreachable, naming the address', async () => {
@@ -210,7 +236,7 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
       .connect(machine('aquamarine', { sshKey: otherKey }))
       .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AuthenticationError);
-    expect((error as Error).message).toContain(`aquamarine refused login as root with the key ${otherKey}`);
+    expect((error as Error).message).toContain(`aquamarine refused login as root: offered key file ${otherKey}`);
   });
 
   it('bounds a probe: a command that never ends, or a hung builder, fails with ProbeTimeoutError, and the connection serves again', async () => {

@@ -266,7 +266,7 @@ describe('loadMachinesConfig: ssh_config resolution', () => {
       address: '127.0.0.1',
       port: 2201,
       sshUser: 'cfg-user',
-      sshKey: `${home}/.ssh/ruby_key`,
+      // An ssh_config IdentityFile is not the machines file's sshKey: ssh skips it when unusable.
       identityFiles: [`${home}/.ssh/ruby_key`],
       userKnownHostsFiles: [`${home}/.ssh/cluster_hosts`],
       systems: ['x86_64-linux'],
@@ -275,6 +275,7 @@ describe('loadMachinesConfig: ssh_config resolution', () => {
       maxJobs: 1,
       speedFactor: 1,
       acceptUnknownHostKey: true,
+      strictHostKeyChecking: 'accept-new',
     });
     expect(kana).toMatchObject({ address: 'kana', port: 22, sshUser: 'everyone', acceptUnknownHostKey: false });
   });

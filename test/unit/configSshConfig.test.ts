@@ -23,6 +23,31 @@ describe('ssh_config host resolution', () => {
     });
   });
 
+  it('reads the host-key and identity options: known_hosts files, HostKeyAlias, StrictHostKeyChecking, HashKnownHosts, IdentitiesOnly, IdentityAgent', () => {
+    const text = [
+      'Host ruby',
+      '  UserKnownHostsFile ~/.ssh/a ~/.ssh/b',
+      '  GlobalKnownHostsFile /etc/offload_hosts',
+      '  HostKeyAlias ruby-key',
+      '  StrictHostKeyChecking accept-new',
+      '  HashKnownHosts yes',
+      '  IdentitiesOnly yes',
+      '  IdentityAgent ~/agent.sock',
+    ].join('\n');
+    expect(resolve('ruby', text)).toMatchObject({
+      userKnownHostsFiles: ['/home/me/.ssh/a', '/home/me/.ssh/b'],
+      globalKnownHostsFiles: ['/etc/offload_hosts'],
+      hostKeyAlias: 'ruby-key',
+      strictHostKeyChecking: 'accept-new',
+      acceptUnknownHostKey: true,
+      hashKnownHosts: true,
+      identitiesOnly: true,
+      identityAgent: '/home/me/agent.sock',
+    });
+    expect(resolve('ruby', 'Host ruby\n  StrictHostKeyChecking off\n  IdentityAgent none')).toMatchObject({ strictHostKeyChecking: 'no', identityAgent: 'none' });
+    expect(resolve('ruby', 'Host ruby\n  IdentityAgent SSH_AUTH_SOCK').identityAgent).toBeUndefined();
+  });
+
   it('leaves an unknown alias as it is', () => {
     expect(resolve('kana', 'Host ruby\n  HostName 10.0.0.2')).toEqual({
       hostName: 'kana',
@@ -151,6 +176,7 @@ describe('ssh_config files', () => {
       userKnownHostsFiles: [`${home}/.ssh/known_hosts.d/ruby`, '/etc/ssh/cluster_known_hosts'],
       // Only the system file sets it.
       acceptUnknownHostKey: true,
+      strictHostKeyChecking: 'no',
       warnings: [],
     });
   });
@@ -172,6 +198,7 @@ describe('ssh_config files', () => {
       user: 'lab',
       identityFiles: [`${home}/.ssh/id_everyone`, `${home}/.ssh/id_ed25519`],
       acceptUnknownHostKey: true,
+      strictHostKeyChecking: 'accept-new',
       warnings: [],
     });
     expect(resolveFromFiles('secret.lab')).toMatchObject({ acceptUnknownHostKey: false });

@@ -14,7 +14,7 @@ import { keysForHost, knownHostsName, parseKnownHosts } from '../../src/remote/k
 import { HostKeyMismatchError, UnknownHostKeyError } from '../../src/remote/sshErrors.js';
 import { blobOf, ECDSA, ED25519, pinOf, RSA } from './hostKeyFixtures.js';
 
-const noKnown = { keys: [], revoked: [] };
+const noKnown = { keys: [], revoked: [], authorities: [] };
 
 function policy(overrides: Partial<HostKeyPolicy> = {}): HostKeyPolicy {
   return {

@@ -84,6 +84,9 @@ describe('keysForHost', () => {
   });
 
   it('finds nothing for an unlisted host', () => {
-    expect(keysForHost(entries, ['ruby', '[127.0.0.1]:2223'])).toEqual({ keys: [], revoked: [] });
+    const known = keysForHost(entries, ['ruby', '[127.0.0.1]:2223']);
+    expect([known.keys, known.revoked]).toEqual([[], []]);
+    // "@cert-authority *" names every host: kept apart, to explain why a host is unknown.
+    expect(known.authorities.map((e) => e.source)).toEqual(['/k:4']);
   });
 });

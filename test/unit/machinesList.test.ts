@@ -44,11 +44,15 @@ describe('expectedHostKey', () => {
     expect(key.from).toEqual(['/kh:1']);
   });
 
-  it('finds keys recorded under the alias (HostKeyAlias), not under other hosts', () => {
+  it('looks keys up under [HostName]:port, or under HostKeyAlias when set, never under the bare alias', () => {
     const known = parseKnownHosts(`builder ${ECDSA.line}\nother ${ED25519.line}\n`, '/kh');
-    const key = expectedHostKey(machine(), known, ['/kh']);
-    expect(key.fingerprints).toEqual([`ecdsa-sha2-nistp256 ${ECDSA.fingerprint}`]);
-    expect(knownHostsNamesFor(machine())).toEqual(['[127.0.0.1]:2222', '[builder]:2222', 'builder']);
+    // A key recorded for the alias does not vouch for whatever address and port it points at.
+    expect(expectedHostKey(machine(), known, ['/kh']).source).toBe('none');
+    expect(knownHostsNamesFor(machine())).toEqual(['[127.0.0.1]:2222']);
+    const aliased = machine({ hostKeyAlias: 'builder' });
+    expect(knownHostsNamesFor(aliased)).toEqual(['builder']);
+    expect(expectedHostKey(aliased, known, ['/kh']).fingerprints).toEqual([`ecdsa-sha2-nistp256 ${ECDSA.fingerprint}`]);
+    expect(knownHostsNamesFor(machine({ port: 22 }))).toEqual(['127.0.0.1']);
   });
 
   it('nothing known: refused unless unknown keys are accepted', () => {
@@ -56,9 +60,11 @@ describe('expectedHostKey', () => {
     expect(hostKeyCell(expectedHostKey(machine({ acceptUnknownHostKey: true }), [], ['/kh']))).toMatch(/accepted/);
   });
 
-  it('reads the machine’s own known_hosts files, none when pinned', () => {
-    expect(knownHostsFilesFor(machine({ userKnownHostsFiles: ['/a'] }), ['/default'])).toEqual(['/a']);
-    expect(knownHostsFilesFor(machine(), ['/default'])).toEqual(['/default']);
+  it('reads the user files (UserKnownHostsFile or the default) and always the global ones, none when pinned', () => {
+    expect(knownHostsFilesFor(machine({ userKnownHostsFiles: ['/a'] }), ['/default'], ['/global'])).toEqual(['/a', '/global']);
+    expect(knownHostsFilesFor(machine(), ['/default'], ['/global'])).toEqual(['/default', '/global']);
+    expect(knownHostsFilesFor(machine({ globalKnownHostsFiles: ['/g2'] }), ['/default'], ['/global'])).toEqual(['/default', '/g2']);
+    expect(knownHostsFilesFor(machine(), ['/default'])).toEqual(['/default', '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2']);
     expect(knownHostsFilesFor(machine({ publicHostKey: pinOf(ED25519.line) }), ['/default'])).toEqual([]);
   });
 });
