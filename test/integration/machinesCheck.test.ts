@@ -145,7 +145,7 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
     expect(code).toBe(ExitCode.hostsUnusable);
     const kana = byHost.get('kana')!;
     expect(kana, kana.reason ?? '').toMatchObject({ verdict: 'unusable', reachable: true, authenticated: false, hostKey: { status: 'pinned' } });
-    expect(kana.reason).toBe(`kana refused login as root with the key ${key}`);
+    expect(kana.reason).toBe(`kana refused login as root: offered key file ${key}`);
   });
 
   it('a builder that hangs is unusable once the timeout is over, without holding up the others', async () => {
