@@ -3,6 +3,7 @@ import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
 import type { Machine } from '../config/machine.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
+import { checkKeyFile } from '../config/keyFile.js';
 import { clientAuth } from './identities.js';
 import { knownHostsFilesFor, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, loadKnownHosts } from './knownHosts.js';
@@ -220,6 +221,9 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
+    // The machines file's own sshKey is what the user asked for: a bad one is
+    // bad input, refused before any connection, not an identity to skip.
+    if (machine.sshKey !== undefined) await checkKeyFile(machine.sshKey, machine.hostName);
     const [auth, policy] = await Promise.all([clientAuth(machine, { debug: this.debug }), hostKeyPolicy(machine, this.options.knownHostsFiles, this.options.globalKnownHostsFiles)]);
     const { client } = connection;
     if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
