@@ -535,16 +535,7 @@ export class Executor {
     this.locations.addAll(outputs, host);
     if (host === LOCAL_HOST) return;
     const wanted = this.input.options.copyBack === 'all' ? outputs : this.roots.has(drv.drvPath) ? wantedOutputs(drv, this.input.rootOutputs?.get(drv.drvPath)).map(([, path]) => path) : [];
-    if (wanted.length > 0) {
-      const local = await this.input.channels.acquire(LOCAL_HOST);
-      try {
-        await this.transfers.ensure(LOCAL_HOST, local, wanted);
-      } catch (error) {
-        this.input.channels.discard(LOCAL_HOST, local);
-        throw error;
-      }
-      this.input.channels.release(LOCAL_HOST, local);
-    }
+    if (wanted.length > 0) await this.copyHere(wanted);
   }
 
   private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): 'built' | 'failed' | 'interrupted' | 'requeued' {
