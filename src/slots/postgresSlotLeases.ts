@@ -12,7 +12,7 @@ const HEARTBEAT_MS = 1_000;
 /** A runner whose session lock is gone stays alive this long after its last heartbeat. */
 const GRACE_SECONDS = 3;
 /** After the server (re)starts, every runner gets this long to reconnect before its slots count as free. */
-const RESTART_GRACE_SECONDS = 15;
+export const RESTART_GRACE_SECONDS = 15;
 /** Back-off between reconnect attempts; its cap must stay well under RESTART_GRACE_SECONDS. */
 const RECONNECT_MIN_MS = 100;
 const RECONNECT_MAX_MS = 1_000;

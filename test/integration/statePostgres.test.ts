@@ -1,6 +1,7 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresBuildHistory } from '../../src/history/postgresBuildHistory.js';
-import { PostgresSlotLeases } from '../../src/slots/postgresSlotLeases.js';
+import { PostgresSlotLeases, RESTART_GRACE_SECONDS } from '../../src/slots/postgresSlotLeases.js';
 import { StateUnavailableError } from '../../src/state/postgresConnection.js';
 import { parseStateUrl } from '../../src/state/stateLocation.js';
 import { startPostgres, type PostgresServer } from '../../scripts/cluster/postgresServer.js';
@@ -17,6 +18,8 @@ import { offload } from './buildSupport.js';
  */
 const enabled = integrationPrereqs();
 let server: PostgresServer;
+/** Taken once the server answers, so never before its postmaster started. */
+let serverUpAt = 0;
 let databases = 0;
 
 /** A fresh database owned by the offload role: each contract test starts from nothing. */
@@ -30,6 +33,7 @@ const location = (url: string) => parseStateUrl(url, 'test') as Extract<ReturnTy
 describe.runIf(enabled)('shared state in PostgreSQL', () => {
   beforeAll(async () => {
     server = await startPostgres('state');
+    serverUpAt = Date.now();
   });
   afterAll(async () => {
     await server?.dispose();
@@ -46,7 +50,11 @@ describe.runIf(enabled)('shared state in PostgreSQL', () => {
 
   describeSlotLeasesContract('PostgreSQL', () => {
     const url = freshUrl();
-    return { runner: () => PostgresSlotLeases.open(location(url)), store: () => url };
+    return {
+      runner: () => PostgresSlotLeases.open(location(url)),
+      store: () => url,
+      pastStartGrace: () => delay(Math.max(0, serverUpAt + RESTART_GRACE_SECONDS * 1_000 + 500 - Date.now())),
+    };
   });
 
   it('wakes a waiting runner when a slot is released (LISTEN/NOTIFY)', async () => {

@@ -15,6 +15,11 @@ import type { WorkerConfig } from './leaseWorker.js';
 export interface SlotStore {
   runner(): Promise<SlotLeases>;
   store(): string;
+  /**
+   * Resolves once the store no longer keeps a dead runner's leases for a
+   * reason of its own, such as PostgreSQL's grace after a server start.
+   */
+  pastStartGrace?(): Promise<void>;
 }
 
 const root = join(import.meta.dirname, '..', '..');
@@ -122,6 +127,9 @@ export function describeSlotLeasesContract(label: string, make: () => SlotStore)
       const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
       expect(line).toBe('held 3');
       expect(await exchange(observer, [want('k', 1, 3)])).toEqual([undefined]);
+      // A server started moments ago keeps every lease for its restart grace, by design (tested
+      // elsewhere); this test is about a dead runner, so it starts the clock after that grace.
+      await s.pastStartGrace?.();
       const killedAt = Date.now();
       child.kill('SIGKILL');
       await once(child, 'exit');
@@ -131,8 +139,9 @@ export function describeSlotLeasesContract(label: string, make: () => SlotStore)
         if (!lease) await new Promise((resolve) => setTimeout(resolve, 100));
       }
       expect(lease).toBeDefined();
-      // Session lock or pid check plus a grace of a few seconds, never a timeout of minutes.
-      expect(Date.now() - killedAt).toBeLessThan(8_000);
+      // Session lock or pid check plus a grace of a few seconds: well under what TCP keepalives
+      // (25 s) or any lease timeout would take, so this fails if death went unnoticed.
+      expect(Date.now() - killedAt).toBeLessThan(10_000);
       // The bound above is what counts; starting the worker (tsx compiling it) can take long on a loaded machine.
     }, 120_000);
   });
