@@ -8,8 +8,9 @@
  *   npx tsx scripts/capture-serve-replies.ts
  *
  * Runs the local Nix of the tests (scripts/cluster/localNix.ts) on the
- * machine's store; it adds one small file and builds one tiny derivation
- * there. Store paths follow from their content, so the recordings hold the
+ * machine's store; it adds two small files and builds two tiny derivations
+ * per minor there (run it in a mount namespace with an empty /nix to record
+ * fresh builds again: `unshare -m sh -c 'mount --bind DIR /nix && npx tsx …'`). Store paths follow from their content, so the recordings hold the
  * same paths on every machine; build start and stop times are the run's own.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -20,11 +21,16 @@ import type { Derivation } from '../src/drv/derivation.js';
 import { parseDrv } from '../src/drv/parseDrv.js';
 import { Serializer } from '../src/remote/serveCodec/serializer.js';
 import { ServeReader } from '../src/remote/serveCodec/parser.js';
+import { probePath } from '../src/remote/unsignedImportProbe.js';
 import {
+  decodeBuildPathsReply,
   decodeBuildResult,
+  decodeImportAck,
   decodePathInfos,
   decodeStorePaths,
+  encodeAddToStoreNar,
   encodeBuildDerivation,
+  encodeBuildPaths,
   encodeQueryClosure,
   encodeQueryPathInfos,
   encodeQueryValidPaths,
@@ -39,8 +45,8 @@ const MISSING = '/nix/store/00000000000000000000000000000000-not-there';
 
 const source = execFileSync('nix-store', ['--add', join(root, 'fixtures/serve/captured.txt')], { env, encoding: 'utf8' }).trim();
 /** One derivation per minor, so each recording holds a real build (a second capture finds them valid). */
-function instantiate(minor: number): { drvPath: string; drvText: string; drv: Derivation } {
-  const expression = `derivation { name = "serve-capture-${minor}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo captured > $out" ]; }`;
+function instantiate(minor: number, kind = 'capture'): { drvPath: string; drvText: string; drv: Derivation } {
+  const expression = `derivation { name = "serve-${kind}-${minor}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo captured > $out" ]; }`;
   const drvPath = execFileSync('nix-instantiate', ['--expr', expression], { env, encoding: 'utf8' }).trim();
   const drvText = readFileSync(drvPath, 'utf8');
   return { drvPath, drvText, drv: parseDrv(drvText, drvPath) };
@@ -89,6 +95,8 @@ const recordings: Record<string, unknown> = {
 };
 for (const minor of MINORS) {
   const { drvPath, drvText, drv } = instantiate(minor);
+  const built = instantiate(minor, 'paths');
+  const probe = probePath();
   const context = { minor, storeDir: '/nix/store' };
   const requests: Record<string, [Buffer, (reader: ServeReader) => Promise<unknown>]> = {
     queryValidPaths: [encodeQueryValidPaths([source, MISSING], { lock: false, substitute: false }), (r) => decodeStorePaths(r, 'paths', '/nix/store')],
@@ -98,8 +106,10 @@ for (const minor of MINORS) {
       encodeBuildDerivation(drvPath, drv, { maxSilentTime: 60, buildTimeout: 120, maxLogSize: 0 }, minor, '/nix/store'),
       (r) => decodeBuildResult(r, minor),
     ],
+    addToStoreNar: [Buffer.concat([encodeAddToStoreNar(probe.info), probe.nar]), (r) => decodeImportAck(r)],
+    buildPaths: [encodeBuildPaths(built.drvPath, ['out'], { maxSilentTime: 60, buildTimeout: 120, maxLogSize: 0 }, minor, '/nix/store'), (r) => decodeBuildPathsReply(r)],
   };
-  const entry: Record<string, unknown> = { drvPath, drv: drvText };
+  const entry: Record<string, unknown> = { drvPath, drv: drvText, buildPathsDrvPath: built.drvPath };
   for (const [name, [request, readReply]] of Object.entries(requests)) {
     entry[name] = { request: request.toString('hex'), reply: (await exchange(minor, request, readReply)).toString('hex') };
   }

@@ -97,3 +97,43 @@ export function buildFailureKind(result: Pick<BuildResult, 'status' | 'errorMsg'
       return 'other';
   }
 }
+
+/** Nix 2.8's messages for the failures build-paths reports with status 1 through a daemon. */
+const FAILURE_MESSAGES: ReadonlyArray<readonly [RegExp, BuildStatus]> = [
+  [/\btimed out after \d+ seconds/, BuildStatus.TimedOut],
+  [/\bhash mismatch in fixed-output derivation\b/, BuildStatus.OutputRejected],
+  [/\bkilled after writing more than \d+ bytes of log output\b/, BuildStatus.LogLimitExceeded],
+  [/\bbuilder for '[^']*' failed (with exit code|due to signal)\b/, BuildStatus.PermanentFailure],
+  [/\bdependenc(y|ies) couldn't be built\b/, BuildStatus.DependencyFailed],
+];
+
+/**
+ * The BuildResult of a build-paths reply: 0, or Nix's exit status
+ * (Worker::exitStatus: 100, plus 1 timed out, 2 hash mismatch, 4 not
+ * deterministic) and its message. Through a nix-daemon Nix 2.8 sends 1
+ * whatever failed, so then the message decides; an unknown one is a
+ * MiscFailure, as the build-derivation path reports errors outside the
+ * builder.
+ */
+export function buildResultFromExitStatus(status: number, message: string): BuildResult {
+  const result = (code: BuildStatus): BuildResult => ({
+    status: code,
+    statusName: buildStatusName(code),
+    errorMsg: message,
+    timesBuilt: code === BuildStatus.Built ? 1 : 0,
+    isNonDeterministic: code === BuildStatus.NotDeterministic,
+    startTime: 0,
+    stopTime: 0,
+    builtOutputs: new Map(),
+  });
+  if (status === 0) return result(BuildStatus.Built);
+  if (status >= 100 && status < 116) {
+    const flags = status - 100;
+    if (flags & 1) return result(BuildStatus.TimedOut);
+    if (flags & 2) return result(BuildStatus.OutputRejected);
+    if (flags & 4) return result(BuildStatus.NotDeterministic);
+    return result(BuildStatus.PermanentFailure);
+  }
+  const known = FAILURE_MESSAGES.find(([pattern]) => pattern.test(message));
+  return result(known ? known[1] : BuildStatus.MiscFailure);
+}

@@ -43,6 +43,12 @@ function fromSettings(get: (name: string) => string[] | undefined, what: string)
 
 /** `nix show-config --json`: `{ "<name>": { "value": … }, … }` (Nix ≥ 2.4) or `{ "<name>": … }` (Nix 2.3). */
 export function parseShowConfigJson(text: string): NixConfigResult {
+  const settings = showConfigSettings(text);
+  return settings.ok ? fromSettings(settings.get, 'nix show-config --json') : settings;
+}
+
+/** Every setting in `nix show-config --json`'s output, as words; `get` is undefined for an unset or non-list one. */
+export function showConfigSettings(text: string): { ok: true; get: (name: string) => string[] | undefined } | { ok: false; reason: string } {
   const tooDeep = jsonDepthProblem(text);
   if (tooDeep) return { ok: false, reason: `nix show-config --json printed JSON ${tooDeep.reason}` };
   let parsed: unknown;
@@ -62,7 +68,7 @@ export function parseShowConfigJson(text: string): NixConfigResult {
     if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value;
     return undefined;
   };
-  return fromSettings(get, 'nix show-config --json');
+  return { ok: true, get };
 }
 
 /** `nix show-config`: one `name = value` line per setting, list values space-separated. */

@@ -1,16 +1,20 @@
 import { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
-import type { BuildResult } from './buildResult.js';
+import { buildResultFromExitStatus, type BuildResult } from './buildResult.js';
 import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
 import {
+  acceptsAddToStoreNar,
   CLIENT_VERSION,
+  decodeBuildPathsReply,
   decodeBuildResult,
   decodeHello,
   decodeImportAck,
   decodePathInfos,
   decodeStorePaths,
+  encodeAddToStoreNar,
   encodeBuildDerivation,
+  encodeBuildPaths,
   encodeExportPaths,
   encodeHello,
   encodeImportPaths,
@@ -44,7 +48,17 @@ export interface ServeClientOptions {
   onLog?: (line: string) => void;
   /** Give up when the server has not greeted within this time (default 30 s). */
   handshakeTimeoutMs?: number;
+  /**
+   * Build from the `.drv` files in the server's store (build-paths) instead
+   * of sending the derivation (build-derivation): a nix-daemon refuses
+   * build-derivation of input-addressed derivations to users outside its
+   * trusted-users, and offload's local store is such a daemon for them.
+   */
+  buildFromStoreDerivations?: boolean;
 }
+
+/** How long a dying server's stderr is awaited for its last words. */
+const LAST_WORDS_MS = 2_000;
 
 /** Marks an error that came from an import's source stream, not from our server. */
 /**
@@ -76,6 +90,7 @@ export class ServeClient {
   readonly host: string;
   private version = CLIENT_VERSION;
   private readonly storeDir: string;
+  private readonly buildFromStoreDerivations: boolean;
   private readonly reader: ServeReader;
   private readonly serverLog: ServerLog;
   /** Settles when the last queued command is done: the next one starts after it. */
@@ -91,6 +106,7 @@ export class ServeClient {
     this.host = transport.host;
     this.reader = new ServeReader(transport.stdout, `nix-store --serve on ${transport.host}`);
     this.storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
+    this.buildFromStoreDerivations = options.buildFromStoreDerivations ?? false;
     this.serverLog = new ServerLog(transport.stderr);
     if (options.onLog) this.serverLog.listen(options.onLog);
     this.watchTransport();
@@ -124,9 +140,7 @@ export class ServeClient {
       client.version = await Promise.race([client.greet(), timedOut]);
       return client;
     } catch (error) {
-      const failure = client.connectionError('greeting the server', error);
-      client.markBroken(failure);
-      throw failure;
+      throw await client.fail('greeting the server', error);
     } finally {
       clearTimeout(timer);
     }
@@ -238,7 +252,7 @@ export class ServeClient {
         yield* scanExportStream(self.reader, { storeDir: self.storeDir, ...(options.onPath ? { onPath: options.onPath } : {}) });
         finished = true;
       } catch (error) {
-        throw self.fail('exporting paths', error);
+        throw await self.fail('exporting paths', error);
       } finally {
         if (!finished) abandoned();
         release();
@@ -260,6 +274,7 @@ export class ServeClient {
    */
   async buildDerivation(drvPath: string, drv: Derivation, options: BuildDerivationOptions = {}): Promise<BuildResult> {
     assertDrvPath(drvPath, 'The derivation to build', this.storeDir);
+    if (this.buildFromStoreDerivations) return this.buildPaths(drvPath, Object.keys(drv.outputs), options);
     const message = encodeBuildDerivation(drvPath, drv, options, this.minor, this.storeDir);
     this.built = true;
     return this.run(`building ${drvPath}`, async () => {
@@ -270,6 +285,44 @@ export class ServeClient {
       } finally {
         unsubscribe?.();
       }
+    });
+  }
+
+  /**
+   * Builds `outputs` of `drvPath` from the `.drv` in the server's own store
+   * (build-paths), as nix-build would there. The reply carries only Nix's
+   * exit status and message; they become a BuildResult.
+   */
+  async buildPaths(drvPath: string, outputs: readonly string[], options: BuildDerivationOptions = {}): Promise<BuildResult> {
+    const message = encodeBuildPaths(drvPath, outputs, options, this.minor, this.storeDir);
+    return this.run(`building ${drvPath}`, async () => {
+      const unsubscribe = options.onLog ? this.onLog(options.onLog) : undefined;
+      try {
+        await this.write(message);
+        const reply = await decodeBuildPathsReply(this.reader);
+        return buildResultFromExitStatus(reply.status, reply.message);
+      } finally {
+        unsubscribe?.();
+      }
+    });
+  }
+
+  /**
+   * Adds one path whose whole NAR is at hand (small ones only: it is sent
+   * in one write) with add-to-store-NAR, signatures and content address
+   * included, and waits for the server's acknowledgement. A store that
+   * refuses the path ends the server: the error is a
+   * ServeConnectionLostError whose `serverError` says why.
+   */
+  async addToStoreNar(info: PathInfo, nar: Uint8Array): Promise<void> {
+    assertStorePath(info.path, 'A path to add', this.storeDir);
+    if (nar.length !== info.narSize) throw new ServeProtocolError(`The NAR of ${info.path} has ${nar.length} bytes, not the ${info.narSize} its info gives.`);
+    return this.run(`adding ${info.path}`, async () => {
+      if (!acceptsAddToStoreNar(this.version)) {
+        throw new ServeProtocolError(`nix-store --serve on ${this.host} speaks protocol 2.${this.version & 0xff}, too old for add-to-store-NAR (2.5).`);
+      }
+      await this.write(Buffer.concat([encodeAddToStoreNar(info), nar]));
+      await decodeImportAck(this.reader);
     });
   }
 
@@ -318,7 +371,7 @@ export class ServeClient {
       this.assertUsable(what);
       return await body();
     } catch (error) {
-      throw this.fail(what, error);
+      throw await this.fail(what, error);
     } finally {
       release();
     }
@@ -335,12 +388,15 @@ export class ServeClient {
   }
 
   /** A command failed midway: the framing is lost, so the connection goes, and the error says why. */
-  private fail(what: string, error: unknown): Error {
+  private async fail(what: string, error: unknown): Promise<Error> {
     if (error instanceof SourceFailure) {
       const cause = error.error instanceof Error ? error.error : new Error(String(error.error));
       this.markBroken(cause);
       return cause;
     }
+    const lost = error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined;
+    // A server that gave up printed why just before its stdout closed; the message should carry it.
+    if (lost && !(error instanceof ServeConnectionLostError)) await this.serverLog.ended(LAST_WORDS_MS);
     const failure = this.connectionError(what, error);
     this.markBroken(failure);
     return failure;
@@ -351,10 +407,11 @@ export class ServeClient {
     if (error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined) {
       const recent = this.serverLog.recentLines();
       const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).map(stripColours).join(' | ')}` : '';
+      const serverError = this.serverLog.lastError();
       return new ServeConnectionLostError(
         `Lost the connection to nix-store --serve on ${this.host} while ${what}.${stderr}`,
         this.host,
-        { cause: error },
+        { cause: error, ...(serverError !== undefined && { serverError }) },
       );
     }
     if (error instanceof Error) return error;

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { LineSplitter } from './serveCodec/lineSplitter.js';
-import { filterAnsiEscapes } from './terminalEscapes.js';
+import { filterAnsiEscapes, stripColours } from './terminalEscapes.js';
 
 const RECENT_LINES = 20;
 
@@ -13,11 +13,18 @@ const RECENT_LINES = 20;
 export class ServerLog {
   private readonly listeners = new Set<(line: string) => void>();
   private readonly recent: string[] = [];
+  private readonly finished: Promise<void>;
 
   constructor(stderr: Readable) {
     const lines = new LineSplitter((line) => this.line(filterAnsiEscapes(line, { keepColours: true })));
     stderr.on('data', (chunk: Buffer | string) => lines.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)));
-    stderr.on('end', () => lines.end());
+    this.finished = new Promise((resolve) => {
+      stderr.once('end', () => {
+        lines.end();
+        resolve();
+      });
+      stderr.once('close', () => resolve());
+    });
     stderr.on('error', () => undefined);
   }
 
@@ -29,6 +36,30 @@ export class ServerLog {
 
   recentLines(): string[] {
     return [...this.recent];
+  }
+
+  /**
+   * Resolves once stderr has ended, or after `timeoutMs`. A server that
+   * dies writes its last words to stderr just before its stdout closes,
+   * but the two pipes are read independently: waiting here lets the error
+   * message carry them.
+   */
+  async ended(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    try {
+      await Promise.race([this.finished, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Nix's last `error: …` line, without the prefix: why the server gave up. */
+  lastError(): string | undefined {
+    const plain = this.recent.map(stripColours);
+    return [...plain].reverse().find((l) => l.startsWith('error: '))?.slice('error: '.length).trim();
   }
 
   private line(line: string): void {

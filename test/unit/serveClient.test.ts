@@ -160,8 +160,57 @@ describe('ServeClient commands', () => {
     const s = scriptedTransport([greeting(0x207), new Serializer().u64(2).string(out).flush()]);
     const client = await ServeClient.open(s.transport);
     const pending = client.queryClosure([out]);
-    setTimeout(() => s.stdout.end(), 10);
+    setTimeout(() => {
+      s.stdout.end();
+      s.stderr.end();
+    }, 10);
     await expect(pending).rejects.toThrow(ServeConnectionLostError);
+  });
+
+  it("waits for a dying server's last error line, even when its stdout closes first", async () => {
+    const s = scriptedTransport([greeting(0x207)]);
+    const client = await ServeClient.open(s.transport);
+    const pending = client.queryClosure([out]);
+    setTimeout(() => {
+      s.stdout.end();
+      // The two pipes are read independently: stderr's last words may come after stdout's end.
+      setTimeout(() => {
+        s.stderr.write("\u001b[31;1merror:\u001b[0m cannot add path '/nix/store/abc-top' because it lacks a valid signature\n");
+        s.stderr.end();
+      }, 30);
+    }, 10);
+    const error = await pending.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ServeConnectionLostError);
+    expect((error as ServeConnectionLostError).serverError).toBe("cannot add path '/nix/store/abc-top' because it lacks a valid signature");
+  });
+
+  it('adds a small path with add-to-store-NAR, its signatures and content address included', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().u64(1).flush()]);
+    const client = await ServeClient.open(s.transport);
+    const before = s.written().length;
+    const nar = Buffer.alloc(16, 7);
+    const info = { path: out, deriver: drvPath, references: [dev], downloadSize: 16, narSize: 16, narHash: 'sha256:abc', ca: '', sigs: ['k-1:sig'] };
+    await client.addToStoreNar(info, nar);
+    const expected = new Serializer().u64(9).string(out).string(drvPath).string('sha256:abc').strings([dev]).u64(0).u64(16).u64(0).strings(['k-1:sig']).string('').flush();
+    expect(s.written().subarray(before).toString('hex')).toBe(Buffer.concat([expected, nar]).toString('hex'));
+    await expect(client.addToStoreNar(info, Buffer.alloc(3))).rejects.toThrow(/has 3 bytes, not the 16/);
+  });
+
+  it('refuses add-to-store-NAR to a server older than 2.5', async () => {
+    const s = scriptedTransport([greeting(0x204)]);
+    const client = await ServeClient.open(s.transport);
+    const info = { path: out, references: [], downloadSize: 1, narSize: 1, narHash: 'sha256:abc', sigs: [] };
+    await expect(client.addToStoreNar(info, Buffer.alloc(1))).rejects.toThrow(/too old for add-to-store-NAR/);
+  });
+
+  it('builds from the server\'s own .drv with build-paths when told to, and reads its exit status', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().u64(1).string("builder for 'x' failed with exit code 3").flush()]);
+    const client = await ServeClient.open(s.transport, { buildFromStoreDerivations: true });
+    const before = s.written().length;
+    const result = await client.buildDerivation(drvPath, drv, { maxSilentTime: 7, buildTimeout: 9 });
+    const expected = new Serializer().u64(6).strings([`${drvPath}!dev,out`]).u64(7).u64(9).u64(0).u64(0).u64(1).flush();
+    expect(s.written().subarray(before).toString('hex')).toBe(expected.toString('hex'));
+    expect(result).toMatchObject({ status: BuildStatus.PermanentFailure, errorMsg: "builder for 'x' failed with exit code 3" });
   });
 
   it('reads path infos up to the empty-string terminator', async () => {

@@ -3,13 +3,17 @@ import { describe, expect, it } from 'vitest';
 import { parseDrv } from '../../src/drv/parseDrv.js';
 import { BuildStatus } from '../../src/remote/buildResult.js';
 import { ServeProtocolError } from '../../src/remote/serveCodec/errors.js';
+import { probePath } from '../../src/remote/unsignedImportProbe.js';
 import {
+  decodeBuildPathsReply,
   decodeBuildResult,
   decodeHello,
   decodeImportAck,
   decodePathInfos,
   decodeStorePaths,
+  encodeAddToStoreNar,
   encodeBuildDerivation,
+  encodeBuildPaths,
   encodeExportPaths,
   encodeHello,
   encodeImportPaths,
@@ -39,6 +43,9 @@ interface Recording {
   queryPathInfos: Exchange;
   queryClosure: Exchange;
   buildDerivation: Exchange;
+  buildPathsDrvPath: string;
+  addToStoreNar: Exchange;
+  buildPaths: Exchange;
 }
 const nix28 = JSON.parse(readFileSync(new URL('../../fixtures/serve/nix-2.8.json', import.meta.url), 'utf8')) as {
   source: string;
@@ -167,8 +174,45 @@ for (const [minorText, recording] of Object.entries(nix28.minors)) {
       }
       expect(await reader.atEnd()).toBe(true);
     });
+
+    it('writes add-to-store-NAR: the path info (no registration time, not ultimate, sigs, content address), then the NAR', () => {
+      const { info, nar } = probePath();
+      const request = Buffer.concat([encodeAddToStoreNar(info), nar]);
+      expect(hex(request)).toBe(recording.addToStoreNar.request);
+      const expected = new Serializer()
+        .u64(9)
+        .string(info.path)
+        .string('')
+        .string(info.narHash!)
+        .strings([])
+        .u64(0)
+        .u64(info.narSize)
+        .u64(0)
+        .strings([])
+        .string(info.ca!)
+        .flush();
+      expect(hex(request)).toBe(hex(Buffer.concat([expected, nar])));
+    });
+    testForReply('the add-to-store-NAR acknowledgement', recording.addToStoreNar.reply, (r) => decodeImportAck(r), undefined);
+
+    it('writes build-paths: `<drv>!<outputs>`, then the build settings of this minor', () => {
+      const bytes = encodeBuildPaths(recording.buildPathsDrvPath, ['out'], { maxSilentTime: 60, buildTimeout: 120, maxLogSize: 0 }, minor, STORE);
+      expect(hex(bytes)).toBe(recording.buildPaths.request);
+      const settings = ['3c00000000000000', '7800000000000000', '0000000000000000', ...(minor >= 3 ? ['0000000000000000', '0100000000000000'] : [])];
+      expect(hex(bytes)).toBe('0600000000000000' + hex(new Serializer().strings([`${recording.buildPathsDrvPath}!out`]).flush()) + settings.join(''));
+    });
+    testForReply('a build-paths success', recording.buildPaths.reply, (r) => decodeBuildPathsReply(r), { status: 0, message: '' });
   });
 }
+
+describe('build-paths failures', () => {
+  it("reads Nix's status and message, without colour codes or the error: prefix", async () => {
+    const reply = new Serializer().u64(1).string("\u001b[31;1merror:\u001b[0m builder for 'x' failed with exit code 3").flush();
+    const reader = readerOf(hex(reply));
+    expect(await decodeBuildPathsReply(reader)).toEqual({ status: 1, message: "builder for 'x' failed with exit code 3" });
+    expect(await reader.atEnd()).toBe(true);
+  });
+});
 
 describe('build-derivation refuses what must not reach a builder', () => {
   const recording = nix28.minors['6']!;

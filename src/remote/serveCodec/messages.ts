@@ -110,6 +110,40 @@ export function encodeImportPaths(): Buffer {
   return new Serializer(8).u64(ServeCommand.ImportPaths).flush();
 }
 
+/** The NAR of one valid path follows, with no length prefix: its grammar says where it ends. */
+export function encodeDumpStorePath(path: string): Buffer {
+  return new Serializer(64 + path.length).u64(ServeCommand.DumpStorePath).string(path).flush();
+}
+
+/**
+ * add-to-store-NAR (server minor ≥ 5): the path's info, then exactly
+ * `narSize` bytes of NAR. The server restores the NAR while hashing it and
+ * registers the path only when hash and size match the info: one path
+ * streamed, never buffered (import-paths holds each whole NAR in memory).
+ * Registration time 0 lets the server use its own clock; never "ultimate":
+ * the path was not built by the receiving store.
+ */
+export function encodeAddToStoreNar(info: PathInfo): Buffer {
+  if (info.narHash === undefined) throw new OffloadError(`Cannot send ${info.path}: its NAR hash is unknown.`);
+  return new Serializer(512 + info.references.length * 96)
+    .u64(ServeCommand.AddToStoreNar)
+    .string(info.path)
+    .string(info.deriver ?? '')
+    .string(info.narHash)
+    .strings(info.references)
+    .u64(0)
+    .u64(info.narSize)
+    .u64(false)
+    .strings(info.sigs)
+    .string(info.ca ?? '')
+    .flush();
+}
+
+/** Server minor versions that accept add-to-store-NAR (legacy-ssh-store.cc's test). */
+export function acceptsAddToStoreNar(serverVersion: number): boolean {
+  return (serverVersion & MINOR_MASK) >= 5;
+}
+
 /** The second word is Nix's obsolete "sign" flag, always 0. */
 export function encodeExportPaths(paths: readonly string[]): Buffer {
   return new Serializer().u64(ServeCommand.ExportPaths).u64(0).strings(paths).flush();
@@ -133,11 +167,29 @@ export function encodeBuildDerivation(drvPath: string, drv: Derivation, settings
   message.strings([...drv.inputSrcs].sort(compareBytes));
   message.string(drv.system).string(drv.builder).strings(drv.args);
   message.stringMap(Object.entries(drv.env).sort(([a], [b]) => compareBytes(a, b)));
+  return writeBuildSettings(message, settings, minor).flush();
+}
+
+/**
+ * build-paths: the server builds each `<drv>!<output>,…` from the `.drv`
+ * in its own store, then the build settings. A nix-daemon lets any user do
+ * this, where it refuses build-derivation of an input-addressed derivation
+ * to users outside its trusted-users.
+ */
+export function encodeBuildPaths(drvPath: string, outputs: readonly string[], settings: BuildSettings, minor: number, storeDir: string): Buffer {
+  assertStorePath(drvPath, 'The derivation to build', storeDir);
+  const wanted = [...outputs].sort(compareBytes);
+  const message = new Serializer(512).u64(ServeCommand.BuildPaths).strings([wanted.length > 0 ? `${drvPath}!${wanted.join(',')}` : drvPath]);
+  return writeBuildSettings(message, settings, minor).flush();
+}
+
+/** opServe's getBuildSettings, field by field as the client's minor gates them. */
+function writeBuildSettings(message: Serializer, settings: BuildSettings, minor: number): Serializer {
   message.u64(seconds(settings.maxSilentTime, 'maxSilentTime')).u64(seconds(settings.buildTimeout, 'buildTimeout'));
   if (minor >= 2) message.u64(seconds(settings.maxLogSize, 'maxLogSize'));
   // Repeats must be 0 (newer servers refuse others); enforce-determinism as Nix's own client defaults it.
   if (minor >= 3) message.u64(0).u64(true);
-  return message.flush();
+  return message;
 }
 
 function seconds(value: number | undefined, name: string): number {
@@ -202,6 +254,20 @@ async function decodePathInfo(reader: ServeReader, path: string, { minor, storeD
     info.sigs = await reader.strings('the signatures', 1024, 4096);
   }
   return info;
+}
+
+/**
+ * build-paths' reply: 0, or Nix's exit status and its message. A local
+ * store gives nix-build's status (100 + flags); through a nix-daemon Nix
+ * 2.8 loses it and sends 1 for every failure, so only the message tells a
+ * failed builder from a timeout.
+ */
+export async function decodeBuildPathsReply(reader: ServeReader): Promise<{ status: number; message: string }> {
+  const status = await reader.u64('the build status');
+  if (status === 0) return { status, message: '' };
+  // The message is Nix's whole error text, `error: ` prefix included; build-derivation's has none.
+  const message = filterAnsiEscapes(await reader.string('the build error message'), { keepColours: false });
+  return { status, message: message.replace(/^error: /, '') };
 }
 
 export async function decodeBuildResult(reader: ServeReader, minor: number): Promise<BuildResult> {
