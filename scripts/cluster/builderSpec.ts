@@ -38,11 +38,16 @@ export interface BuilderSpec {
   forceCommand?: string;
   /** Put the builder's /nix/store on a tmpfs of this size (MiB), e.g. to test a nearly full store. */
   storeSizeMiB?: number;
+  /**
+   * Name of a signing key (e.g. `ruby-1`) the builder's Nix signs every path
+   * it builds with (`secret-key-files`); without it the builder signs nothing.
+   */
+  signingKeyName?: string;
 }
 
 /** A builder spec with every default filled in. */
-export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB'>> &
-  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB'>;
+export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName'>> &
+  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName'>;
 
 /** The Nix system string of this machine, which every test builder can build natively. */
 export function hostSystem(): string {
@@ -97,5 +102,6 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     substituters: spec.substituters,
     trustedPublicKeys: spec.trustedPublicKeys,
     storeSizeMiB: spec.storeSizeMiB,
+    signingKeyName: spec.signingKeyName,
   };
 }

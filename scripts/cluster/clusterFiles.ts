@@ -59,6 +59,9 @@ export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: st
   ].join('\n');
 }
 
+/** Where a signing builder's secret key is, inside its namespace (its etc-nix folder, owner-only). */
+export const SIGNING_KEY_FILE = '/etc/nix/signing-key.sec';
+
 /**
  * `build-users-group =` is essential: builders sharing the host's nixbld users
  * kill each other's builds (each store's cleanup SIGKILLs "its" build user).
@@ -82,6 +85,7 @@ export function nixConf(spec: ResolvedBuilderSpec): string {
   } else {
     lines.push('substituters =');
   }
+  if (spec.signingKeyName !== undefined) lines.push(`secret-key-files = ${SIGNING_KEY_FILE}`);
   return lines.join('\n') + '\n';
 }
 

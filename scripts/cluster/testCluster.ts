@@ -17,7 +17,7 @@ import {
 } from './clusterFiles.js';
 import { emptyNamespace, isAlive, pidsInNamespace, signalNamespace, waitForExit } from './namespaceProcesses.js';
 import { freePort, waitForPort } from './ports.js';
-import { generateKey } from './sshKeys.js';
+import { generateKey, generateSigningKey } from './sshKeys.js';
 
 export type { BuilderSpec } from './builderSpec.js';
 
@@ -45,6 +45,8 @@ export interface ClusterBuilder {
   hostKeyLine: string;
   /** The same key as a machines-file `publicHostKey` (base64 of the line). */
   publicHostKey: string;
+  /** `name:base64` of the key the builder signs its builds with (BuilderSpec.signingKeyName), for trusted-public-keys. */
+  signingPublicKey?: string;
 }
 
 export interface CommandResult {
@@ -245,8 +247,9 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
   const root = join(dir, spec.name);
   await Promise.all(['nix', 'etc-nix', 'home'].map((sub) => mkdir(join(root, sub), { recursive: true })));
   const hostKeyFile = join(root, 'ssh_host_ed25519_key');
-  const [hostKeyLine] = await Promise.all([
+  const [hostKeyLine, signingPublicKey] = await Promise.all([
     generateKey(hostKeyFile, `${spec.name}-host-key`),
+    spec.signingKeyName === undefined ? undefined : generateSigningKey(spec.signingKeyName, join(root, 'etc-nix')),
     writeFile(join(root, 'etc-nix', 'nix.conf'), nixConf(spec)),
   ]);
   const holder = await startNamespaceHolder(join(root, 'nix'), join(root, 'etc-nix'));
@@ -272,6 +275,7 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
     speedFactor: spec.speedFactor,
     hostKeyLine,
     publicHostKey: publicHostKeyField(hostKeyLine),
+    ...(signingPublicKey !== undefined && { signingPublicKey }),
   };
   const state: BuilderState = { info, spec, holder, sshd: undefined, sshdConfigFile: join(root, 'sshd_config') };
   try {

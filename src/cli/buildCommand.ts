@@ -11,7 +11,7 @@ import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/type
 import type { MachinesConfig } from '../config/machine.js';
 import type { Derivation } from '../drv/derivation.js';
 import type { Substitute } from '../graph/queryMissing.js';
-import { assertEveryJobFits } from '../schedule/fit.js';
+import { assertEveryJobFits, fits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { markFetchesOnBuilders, splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
@@ -26,6 +26,7 @@ import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
+import { checkCopyBack } from '../run/copyBackCheck.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
@@ -151,7 +152,11 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     warn: output.warn,
     debug: output.debug,
   });
-  const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
+  // Set by checkCopyBack before the first local channel opens.
+  const localStore = { untrusted: false };
+  const channels = new ChannelPool(
+    serveChannelOpener(ssh, config.machines, { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted }),
+  );
   // Slots shared with other runners (this machine's, or the fleet's), keyed by where a builder really is.
   let leases;
   try {
@@ -211,7 +216,11 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   try {
     // Bad input (a derivation no machine fits) is refused before any builder is contacted.
     const first = await missingWork(workload, { ...(substitutes ? { substitutes } : {}), known, localValid });
-    assertEveryJobFits(jobsForWork(first, rules, history, transferEstimates(undefined)), hosts(true));
+    const firstJobs = jobsForWork(first, rules, history, transferEstimates(undefined));
+    assertEveryJobFits(firstJobs, hosts(true));
+    // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
+    const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
+    Object.assign(localStore, await checkCopyBack({ ssh, machines: config.machines, hosts: builders.map((h) => h.id), storeDir: opts.storeDir, log }));
     // Builders are caches too: asked once, over the connections the run opens anyway.
     const holdings = await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));
     let held: ReadonlyMap<string, string> = holdings.held;

@@ -4,7 +4,10 @@ import { checkKeyFile } from '../config/keyFile.js';
 import { loadMachinesConfig } from '../config/loadMachines.js';
 import type { Machine } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { readDaemonNixConfig } from '../config/nixSettings/daemonSettings.js';
 import { checkBuilders } from '../remote/builderProbe.js';
+import type { LocalTrust } from '../remote/trustFindings.js';
+import { askLocalStore, currentUser } from '../run/copyBackCheck.js';
 import { expectedHostKey, knownHostsFilesFor } from '../remote/expectedHostKey.js';
 import { loadKnownHosts } from '../remote/knownHosts.js';
 import { machinesCheckToJson, machinesCheckToText, machinesListToJson, machinesListToText, type MachineListing } from '../report/machinesReport.js';
@@ -101,14 +104,25 @@ export function parseTimeout(value: string): number {
 export async function machinesCheckAction(opts: MachinesCheckOptions, out: Output): Promise<number> {
   const config = await loadMachinesConfig(machineLoadOptions(opts));
   for (const warning of config.warnings ?? []) process.stderr.write(`offload: warning: ${warning}\n`);
+  const localTrust = await localStoreTrust();
   const checks = await checkBuilders(config.machines, {
     timeoutMs: opts.timeout,
+    localTrust,
     ...(opts.knownHostsFiles !== undefined && { knownHostsFiles: opts.knownHostsFiles }),
   });
-  const input = { source: config.source, timeoutMs: opts.timeout, checks };
+  const input = { source: config.source, timeoutMs: opts.timeout, checks, localTrust };
   if (opts.json) out.write(`${JSON.stringify(machinesCheckToJson(input), null, 2)}\n`);
   else out.write(`${machinesCheckToText(input, { color: useColor(opts, out as NodeJS.WriteStream), width: terminalWidth(out as NodeJS.WriteStream) })}\n`);
   return checks.some((c) => c.verdict === 'unusable') ? ExitCode.hostsUnusable : ExitCode.ok;
+}
+
+/** Whether the local store takes unsigned paths from this user, and the keys its daemon trusts. */
+async function localStoreTrust(): Promise<LocalTrust> {
+  const [unsignedImports, daemon] = await Promise.all([
+    askLocalStore(undefined, (line) => process.stderr.write(`${line}\n`)),
+    readDaemonNixConfig(),
+  ]);
+  return { user: currentUser(), trustedPublicKeys: daemon.settings.trustedPublicKeys.value, ...(unsignedImports !== undefined && { unsignedImports }) };
 }
 
 export async function machinesAction(opts: MachinesOptions, out: Output): Promise<number> {

@@ -18,6 +18,9 @@ import {
   type BuilderNixConfig,
 } from './nixConfigProbe.js';
 import { ServeClient } from './serveClient.js';
+import { probeSigningKeys } from './signingKeys.js';
+import { builderImportFindings, keyReports, signingFindings, type KeyReport, type LocalTrust } from './trustFindings.js';
+import { probeUnsignedImports, type UnsignedImports } from './unsignedImportProbe.js';
 import { AuthenticationError, HostKeyMismatchError, HostUnreachableError, UnknownHostKeyError } from './sshErrors.js';
 import { SshPool, type ExecResult } from './sshPool.js';
 import { filterAnsiEscapes } from './terminalEscapes.js';
@@ -51,6 +54,10 @@ export interface BuilderCheck {
   store?: StoreSpace;
   /** The builder's own load against its limits: `reasons` non-empty means offload sends it no new job. */
   pressure?: BuilderPressure & { reasons: string[] };
+  /** The keys its Nix signs builds with (secret-key-files), and whether the local store trusts each. */
+  signingKeys?: KeyReport[];
+  /** Whether its store takes unsigned paths from the ssh user (Nix requires it of a remote builder's user). */
+  unsignedImports?: UnsignedImports;
   findings: Finding[];
   verdict: Verdict;
   reason?: string;
@@ -64,6 +71,8 @@ export interface CheckOptions {
   /** Global known_hosts files for machines without GlobalKnownHostsFile (default: ssh's). */
   globalKnownHostsFiles?: string[];
   storeSpaceLimits?: StoreSpaceLimits;
+  /** The local store's side of copying outputs back; without it signing keys are reported but not judged. */
+  localTrust?: LocalTrust;
 }
 
 /** Checks every machine in parallel over one pool; the result keeps the machines' order. */
@@ -82,6 +91,8 @@ export async function checkBuilders(machines: readonly Machine[], options: Check
 interface Draft extends Omit<BuilderCheck, 'verdict' | 'reason'> {
   /** Probe steps started but not finished, for the timeout message. */
   pending: Set<string>;
+  /** `nix show-config --json`'s output, read again for the signing keys. */
+  showConfigJson?: string;
 }
 
 async function checkWithTimeout(
@@ -125,7 +136,7 @@ async function checkWithTimeout(
 }
 
 function finish(draft: Draft): BuilderCheck {
-  const { pending: _pending, ...rest } = draft;
+  const { pending: _pending, showConfigJson: _showConfigJson, ...rest } = draft;
   return { ...rest, ...verdictOf(draft.findings) };
 }
 
@@ -141,7 +152,9 @@ async function probe(pool: SshPool, machine: Machine, draft: Draft, options: Che
     step(draft, 'load', () => load(pool, machine, draft)),
     step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
     step(draft, 'pressure', () => pressure(pool, machine, draft)),
+    step(draft, 'unsigned import', () => unsignedImports(pool, machine, draft, options.timeoutMs)),
   ]);
+  await step(draft, 'signing keys', () => signingKeys(pool, machine, draft, options.localTrust));
 }
 
 /** Runs one probe step; an OffloadError (lost connection, refused channel) becomes an unusable finding. */
@@ -232,6 +245,7 @@ async function serveProtocol(pool: SshPool, machine: Machine, draft: Draft, time
 
 async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
   const json = await probeCommand(pool, machine, SHOW_CONFIG_JSON_COMMAND);
+  if (json.code === 0) draft.showConfigJson = json.stdout;
   let parsed = json.code === 0 ? parseShowConfigJson(json.stdout) : { ok: false as const, reason: failure(SHOW_CONFIG_JSON_COMMAND, json) };
   if (!parsed.ok) {
     const text = await probeCommand(pool, machine, SHOW_CONFIG_TEXT_COMMAND);
@@ -281,4 +295,33 @@ async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits:
   }
   draft.store = space;
   draft.findings.push(...storeSpaceFindings(space, limits));
+}
+
+/** Its own serve channel: a store that refuses ends the server (see unsignedImportProbe.ts). */
+async function unsignedImports(pool: SshPool, machine: Machine, draft: Draft, timeoutMs: number): Promise<void> {
+  const transport = await pool.openServe(machine);
+  try {
+    const client = await ServeClient.open(transport, { handshakeTimeoutMs: timeoutMs });
+    try {
+      draft.unsignedImports = await probeUnsignedImports(client);
+    } finally {
+      client.close();
+    }
+  } finally {
+    transport.close();
+  }
+  draft.findings.push(...builderImportFindings(machine.sshUser, draft.unsignedImports));
+}
+
+async function signingKeys(pool: SshPool, machine: Machine, draft: Draft, local: LocalTrust | undefined): Promise<void> {
+  // A Nix too old for show-config --json has no `nix key` either.
+  if (draft.showConfigJson === undefined) return;
+  const signing = await probeSigningKeys(pool, machine, draft.showConfigJson);
+  if (!signing.ok) {
+    draft.findings.push({ severity: 'note', message: `signing keys unknown: ${signing.reason}` });
+    return;
+  }
+  const judged = local ?? { user: 'you', trustedPublicKeys: [] };
+  draft.signingKeys = keyReports(signing.keys, judged);
+  if (local) draft.findings.push(...signingFindings(machine.hostName, draft.signingKeys, local));
 }

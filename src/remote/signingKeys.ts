@@ -1,6 +1,7 @@
 import type { Machine } from '../config/machine.js';
 import { SHOW_CONFIG_JSON_COMMAND, showConfigSettings } from './nixConfigProbe.js';
 import type { SshPool } from './sshPool.js';
+import { filterAnsiEscapes } from './terminalEscapes.js';
 
 /**
  * The keys a builder signs what it builds with: Nix signs every path it
@@ -80,6 +81,8 @@ async function publicKeyOf(pool: SshPool, machine: Machine, file: string): Promi
   return { file, problem: why.replace(/^(?:ba|da)?sh: (?:line )?\d+: /, '') };
 }
 
+/** The first line worth showing of a builder's stderr, without escape sequences (it reaches the terminal). */
 function firstLine(text: string): string | undefined {
-  return text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !/^warning:/.test(l))?.slice(0, 300);
+  return filterAnsiEscapes(text, { keepColours: false })
+    .split('\n').map((l) => l.trim()).find((l) => l !== '' && !/^warning:/.test(l))?.slice(0, 300);
 }

@@ -4,6 +4,7 @@ import type { Severity } from '../remote/builderClaims.js';
 import type { BuilderCheck } from '../remote/builderProbe.js';
 import { formatKiB, type Verdict } from '../remote/builderVerdict.js';
 import type { ExpectedHostKey } from '../remote/expectedHostKey.js';
+import type { KeyReport, LocalTrust } from '../remote/trustFindings.js';
 import { renderTable, wrapLongLines } from './table.js';
 
 /** One configured machine as `offload machines` shows it: the config plus local facts about its keys. */
@@ -142,6 +143,8 @@ export interface MachinesCheckInput {
   source: string;
   timeoutMs: number;
   checks: readonly BuilderCheck[];
+  /** The local store's side of copying outputs back. */
+  localTrust?: LocalTrust;
 }
 
 /** The `offload machines check --json` shape: one entry per machine, in the machines file's order. */
@@ -152,6 +155,13 @@ export function machinesCheckToJson(input: MachinesCheckInput): object {
     timeoutSeconds: input.timeoutMs / 1000,
     usable: input.checks.length - unusable.length,
     unusable,
+    local: input.localTrust
+      ? {
+          user: input.localTrust.user,
+          unsignedImports: input.localTrust.unsignedImports ?? null,
+          trustedPublicKeys: input.localTrust.trustedPublicKeys,
+        }
+      : null,
     machines: input.checks.map((c) => ({
       hostName: c.hostName,
       address: c.address,
@@ -170,6 +180,8 @@ export function machinesCheckToJson(input: MachinesCheckInput): object {
       load: c.load ?? null,
       store: c.store ?? null,
       pressure: c.pressure ?? null,
+      signingKeys: c.signingKeys ?? null,
+      unsignedImports: c.unsignedImports ?? null,
       findings: c.findings,
     })),
   };
@@ -192,15 +204,17 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions
     c.load ? c.load.perCpu.toFixed(2) : '-',
     c.store ? formatKiB(c.store.availableKiB) : '-',
     c.pressure ? formatPressure(c.pressure) || '-' : '-',
+    signsCell(c.signingKeys),
   ]);
-  const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE', 'PRESSURE'];
+  const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE', 'PRESSURE', 'SIGNS WITH'];
   const table = renderTable(header, rows, new Set([2, 8, 9]), {
     width: opts.width,
-    wrap: ['HOST KEY', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'PRESSURE'],
-    dropOrder: ['LOAD/CPU', 'SERVE', 'STORE FREE', 'PRESSURE'],
+    wrap: ['HOST KEY', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'PRESSURE', 'SIGNS WITH'],
+    dropOrder: ['LOAD/CPU', 'SERVE', 'SIGNS WITH', 'STORE FREE', 'PRESSURE'],
     style: (row, column, text) => (column === 1 ? paint(verdictColour(input.checks[row]!.verdict), text) : text),
   });
   const lines = [`Checked ${input.checks.length} machine${input.checks.length === 1 ? '' : 's'} from ${input.source}`, '', table];
+  if (input.localTrust) lines.push('', localTrustLine(input.localTrust));
   const findings = input.checks.flatMap((c) =>
     [...c.findings].sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]).map((f) => ({ host: c.hostName, ...f })),
   );
@@ -211,6 +225,24 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions
   }
   lines.push('', summary(input.checks));
   return wrapLongLines(lines.join('\n'), opts.width);
+}
+
+/** Each signing key by name, with whether the local store trusts it. */
+function signsCell(keys: readonly KeyReport[] | undefined): string {
+  if (keys === undefined) return '-';
+  if (keys.length === 0) return 'nothing';
+  return keys
+    .map((k) => (k.publicKey === undefined ? `? (${k.file} unreadable)` : `${k.publicKey.slice(0, k.publicKey.indexOf(':'))} (${k.trustedLocally ? 'trusted' : 'not trusted'})`))
+    .join(', ');
+}
+
+/** What the local store takes from this user: everything, or signed paths only. */
+function localTrustLine(local: LocalTrust): string {
+  const imports = local.unsignedImports;
+  if (imports === undefined) return `Local store: not asked whether it takes unsigned paths from ${local.user} (no local Nix?).`;
+  if (imports.accepted) return `Local store: takes unsigned paths from ${local.user} (a trusted user, or a store of its own), so builders need not sign.`;
+  const keys = local.trustedPublicKeys.length > 0 ? local.trustedPublicKeys.map((k) => k.slice(0, k.indexOf(':'))).join(', ') : 'none';
+  return `Local store: takes paths from ${local.user} only with a signature by a key in its trusted-public-keys (${keys}); it said: ${imports.reason}.`;
 }
 
 function summary(checks: readonly BuilderCheck[]): string {

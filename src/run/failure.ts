@@ -1,6 +1,8 @@
 import { OffloadError } from '../errors/offloadError.js';
 import { buildFailureKind, isSuccess, isTransient, type BuildFailureKind, type BuildResult } from '../remote/buildResult.js';
 import { ServeConnectionLostError } from '../remote/serveClient.js';
+import { storeRefusal } from '../remote/storeRefusal.js';
+import { LOCAL_HOST } from '../schedule/types.js';
 import type { HostFailureKind } from './hostHealth.js';
 import { MissingPathError } from './transfers.js';
 import {
@@ -24,6 +26,9 @@ import {
  *   again), the build itself is not to blame.
  * - `hostUnusable`: the host cannot be connected to; it counts against the
  *   host (see hostHealth.ts) and the job is requeued.
+ * - `refused`: a store refused a path or a build for a reason trying again
+ *   cannot change (a missing signature, a full disk, a user outside
+ *   trusted-users); fails the job at once, nothing is rebuilt.
  * - `jobError`: something about this job broke outside the build (an input
  *   that cannot be found or copied); fails the job.
  * - `interrupted`: the run was cancelled (SIGINT/SIGTERM) while it ran.
@@ -36,6 +41,7 @@ export type Attempt =
   | { kind: 'connectionLost'; message: string }
   /** `host`: the machine that could not be used, which may be an input's source rather than the job's host. */
   | { kind: 'hostUnusable'; message: string; failure: HostFailureKind; host: string }
+  | { kind: 'refused'; message: string }
   | { kind: 'jobError'; message: string }
   | { kind: 'interrupted' };
 
@@ -48,6 +54,8 @@ export function classifyBuildResult(result: BuildResult): Attempt {
 /** Anything that is not an OffloadError is a bug and is rethrown by the caller. */
 export function classifyError(error: unknown, interrupted: boolean): Attempt | undefined {
   if (interrupted) return { kind: 'interrupted' };
+  const refused = refusalOf(error);
+  if (refused !== undefined) return { kind: 'refused', message: refused };
   if (
     error instanceof ServeConnectionLostError ||
     error instanceof ConnectionLostError ||
@@ -59,6 +67,15 @@ export function classifyError(error: unknown, interrupted: boolean): Attempt | u
   if (isHostError(error)) return { kind: 'hostUnusable', message: error.message, failure: hostFailureKind(error), host: error.host };
   if (error instanceof OffloadError) return { kind: 'jobError', message: error.message };
   return undefined;
+}
+
+/** A store's refusal that retrying cannot change, as one sentence naming the store and the fix. */
+function refusalOf(error: unknown): string | undefined {
+  if (!(error instanceof ServeConnectionLostError)) return undefined;
+  const refusal = storeRefusal(error.serverError);
+  if (refusal === undefined) return undefined;
+  const store = error.host === LOCAL_HOST ? 'the local store' : `the store on ${error.host}`;
+  return `${store} refused it for good (not retried): ${refusal.reason}${refusal.fix !== undefined ? `; to fix this, ${refusal.fix}` : ''}`;
 }
 
 export function isHostError(

@@ -10,11 +10,18 @@ import type { ChannelOpener } from './channelPool.js';
  * builder, a local `nix-store --serve --write` for the local machine, so
  * both build through the same protocol.
  */
-export function serveChannelOpener(ssh: SshPool, machines: readonly Machine[], opts: { storeDir?: string } = {}): ChannelOpener {
+export function serveChannelOpener(
+  ssh: SshPool,
+  machines: readonly Machine[],
+  /** `localBuildsFromStoreDerivations`: asked when a local channel opens (see copyBackCheck.ts). */
+  opts: { storeDir?: string; localBuildsFromStoreDerivations?: () => boolean } = {},
+): ChannelOpener {
   const byName = new Map(machines.map((m) => [m.hostName, m]));
   const clientOptions = opts.storeDir ? { storeDir: opts.storeDir } : {};
   return async (host) => {
-    if (host === LOCAL_HOST) return ServeClient.open(await spawnServe(), clientOptions);
+    // A nix-daemon that does not trust the user builds only from the .drv files in its store.
+    const fromStore = opts.localBuildsFromStoreDerivations?.() ?? false;
+    if (host === LOCAL_HOST) return ServeClient.open(await spawnServe(), { ...clientOptions, buildFromStoreDerivations: fromStore });
     const machine = byName.get(host);
     if (!machine) throw new Error(`no machine named ${host} is configured`);
     return ServeClient.open(await ssh.openServe(machine), clientOptions);

@@ -20,6 +20,8 @@ const ok: BuilderCheck = {
   claims: { systems: ['x86_64-linux', 'aarch64-linux'], supportedFeatures: ['kvm', 'nixos-test'], mandatoryFeatures: [] },
   load: { oneMinute: 1, cpus: 4, perCpu: 0.25 },
   store: { filesystem: '/dev/vda', mountPoint: '/nix', totalKiB: 10 ** 8, availableKiB: 82876944, usedPercent: 23 },
+  signingKeys: [{ file: '/etc/nix/key.sec', publicKey: `kana-1:${'A'.repeat(43)}=`, trustedLocally: true }],
+  unsignedImports: { accepted: true },
   findings: [
     { severity: 'note', message: 'builds aarch64-linux through extra-platforms' },
     { severity: 'warning', message: 'claims nixos-test but its system-features (kvm) lack it' },
@@ -45,7 +47,7 @@ describe('machines check report', () => {
 
   it('text: one row per host, findings worst first, a summary naming the unusable', () => {
     const text = machinesCheckToText(input, { color: false });
-    expect(text).toMatch(/^kana\s+warning\s+42 ms\s+pinned\s+2\.8\.0\s+2\.7\s+x86_64-linux,\+aarch64-linux\s+kvm\s+0\.25\s+79 GiB\s+-$/m);
+    expect(text).toMatch(/^kana\s+warning\s+42 ms\s+pinned\s+2\.8\.0\s+2\.7\s+x86_64-linux,\+aarch64-linux\s+kvm\s+0\.25\s+79 GiB\s+-\s+kana-1 \(trusted\)$/m);
     expect(text).toMatch(/^ruby\s+unusable\s+unreachable\s+not checked\s+-\s+-/m);
     const findingLines = text.split('\n').filter((l) => /^(kana|ruby): /.test(l));
     expect(findingLines).toEqual([
@@ -69,6 +71,24 @@ describe('machines check report', () => {
     expect(json.unusable).toEqual(['ruby']);
     expect(json.machines[0]).toMatchObject({ hostName: 'kana', verdict: 'warning', nixVersion: '2.8.0', serveProtocol: '2.7', connectMs: 42 });
     expect(json.machines[1]).toMatchObject({ hostName: 'ruby', reachable: false, nixVersion: null, nix: null, load: null, store: null });
+  });
+
+  it('says what the local store takes from the user, and the keys it trusts', () => {
+    const localTrust = {
+      user: 'alice',
+      unsignedImports: { accepted: false as const, reason: "cannot add path '/nix/store/x-p' because it lacks a valid signature" },
+      trustedPublicKeys: [`kana-1:${'A'.repeat(43)}=`, 'cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY='],
+    };
+    const text = machinesCheckToText({ ...input, localTrust }, { color: false });
+    expect(text).toContain(
+      "Local store: takes paths from alice only with a signature by a key in its trusted-public-keys (kana-1, cache.nixos.org-1); it said: cannot add path '/nix/store/x-p' because it lacks a valid signature.",
+    );
+    const json = machinesCheckToJson({ ...input, localTrust }) as { local: unknown; machines: Array<Record<string, unknown>> };
+    expect(json.local).toEqual(localTrust);
+    expect(json.machines[0]).toMatchObject({ signingKeys: [{ publicKey: `kana-1:${'A'.repeat(43)}=`, trustedLocally: true }], unsignedImports: { accepted: true } });
+    expect(json.machines[1]).toMatchObject({ signingKeys: null, unsignedImports: null });
+    const trusted = machinesCheckToText({ ...input, localTrust: { ...localTrust, unsignedImports: { accepted: true as const } } }, { color: false });
+    expect(trusted).toContain('Local store: takes unsigned paths from alice (a trusted user, or a store of its own), so builders need not sign.');
   });
 
   it('says so when there is nothing to check', () => {

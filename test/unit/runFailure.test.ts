@@ -42,6 +42,21 @@ describe('classifying a job attempt', () => {
     expect(classifyError(new ServeConnectionLostError('closed by offload', 'ruby'), true)).toEqual({ kind: 'interrupted' });
   });
 
+  it("fails at once, without retrying or rebuilding, when a store refused for a reason retrying cannot change", () => {
+    const lost = (serverError: string | undefined, host = 'local') =>
+      classifyError(new ServeConnectionLostError('Lost the connection', host, serverError !== undefined ? { serverError } : {}), false);
+    const refused = lost("cannot add path '/nix/store/abc-top' because it lacks a valid signature");
+    expect(refused).toMatchObject({ kind: 'refused' });
+    expect((refused as { message: string }).message).toMatch(
+      /^the local store refused it for good \(not retried\): cannot add path '\/nix\/store\/abc-top' because it lacks a valid signature; to fix this, add the user to trusted-users/,
+    );
+    expect(decide(refused!, { transient: 0, connectionLost: 0 }, defaultRetryLimits)).toBe('fail');
+    expect(lost('writing to file: No space left on device', 'ruby')).toMatchObject({ kind: 'refused', message: expect.stringMatching(/^the store on ruby refused it for good/) });
+    // A server that went away without saying why may come back: that stays a lost connection.
+    expect(lost(undefined)?.kind).toBe('connectionLost');
+    expect(lost('unexpected end-of-file')?.kind).toBe('connectionLost');
+  });
+
   it('retries transient failures and lost connections a bounded number of times', () => {
     const transient = { kind: 'transient', message: 'm' } as const;
     expect(decide(transient, { transient: 3, connectionLost: 0 }, defaultRetryLimits)).toBe('requeue');
