@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTempCluster, type TestCluster } from '../support/cluster.js';
+import { startDaemonStore, type DaemonStore } from '../support/daemonStore.js';
+import { integrationPrereqs } from '../support/requireIntegration.js';
+import { ROOT } from './buildSupport.js';
+
+/**
+ * offload run by a normal user of a multi-user Nix: the local store is a
+ * nix-daemon (in a private mount namespace with its own store), the user is
+ * `nobody`, and whether the daemon trusts the user or the builders' signing
+ * keys decides whether what the builders build can be copied back.
+ */
+describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => {
+  let cluster: TestCluster & { dispose(): Promise<void> };
+  let nix: DaemonStore;
+  let signerKey: string;
+
+  beforeAll(async () => {
+    [cluster, nix] = await Promise.all([
+      startTempCluster('multiuser', [
+        { name: 'signer', maxJobs: 2, signingKeyName: 'signer-1' },
+        { name: 'plain', maxJobs: 2 },
+      ]),
+      startDaemonStore('multiuser-store'),
+    ]);
+    signerKey = cluster.builder('signer').signingPublicKey!;
+  });
+  afterAll(async () => {
+    await nix?.dispose();
+    await cluster?.dispose();
+  });
+
+  /** As the user, through the daemon: `top` (its output refers to `dep`'s), both fresh. */
+  async function instantiate(): Promise<{ drv: string; out: string; dep: string }> {
+    const nonce = randomBytes(6).toString('hex');
+    const dir = nix.userFolder('nix');
+    const file = join(dir, 'top.nix');
+    writeFileSync(
+      file,
+      `let
+        sys = builtins.currentSystem;
+        dep = derivation { name = "mu-dep"; system = sys; builder = "/bin/sh"; nonce = "${nonce}"; args = [ "-c" "echo dep > $out" ]; };
+      in derivation { name = "mu-top"; system = sys; builder = "/bin/sh"; nonce = "${nonce}"; args = [ "-c" "echo \${dep} > $out" ]; }`,
+      { mode: 0o644 },
+    );
+    const r = await nix.asUser(['nix-instantiate', file]);
+    expect(r.code, r.stderr).toBe(0);
+    const drv = r.stdout.trim();
+    const out = (await nix.asUser(['nix-store', '--query', '--outputs', drv])).stdout.trim();
+    const depDrv = (await nix.asUser(['nix-store', '--query', '--references', drv])).stdout.trim().split('\n').find((p) => p.endsWith('-mu-dep.drv'))!;
+    const dep = (await nix.asUser(['nix-store', '--query', '--outputs', depDrv])).stdout.trim();
+    return { drv, out, dep };
+  }
+
+  function offload(args: string[], builders: readonly string[], cwd: string) {
+    const { machinesFile, sshConfigFile } = nix.userMachines(cluster, builders);
+    return nix.asUser([process.execPath, join(ROOT, 'bin', 'offload.js'), ...args, '--machines', machinesFile, '--ssh-config', sshConfigFile], { cwd });
+  }
+
+  const validLocally = async (path: string) => (await nix.asUser(['nix-store', '--check-validity', path])).code === 0;
+  const validOn = async (builder: string, path: string) => (await cluster.runOnBuilder(builder, ['nix-store', '--check-validity', path])).code === 0;
+
+  it('a user in trusted-users builds on builders that sign nothing', async () => {
+    await nix.startDaemon({ trustedUsers: ['root', nix.user.name], trustedPublicKeys: [] });
+    const { drv, out, dep } = await instantiate();
+    const r = await offload(['build', drv, '--max-jobs', '0'], ['plain'], nix.userFolder('trusted'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(await validOn('plain', out)).toBe(true);
+    expect(await validLocally(out)).toBe(true);
+    expect(await validLocally(dep)).toBe(true);
+  });
+
+  it('an untrusted user with builders that sign nothing is refused before anything is built, with both fixes named', async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
+    const { drv, out, dep } = await instantiate();
+    const r = await offload(['build', drv, '--max-jobs', '0'], ['plain'], nix.userFolder('refused'));
+    expect(r.code, r.stderr).toBe(1);
+    const message = r.stderr.replace(/\s+/g, ' ');
+    expect(message).toContain('the local store would refuse what the builders build, so nothing was built');
+    expect(message).toContain('plain signs nothing');
+    expect(message).toContain('add the user to trusted-users');
+    expect(message).toContain("secret-key-files in each builder's nix.conf");
+    expect(message).toContain('trusted-public-keys');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    for (const path of [out, dep]) {
+      expect(await validOn('plain', path)).toBe(false);
+      expect(await validLocally(path)).toBe(false);
+    }
+  });
+
+  it("machines check reports each builder's signing key, whether the daemon trusts it, and what the daemon takes from the user", async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
+    const r = await offload(['machines', 'check', '--json'], ['signer', 'plain'], nix.userFolder('check'));
+    const report = JSON.parse(r.stdout) as {
+      local: { user: string; unsignedImports: { accepted: boolean; reason?: string }; trustedPublicKeys: string[] };
+      machines: Array<{ hostName: string; verdict: string; signingKeys: Array<{ publicKey?: string; trustedLocally?: boolean }>; unsignedImports: { accepted: boolean } }>;
+    };
+    expect(report.local.user).toBe(nix.user.name);
+    expect(report.local.unsignedImports.accepted).toBe(false);
+    expect(report.local.unsignedImports.reason).toContain('lacks a valid signature');
+    expect(report.local.trustedPublicKeys).toEqual([signerKey]);
+    const byName = new Map(report.machines.map((m) => [m.hostName, m]));
+    expect(byName.get('signer')!.signingKeys).toEqual([expect.objectContaining({ publicKey: signerKey, trustedLocally: true })]);
+    expect(byName.get('signer')!.verdict).not.toBe('unusable');
+    expect(byName.get('plain')!.signingKeys).toEqual([]);
+    expect(byName.get('plain')!.verdict).toBe('unusable');
+    // The builders' ssh user is root there: their stores take unsigned paths from it, as Nix requires.
+    for (const m of report.machines) expect(m.unsignedImports.accepted).toBe(true);
+    expect(r.code).toBe(1);
+  });
+});
