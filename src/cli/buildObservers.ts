@@ -4,6 +4,7 @@ import { OffloadError } from '../errors/offloadError.js';
 import { historyLookup, type BuildHistory, type EstimateKey, type EstimateLookup } from '../history/buildHistory.js';
 import type { StateLocation } from '../state/stateLocation.js';
 import type { RunEvent, RunEventListener } from '../run/runEvents.js';
+import { FAILED_JOB_LINE, failedJob } from '../run/failure.js';
 import { runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
 import { eventText } from '../report/eventLines.js';
@@ -154,7 +155,7 @@ export class BuildObservers {
    */
   readonly log = (line: string): void => {
     if (/^\[\S+\] \S+> /.test(line)) return;
-    if (/^offload: building \S+ on \S+ failed: /.test(line)) {
+    if (FAILED_JOB_LINE.test(line)) {
       this.inFailureBlock = true;
       return;
     }
@@ -237,7 +238,7 @@ export class BuildObservers {
       const logTail = this.tails.get(event.jobId) ?? [];
       this.logger.error(
         { kind: 'failure', drvName: event.name, host: event.host, drvPath: event.jobId, logTail },
-        `building ${event.jobId} on ${event.host} failed: ${event.error ?? 'unknown error'}`,
+        `${failedJob({ action: event.action, jobId: event.jobId, host: event.host, from: event.from })} failed: ${event.error ?? 'unknown error'}`,
       );
       this.reportSkipped();
     }

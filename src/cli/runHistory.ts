@@ -37,7 +37,8 @@ export function historyRecorder(
       }
       return;
     }
-    if (event.status !== 'built' && event.status !== 'failed') return;
+    // A copy or fetch that failed says nothing about how long the build takes.
+    if ((event.status !== 'built' && event.status !== 'failed') || (event.action !== undefined && event.action !== 'build')) return;
     const job = jobs.get(event.jobId);
     if (!job) return;
     try {

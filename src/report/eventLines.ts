@@ -30,6 +30,8 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
         case 'fell-back':
           return `${event.host}: ${event.name} could not be fetched from ${event.from ?? 'a cache'}; building it instead`;
         case 'failed':
+          if (event.action === 'copy') return `${event.host}: ${event.name} could not be copied from ${event.from ?? 'a builder'}: ${event.error ?? 'unknown error'}`;
+          if (event.action === 'fetch') return `${event.host}: ${event.name} could not be fetched from ${event.from ?? 'a cache'}: ${event.error ?? 'unknown error'}`;
           return `${event.host}: ${event.name} failed: ${event.error ?? 'unknown error'}`;
         case 'interrupted':
           return `${event.host}: ${event.name} interrupted after ${shortSeconds(event.seconds)}`;

@@ -7,7 +7,7 @@ import type { FetchOutcome } from './localFetcher.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
 import { BuilderFetches } from './builderFetches.js';
-import { classifyBuildResult, classifyError, decide, defaultRetryLimits, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
+import { classifyBuildResult, classifyError, decide, defaultRetryLimits, failedJob, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
 import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
 import { PathLocations } from './pathLocations.js';
 import type { PressureGate, PressureSample } from './pressureGate.js';
@@ -462,6 +462,14 @@ export class Executor {
     try {
       missing = record.action === 'fetch' ? await this.fetch(transfer.paths) : await this.copyHere(transfer.paths);
     } catch (error) {
+      const attempt = classifyError(error, this.interrupted);
+      if (attempt?.kind === 'refused') {
+        // Built elsewhere or copied again, the path meets the same refusal (a missing signature, a full disk).
+        const now = this.input.now();
+        this.fail(jobId, TRANSFER_LANE, attempt.message, [], now);
+        this.input.onEvent?.({ type: 'jobFinished', time: now, jobId, name: record.name, host: TRANSFER_LANE, seconds: now - startedAt, action: record.action!, bytes: transfer.bytes, from: transfer.from, status: 'failed', error: attempt.message });
+        return;
+      }
       if (this.interrupted) missing = new Map(transfer.paths.map((p) => [p, 'interrupted']));
       else if (error instanceof OffloadError) missing = new Map(transfer.paths.map((p) => [p, error.message]));
       else throw error;
@@ -580,7 +588,7 @@ export class Executor {
         this.input.onEvent?.({ type: 'jobSkipped', time: now, jobId: id, name: dependent.name, reason: dependent.error! });
       }
     }
-    const lines = [`offload: building ${jobId} on ${host} failed: ${message}`];
+    const lines = [`offload: ${failedJob({ action: record.action, jobId, host, from: record.transfer?.from })} failed: ${message}`];
     if (tail.length > 0) lines.push(`last ${tail.length} log lines of ${record.name}:`, ...tail.map((l) => `  ${l}`));
     if (skipped.length > 0) lines.push(`skipped ${skipped.length} dependent derivation${skipped.length === 1 ? '' : 's'}: ${skipped.map((id) => this.records.get(id)?.name ?? id).join(', ')}`);
     for (const line of lines) this.input.log(line);

@@ -2,7 +2,7 @@ import { OffloadError } from '../errors/offloadError.js';
 import { buildFailureKind, isSuccess, isTransient, type BuildFailureKind, type BuildResult } from '../remote/buildResult.js';
 import { ServeConnectionLostError } from '../remote/serveClient.js';
 import { storeRefusal } from '../remote/storeRefusal.js';
-import { LOCAL_HOST } from '../schedule/types.js';
+import { LOCAL_HOST, type JobAction } from '../schedule/types.js';
 import type { HostFailureKind } from './hostHealth.js';
 import { MissingPathError } from './transfers.js';
 import {
@@ -77,6 +77,16 @@ function refusalOf(error: unknown): string | undefined {
   const store = error.host === LOCAL_HOST ? 'the local store' : `the store on ${error.host}`;
   return `${store} refused it for good (not retried): ${refusal.reason}${refusal.fix !== undefined ? `; to fix this, ${refusal.fix}` : ''}`;
 }
+
+/** What a failed job was doing, for the one line that reports it: `building X on H`, `copying the outputs of X from H`. */
+export function failedJob(job: { action?: JobAction | undefined; jobId: string; host: string; from?: string | undefined }): string {
+  if (job.action === 'fetch') return `fetching the outputs of ${job.jobId}`;
+  if (job.action === 'copy') return `copying the outputs of ${job.jobId} from ${job.from ?? 'a builder'}`;
+  return `building ${job.jobId} on ${job.host}`;
+}
+
+/** Matches the start of failedJob's line as the executor logs it. */
+export const FAILED_JOB_LINE = /^offload: (building \S+ on \S+|copying the outputs of \S+ from \S+|fetching the outputs of \S+) failed: /;
 
 export function isHostError(
   error: unknown,

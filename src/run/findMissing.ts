@@ -16,7 +16,7 @@ export interface MissingFacts {
   asked: ReadonlySet<string>;
   /** Output path → the builder that holds it. */
   held: ReadonlyMap<string, string>;
-  /** Paths a cache failed to deliver this run: never a substitute again. */
+  /** Paths a cache or a builder failed to deliver this run: never fetched or copied from there again. */
   refused?: ReadonlySet<string>;
 }
 
@@ -47,7 +47,7 @@ export async function findMissing(
       {
         isValid: (p) => (valid.has(p) ? true : asked.has(p) ? false : undefined),
         substitute: (p) => (facts.refused?.has(p) ? null : known.get(p)),
-        heldBy: (p) => facts.held.get(p),
+        heldBy: (p) => (facts.refused?.has(p) ? undefined : facts.held.get(p)),
       },
       { substitute },
     );

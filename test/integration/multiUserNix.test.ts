@@ -34,7 +34,7 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
   });
 
   /** As the user, through the daemon: `top` (its output refers to `dep`'s), both fresh. */
-  async function instantiate(): Promise<{ drv: string; out: string; dep: string }> {
+  async function instantiate(): Promise<{ drv: string; out: string; dep: string; file: string }> {
     const nonce = randomBytes(6).toString('hex');
     const dir = nix.userFolder('nix');
     const file = join(dir, 'top.nix');
@@ -52,7 +52,7 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
     const out = (await nix.asUser(['nix-store', '--query', '--outputs', drv])).stdout.trim();
     const depDrv = (await nix.asUser(['nix-store', '--query', '--references', drv])).stdout.trim().split('\n').find((p) => p.endsWith('-mu-dep.drv'))!;
     const dep = (await nix.asUser(['nix-store', '--query', '--outputs', depDrv])).stdout.trim();
-    return { drv, out, dep };
+    return { drv, out, dep, file };
   }
 
   function offload(args: string[], builders: readonly string[], cwd: string) {
@@ -89,6 +89,25 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
       expect(await validOn('plain', path)).toBe(false);
       expect(await validLocally(path)).toBe(false);
     }
+  });
+
+  it('outputs a builder already holds unsigned are refused by the daemon once and fail at once: not copied again, not rebuilt', async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
+    const { drv, out, file } = await instantiate();
+    // Built there before the builder signed anything: valid on it, with no signature.
+    const early = await cluster.runOnBuilder('signer', ['nix-build', file, '--no-out-link', '--option', 'secret-key-files', '']);
+    expect(early.code, early.stderr).toBe(0);
+    expect(early.stdout.trim()).toBe(out);
+    const r = await offload(['build', drv, '--max-jobs', '0'], ['signer'], nix.userFolder('held'));
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain(`copying the outputs of ${drv} from signer failed: the local store refused it for good (not retried)`);
+    expect(r.stderr).toMatch(/cannot add path '[^']+' because it lacks a valid signature/);
+    // One copy, refused once: no second attempt, no build in its place.
+    expect(r.stderr.match(/copying mu-top/g)).toHaveLength(1);
+    expect(r.stderr).toContain('caches: mu-top could not be copied from signer: the local store refused it for good');
+    expect(r.stderr).not.toContain('building it instead');
+    expect(r.stderr).not.toContain('started mu-top');
+    expect(await validLocally(out)).toBe(false);
   });
 
   it("machines check reports each builder's signing key, whether the daemon trusts it, and what the daemon takes from the user", async () => {
