@@ -91,6 +91,16 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
     }
   });
 
+  it("an untrusted user's local builds go through the daemon, from the .drv files in its store", async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [] });
+    const { drv, out, dep } = await instantiate();
+    const r = await offload(['build', drv, '--max-jobs', '1'], [], nix.userFolder('local'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('local: mu-top built');
+    expect(await validLocally(out)).toBe(true);
+    expect(await validLocally(dep)).toBe(true);
+  });
+
   it('outputs a builder already holds unsigned are refused by the daemon once and fail at once: not copied again, not rebuilt', async () => {
     await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
     const { drv, out, file } = await instantiate();
