@@ -148,13 +148,14 @@ async function probe(pool: SshPool, machine: Machine, draft: Draft, options: Che
   await Promise.all([
     step(draft, NIX_VERSION_COMMAND, () => nixVersion(pool, machine, draft)),
     step(draft, 'serve greeting', () => serveProtocol(pool, machine, draft, options.timeoutMs)),
-    step(draft, 'nix show-config', () => nixSettings(pool, machine, draft)),
+    (async () => {
+      await step(draft, 'nix show-config', () => nixSettings(pool, machine, draft));
+      await step(draft, 'signing keys', () => signingKeys(pool, machine, draft, options.localTrust));
+    })(),
     step(draft, 'load', () => load(pool, machine, draft)),
     step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
     step(draft, 'pressure', () => pressure(pool, machine, draft)),
-    step(draft, 'unsigned import', () => unsignedImports(pool, machine, draft, options.timeoutMs)),
   ]);
-  await step(draft, 'signing keys', () => signingKeys(pool, machine, draft, options.localTrust));
 }
 
 /** Runs one probe step; an OffloadError (lost connection, refused channel) becomes an unusable finding. */
@@ -231,13 +232,25 @@ async function nixVersion(pool: SshPool, machine: Machine, draft: Draft): Promis
   draft.findings.push({ severity: 'unusable', message: `no usable Nix over ssh: ${failure(NIX_VERSION_COMMAND, result)}` });
 }
 
+/**
+ * The greeting, then, on the same channel, whether the store takes unsigned
+ * paths from the ssh user: a refusal ends that server, and the channel is
+ * closed after the probe anyway (see unsignedImportProbe.ts).
+ */
 async function serveProtocol(pool: SshPool, machine: Machine, draft: Draft, timeoutMs: number): Promise<void> {
   const transport = await pool.openServe(machine);
   try {
     const client = await ServeClient.open(transport, { handshakeTimeoutMs: timeoutMs });
-    const version = client.serverVersion;
-    draft.serveProtocol = `${(version >> 8) & 0xff}.${version & 0xff}`;
-    client.close();
+    try {
+      const version = client.serverVersion;
+      draft.serveProtocol = `${(version >> 8) & 0xff}.${version & 0xff}`;
+      await step(draft, 'unsigned import', async () => {
+        draft.unsignedImports = await probeUnsignedImports(client);
+        draft.findings.push(...builderImportFindings(machine.sshUser, draft.unsignedImports));
+      });
+    } finally {
+      client.close();
+    }
   } finally {
     transport.close();
   }
@@ -295,22 +308,6 @@ async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits:
   }
   draft.store = space;
   draft.findings.push(...storeSpaceFindings(space, limits));
-}
-
-/** Its own serve channel: a store that refuses ends the server (see unsignedImportProbe.ts). */
-async function unsignedImports(pool: SshPool, machine: Machine, draft: Draft, timeoutMs: number): Promise<void> {
-  const transport = await pool.openServe(machine);
-  try {
-    const client = await ServeClient.open(transport, { handshakeTimeoutMs: timeoutMs });
-    try {
-      draft.unsignedImports = await probeUnsignedImports(client);
-    } finally {
-      client.close();
-    }
-  } finally {
-    transport.close();
-  }
-  draft.findings.push(...builderImportFindings(machine.sshUser, draft.unsignedImports));
 }
 
 async function signingKeys(pool: SshPool, machine: Machine, draft: Draft, local: LocalTrust | undefined): Promise<void> {
