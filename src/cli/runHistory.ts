@@ -49,7 +49,8 @@ export function historyRecorder(
             system: job.system,
             host: event.host,
             speedFactor: speedOf(event.host),
-            seconds: event.seconds,
+            // The build alone: copying inputs in and outputs back depends on where it ran, not on the derivation.
+            seconds: event.buildSeconds ?? event.seconds,
             finishedAt: clock(),
             drvPath: event.jobId,
             status: event.status,

@@ -1,4 +1,4 @@
-import { scanNar } from './narScanner.js';
+import { NarScanner } from './narScanner.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
 import { Serializer } from './serveCodec/serializer.js';
 import { DEFAULT_STORE_DIR, storePathProblem } from '../storePath/storePath.js';
@@ -66,9 +66,9 @@ async function* scanPaths(reader: ServeReader, options: ExportScanOptions): Asyn
     if (next === 0) return;
     if (next !== 1) throw reader.malformed(`the export stream path marker is ${next}, not 0 or 1`);
 
-    const narStart = reader.position;
-    yield* scanNar(reader);
-    const narSize = reader.position - narStart;
+    const scanner = new NarScanner();
+    yield* reader.scan(scanner, 'a NAR in the export stream');
+    const narSize = scanner.size;
 
     const magic = await reader.u64('the export marker');
     if (magic !== EXPORT_MAGIC) throw reader.malformed('the NAR is not followed by the NIXE export marker');

@@ -1,7 +1,9 @@
 import { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
 import { buildResultFromExitStatus, type BuildResult } from './buildResult.js';
-import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
+import { EXPORT_MAGIC, exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
+import { checkedNar, type NarStream } from './narCheck.js';
+import { NarScanner } from './narScanner.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
 import {
   acceptsAddToStoreNar,
@@ -15,6 +17,7 @@ import {
   encodeAddToStoreNar,
   encodeBuildDerivation,
   encodeBuildPaths,
+  encodeDumpStorePath,
   encodeExportPaths,
   encodeHello,
   encodeImportPaths,
@@ -27,14 +30,26 @@ import {
   type ReplyContext,
 } from './serveCodec/messages.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
+import { Serializer } from './serveCodec/serializer.js';
 import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { ServeConnectionLostError } from './serveConnectionLostError.js';
 import { ServerLog } from './serverLog.js';
 import { stripColours } from './terminalEscapes.js';
+import { streamChunks } from './streamChunks.js';
 import type { ServeTransport } from './transport.js';
+import { UntrustedReplyError } from './untrustedReplyError.js';
 
 export { CLIENT_VERSION, SERVE_MAGIC_1, SERVE_MAGIC_2, ServeCommand, type PathInfo } from './serveCodec/messages.js';
 export { ServeConnectionLostError } from './serveConnectionLostError.js';
+export type { NarStream } from './narCheck.js';
+
+/**
+ * Bytes written ahead into the server's input before waiting for it to drain.
+ * A child's stdin pipe reports "full" past 16 KiB, so waiting on every such
+ * write would stop the stream once per chunk; past this limit we do wait, so
+ * the memory held per transfer stays bounded.
+ */
+const WRITE_AHEAD = 1024 * 1024;
 
 export interface BuildDerivationOptions extends BuildSettings {
   /** Log lines of this build only (the client's own listeners get them too). */
@@ -79,6 +94,25 @@ class SourceFailure extends Error {
   }
 }
 
+async function fromSource<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    throw new SourceFailure(error);
+  }
+}
+
+/** What follows a NAR in an export stream (import-paths, for servers without add-to-store-NAR). */
+function exportTrailer(info: PathInfo): Buffer {
+  return new Serializer(256 + info.references.length * 96)
+    .u64(EXPORT_MAGIC)
+    .string(info.path)
+    .strings(info.references)
+    .string(info.deriver ?? '')
+    .u64(0)
+    .flush();
+}
+
 /**
  * Client for `nix-store --serve --write` (the protocol of Nix's `ssh://`
  * store and of Hydra). One command at a time: calls queue on an internal
@@ -104,7 +138,7 @@ export class ServeClient {
     options: ServeClientOptions,
   ) {
     this.host = transport.host;
-    this.reader = new ServeReader(transport.stdout, `nix-store --serve on ${transport.host}`);
+    this.reader = new ServeReader(streamChunks(transport.stdout), `nix-store --serve on ${transport.host}`);
     this.storeDir = options.storeDir ?? DEFAULT_STORE_DIR;
     this.buildFromStoreDerivations = options.buildFromStoreDerivations ?? false;
     this.serverLog = new ServerLog(transport.stderr);
@@ -172,7 +206,9 @@ export class ServeClient {
     const list = this.checkPaths(paths, 'A path to query');
     return this.run('querying valid paths', async () => {
       await this.write(encodeQueryValidPaths(list, options));
-      return decodeStorePaths(this.reader, 'the valid paths', this.storeDir);
+      const valid = await decodeStorePaths(this.reader, 'the valid paths', this.storeDir);
+      this.assertAsked(valid, list, 'its list of valid paths names');
+      return valid;
     });
   }
 
@@ -181,7 +217,13 @@ export class ServeClient {
     const list = this.checkPaths(paths, 'A path to query');
     return this.run('querying path infos', async () => {
       await this.write(encodeQueryPathInfos(list));
-      return decodePathInfos(this.reader, this.replyContext());
+      const infos = await decodePathInfos(this.reader, this.replyContext());
+      this.assertAsked(
+        infos.map((info) => info.path),
+        list,
+        'it sent a path info for',
+      );
+      return infos;
     });
   }
 
@@ -268,6 +310,88 @@ export class ServeClient {
   }
 
   /**
+   * The NARs of `infos`, in that order: one dump-store-path request per
+   * path, all sent at once, so the server streams them back to back. Each
+   * NAR is checked against its info on the way (checkedNar): its size
+   * always, its hash when `hash` is set (for a source that is not trusted).
+   * Read each NAR's chunks to the end before taking the next NAR; stopping
+   * early loses the connection's framing, so the client is then closed.
+   */
+  dumpNars(infos: readonly PathInfo[], options: { hash: boolean }): AsyncGenerator<NarStream> {
+    const self = this;
+    for (const info of infos) assertStorePath(info.path, 'A path to dump', this.storeDir);
+    async function* generate(): AsyncGenerator<NarStream> {
+      const release = await self.acquire();
+      let finished = false;
+      try {
+        self.assertUsable('sending paths');
+        if (infos.length > 0) await self.write(Buffer.concat(infos.map((info) => encodeDumpStorePath(info.path))));
+        for (const info of infos) {
+          let drained = false;
+          const raw = self.reader.scan(new NarScanner(), `the NAR of ${info.path}`);
+          async function* chunks(): AsyncGenerator<Buffer> {
+            try {
+              yield* checkedNar(raw, info, self.host, options);
+              drained = true;
+            } catch (error) {
+              throw await self.fail(`sending ${info.path}`, error);
+            }
+          }
+          yield { info, chunks: chunks() };
+          if (!drained) throw new Error(`The NAR of ${info.path} was not read to its end before the next one.`);
+        }
+        finished = true;
+      } finally {
+        if (!finished) self.markBroken(new ServeConnectionLostError(`Sending paths from ${self.host} stopped midway.`, self.host));
+        release();
+      }
+    }
+    return generate();
+  }
+
+  /**
+   * Adds each NAR to the server's store with add-to-store-NAR: the info,
+   * then the NAR's bytes as they arrive, streamed with back-pressure. The
+   * server checks each NAR's hash and size against the info before it
+   * registers the path. Acknowledgements are read while later NARs are
+   * sent, so many small paths cost no round trip each. A server too old for
+   * add-to-store-NAR gets the same paths as an import-paths export stream.
+   */
+  async addNars(nars: AsyncIterable<NarStream>): Promise<number> {
+    return this.run('adding paths', async () => {
+      const legacy = !acceptsAddToStoreNar(this.version);
+      if (legacy) await this.write(encodeImportPaths());
+      let added = 0;
+      let acks: Promise<void> = Promise.resolve();
+      const source = nars[Symbol.asyncIterator]();
+      try {
+        for (let next = await fromSource(() => source.next()); !next.done; next = await fromSource(() => source.next())) {
+          const { info, chunks } = next.value;
+          await this.write(legacy ? new Serializer(8).u64(1).flush() : encodeAddToStoreNar(info));
+          const bytes = chunks[Symbol.asyncIterator]();
+          for (let chunk = await fromSource(() => bytes.next()); !chunk.done; chunk = await fromSource(() => bytes.next())) {
+            await this.write(chunk.value);
+          }
+          if (legacy) await this.write(exportTrailer(info));
+          else acks = acks.then(() => decodeImportAck(this.reader));
+          added++;
+        }
+      } catch (error) {
+        // The failure to report is the one that stopped the stream, not an acknowledgement that never came.
+        acks.catch(() => undefined);
+        await source.return?.();
+        throw error;
+      }
+      if (legacy) {
+        await this.write(new Serializer(8).u64(0).flush());
+        await decodeImportAck(this.reader);
+      }
+      await acks;
+      return added;
+    });
+  }
+
+  /**
    * Builds `drv` on the server (the build-derivation command: the server
    * needs the inputs but no `.drv` file). Log lines arrive through the
    * listeners while the build runs.
@@ -346,6 +470,16 @@ export class ServeClient {
 
   private replyContext(): ReplyContext {
     return { minor: this.minor, storeDir: this.storeDir };
+  }
+
+  /** A reply may only name paths that were asked about. */
+  private assertAsked(replied: readonly string[], asked: readonly string[], what: string): void {
+    const askedSet = new Set(asked);
+    const seen = new Set<string>();
+    for (const path of replied) {
+      if (!askedSet.has(path) || seen.has(path)) throw new UntrustedReplyError(this.host, path, `${what} a path it was not asked about`);
+      seen.add(path);
+    }
   }
 
   private checkPaths(paths: Iterable<string>, what: string): string[] {
@@ -445,7 +579,7 @@ export class ServeClient {
     if (stdin.destroyed || stdin.writableEnded) {
       return Promise.reject(new ServeStreamEndedError(`The input of nix-store --serve on ${this.host} is closed.`));
     }
-    if (stdin.write(bytes)) return Promise.resolve();
+    if (stdin.write(bytes) || stdin.writableLength < WRITE_AHEAD) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const cleanup = () => {
         stdin.off('drain', onDrain);

@@ -26,7 +26,7 @@ export async function queryBuilderHoldings(channels: ChannelSource, hosts: reado
     try {
       const valid = [...(await channel.queryValidPaths([...paths]))];
       const sizes = new Map<string, number>();
-      if (valid.length > 0 && channel.queryPathInfos) for (const info of await channel.queryPathInfos(valid)) sizes.set(info.path, info.narSize);
+      if (valid.length > 0) for (const info of await channel.queryPathInfos(valid)) sizes.set(info.path, info.narSize);
       channels.release(host, channel);
       answers.set(host, { valid, sizes });
     } catch (error) {

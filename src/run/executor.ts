@@ -80,6 +80,12 @@ export interface ExecutorInput {
   pressure?: PressureGate;
 }
 
+/** Seconds of one attempt: the build (once it ran) and the transfers in and out. */
+interface AttemptTiming {
+  buildSeconds?: number;
+  transferSeconds: number;
+}
+
 /**
  * The live loop: asks the scheduler which ready job goes where, runs each
  * on its host (inputs in, build, outputs back when needed), and reports
@@ -132,7 +138,15 @@ export class Executor {
     this.locations.addAll(input.localPaths, LOCAL_HOST);
     for (const [path, host] of input.held ?? []) this.locations.add(path, host);
     this.jobsById = new Map(input.jobs.map((j) => [j.id, j]));
-    this.transfers = new PathTransfers(this.locations, input.channels, { buildersUseSubstitutes: input.options.buildersUseSubstitutes });
+    const runPaths = new Set<string>();
+    for (const drv of input.drvs.values()) for (const path of outputPaths(drv)) runPaths.add(path);
+    this.transfers = new PathTransfers(this.locations, input.channels, {
+      buildersUseSubstitutes: input.options.buildersUseSubstitutes,
+      // What a builder may send back: outputs of the derivations this run knows, and paths it has already seen somewhere.
+      expected: (path) => runPaths.has(path) || this.locations.known(path),
+      now: input.now,
+      ...(input.onEvent ? { onEvent: input.onEvent } : {}),
+    });
     for (const job of [...input.jobs, ...(input.fetchesOnBuilders ?? [])]) {
       const transfer = job.transfer ? { transfer: { paths: job.transfer.paths, bytes: job.transfer.bytes, from: job.transfer.from } } : {};
       this.records.set(job.id, { drvPath: job.id, name: job.name, action: job.action ?? 'build', ...transfer, host: '', status: 'pending', attempts: 0, sent: [], substituted: [] });
@@ -415,31 +429,52 @@ export class Executor {
       return;
     }
     const log = new BuildLog(logPrefix(host, record.name), this.input.log);
-    const attempt = await this.attempt(jobId, host, log, record);
+    const timing: AttemptTiming = { transferSeconds: 0 };
+    const attempt = await this.attempt(jobId, host, log, record, timing);
     // Before the job is settled, so the exchange that follows can hand the slot to the next job.
     giveBackSlot();
     log.end();
     const status = this.settle(jobId, host, attempt, log);
     const time = this.input.now();
     const error = 'message' in attempt ? attempt.message : undefined;
-    this.input.onEvent?.({ type: 'jobFinished', time, jobId, name: record.name, host, status, seconds: time - startedAt, ...(error !== undefined ? { error } : {}) });
+    this.input.onEvent?.({
+      type: 'jobFinished',
+      time,
+      jobId,
+      name: record.name,
+      host,
+      status,
+      seconds: time - startedAt,
+      ...timing,
+      ...(error !== undefined ? { error } : {}),
+    });
   }
 
-  private async attempt(jobId: string, host: string, log: BuildLog, record: JobRecord): Promise<Attempt> {
+  /** `timing` gets the seconds spent building and moving paths, so history can keep them apart. */
+  private async attempt(jobId: string, host: string, log: BuildLog, record: JobRecord, timing: AttemptTiming): Promise<Attempt> {
     const drv = this.input.drvs.get(jobId)!;
+    const now = this.input.now;
     let channel: StoreChannel | undefined;
     try {
       channel = await this.input.channels.acquire(host);
-      const report = await this.transfers.ensure(host, channel, buildInputs(drv, this.input.drvs));
+      const inputsFrom = now();
+      const report = await this.transfers.ensure(host, channel, buildInputs(drv, this.input.drvs), { jobId });
+      timing.transferSeconds += now() - inputsFrom;
       noteTransfers(record, report);
       const onEvent = this.input.onEvent;
       const onLog = (line: string) => {
         log.write(`${line}\n`);
         onEvent?.({ type: 'buildLog', time: this.input.now(), jobId, host, line });
       };
+      const buildFrom = now();
       const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog, ...this.input.options.buildLimits });
+      timing.buildSeconds = now() - buildFrom;
       const attempt = classifyBuildResult(result);
-      if (attempt.kind === 'built') await this.placeOutputs(drv, host);
+      if (attempt.kind === 'built') {
+        const outputsFrom = now();
+        await this.placeOutputs(drv, host, jobId);
+        timing.transferSeconds += now() - outputsFrom;
+      }
       this.input.channels.release(host, channel);
       return attempt;
     } catch (error) {
@@ -460,7 +495,7 @@ export class Executor {
     const transfer = record.transfer!;
     let missing: Map<string, string>;
     try {
-      missing = record.action === 'fetch' ? await this.fetch(transfer.paths) : await this.copyHere(transfer.paths);
+      missing = record.action === 'fetch' ? await this.fetch(transfer.paths) : await this.copyHere(transfer.paths, jobId);
     } catch (error) {
       const attempt = classifyError(error, this.interrupted);
       if (attempt?.kind === 'refused') {
@@ -520,10 +555,10 @@ export class Executor {
     return (await this.input.fetcher.fetch(paths)).failed;
   }
 
-  private async copyHere(paths: string[]): Promise<Map<string, string>> {
+  private async copyHere(paths: string[], jobId?: string): Promise<Map<string, string>> {
     const local = await this.input.channels.acquire(LOCAL_HOST);
     try {
-      await this.transfers.ensure(LOCAL_HOST, local, paths);
+      await this.transfers.ensure(LOCAL_HOST, local, paths, jobId ? { jobId } : {});
     } catch (error) {
       this.input.channels.discard(LOCAL_HOST, local);
       throw error;
@@ -538,12 +573,12 @@ export class Executor {
   }
 
   /** Outputs stay on the builder unless they are wanted outputs of a root (or `--copy-back all`). */
-  private async placeOutputs(drv: Derivation, host: string): Promise<void> {
+  private async placeOutputs(drv: Derivation, host: string, jobId: string): Promise<void> {
     const outputs = outputPaths(drv);
     this.locations.addAll(outputs, host);
     if (host === LOCAL_HOST) return;
     const wanted = this.input.options.copyBack === 'all' ? outputs : this.roots.has(drv.drvPath) ? wantedOutputs(drv, this.input.rootOutputs?.get(drv.drvPath)).map(([, path]) => path) : [];
-    if (wanted.length > 0) await this.copyHere(wanted);
+    if (wanted.length > 0) await this.copyHere(wanted, jobId);
   }
 
   private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): 'built' | 'failed' | 'interrupted' | 'requeued' {

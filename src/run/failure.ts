@@ -3,6 +3,7 @@ import { buildFailureKind, isSuccess, isTransient, type BuildFailureKind, type B
 import { ServeConnectionLostError } from '../remote/serveClient.js';
 import { storeRefusal } from '../remote/storeRefusal.js';
 import { LOCAL_HOST, type JobAction } from '../schedule/types.js';
+import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import type { HostFailureKind } from './hostHealth.js';
 import { MissingPathError } from './transfers.js';
 import {
@@ -65,6 +66,8 @@ export function classifyError(error: unknown, interrupted: boolean): Attempt | u
     return { kind: 'connectionLost', message: error.message };
   }
   if (isHostError(error)) return { kind: 'hostUnusable', message: error.message, failure: hostFailureKind(error), host: error.host };
+  // A builder that lied is not asked again in this run; the job goes elsewhere.
+  if (error instanceof UntrustedReplyError) return { kind: 'hostUnusable', message: error.message, failure: 'refused', host: error.host };
   if (error instanceof OffloadError) return { kind: 'jobError', message: error.message };
   return undefined;
 }

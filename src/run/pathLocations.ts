@@ -24,6 +24,11 @@ export class PathLocations {
     return this.hostsByPath.get(path)?.has(host) ?? false;
   }
 
+  /** Seen on some host in this run, even if every host holding it has gone down since. */
+  known(path: string): boolean {
+    return this.hostsByPath.has(path);
+  }
+
   hostsOf(path: string): string[] {
     return [...(this.hostsByPath.get(path) ?? [])];
   }

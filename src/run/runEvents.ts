@@ -8,6 +8,10 @@ import type { BuilderPressure } from '../remote/builderPressure.js';
  */
 export type RunEvent =
   | { type: 'jobStarted'; time: number; jobId: string; name: string; host: string; attempt: number; action?: JobAction }
+  /**
+   * `seconds`: the whole attempt; `buildSeconds`: the build itself on the
+   * host; `transferSeconds`: moving its inputs there and its outputs back.
+   */
   | {
       type: 'jobFinished';
       time: number;
@@ -17,6 +21,8 @@ export type RunEvent =
       /** `fetched`/`copied`: a fetch or copy job's paths are here; `fell-back`: a cache could not deliver, so it is built instead. */
       status: 'built' | 'failed' | 'interrupted' | 'requeued' | 'fetched' | 'copied' | 'fell-back';
       seconds: number;
+      buildSeconds?: number;
+      transferSeconds?: number;
       error?: string;
       action?: JobAction;
       /** Fetch and copy jobs: bytes moved, and from where (a cache URL or a builder). */
@@ -32,6 +38,11 @@ export type RunEvent =
    * A look at a builder's own load: `reasons` lists the limits it is over
    * (then it gets no new job); `changed` when it became loaded or recovered.
    */
-  | { type: 'hostPressure'; time: number; host: string; pressure: BuilderPressure; reasons: string[]; changed: boolean };
+  | { type: 'hostPressure'; time: number; host: string; pressure: BuilderPressure; reasons: string[]; changed: boolean }
+  /** Store paths start moving `from` one store `to` another; `bytes`: their NAR size in total. */
+  | { type: 'transferStarted'; time: number; transferId: number; from: string; to: string; paths: number; bytes: number; jobId?: string }
+  /** Bytes moved so far, a few times a second while a transfer runs. */
+  | { type: 'transferProgress'; time: number; transferId: number; bytes: number; total: number }
+  | { type: 'transferFinished'; time: number; transferId: number; bytes: number; seconds: number; error?: string };
 
 export type RunEventListener = (event: RunEvent) => void;

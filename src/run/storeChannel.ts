@@ -1,6 +1,6 @@
-import type { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
 import type { BuildResult } from '../remote/buildResult.js';
+import type { NarStream, PathInfo } from '../remote/serveClient.js';
 
 /**
  * What the executor needs from one serve channel (a running
@@ -14,11 +14,12 @@ export interface StoreChannel {
   readonly substitutes?: boolean;
   queryValidPaths(paths: string[], opts?: { lock?: boolean; substitute?: boolean }): Promise<Iterable<string>>;
   queryClosure(paths: string[], includeOutputs: boolean): Promise<Iterable<string>>;
-  /** NAR sizes of the valid ones among `paths` (serve protocol's path infos). */
-  queryPathInfos?(paths: string[]): Promise<Iterable<{ path: string; narSize: number }>>;
-  /** The export stream; it ends exactly where the export ends. */
-  exportPaths(paths: string[]): Readable | Promise<Readable>;
-  importPaths(stream: AsyncIterable<Buffer | Uint8Array | string>): Promise<unknown>;
+  /** Infos of the valid ones among `paths` (NAR hash and size, references); a reply about other paths is refused. */
+  queryPathInfos(paths: string[]): Promise<PathInfo[]>;
+  /** The NARs of `infos` in order, each checked against its info as it streams (the hash too with `hash`). */
+  dumpNars(infos: readonly PathInfo[], opts: { hash: boolean }): AsyncIterable<NarStream>;
+  /** Adds the NARs to this store, streamed; resolves once the store has registered every one. */
+  addNars(nars: AsyncIterable<NarStream>): Promise<unknown>;
   buildDerivation(drvPath: string, drv: Derivation, opts: BuildRequestOptions): Promise<BuildResult>;
   close(): void | Promise<void>;
 }

@@ -1,6 +1,10 @@
 import { OffloadError } from '../errors/offloadError.js';
+import type { NarStream, PathInfo } from '../remote/serveClient.js';
+import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import type { PathLocations } from './pathLocations.js';
+import { referenceOrder } from './referenceOrder.js';
+import type { RunEventListener } from './runEvents.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
 
 export interface TransferReport {
@@ -8,6 +12,8 @@ export interface TransferReport {
   sent: string[];
   /** Paths the target fetched from its own substituters. */
   substituted: string[];
+  /** NAR bytes streamed to the target. */
+  bytes: number;
 }
 
 /** A path a job needs is nowhere this run knows of; `lost` when the only hosts holding it went down. */
@@ -20,6 +26,22 @@ export class MissingPathError extends OffloadError {
   }
 }
 
+export interface PathTransferOptions {
+  buildersUseSubstitutes: boolean;
+  /**
+   * The paths this run may receive from a builder: what it asked to be
+   * built, and every path it already knows. A builder's closure reply that
+   * names anything else is a lie (UntrustedReplyError). Without it, no check.
+   */
+  expected?: (path: string) => boolean;
+  /** Transfer events (live view, NDJSON) and the clock they are stamped with. */
+  onEvent?: RunEventListener;
+  now?: () => number;
+}
+
+/** Progress events per transfer at most this often. */
+const PROGRESS_INTERVAL_S = 0.25;
+
 /**
  * Moves store paths (with the part of their closure the target lacks) to
  * where a job needs them: from the local store, or streamed straight from
@@ -27,23 +49,31 @@ export class MissingPathError extends OffloadError {
  * the same input share one transfer: a transfer waits for earlier ones into
  * the same host that overlap its closure, so imports always find their
  * references valid.
+ *
+ * Nothing a builder says is taken on trust: its closure may only name paths
+ * this run expects, its path infos only the paths asked about, with
+ * references inside that closure, and each NAR must have the size and hash
+ * its info gives (checked as it streams; the receiving store never sees the
+ * end of a NAR that fails).
  */
 export class PathTransfers {
   private readonly inFlight = new Map<string, Map<string, Promise<void>>>();
+  private nextId = 1;
 
   constructor(
     private readonly locations: PathLocations,
     private readonly channels: ChannelSource,
-    private readonly opts: { buildersUseSubstitutes: boolean },
+    private readonly opts: PathTransferOptions,
   ) {}
 
-  async ensure(target: string, targetChannel: StoreChannel, paths: string[]): Promise<TransferReport> {
-    const report: TransferReport = { sent: [], substituted: [] };
+  async ensure(target: string, targetChannel: StoreChannel, paths: string[], context: { jobId?: string } = {}): Promise<TransferReport> {
+    const report: TransferReport = { sent: [], substituted: [], bytes: 0 };
     const wanted = paths.filter((p) => !this.locations.has(p, target));
     for (const [source, group] of this.groupBySource(wanted, target)) {
-      const part = await this.copyGroup(source, target, targetChannel, group);
+      const part = await this.copyGroup(source, target, targetChannel, group, context.jobId);
       report.sent.push(...part.sent);
       report.substituted.push(...part.substituted);
+      report.bytes += part.bytes;
     }
     this.locations.addAll(paths, target);
     return report;
@@ -64,13 +94,14 @@ export class PathTransfers {
     return groups;
   }
 
-  private async copyGroup(source: string, target: string, targetChannel: StoreChannel, paths: string[]): Promise<TransferReport> {
-    if (source === target) return { sent: [], substituted: [] };
+  private async copyGroup(source: string, target: string, targetChannel: StoreChannel, paths: string[], jobId: string | undefined): Promise<TransferReport> {
+    if (source === target) return { sent: [], substituted: [], bytes: 0 };
     const sourceChannel = await this.channels.acquire(source);
     let clean = false;
     try {
       const closure = [...(await sourceChannel.queryClosure(paths, false))];
-      const report = await this.copyMissing(sourceChannel, target, targetChannel, closure);
+      if (source !== LOCAL_HOST) this.checkClosure(source, paths, closure);
+      const report = await this.copyMissing({ source, sourceChannel, target, targetChannel, closure, jobId });
       this.locations.addAll(closure, target);
       clean = true;
       return report;
@@ -80,7 +111,28 @@ export class PathTransfers {
     }
   }
 
-  private async copyMissing(sourceChannel: StoreChannel, target: string, targetChannel: StoreChannel, closure: string[]): Promise<TransferReport> {
+  /** A builder's closure holds what was asked for and nothing this run does not expect. */
+  private checkClosure(source: string, asked: string[], closure: string[]): void {
+    const replied = new Set(closure);
+    for (const p of asked) {
+      if (!replied.has(p)) throw new UntrustedReplyError(source, p, 'its closure reply leaves out a path it was asked about');
+    }
+    const expected = this.opts.expected;
+    if (!expected) return;
+    for (const p of closure) {
+      if (!expected(p)) throw new UntrustedReplyError(source, p, 'its closure reply names a path this run never asked for');
+    }
+  }
+
+  private async copyMissing(t: {
+    source: string;
+    sourceChannel: StoreChannel;
+    target: string;
+    targetChannel: StoreChannel;
+    closure: string[];
+    jobId: string | undefined;
+  }): Promise<TransferReport> {
+    const { target, targetChannel, closure } = t;
     const valid = new Set(await targetChannel.queryValidPaths(closure, { lock: true }));
     let missing = closure.filter((p) => !valid.has(p));
     let substituted: string[] = [];
@@ -90,14 +142,15 @@ export class PathTransfers {
       missing = missing.filter((p) => !fetched.has(p));
     }
     const { mine, earlier } = this.claim(target, missing);
+    let bytes = 0;
     // Registered before any await, so a transfer starting meanwhile waits for this one.
     const done = (async () => {
       await Promise.all(earlier);
-      if (mine.length > 0) await this.stream(sourceChannel, targetChannel, mine);
+      if (mine.length > 0) bytes = await this.stream(t, mine);
     })();
     this.register(target, mine, done);
     await done;
-    return { sent: mine, substituted };
+    return { sent: mine, substituted, bytes };
   }
 
   /** The target's Nix substitutes what it can, on a channel that still substitutes (one that built something does not). */
@@ -137,8 +190,77 @@ export class PathTransfers {
     done.then(forget, forget);
   }
 
-  private async stream(sourceChannel: StoreChannel, targetChannel: StoreChannel, paths: string[]): Promise<void> {
-    const exported = await sourceChannel.exportPaths(paths);
-    await targetChannel.importPaths(exported);
+  /**
+   * The NARs of `paths`, dependencies first, from the source's store into
+   * the target's, one stream with back-pressure end to end. A builder's
+   * NARs are hashed on the way; the local store is trusted (the target's
+   * Nix checks every hash again before it registers a path).
+   */
+  private async stream(t: { source: string; sourceChannel: StoreChannel; target: string; targetChannel: StoreChannel; closure: string[]; jobId: string | undefined }, paths: string[]): Promise<number> {
+    const infos = await t.sourceChannel.queryPathInfos(paths);
+    if (t.source !== LOCAL_HOST) checkInfos(t.source, paths, infos, new Set(t.closure));
+    const ordered = referenceOrder(infos);
+    const total = ordered.reduce((sum, info) => sum + info.narSize, 0);
+    const progress = this.progress(t, ordered.length, total);
+    try {
+      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: t.source !== LOCAL_HOST }), progress.add));
+    } catch (error) {
+      progress.finish(error);
+      throw error;
+    }
+    progress.finish();
+    return total;
+  }
+
+  private progress(t: { source: string; target: string; jobId: string | undefined }, paths: number, bytes: number): { add: (n: number) => void; finish: (error?: unknown) => void } {
+    const { onEvent } = this.opts;
+    const now = this.opts.now ?? (() => performance.now() / 1000);
+    if (!onEvent) return { add: () => undefined, finish: () => undefined };
+    const transferId = this.nextId++;
+    const started = now();
+    let done = 0;
+    let reported = started;
+    onEvent({ type: 'transferStarted', time: started, transferId, from: t.source, to: t.target, paths, bytes, ...(t.jobId ? { jobId: t.jobId } : {}) });
+    return {
+      add: (n) => {
+        done += n;
+        const time = now();
+        if (time - reported < PROGRESS_INTERVAL_S) return;
+        reported = time;
+        onEvent({ type: 'transferProgress', time, transferId, bytes: done, total: bytes });
+      },
+      finish: (error) => {
+        const time = now();
+        const message = error === undefined ? undefined : error instanceof Error ? error.message : 'the transfer failed';
+        onEvent({ type: 'transferFinished', time, transferId, bytes: done, seconds: time - started, ...(message !== undefined ? { error: message } : {}) });
+      },
+    };
+  }
+}
+
+/** The source described every path asked about, and only those, with references inside its closure. */
+function checkInfos(source: string, asked: string[], infos: PathInfo[], closure: Set<string>): void {
+  const described = new Set(infos.map((info) => info.path));
+  for (const p of asked) {
+    if (!described.has(p)) throw new UntrustedReplyError(source, p, 'it listed the path in its closure but has no path info for it');
+  }
+  for (const info of infos) {
+    for (const ref of info.references) {
+      if (!closure.has(ref)) throw new UntrustedReplyError(source, ref, `its path info of ${info.path} names a reference outside the closure it gave`);
+    }
+  }
+}
+
+/** Counts the bytes of each NAR as the receiver takes them. */
+async function* counted(nars: AsyncIterable<NarStream>, add: (bytes: number) => void): AsyncGenerator<NarStream> {
+  for await (const nar of nars) {
+    yield { info: nar.info, chunks: countChunks(nar.chunks, add) };
+  }
+}
+
+async function* countChunks(chunks: AsyncIterable<Buffer>, add: (bytes: number) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) {
+    add(chunk.length);
+    yield chunk;
   }
 }

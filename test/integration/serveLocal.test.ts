@@ -4,7 +4,8 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BuildStatus, isSuccess } from '../../src/remote/buildResult.js';
 import type { ExportedPath } from '../../src/remote/exportStream.js';
-import { ServeClient, ServeConnectionLostError } from '../../src/remote/serveClient.js';
+import { checkedNar } from '../../src/remote/narCheck.js';
+import { ServeClient, ServeConnectionLostError, type NarStream, type PathInfo } from '../../src/remote/serveClient.js';
 import { spawnServe, type ChildServeTransport } from '../../src/store/spawnServe.js';
 import { instantiate, nixStore, nixTestEnv, requireNix, type TestDerivation } from '../support/nixFixtures.js';
 
@@ -16,6 +17,23 @@ async function connect(onLog?: (line: string) => void): Promise<{ client: ServeC
   open.push(transport);
   const client = await ServeClient.open(transport, onLog ? { onLog } : {});
   return { client, transport };
+}
+
+/** NARs from memory, checked against their infos the way a builder's are. */
+async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memory'): AsyncGenerator<NarStream> {
+  for (const { info, bytes } of items) {
+    const parts = (async function* () {
+      yield bytes.subarray(0, 7);
+      yield bytes.subarray(7);
+    })();
+    yield { info, chunks: checkedNar(parts, info, host, { hash: true }) };
+  }
+}
+
+async function narOf(client: ServeClient, info: PathInfo): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const nar of client.dumpNars([info], { hash: false })) for await (const chunk of nar.chunks) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }
 
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
@@ -140,6 +158,48 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect(readFileSync(`${item.outPath}/file`, 'utf8')).toBe('data\n');
     expect(readFileSync(`${item.outPath}/link`, 'utf8')).toBe('data\n');
     expect(await nixStore(['--verify-path', item.outPath])).toBe('');
+  });
+
+  it('streams a path out with dump-store-path and back in with add-to-store-NAR, hash checked on the way', async () => {
+    const item = await instantiate({ name: 'serve-nar', script: '/bin/mkdir -p $out/d; echo data > $out/d/file; /bin/ln -s d/file $out/link' });
+    const source = await connect();
+    expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
+    const [info] = await source.client.queryPathInfos([item.outPath]);
+    const chunks: Buffer[] = [];
+    for await (const nar of source.client.dumpNars([info!], { hash: true })) for await (const chunk of nar.chunks) chunks.push(chunk);
+    // Still in step after the NAR: the next command gets its own reply.
+    expect(await source.client.queryValidPaths([item.outPath])).toEqual([item.outPath]);
+    expect(Buffer.concat(chunks).length).toBe(info!.narSize);
+    // The server holds a temporary GC root on what it built until it exits.
+    source.client.close();
+    await source.transport.exited;
+
+    await nixStore(['--delete', item.outPath]);
+    const target = await connect();
+    expect(await target.client.addNars(narsOf([{ info: info!, bytes: Buffer.concat(chunks) }]))).toBe(1);
+    expect(await target.client.queryValidPaths([item.outPath])).toEqual([item.outPath]);
+    expect(readFileSync(`${item.outPath}/link`, 'utf8')).toBe('data\n');
+    expect(await nixStore(['--verify-path', item.outPath])).toBe('');
+  });
+
+  it('stops a NAR whose hash differs from its path info before the receiving store registers it', async () => {
+    const item = await instantiate({ name: 'serve-liar', script: 'echo the truth > $out' });
+    const source = await connect();
+    expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
+    const [info] = await source.client.queryPathInfos([item.outPath]);
+    const other = await instantiate({ name: 'serve-liar', script: 'echo a lie!!!! > $out' });
+    expect((await source.client.buildDerivation(other.drvPath, other.drv)).status).toBe(BuildStatus.Built);
+    const [otherInfo] = await source.client.queryPathInfos([other.outPath]);
+    const otherNar = await narOf(source.client, otherInfo!);
+    source.client.close();
+    await source.transport.exited;
+    await nixStore(['--delete', item.outPath]);
+    // The lie: the other path's NAR (same size) under this path's info, as a builder could send it.
+    const target = await connect();
+    const lie = narsOf([{ info: info!, bytes: otherNar }], 'liar');
+    await expect(target.client.addNars(lie)).rejects.toThrow(/liar cannot be trusted: its NAR does not have the hash/);
+    const { client } = await connect();
+    expect(await client.queryValidPaths([item.outPath])).toEqual([]);
   });
 
   it('fails the pending build with ServeConnectionLostError when the server dies mid-build', async () => {

@@ -293,7 +293,7 @@ export async function decodeBuildResult(reader: ServeReader, minor: number): Pro
   return result;
 }
 
-/** import-paths ends with the server's 1 once every path is in its store. */
+/** import-paths and add-to-store-NAR end with the server's 1 once the paths are in its store. */
 export async function decodeImportAck(reader: ServeReader): Promise<void> {
   const ack = await reader.u64('the import acknowledgement');
   if (ack !== 1) throw reader.malformed(`the import acknowledgement is ${ack}, not 1`);

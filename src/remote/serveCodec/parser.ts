@@ -10,6 +10,13 @@ type Chunk = Buffer | Uint8Array | string;
 /** Bytes from a stream, a generator, or an array of chunks. */
 export type ByteSource = AsyncIterable<Chunk> | Iterable<Chunk>;
 
+/** A push parser that follows a format through raw bytes (e.g. NarScanner). */
+export interface IncrementalScanner {
+  /** How many bytes of `chunk` from `start` belong to the format (fewer only when it ends inside the chunk). */
+  feed(chunk: Buffer, start: number): number;
+  readonly done: boolean;
+}
+
 /**
  * A pull reader over a byte stream with an explicit buffer: `await reader.u64()`
  * takes exactly the bytes it needs and leaves the rest for the next call, so
@@ -118,6 +125,29 @@ export class ServeReader {
       const chunk = this.take(Math.min(remaining, this.headAvailable()));
       remaining -= chunk.length;
       yield chunk;
+    }
+  }
+
+  /**
+   * Hands the bytes `scanner` claims to the consumer, as slices of the
+   * source's own chunks (no copy), until it says it is done: for a NAR of
+   * any size, one step per source chunk. A scanner's format error becomes a
+   * ServeProtocolError naming the peer and the byte position.
+   */
+  async *scan(scanner: IncrementalScanner, what: string): AsyncGenerator<Buffer> {
+    while (!scanner.done) {
+      if (this.buffered === 0 && !(await this.pull(what))) throw this.truncated(what);
+      const head = this.chunks[0] as Buffer;
+      let taken: number;
+      try {
+        taken = scanner.feed(head, this.headOffset);
+      } catch (error) {
+        if (error instanceof Error && !(error instanceof ServeProtocolError)) throw this.malformed(error.message);
+        throw error;
+      }
+      const slice = head.subarray(this.headOffset, this.headOffset + taken);
+      this.consumed(taken);
+      yield slice;
     }
   }
 

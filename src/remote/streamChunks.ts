@@ -1,0 +1,79 @@
+import type { Readable } from 'node:stream';
+
+/** Bytes queued before the stream is paused; the source (an SSH window, a pipe) then stops too. */
+const QUEUE_LIMIT = 1024 * 1024;
+
+/**
+ * The chunks of a Readable as an async iterator, without the copy that
+ * Readable's own iterator makes (its `read()` concatenates everything
+ * buffered into one new Buffer on every call). Chunks are queued as they
+ * arrive; past QUEUE_LIMIT the stream is paused, which for an SSH channel
+ * stops the window adjustments and so the sender, and it resumes once the
+ * reader has taken half of them. Memory per stream stays near the limit
+ * plus the sender's window, whatever the total size.
+ */
+export function streamChunks(stream: Readable): AsyncIterableIterator<Buffer> {
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const onData = (chunk: Buffer | string) => {
+    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    queue.push(bytes);
+    queued += bytes.length;
+    if (queued >= QUEUE_LIMIT) stream.pause();
+    notify();
+  };
+  const onEnd = () => {
+    ended = true;
+    notify();
+  };
+  const onError = (error: Error) => {
+    failure ??= error;
+    notify();
+  };
+  stream.on('data', onData);
+  stream.once('end', onEnd);
+  stream.once('close', onEnd);
+  stream.on('error', onError);
+  const detach = () => {
+    stream.off('data', onData);
+    stream.off('end', onEnd);
+    stream.off('close', onEnd);
+    stream.off('error', onError);
+  };
+  const iterator: AsyncIterableIterator<Buffer> = {
+    async next(): Promise<IteratorResult<Buffer>> {
+      for (;;) {
+        const chunk = queue.shift();
+        if (chunk !== undefined) {
+          queued -= chunk.length;
+          if (stream.isPaused() && queued < QUEUE_LIMIT / 2 && !ended) stream.resume();
+          return { value: chunk, done: false };
+        }
+        if (failure) throw failure;
+        if (ended) {
+          detach();
+          return { value: undefined, done: true };
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+    async return(): Promise<IteratorResult<Buffer>> {
+      detach();
+      queue.length = 0;
+      stream.destroy();
+      return { value: undefined, done: true };
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}
