@@ -1,9 +1,10 @@
 /**
- * `npm run bench [plan [DAG folder]|build|failover|cache]`: plan quality and speed
+ * `npm run bench [plan [DAG folder]|build|failover|cache|transfer [case]]`: plan quality and speed
  * on the nixpkgs DAGs in fixtures/dags (or the folder given, or
  * `$OFFLOAD_BENCH_DAGS`), then
  * real builds side by side with Nix's own build-remote on the test cluster,
- * and binary caches first (`cache`) against nix-build with the same cache.
+ * binary caches first (`cache`) against nix-build with the same cache, and
+ * big and many-small transfers (`transfer`).
  * Numbers are printed, never asserted: benchmarks are not tests.
  */
 import { runBuildBench } from './buildVsNix.js';
@@ -15,3 +16,4 @@ if (!only || only === 'build') await runBuildBench();
 if (!only || only === 'failover') await (await import('./failover.js')).runFailoverBench();
 if (!only || only === 'cache') await (await import('./cacheVsNix.js')).runCacheBench();
 if (!only || only === 'fleet') await (await import('./fleet.js')).runFleetBench();
+if (!only || only === 'transfer') await (await import('./transfer.js')).runTransferBench(process.argv[3]);

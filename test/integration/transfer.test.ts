@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostSystem, startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
-import { watchPeakRss } from '../support/peakRss.js';
+import { watchPeakRss } from '../../scripts/peakRss.js';
 import { instantiate, NIX_ENV, offload, ROOT, startOffload } from './buildSupport.js';
 
 const run = promisify(execFile);
