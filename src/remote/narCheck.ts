@@ -1,4 +1,5 @@
 import { narHasher, type NarHasher } from './narHasher.js';
+import { parseNixHash } from '../storePath/nixHash.js';
 import type { PathInfo } from './serveCodec/messages.js';
 import { UntrustedReplyError } from './untrustedReplyError.js';
 
@@ -48,33 +49,11 @@ async function* checked(chunks: AsyncIterable<Buffer>, info: PathInfo, host: str
   if (held !== undefined) yield held;
 }
 
-/** The info's `sha256:` NAR hash as bytes: Nix sends base32, older stores base16. */
+/** The info's NAR hash as the SHA-256 digest it must be (Nix sends base32; older stores base16). */
 function expectedDigest(info: PathInfo, host: string): Buffer {
-  const match = /^sha256:([0-9a-z]+)$/.exec(info.narHash ?? '');
-  const text = match?.[1];
-  const digest = text === undefined ? undefined : text.length === 64 ? Buffer.from(text, 'hex') : fromNixBase32(text);
-  if (digest === undefined || digest.length !== 32) {
+  const hash = parseNixHash(info.narHash ?? '');
+  if (hash?.algo !== 'sha256') {
     throw new UntrustedReplyError(host, info.path, `its path info gives ${JSON.stringify(info.narHash ?? '')} as NAR hash, which is not a SHA-256 hash`);
   }
-  return digest;
-}
-
-const BASE32 = '0123456789abcdfghijklmnpqrsvwxyz';
-
-/** Nix's base32 (least significant 5-bit group last) of a 32-byte digest; undefined when it is not one. */
-function fromNixBase32(text: string): Buffer | undefined {
-  if (text.length !== 52) return undefined;
-  const bytes = Buffer.alloc(32);
-  for (let n = 0; n < text.length; n++) {
-    const digit = BASE32.indexOf(text[text.length - n - 1]!);
-    if (digit < 0) return undefined;
-    const bit = n * 5;
-    const i = bit >> 3;
-    const j = bit & 7;
-    bytes[i]! |= (digit << j) & 0xff;
-    const carry = digit >> (8 - j);
-    if (i + 1 < 32) bytes[i + 1]! |= carry;
-    else if (carry !== 0) return undefined;
-  }
-  return bytes;
+  return hash.digest;
 }

@@ -2,20 +2,9 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkedNar } from '../../src/remote/narCheck.js';
 import { narHasher } from '../../src/remote/narHasher.js';
+import { toNixBase32 } from '../../src/storePath/nixHash.js';
 import type { PathInfo } from '../../src/remote/serveCodec/messages.js';
 import { UntrustedReplyError } from '../../src/remote/untrustedReplyError.js';
-
-const BASE32 = '0123456789abcdfghijklmnpqrsvwxyz';
-function nixBase32(bytes: Buffer): string {
-  let out = '';
-  for (let n = Math.floor((bytes.length * 8 - 1) / 5); n >= 0; n--) {
-    const b = n * 5;
-    const i = b >> 3;
-    const j = b & 7;
-    out += BASE32[((bytes[i]! >> j) | (i + 1 < bytes.length ? bytes[i + 1]! << (8 - j) : 0)) & 0x1f];
-  }
-  return out;
-}
 
 const PATH = '/nix/store/avbb1da2h2j2zxv2wqajs13r57j6i787-out';
 
@@ -25,7 +14,7 @@ function infoFor(bytes: Buffer, overrides: Partial<PathInfo> = {}): PathInfo {
     references: [],
     downloadSize: bytes.length,
     narSize: bytes.length,
-    narHash: `sha256:${nixBase32(createHash('sha256').update(bytes).digest())}`,
+    narHash: `sha256:${toNixBase32(createHash('sha256').update(bytes).digest())}`,
     sigs: [],
     ...overrides,
   };
