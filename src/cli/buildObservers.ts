@@ -7,7 +7,7 @@ import type { RunEvent, RunEventListener } from '../run/runEvents.js';
 import { FAILED_JOB_LINE, failedJob } from '../run/failure.js';
 import { runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
-import { eventText } from '../report/eventLines.js';
+import { eventText, NARRATED_TRANSFER_BYTES, transferProgressText } from '../report/eventLines.js';
 import { eventJsonLine, resultJsonLine } from '../report/eventStream.js';
 import { InternalJsonLogger } from '../report/internalJson.js';
 import { createLogger, logFileDestination, LOG_FORMATS, type LogFormat, type TextSink } from '../report/logger.js';
@@ -65,6 +65,8 @@ export interface RunContext {
 
 const TAIL_LINES = 25;
 const VIEW_TICK_MS = 200;
+/** Seconds between progress lines of one long transfer, where no live view shows it. */
+const TRANSFER_LINE_S = 10;
 /** State for the view is a pass over the whole DAG: at most this often on events. */
 const VIEW_EVENT_MS = 50;
 
@@ -91,6 +93,8 @@ export class BuildObservers {
   private skipped: Array<Extract<RunEvent, { type: 'jobSkipped' }>> = [];
   private inFailureBlock = false;
   private lastDraw = -Infinity;
+  /** When each long transfer last got a progress line (no live view). */
+  private readonly transferNarrated = new Map<number, number>();
 
   constructor(
     private readonly opts: BuildOutputOptions,
@@ -230,6 +234,12 @@ export class BuildObservers {
       this.logger.debug({ kind: 'build-log', host: event.host, drvName: run.names.get(event.jobId) ?? event.jobId, drvPath: event.jobId }, event.line);
       return;
     }
+    if (event.type === 'transferProgress') {
+      this.narrateTransfer(event);
+      return;
+    }
+    if (event.type === 'transferStarted') this.transferNarrated.set(event.transferId, event.time);
+    if (event.type === 'transferFinished') this.transferNarrated.delete(event.transferId);
     if (event.type === 'jobStarted') this.tails.delete(event.jobId);
     const text = eventText(event, (jobId, host) => run.tracker.estimateOn(jobId, host));
     if (text !== undefined) this.logger.info({ kind: 'event', event }, text);
@@ -243,6 +253,16 @@ export class BuildObservers {
       this.reportSkipped();
     }
     if (event.type === 'jobFinished') this.tails.delete(event.jobId);
+  }
+
+  /** Without a live view, a copy of several GiB still says every few seconds that it moves. */
+  private narrateTransfer(event: Extract<RunEvent, { type: 'transferProgress' }>): void {
+    if (this.view || event.total < NARRATED_TRANSFER_BYTES) return;
+    const last = this.transferNarrated.get(event.transferId);
+    if (last === undefined || event.time - last < TRANSFER_LINE_S) return;
+    this.transferNarrated.set(event.transferId, event.time);
+    const state = this.run!.tracker.transfer(event.transferId, event.time);
+    if (state) this.logger.info({ kind: 'event', event }, transferProgressText(state));
   }
 
   private reportSkipped(): void {

@@ -9,3 +9,8 @@ export function formatBytes(bytes: number): string {
   }
   return `${value.toFixed(2)} ${units[unit]}`;
 }
+
+/** Bytes per second in the same units: `85.10 MiB/s`. */
+export function formatRate(bytesPerSecond: number): string {
+  return `${formatBytes(bytesPerSecond)}/s`;
+}

@@ -1,6 +1,7 @@
 import type { RunEvent } from '../run/runEvents.js';
-import { formatBytes } from './byteSize.js';
+import { formatBytes, formatRate } from './byteSize.js';
 import { formatDuration } from './duration.js';
+import type { TransferState } from './transferProgress.js';
 
 /**
  * One plain line per run event, for stderr when it is not a terminal (CI
@@ -51,7 +52,25 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
       return event.reasons.length > 0 ? `${event.host}: loaded (${event.reasons.join(', ')}); no new jobs until it recovers` : `${event.host}: no longer loaded; takes jobs again`;
     case 'buildLog':
       return undefined;
+    case 'transferStarted':
+      if (event.bytes < NARRATED_TRANSFER_BYTES) return undefined;
+      return `${event.from} -> ${event.to}: copying ${event.paths} path${event.paths === 1 ? '' : 's'} (${formatBytes(event.bytes)})`;
+    case 'transferProgress':
+      return undefined;
+    case 'transferFinished':
+      if (event.error !== undefined) return `${event.from} -> ${event.to}: copy failed after ${formatBytes(event.bytes)}: ${event.error}`;
+      if (event.bytes < NARRATED_TRANSFER_BYTES) return undefined;
+      return `${event.from} -> ${event.to}: copied ${formatBytes(event.bytes)} in ${shortSeconds(event.seconds)}${event.seconds > 0 ? ` (${formatRate(event.bytes / event.seconds)})` : ''}`;
   }
+}
+
+/** Smaller transfers go unnarrated: a job's inputs would flood the log (they show in --json-events). */
+export const NARRATED_TRANSFER_BYTES = 64 * 1024 * 1024;
+
+/** `left -> local: 412.00 MiB of 1.00 GiB, 85.10 MiB/s, ETA 7s`: a long copy, every few seconds, where no live view shows it. */
+export function transferProgressText(t: TransferState): string {
+  const pace = t.rate !== undefined ? `, ${formatRate(t.rate)}, ETA ${formatDuration(t.eta ?? 0)}` : '';
+  return `${t.from} -> ${t.to}: ${formatBytes(t.bytes)} of ${formatBytes(t.total)}${pace}`;
 }
 
 /** `[12.3s] ` — seconds since the run started, one decimal. */

@@ -5,7 +5,8 @@ import { runResultJson, type RunResult } from '../run/runResult.js';
 /**
  * `offload build --json-events`: NDJSON on stdout, one object per run event
  * as the executor reports it (`type` is jobStarted, jobFinished, jobSkipped,
- * hostDown, hostBack or buildLog; `time` is seconds since the start, to the
+ * hostDown, hostBack, buildLog, transferStarted, transferProgress or
+ * transferFinished; `time` is seconds since the start, to the
  * millisecond), then exactly one last line `{"type":"result", …}` holding
  * what `--json` prints. A consumer reads lines until the result line.
  */

@@ -1,6 +1,7 @@
 import { formatPressure } from '../remote/builderPressure.js';
 import type { RunEvent } from '../run/runEvents.js';
 import type { HostProgress, ProgressState, RunningJob } from './progressView.js';
+import { TransferProgress, type TransferState } from './transferProgress.js';
 
 /**
  * Follows a run's events and answers "what does the live view show now":
@@ -22,6 +23,8 @@ export interface TrackedHost {
   speedFactor: number;
 }
 
+const TRANSFER_SHOWN_AFTER_S = 1;
+
 type Status = 'queued' | 'running' | 'done' | 'failed' | 'skipped' | 'interrupted';
 
 interface JobState {
@@ -40,6 +43,7 @@ export class ProgressTracker {
   private readonly down = new Map<string, string>();
   private readonly pressure = new Map<string, { text: string; loaded?: string }>();
   private readonly fastest: number;
+  private readonly transfers = new TransferProgress();
 
   constructor(
     jobs: readonly TrackedJob[],
@@ -63,7 +67,13 @@ export class ProgressTracker {
     return state.job.duration / (this.speed.get(host) ?? 1);
   }
 
+  /** A transfer still moving, for a progress line. */
+  transfer(transferId: number, now: number): TransferState | undefined {
+    return this.transfers.get(transferId, now);
+  }
+
   apply(event: RunEvent): void {
+    this.transfers.apply(event);
     switch (event.type) {
       case 'jobStarted':
         this.set(event.jobId, { status: 'running', host: event.host, startedAt: event.time });
@@ -117,7 +127,9 @@ export class ProgressTracker {
         ...(this.pressure.get(h.id)?.loaded !== undefined ? { loaded: this.pressure.get(h.id)!.loaded! } : {}),
       }));
     const eta = this.eta(now);
-    return { hosts, counts, elapsed: now, ...(eta !== undefined ? { etaSeconds: eta } : {}) };
+    // A transfer shows once it has moved for a second: small ones would only flicker.
+    const transfers = this.transfers.moving(now, TRANSFER_SHOWN_AFTER_S);
+    return { hosts, counts, elapsed: now, ...(eta !== undefined ? { etaSeconds: eta } : {}), ...(transfers.length > 0 ? { transfers } : {}) };
   }
 
   /**

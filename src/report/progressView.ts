@@ -1,5 +1,7 @@
 import stringWidth from 'string-width';
+import { formatBytes, formatRate } from './byteSize.js';
 import { formatDuration } from './duration.js';
+import type { TransferState } from './transferProgress.js';
 
 /**
  * The live view on a terminal: a status line and one line per host with what
@@ -38,6 +40,8 @@ export interface ProgressState {
   etaSeconds?: number;
   /** Seconds since the run started. */
   elapsed?: number;
+  /** Store paths moving between stores, long enough to be worth a line. */
+  transfers?: readonly TransferState[];
 }
 
 export interface RenderOptions {
@@ -60,7 +64,7 @@ interface Segment {
 export function renderProgress(state: ProgressState, options: RenderOptions): string[] {
   const width = Math.max(20, Math.floor(options.width)) - 1;
   const hostColumn = Math.min(Math.max(4, ...state.hosts.map((h) => h.id.length)), Math.floor(width / 4));
-  const lines = [statusLine(state), ...state.hosts.map((h) => hostLine(h, hostColumn, width))];
+  const lines = [statusLine(state), ...state.hosts.map((h) => hostLine(h, hostColumn, width)), ...(state.transfers ?? []).map(transferLine)];
   const limit = options.maxLines !== undefined ? Math.max(1, Math.floor(options.maxLines)) : lines.length;
   let shown = lines;
   if (lines.length > limit) {
@@ -99,6 +103,19 @@ function hostLine(host: HostProgress, hostColumn: number, width: number): Segmen
   const room = width - segmentsLength(head) - segmentsLength(tail);
   const jobs = [...host.running].sort((a, b) => b.elapsed - a.elapsed);
   return [...head, ...jobSegments(jobs, room), ...tail];
+}
+
+/** ` copy left -> local  412.00 MiB / 1.00 GiB  85.10 MiB/s  ETA 7s` (ASCII: arrows are of ambiguous width). */
+function transferLine(t: TransferState): Segment[] {
+  const line: Segment[] = [
+    { text: ` copy ${t.from} -> ${t.to} `, style: 'bold' },
+    { text: ` ${formatBytes(t.bytes)} / ${formatBytes(t.total)}` },
+  ];
+  if (t.paths > 1) line.push({ text: ` (${t.paths} paths)`, style: 'dim' });
+  if (t.rate !== undefined) line.push({ text: `  ${formatRate(t.rate)}`, style: 'dim' });
+  if (t.eta !== undefined) line.push({ text: `  ETA ${formatDuration(t.eta)}`, style: 'dim' });
+  else line.push({ text: `  ${formatDuration(t.elapsed)}`, style: 'dim' });
+  return line;
 }
 
 /** As many jobs as fit at a readable name length; the rest become "+N more". */

@@ -43,6 +43,6 @@ export type RunEvent =
   | { type: 'transferStarted'; time: number; transferId: number; from: string; to: string; paths: number; bytes: number; jobId?: string }
   /** Bytes moved so far, a few times a second while a transfer runs. */
   | { type: 'transferProgress'; time: number; transferId: number; bytes: number; total: number }
-  | { type: 'transferFinished'; time: number; transferId: number; bytes: number; seconds: number; error?: string };
+  | { type: 'transferFinished'; time: number; transferId: number; from: string; to: string; bytes: number; seconds: number; error?: string };
 
 export type RunEventListener = (event: RunEvent) => void;

@@ -232,7 +232,7 @@ export class PathTransfers {
       finish: (error) => {
         const time = now();
         const message = error === undefined ? undefined : error instanceof Error ? error.message : 'the transfer failed';
-        onEvent({ type: 'transferFinished', time, transferId, bytes: done, seconds: time - started, ...(message !== undefined ? { error: message } : {}) });
+        onEvent({ type: 'transferFinished', time, transferId, from: t.source, to: t.target, bytes: done, seconds: time - started, ...(message !== undefined ? { error: message } : {}) });
       },
     };
   }

@@ -47,6 +47,30 @@ describe('BuildObservers on stderr that is not a terminal', () => {
     expect(stdout.text()).toBe('/nix/store/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12.1\n');
   });
 
+  it('says every 10 s how far a long copy is, so several GiB never look like a hang', async () => {
+    const stdout = capture();
+    const stderr = capture();
+    let clock = 0;
+    const observers = new BuildObservers({ color: false }, { stdout, stderr });
+    const onEvent = observers.begin({ jobs, hosts, now: () => clock });
+    const MiB = 1024 ** 2;
+    clock = 1;
+    onEvent({ type: 'transferStarted', time: 1, transferId: 1, from: 'ruby', to: 'local', paths: 2, bytes: 2500 * MiB });
+    // Progress events come a few times a second; 100 MiB/s for 25 s.
+    for (let t = 1.25; t <= 26; t += 0.25) {
+      clock = t;
+      onEvent({ type: 'transferProgress', time: t, transferId: 1, bytes: Math.round((t - 1) * 100 * MiB), total: 2500 * MiB });
+    }
+    onEvent({ type: 'transferFinished', time: 26, transferId: 1, from: 'ruby', to: 'local', bytes: 2500 * MiB, seconds: 25 });
+    await observers.finish({ ...result, records: [], outputs: {} });
+    expect(stderr.lines().slice(0, 4)).toEqual([
+      '[1.0s] ruby -> local: copying 2 paths (2.44 GiB)',
+      '[11.0s] ruby -> local: 1000.00 MiB of 2.44 GiB, 100.00 MiB/s, ETA 15s',
+      '[21.0s] ruby -> local: 1.95 GiB of 2.44 GiB, 100.00 MiB/s, ETA 5s',
+      '[26.0s] ruby -> local: copied 2.44 GiB in 25s (100.00 MiB/s)',
+    ]);
+  });
+
   it('--quiet keeps only errors (with the log tail) and the output paths', async () => {
     const { stdout, stderr } = await play({ quiet: true });
     expect(stderr.lines()).toEqual([
