@@ -53,6 +53,7 @@ export interface BuildOptions extends MachineOptions, OutputOptions, BuildOutput
   keepGoing?: boolean;
   copyBack: CopyBack;
   connectTimeout: number;
+  compress?: boolean;
   keepaliveInterval: number;
   hostBackoff: number;
   maxSilentTime?: number;
@@ -76,6 +77,7 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
         .default('needed'),
     )
     .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder', parseSeconds, 10)
+    .option('--compress', 'compress every SSH link (zlib), as ssh_config Compression yes does per host: worth it on a slow link, a cost on a fast one')
     .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
     .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30)
     .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
@@ -101,8 +103,9 @@ a live view on a terminal (one line per host), one line per event otherwise. Fin
 are recorded in the history, so the next plan knows how long they take.
 
 --json-events prints NDJSON on stdout: one object per event ({"type":"jobStarted"|"jobFinished"|
-"jobSkipped"|"hostDown"|"hostBack"|"buildLog","time":<s since start>,…}), then one last line
-{"type":"result",…} with what --json prints.
+"jobSkipped"|"hostDown"|"hostBack"|"buildLog"|"transferStarted"|"transferProgress"|
+"transferFinished","time":<s since start>,…}), then one last line {"type":"result",…} with
+what --json prints. Transfers report NAR bytes moved, a few times a second.
 
 ${installablesHelp}
 
@@ -151,6 +154,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     keepaliveCountMax: 3,
     warn: output.warn,
     debug: output.debug,
+    compress: opts.compress === true,
   });
   // Set by checkCopyBack before the first local channel opens.
   const localStore = { untrusted: false };

@@ -237,6 +237,7 @@ function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, ho
   if (ssh.hostKeyAlias !== undefined) machine.hostKeyAlias = ssh.hostKeyAlias;
   if (ssh.strictHostKeyChecking !== undefined) machine.strictHostKeyChecking = ssh.strictHostKeyChecking;
   if (ssh.hashKnownHosts !== undefined) machine.hashKnownHosts = ssh.hashKnownHosts;
+  if (ssh.compression) machine.compression = true;
   return machine;
 }
 

@@ -30,6 +30,8 @@ export interface Machine {
   identitiesOnly?: boolean;
   /** ssh_config IdentityAgent: a socket path or "none"; absent = SSH_AUTH_SOCK. */
   identityAgent?: string;
+  /** From ssh_config Compression yes: the SSH link compresses (zlib). */
+  compression?: boolean;
   /** From ssh_config UserKnownHostsFile, expanded; absent = ssh's default (~/.ssh/known_hosts, ~/.ssh/known_hosts2). */
   userKnownHostsFiles?: string[];
   /** From ssh_config GlobalKnownHostsFile; absent = /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2. */

@@ -61,6 +61,8 @@ export interface SshHostSettings {
   identitiesOnly?: boolean;
   /** IdentityAgent, expanded: a socket path, or "none" (no agent). Absent: SSH_AUTH_SOCK. */
   identityAgent?: string;
+  /** Compression yes: offer zlib first. Absent for no or unset. */
+  compression?: true;
   /** Config that was skipped because offload does not evaluate it (Match exec, ...). */
   warnings: string[];
 }
@@ -198,6 +200,7 @@ class Evaluation {
     };
     if (port !== undefined) settings.port = port;
     if (user !== undefined) settings.user = user;
+    if (this.yesNo('compression', alias)) settings.compression = true;
     const identitiesOnly = this.yesNo('identitiesonly', alias);
     if (identitiesOnly !== undefined) settings.identitiesOnly = identitiesOnly;
     const agent = this.single('identityagent');

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { Client, type ClientChannel, type ConnectConfig } from 'ssh2';
+import { Client, type ClientChannel, type ConnectConfig, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine } from '../config/machine.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
@@ -36,6 +36,8 @@ export interface SshPoolOptions {
   debug?: (message: string) => void;
   /** Receives warnings: a host key recorded, host keys not checked strictly. */
   warn?: (message: string) => void;
+  /** Compress every connection (`--compress`), as ssh_config Compression yes does for one host. */
+  compress?: boolean;
 }
 
 export interface ExecResult {
@@ -61,6 +63,8 @@ interface Connection {
   open: Set<ClientChannel>;
   idleTimer?: NodeJS.Timeout;
   closing: boolean;
+  /** What the key exchange settled on (cipher, MAC, compression each way). */
+  negotiated?: NegotiatedAlgorithms;
 }
 
 type PoolEvents = { down: [host: string, error: OffloadError] };
@@ -80,6 +84,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       idleTimeoutMs: options.idleTimeoutMs ?? 0,
       knownHostsFiles: options.knownHostsFiles ?? defaultUserKnownHostsFiles(),
       globalKnownHostsFiles: options.globalKnownHostsFiles ?? [...DEFAULT_GLOBAL_KNOWN_HOSTS_FILES],
+      compress: options.compress ?? false,
     };
     this.debug = options.debug ?? (() => undefined);
     this.warn = options.warn ?? (() => undefined);
@@ -92,6 +97,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
 
   isConnected(host: string): boolean {
     return this.connections.has(host);
+  }
+
+  /** The algorithms of the host's live connection, once its key exchange is done. */
+  negotiated(host: string): NegotiatedAlgorithms | undefined {
+    return this.connections.get(host)?.negotiated;
   }
 
   /** `nix-store --serve --write` on a new channel of the host's connection. */
@@ -239,7 +249,10 @@ export class SshPool extends EventEmitter<PoolEvents> {
       readyTimeout: this.options.connectTimeoutMs,
       keepaliveInterval: this.options.keepaliveIntervalMs,
       keepaliveCountMax: this.options.keepaliveCountMax,
-      algorithms: { serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] },
+      algorithms: {
+        serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
+        compress: compressionAlgorithms(this.options.compress || machine.compression === true),
+      },
       hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
         const decision = checkHostKey(key, policy);
         if (!decision.accepted) refusedKey = decision.error;
@@ -253,6 +266,9 @@ export class SshPool extends EventEmitter<PoolEvents> {
     await new Promise<void>((resolve, reject) => {
       let ready = false;
       let lastError: Error | undefined;
+      client.on('handshake', (negotiated) => {
+        connection.negotiated = negotiated;
+      });
       client.on('ready', () => {
         ready = true;
         connection.established = true;
@@ -356,6 +372,16 @@ export class SshPool extends EventEmitter<PoolEvents> {
     }, this.options.idleTimeoutMs);
     connection.idleTimer.unref();
   }
+}
+
+/**
+ * OpenSSH's offer (kex.c compression_alg_list): with compression on, zlib
+ * first; off, `none` first. The client's order decides, so a server that
+ * allows zlib compresses only when asked to. On a fast link zlib costs far
+ * more CPU than it saves (see the transfer benchmark), hence off by default.
+ */
+export function compressionAlgorithms(on: boolean): ('none' | 'zlib@openssh.com' | 'zlib')[] {
+  return on ? ['zlib@openssh.com', 'zlib', 'none'] : ['none', 'zlib@openssh.com', 'zlib'];
 }
 
 async function closeConnection(connection: Connection): Promise<void> {

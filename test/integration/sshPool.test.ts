@@ -94,6 +94,24 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
     expect(names.map((r) => r.stdout.trim())).toEqual(['local', 'local', 'local']);
   });
 
+  it('negotiates AES-GCM and no compression by default; zlib with --compress or ssh_config Compression yes', async () => {
+    const plain = newPool();
+    await plain.connect(machine('aquamarine'));
+    // AES-GCM runs in OpenSSL and needs no separate MAC; chacha20 or CTR + HMAC would cost more per byte.
+    expect(plain.negotiated('aquamarine')).toMatchObject({
+      cs: { cipher: 'aes128-gcm@openssh.com', compress: 'none' },
+      sc: { cipher: 'aes128-gcm@openssh.com', compress: 'none' },
+    });
+    const compressed = newPool({ compress: true });
+    await compressed.connect(machine('aquamarine'));
+    expect(compressed.negotiated('aquamarine')).toMatchObject({ cs: { compress: 'zlib@openssh.com' }, sc: { compress: 'zlib@openssh.com' } });
+    const perHost = newPool();
+    await perHost.connect(machine('ruby', { compression: true }));
+    expect(perHost.negotiated('ruby')).toMatchObject({ cs: { compress: 'zlib@openssh.com' }, sc: { compress: 'zlib@openssh.com' } });
+    // Compressed or not, the link carries the serve protocol.
+    expect((await compressed.exec(machine('aquamarine'), 'head -c 100000 /dev/zero | wc -c')).stdout.trim()).toBe('100000');
+  });
+
   it('runs 5 parallel commands over one connection', async () => {
     const before = logins('ruby');
     const pool = newPool();

@@ -132,6 +132,12 @@ describe('ssh_config host resolution', () => {
     );
   });
 
+  it('reads Compression yes as a compressed link and refuses what OpenSSH refuses', () => {
+    expect(resolve('ruby', 'Host ruby\n  Compression yes\nHost *\n  Compression no').compression).toBe(true);
+    expect(resolve('kana', 'Host ruby\n  Compression yes\nHost *\n  Compression no').compression).toBeUndefined();
+    expect(() => resolve('ruby', 'Compression fast')).toThrow(new SshConfigError('ssh_config: fast is not yes or no (compression for host ruby)'));
+  });
+
   it('evaluates Match host/originalhost/user/all and skips Match exec without running it', () => {
     const text = [
       'Host ruby',
