@@ -37,6 +37,8 @@ interface TransferCase {
   nixNote?: string;
   /** Extra offload arguments (e.g. --compress). */
   offloadArgs?: string[];
+  /** Extra ssh options for Nix's side (e.g. -C), after the cluster's own. */
+  nixSshOpts?: string;
 }
 
 interface Measured {
@@ -54,6 +56,15 @@ const cases: TransferCase[] = [
     label: 'copy back 4 GiB',
     bytes: 4096 * MiB,
     prepare: (nonce) => instantiate(nonce, 'copyBack', { mib: 4096 }),
+  },
+  {
+    // Random bytes do not compress: this is what zlib costs on a fast link, for both.
+    label: 'copy back 1 GiB, compressed',
+    bytes: 1024 * MiB,
+    prepare: (nonce) => instantiate(nonce, 'copyBack', { mib: 1024 }),
+    offloadArgs: ['--compress'],
+    nixSshOpts: '-C',
+    nixNote: 'NIX_SSHOPTS=-C',
   },
   {
     label: 'upload 1 GiB',
@@ -131,10 +142,10 @@ async function measure(cwd: string, cmd: string, args: string[], env: NodeJS.Pro
   return { wall: (performance.now() - start) / 1000, peakRssMB: peak / 1e6 };
 }
 
-function nixBuild(cluster: TestCluster, dir: string, drv: string): Promise<Measured> {
+function nixBuild(cluster: TestCluster, dir: string, drv: string, sshOpts?: string): Promise<Measured> {
   return measure(dir, 'nix-build', ['--max-jobs', '0', '--builders', `@${cluster.nixMachinesFile}`, '--no-out-link', drv], {
     ...nixEnv,
-    NIX_SSHOPTS: cluster.nixSshOpts,
+    NIX_SSHOPTS: sshOpts === undefined ? cluster.nixSshOpts : `${cluster.nixSshOpts} ${sshOpts}`,
   });
 }
 
@@ -184,14 +195,14 @@ export async function runTransferBench(only?: string): Promise<void> {
       { name: 'right', maxJobs: 2, systems: [native], features: ['right'] },
     ],
   });
-  const widths = [26, 10, 9, 9, 7, 9, 9];
+  const widths = [28, 10, 9, 9, 7, 9, 9];
   try {
     console.log('\ntransfer: Nix build-remote vs offload, same two builders, fresh paths per side; peak RSS = largest single process');
     console.log(row(['case', 'bytes', 'nix', 'offload', 'ratio', 'nix RSS', 'off. RSS'], widths));
     for (const c of cases.filter((c) => !only || c.label.includes(only))) {
       const nonce = freshNonce();
       const nixSide = await c.prepare(`nix-${nonce}`, dir);
-      const nix = await nixBuild(cluster, dir, nixSide.drv);
+      const nix = await nixBuild(cluster, dir, nixSide.drv, c.nixSshOpts);
       await cleanUp(cluster, nixSide);
       const ourSide = await c.prepare(`offload-${nonce}`, dir);
       const ours = await offloadBuild(cluster, dir, ourSide.drv, c.offloadArgs);

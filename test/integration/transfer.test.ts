@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +32,8 @@ describe.runIf(integrationPrereqs())('transfers on the test cluster', () => {
 
   beforeAll(async () => {
     cluster = await startTempCluster('transfer', [
-      { name: 'honest', maxJobs: 2, systems: [hostSystem()], features: [] },
+      { name: 'honest', maxJobs: 2, systems: [hostSystem()], features: ['honest'] },
+      { name: 'other', maxJobs: 2, systems: [hostSystem()], features: ['other'], mandatoryFeatures: ['other'] },
       { name: 'liar', maxJobs: 2, systems: [hostSystem()], features: ['liar'], mandatoryFeatures: ['liar'] },
     ]);
     machines = ['--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0'];
@@ -39,21 +42,67 @@ describe.runIf(integrationPrereqs())('transfers on the test cluster', () => {
     await cluster?.dispose();
   });
 
-  it('copies 1 GiB back with a peak RSS far below the size', async () => {
+  it('copies 1 GiB back with a peak RSS far below the size, its progress in --json-events', async () => {
     const [drv] = await instantiate('big', 'transfer.nix');
-    const cli = startOffload(['build', drv!, ...machines, '--hosts', 'honest', '--json']);
+    const cli = startOffload(['build', drv!, ...machines, '--hosts', 'honest', '--json-events']);
     const memory = watchPeakRss(cli.child.pid!);
     const r = await cli.result;
     const peak = memory.stop();
     expect(r.code, r.stderr).toBe(0);
-    const out = (JSON.parse(r.stdout) as { outputs: Record<string, { out: string }> }).outputs[drv!]!.out;
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown> & { type: string });
+    const out = (events.at(-1) as unknown as { outputs: Record<string, { out: string }> }).outputs[drv!]!.out;
     try {
       expect(await validLocally([out])).toEqual([out]);
       // Buffering the NAR would need more than 1 GiB; streaming needs ~100 MB.
       expect(peak).toBeLessThan(400 * MiB);
+      const started = events.find((e) => e.type === 'transferStarted' && e.from === 'honest' && e.to === 'local')!;
+      expect(started).toMatchObject({ paths: 1 });
+      expect(started.bytes).toBeGreaterThan(1024 * MiB);
+      const ticks = events.filter((e) => e.type === 'transferProgress' && e.transferId === started.transferId).map((e) => e.bytes as number);
+      expect(ticks.length).toBeGreaterThan(1);
+      expect(ticks).toEqual([...ticks].sort((a, b) => a - b));
+      expect(events.find((e) => e.type === 'transferFinished' && e.transferId === started.transferId)).toMatchObject({ bytes: started.bytes, from: 'honest', to: 'local' });
     } finally {
       await run('nix-store', ['--delete', out], { env: NIX_ENV });
     }
+  });
+
+  // Half a GiB is enough: a regression that held the NAR would pass 400 MB.
+  it('uploads a 512 MiB input that only the local store has, with a peak RSS far below the size', async () => {
+    const nonce = randomBytes(6).toString('hex');
+    const file = join(tmpdir(), `offload-upload-${nonce}`);
+    await run('/bin/dd', ['if=/dev/urandom', `of=${file}`, 'bs=1M', 'count=512', 'status=none']);
+    const input = (await run('nix-store', ['--add', file], { env: NIX_ENV })).stdout.trim();
+    await rm(file, { force: true });
+    try {
+      const { stdout } = await run('nix-instantiate', [join(ROOT, 'fixtures', 'nix', 'transfer.nix'), '-A', 'upload', '--argstr', 'nonce', nonce, '--arg', 'input', input], { env: NIX_ENV });
+      const drv = stdout.trim();
+      const cli = startOffload(['build', drv, ...machines, '--hosts', 'honest', '--no-out-link']);
+      const memory = watchPeakRss(cli.child.pid!);
+      const r = await cli.result;
+      const peak = memory.stop();
+      expect(r.code, r.stderr).toBe(0);
+      expect((await readFile(r.stdout.trim(), 'utf8')).trim()).toBe(String(512 * MiB));
+      expect(peak).toBeLessThan(400 * MiB);
+    } finally {
+      await run('nix-store', ['--delete', input], { env: NIX_ENV }).catch(() => undefined);
+    }
+  });
+
+  it('streams a 512 MiB output from the builder that made it into the one that needs it, with a peak RSS far below the size', async () => {
+    const nonce = randomBytes(6).toString('hex');
+    const { stdout } = await run('nix-instantiate', [join(ROOT, 'fixtures', 'nix', 'transfer.nix'), '-A', 'builderToBuilder', '--argstr', 'nonce', nonce, '--arg', 'mib', '512'], { env: NIX_ENV });
+    const cli = startOffload(['build', stdout.trim(), ...machines, '--hosts', 'honest,other', '--no-out-link', '--json-events']);
+    const memory = watchPeakRss(cli.child.pid!);
+    const r = await cli.result;
+    const peak = memory.stop();
+    expect(r.code, r.stderr).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown> & { type: string });
+    const direct = events.find((e) => e.type === 'transferStarted' && e.from === 'honest' && e.to === 'other');
+    expect(direct?.bytes).toBeGreaterThan(512 * MiB);
+    // Only the small final output came here; the big one went builder to builder.
+    expect(events.some((e) => e.type === 'transferStarted' && e.from === 'honest' && e.to === 'local')).toBe(false);
+    expect(peak).toBeLessThan(400 * MiB);
   });
 
   for (const [lie, what] of [
