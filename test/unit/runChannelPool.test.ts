@@ -11,10 +11,11 @@ function channel(id: number, substitutes = true): StoreChannel & { id: number; s
     usable: true,
     queryValidPaths: async () => [],
     queryClosure: async () => [],
-    exportPaths: () => {
+    queryPathInfos: async () => [],
+    dumpNars: () => {
       throw new Error('not used');
     },
-    importPaths: async () => undefined,
+    addNars: async () => 0,
     buildDerivation: async () => {
       throw new Error('not used');
     },
