@@ -5,7 +5,10 @@
  * test/unit/serveMessages.test.ts are these recordings: each request is
  * offload's encoder output that Nix accepted, each reply the bytes Nix sent.
  *
- *   npx tsx scripts/capture-serve-replies.ts
+ *   npx tsx scripts/capture-serve-replies.ts [REQUEST...]
+ *
+ * With request names (e.g. dumpStorePath), only those are recorded and
+ * every other recording in the file is kept as it is.
  *
  * Runs the local Nix of the tests (scripts/cluster/localNix.ts) on the
  * machine's store; it adds two small files and builds two tiny derivations
@@ -31,11 +34,13 @@ import {
   encodeAddToStoreNar,
   encodeBuildDerivation,
   encodeBuildPaths,
+  encodeDumpStorePath,
   encodeQueryClosure,
   encodeQueryPathInfos,
   encodeQueryValidPaths,
   SERVE_MAGIC_1,
 } from '../src/remote/serveCodec/messages.js';
+import { NarScanner } from '../src/remote/narScanner.js';
 import { localNixEnv } from './cluster/localNix.js';
 
 const root = join(import.meta.dirname, '..');
@@ -43,6 +48,9 @@ const env = localNixEnv();
 const MINORS = [2, 3, 4, 6];
 const MISSING = '/nix/store/00000000000000000000000000000000-not-there';
 
+const only = new Set(process.argv.slice(2));
+const target = join(root, 'fixtures/serve/nix-2.8.json');
+const previous = only.size > 0 ? (JSON.parse(readFileSync(target, 'utf8')) as { minors: Record<string, Record<string, unknown>> }) : undefined;
 const source = execFileSync('nix-store', ['--add', join(root, 'fixtures/serve/captured.txt')], { env, encoding: 'utf8' }).trim();
 /** One derivation per minor, so each recording holds a real build (a second capture finds them valid). */
 function instantiate(minor: number, kind = 'capture'): { drvPath: string; drvText: string; drv: Derivation } {
@@ -86,6 +94,11 @@ const greeting = async (): Promise<Buffer> => {
   return Buffer.concat(out);
 };
 
+/** dump-store-path's reply has no length: the NAR's grammar says where it ends. */
+async function readNar(reader: ServeReader): Promise<void> {
+  for await (const _ of reader.scan(new NarScanner(), 'the NAR'));
+}
+
 const nixVersion = execFileSync('nix-store', ['--version'], { env, encoding: 'utf8' }).trim();
 const recordings: Record<string, unknown> = {
   about: `Recorded from ${nixVersion} by scripts/capture-serve-replies.ts; hex bytes.`,
@@ -108,13 +121,15 @@ for (const minor of MINORS) {
     ],
     addToStoreNar: [Buffer.concat([encodeAddToStoreNar(probe.info), probe.nar]), (r) => decodeImportAck(r)],
     buildPaths: [encodeBuildPaths(built.drvPath, ['out'], { maxSilentTime: 60, buildTimeout: 120, maxLogSize: 0 }, minor, '/nix/store'), (r) => decodeBuildPathsReply(r)],
+    dumpStorePath: [encodeDumpStorePath(source), readNar],
   };
-  const entry: Record<string, unknown> = { drvPath, drv: drvText, buildPathsDrvPath: built.drvPath };
+  const entry: Record<string, unknown> = previous?.minors[minor] ?? { drvPath, drv: drvText, buildPathsDrvPath: built.drvPath };
   for (const [name, [request, readReply]] of Object.entries(requests)) {
+    if (only.size > 0 && !only.has(name)) continue;
     entry[name] = { request: request.toString('hex'), reply: (await exchange(minor, request, readReply)).toString('hex') };
   }
   (recordings.minors as Record<string, unknown>)[minor] = entry;
 }
 mkdirSync(join(root, 'fixtures/serve'), { recursive: true });
-writeFileSync(join(root, 'fixtures/serve/nix-2.8.json'), `${JSON.stringify(recordings, null, 2)}\n`);
+writeFileSync(target, `${JSON.stringify(recordings, null, 2)}\n`);
 console.log(`wrote fixtures/serve/nix-2.8.json (${nixVersion})`);

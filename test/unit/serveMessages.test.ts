@@ -14,6 +14,7 @@ import {
   encodeAddToStoreNar,
   encodeBuildDerivation,
   encodeBuildPaths,
+  encodeDumpStorePath,
   encodeExportPaths,
   encodeHello,
   encodeImportPaths,
@@ -24,6 +25,8 @@ import {
   type PathInfo,
 } from '../../src/remote/serveCodec/messages.js';
 import { ServeReader } from '../../src/remote/serveCodec/parser.js';
+import { checkedNar } from '../../src/remote/narCheck.js';
+import { NarScanner } from '../../src/remote/narScanner.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
 
 /**
@@ -46,6 +49,7 @@ interface Recording {
   buildPathsDrvPath: string;
   addToStoreNar: Exchange;
   buildPaths: Exchange;
+  dumpStorePath: Exchange;
 }
 const nix28 = JSON.parse(readFileSync(new URL('../../fixtures/serve/nix-2.8.json', import.meta.url), 'utf8')) as {
   source: string;
@@ -172,6 +176,20 @@ for (const [minorText, recording] of Object.entries(nix28.minors)) {
         expect(result.builtOutputs.size).toBe(0);
         expect([...(await reader.stringMap('the built outputs'))]).toEqual([[id, realisation]]);
       }
+      expect(await reader.atEnd()).toBe(true);
+    });
+
+    it('writes dump-store-path: the command word and the path', () => {
+      expect(hex(encodeDumpStorePath(SOURCE))).toBe(recording.dumpStorePath.request);
+      expect(recording.dumpStorePath.request).toBe('0300000000000000' + hex(new Serializer().string(SOURCE).flush()));
+    });
+
+    it("reads the NAR dump-store-path sends, with no length prefix: the scanner finds its end, and its size and hash are the path info's", async () => {
+      const reader = readerOf(recording.dumpStorePath.reply);
+      const chunks: Buffer[] = [];
+      for await (const chunk of checkedNar(reader.scan(new NarScanner(), 'the NAR'), { ...info, narHash: NAR_HASH }, 'local', { hash: true })) chunks.push(chunk);
+      expect(hex(Buffer.concat(chunks))).toBe(recording.dumpStorePath.reply);
+      expect(Buffer.concat(chunks).length).toBe(224);
       expect(await reader.atEnd()).toBe(true);
     });
 
