@@ -431,25 +431,6 @@ export class ServeClient {
     });
   }
 
-  /**
-   * Adds one path whose whole NAR is at hand (small ones only: it is sent
-   * in one write) with add-to-store-NAR, signatures and content address
-   * included, and waits for the server's acknowledgement. A store that
-   * refuses the path ends the server: the error is a
-   * ServeConnectionLostError whose `serverError` says why.
-   */
-  async addToStoreNar(info: PathInfo, nar: Uint8Array): Promise<void> {
-    assertStorePath(info.path, 'A path to add', this.storeDir);
-    if (nar.length !== info.narSize) throw new ServeProtocolError(`The NAR of ${info.path} has ${nar.length} bytes, not the ${info.narSize} its info gives.`);
-    return this.run(`adding ${info.path}`, async () => {
-      if (!acceptsAddToStoreNar(this.version)) {
-        throw new ServeProtocolError(`nix-store --serve on ${this.host} speaks protocol 2.${this.version & 0xff}, too old for add-to-store-NAR (2.5).`);
-      }
-      await this.write(Buffer.concat([encodeAddToStoreNar(info), nar]));
-      await decodeImportAck(this.reader);
-    });
-  }
-
   /** Ends the server: stdin closes, the transport stops it. Pending calls fail with ServeConnectionLostError. */
   close(): void {
     this.markBroken(new ServeConnectionLostError(`The connection to ${this.host} was closed by offload.`, this.host));

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { toNixBase32 } from '../storePath/nixHash.js';
 import { recursiveSha256ContentAddress, recursiveSha256Path } from '../storePath/contentAddressedPath.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
-import type { PathInfo } from './serveCodec/messages.js';
 import { Serializer } from './serveCodec/serializer.js';
-import { ServeConnectionLostError, type ServeClient } from './serveClient.js';
+import { ServeConnectionLostError, type NarStream, type ServeClient } from './serveClient.js';
+import { ServeProtocolError } from './serveCodec/errors.js';
+import { acceptsAddToStoreNar, type PathInfo } from './serveCodec/messages.js';
 
 /**
  * Does a store take unsigned, input-addressed paths from this client? A
@@ -58,12 +59,16 @@ export function probePath(storeDir: string = DEFAULT_STORE_DIR): { info: PathInf
 }
 
 export async function probeUnsignedImports(client: ServeClient, storeDir: string = DEFAULT_STORE_DIR): Promise<UnsignedImports> {
+  // import-paths, all an older server has, carries no content address: the first step would be refused too.
+  if (!acceptsAddToStoreNar(client.serverVersion)) {
+    throw new ServeProtocolError(`nix-store --serve on ${client.host} speaks protocol 2.${client.serverVersion & 0xff}, too old for add-to-store-NAR (2.5), so offload cannot ask it.`);
+  }
   const { info, nar } = probePath(storeDir);
   const valid = await client.queryValidPaths([info.path]);
-  if (valid.length === 0) await client.addToStoreNar(info, nar);
+  if (valid.length === 0) await client.addNars(oneNar(info, nar));
   const { ca: _ca, ...unsigned } = info;
   try {
-    await client.addToStoreNar({ ...unsigned, sigs: [] }, nar);
+    await client.addNars(oneNar({ ...unsigned, sigs: [] }, nar));
     return { accepted: true };
   } catch (error) {
     if (error instanceof ServeConnectionLostError && error.serverError !== undefined && REFUSED_UNSIGNED.test(error.serverError)) {
@@ -71,6 +76,15 @@ export async function probeUnsignedImports(client: ServeClient, storeDir: string
     }
     throw error;
   }
+}
+
+/** The probe's one small NAR, in add-to-store-NAR's shape. */
+async function* oneNar(info: PathInfo, nar: Buffer): AsyncGenerator<NarStream> {
+  yield { info, chunks: bytes(nar) };
+}
+
+async function* bytes(nar: Buffer): AsyncGenerator<Buffer> {
+  yield nar;
 }
 
 /** LocalStore::addToStore's refusal of a path without a trusted signature. */

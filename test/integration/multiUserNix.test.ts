@@ -61,6 +61,11 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
   }
 
   const validLocally = async (path: string) => (await nix.asUser(['nix-store', '--check-validity', path])).code === 0;
+  const sigsOf = async (path: string) => {
+    const r = await nix.asUser(['nix', '--extra-experimental-features', 'nix-command', 'path-info', '--sigs', path]);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stdout.trim();
+  };
   const validOn = async (builder: string, path: string) => (await cluster.runOnBuilder(builder, ['nix-store', '--check-validity', path])).code === 0;
 
   it('a user in trusted-users builds on builders that sign nothing', async () => {
@@ -89,6 +94,18 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
       expect(await validOn('plain', path)).toBe(false);
       expect(await validLocally(path)).toBe(false);
     }
+  });
+
+  it("an untrusted user with a builder whose key the daemon trusts gets the outputs, with the builder's signature", async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
+    const { drv, out, dep } = await instantiate();
+    const r = await offload(['build', drv, '--max-jobs', '0'], ['signer'], nix.userFolder('signed'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('signer signs with a key it trusts');
+    expect(await validLocally(out)).toBe(true);
+    expect(await validLocally(dep)).toBe(true);
+    expect(await sigsOf(out)).toMatch(/\ssigner-1:/);
+    expect(await sigsOf(dep)).toMatch(/\ssigner-1:/);
   });
 
   it("an untrusted user's local builds go through the daemon, from the .drv files in its store", async () => {

@@ -7,6 +7,7 @@ import { LineSplitter } from '../../src/remote/serveCodec/lineSplitter.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
 import { ServeClient, ServeConnectionLostError } from '../../src/remote/serveClient.js';
 import type { ServeTransport } from '../../src/remote/transport.js';
+import { probePath, probeUnsignedImports } from '../../src/remote/unsignedImportProbe.js';
 import { testDerivation } from './drvFixtures.js';
 
 /**
@@ -184,23 +185,22 @@ describe('ServeClient commands', () => {
     expect((error as ServeConnectionLostError).serverError).toBe("cannot add path '/nix/store/abc-top' because it lacks a valid signature");
   });
 
-  it('adds a small path with add-to-store-NAR, its signatures and content address included', async () => {
-    const s = scriptedTransport([greeting(0x207), new Serializer().u64(1).flush()]);
+  it('the trust probe adds its path with add-to-store-NAR, then offers it unsigned without its content address', async () => {
+    const { info, nar } = probePath();
+    const ack = new Serializer().u64(1).flush();
+    const s = scriptedTransport([greeting(0x207), new Serializer().strings([]).flush(), ack, ack]);
     const client = await ServeClient.open(s.transport);
     const before = s.written().length;
-    const nar = Buffer.alloc(16, 7);
-    const info = { path: out, deriver: drvPath, references: [dev], downloadSize: 16, narSize: 16, narHash: 'sha256:abc', ca: '', sigs: ['k-1:sig'] };
-    await client.addToStoreNar(info, nar);
-    const expected = new Serializer().u64(9).string(out).string(drvPath).string('sha256:abc').strings([dev]).u64(0).u64(16).u64(0).strings(['k-1:sig']).string('').flush();
-    expect(s.written().subarray(before).toString('hex')).toBe(Buffer.concat([expected, nar]).toString('hex'));
-    await expect(client.addToStoreNar(info, Buffer.alloc(3))).rejects.toThrow(/has 3 bytes, not the 16/);
+    expect(await probeUnsignedImports(client)).toEqual({ accepted: true });
+    const add = (ca: string) => new Serializer().u64(9).string(info.path).string('').string(info.narHash!).strings([]).u64(0).u64(info.narSize).u64(0).strings([]).string(ca).flush();
+    const asked = new Serializer().u64(1).u64(0).u64(0).strings([info.path]).flush();
+    expect(s.written().subarray(before).toString('hex')).toBe(Buffer.concat([asked, add(info.ca!), nar, add(''), nar]).toString('hex'));
   });
 
-  it('refuses add-to-store-NAR to a server older than 2.5', async () => {
+  it('the trust probe does not ask a server older than 2.5, which has no add-to-store-NAR', async () => {
     const s = scriptedTransport([greeting(0x204)]);
     const client = await ServeClient.open(s.transport);
-    const info = { path: out, references: [], downloadSize: 1, narSize: 1, narHash: 'sha256:abc', sigs: [] };
-    await expect(client.addToStoreNar(info, Buffer.alloc(1))).rejects.toThrow(/too old for add-to-store-NAR/);
+    await expect(probeUnsignedImports(client)).rejects.toThrow(/too old for add-to-store-NAR/);
   });
 
   it('builds from the server\'s own .drv with build-paths when told to, and reads its exit status', async () => {
