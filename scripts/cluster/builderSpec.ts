@@ -43,11 +43,17 @@ export interface BuilderSpec {
    * it builds with (`secret-key-files`); without it the builder signs nothing.
    */
   signingKeyName?: string;
+  /**
+   * How that key signs: Nix itself as it builds (`secret-key-files`, the
+   * default), or a post-build-hook that runs `nix store sign` on the
+   * outputs after each build.
+   */
+  signWith?: 'secret-key-files' | 'post-build-hook';
 }
 
 /** A builder spec with every default filled in. */
-export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName'>> &
-  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName'>;
+export type ResolvedBuilderSpec = Required<Omit<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName' | 'signWith'>> &
+  Pick<BuilderSpec, 'substituters' | 'trustedPublicKeys' | 'forceCommand' | 'storeSizeMiB' | 'signingKeyName' | 'signWith'>;
 
 /** The Nix system string of this machine, which every test builder can build natively. */
 export function hostSystem(): string {
@@ -103,5 +109,6 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     trustedPublicKeys: spec.trustedPublicKeys,
     storeSizeMiB: spec.storeSizeMiB,
     signingKeyName: spec.signingKeyName,
+    signWith: spec.signWith,
   };
 }

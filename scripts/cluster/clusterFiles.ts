@@ -62,6 +62,21 @@ export function sshdConfig(b: BuilderFiles, paths: ClusterPaths, builderRoot: st
 /** Where a signing builder's secret key is, inside its namespace (its etc-nix folder, owner-only). */
 export const SIGNING_KEY_FILE = '/etc/nix/signing-key.sec';
 
+/** A signing builder's post-build-hook (BuilderSpec.signWith), next to the key. */
+export const SIGN_HOOK_FILE = '/etc/nix/sign-after-build';
+
+/**
+ * The post-build-hook that signs each build's outputs with the builder's
+ * key, as Nix's manual suggests for signing outside the build: Nix runs it
+ * with nix-store --serve's environment (its PATH), once the outputs are
+ * valid and before the build's result goes back to the client. Nix 2.8.0
+ * hands it an empty OUT_PATHS, so then it signs every path in the store.
+ */
+export function signHookScript(): string {
+  const sign = `nix --extra-experimental-features nix-command store sign --key-file ${SIGNING_KEY_FILE}`;
+  return ['#!/bin/sh', 'set -eu', `if [ -n "\${OUT_PATHS:-}" ]; then exec ${sign} $OUT_PATHS; fi`, `exec ${sign} --all`, ''].join('\n');
+}
+
 /**
  * `build-users-group =` is essential: builders sharing the host's nixbld users
  * kill each other's builds (each store's cleanup SIGKILLs "its" build user).
@@ -85,7 +100,9 @@ export function nixConf(spec: ResolvedBuilderSpec): string {
   } else {
     lines.push('substituters =');
   }
-  if (spec.signingKeyName !== undefined) lines.push(`secret-key-files = ${SIGNING_KEY_FILE}`);
+  if (spec.signingKeyName !== undefined) {
+    lines.push(spec.signWith === 'post-build-hook' ? `post-build-hook = ${SIGN_HOOK_FILE}` : `secret-key-files = ${SIGNING_KEY_FILE}`);
+  }
   return lines.join('\n') + '\n';
 }
 

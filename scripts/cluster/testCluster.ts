@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { builderSpecs, resolveBuilderSpec, type BuilderSpec, type ResolvedBuilderSpec } from './builderSpec.js';
 import { startNamespaceHolder, type NamespaceHolder } from './builderNamespace.js';
@@ -10,6 +10,8 @@ import {
   nixConf,
   nixMachines,
   publicHostKeyField,
+  SIGN_HOOK_FILE,
+  signHookScript,
   sshConfig,
   sshdConfig,
   type BuilderFiles,
@@ -252,6 +254,12 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
     spec.signingKeyName === undefined ? undefined : generateSigningKey(spec.signingKeyName, join(root, 'etc-nix')),
     writeFile(join(root, 'etc-nix', 'nix.conf'), nixConf(spec)),
   ]);
+  if (spec.signingKeyName !== undefined && spec.signWith === 'post-build-hook') {
+    // The builder's /etc/nix is its etc-nix folder.
+    const hook = join(root, 'etc-nix', SIGN_HOOK_FILE.slice('/etc/nix/'.length));
+    await writeFile(hook, signHookScript());
+    await chmod(hook, 0o755);
+  }
   const holder = await startNamespaceHolder(join(root, 'nix'), join(root, 'etc-nix'));
   if (spec.storeSizeMiB !== undefined) {
     // Only this builder's namespace sees the tmpfs; the host's view of <root>/nix/store stays the plain folder.

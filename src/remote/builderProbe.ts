@@ -56,6 +56,8 @@ export interface BuilderCheck {
   pressure?: BuilderPressure & { reasons: string[] };
   /** The keys its Nix signs builds with (secret-key-files), and whether the local store trusts each. */
   signingKeys?: KeyReport[];
+  /** Its post-build-hook, which may sign after each build (signingKeys cannot say with what). */
+  postBuildHook?: string;
   /** Whether its store takes unsigned paths from the ssh user (Nix requires it of a remote builder's user). */
   unsignedImports?: UnsignedImports;
   findings: Finding[];
@@ -320,5 +322,6 @@ async function signingKeys(pool: SshPool, machine: Machine, draft: Draft, local:
   }
   const judged = local ?? { user: 'you', trustedPublicKeys: [] };
   draft.signingKeys = keyReports(signing.keys, judged);
-  if (local) draft.findings.push(...signingFindings(machine.hostName, draft.signingKeys, local));
+  if (signing.postBuildHook !== undefined) draft.postBuildHook = signing.postBuildHook;
+  if (local) draft.findings.push(...signingFindings(machine.hostName, draft.signingKeys, local, signing.postBuildHook));
 }

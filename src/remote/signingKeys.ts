@@ -19,7 +19,13 @@ export interface SigningKey {
   problem?: string;
 }
 
-export type BuilderSigning = { ok: true; keys: SigningKey[] } | { ok: false; reason: string };
+/**
+ * `postBuildHook`: the builder's post-build-hook, when it has one. Nix runs
+ * it after each build, before the build's result goes back, so a hook that
+ * runs `nix store sign` signs the outputs after the build with a key offload
+ * cannot learn (the hook is any program).
+ */
+export type BuilderSigning = { ok: true; keys: SigningKey[]; postBuildHook?: string } | { ok: false; reason: string };
 
 const PUBLIC_KEY = /^([A-Za-z0-9._+-]{1,128}):([A-Za-z0-9+/]{43}=)$/;
 
@@ -56,7 +62,7 @@ export function isTrustedKey(publicKey: string, trustedPublicKeys: readonly stri
   });
 }
 
-/** The builder's secret-key-files from `nix show-config --json` (`showConfigJson`, if already run), then each public key. */
+/** The builder's secret-key-files and post-build-hook from `nix show-config --json` (`showConfigJson`, if already run), then each public key. */
 export async function probeSigningKeys(pool: SshPool, machine: Machine, showConfigJson?: string): Promise<BuilderSigning> {
   let text = showConfigJson;
   if (text === undefined) {
@@ -68,7 +74,8 @@ export async function probeSigningKeys(pool: SshPool, machine: Machine, showConf
   if (!settings.ok) return settings;
   const files = settings.get('secret-key-files') ?? [];
   const keys = await Promise.all(files.map((file) => publicKeyOf(pool, machine, file)));
-  return { ok: true, keys };
+  const hook = settings.get('post-build-hook')?.join(' ');
+  return hook ? { ok: true, keys, postBuildHook: filterAnsiEscapes(hook, { keepColours: false }).slice(0, 300) } : { ok: true, keys };
 }
 
 async function publicKeyOf(pool: SshPool, machine: Machine, file: string): Promise<SigningKey> {

@@ -30,7 +30,7 @@ export function keyReports(keys: readonly SigningKey[], local: LocalTrust): KeyR
 }
 
 /** Findings about copying a builder's outputs back into the local store. */
-export function signingFindings(host: string, keys: readonly KeyReport[], local: LocalTrust): Finding[] {
+export function signingFindings(host: string, keys: readonly KeyReport[], local: LocalTrust, postBuildHook?: string): Finding[] {
   const demandsSignature = local.unsignedImports?.accepted === false;
   const trusted = keys.filter((k) => k.trustedLocally === true);
   const untrusted = keys.filter((k) => k.trustedLocally === false);
@@ -46,6 +46,14 @@ export function signingFindings(host: string, keys: readonly KeyReport[], local:
     return [{ severity: 'warning', message: `signs with a key offload cannot read as the ssh user (${unreadableText}), so it cannot tell whether the local store will take what ${host} builds` }];
   }
   const signs = untrusted.length > 0 ? `signs with ${untrusted.map((k) => k.publicKey).join(', ')}, which the local store does not trust` : 'signs nothing it builds';
+  if (postBuildHook !== undefined) {
+    return [
+      {
+        severity: 'warning',
+        message: `${signs} with secret-key-files, but its post-build-hook (${postBuildHook}) may sign after each build, so offload cannot tell whether the local store will take what ${host} builds`,
+      },
+    ];
+  }
   return [
     {
       severity: 'unusable',

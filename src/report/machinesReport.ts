@@ -181,6 +181,7 @@ export function machinesCheckToJson(input: MachinesCheckInput): object {
       store: c.store ?? null,
       pressure: c.pressure ?? null,
       signingKeys: c.signingKeys ?? null,
+      postBuildHook: c.postBuildHook ?? null,
       unsignedImports: c.unsignedImports ?? null,
       findings: c.findings,
     })),
@@ -204,7 +205,7 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions
     c.load ? c.load.perCpu.toFixed(2) : '-',
     c.store ? formatKiB(c.store.availableKiB) : '-',
     c.pressure ? formatPressure(c.pressure) || '-' : '-',
-    signsCell(c.signingKeys),
+    signsCell(c.signingKeys, c.postBuildHook),
   ]);
   const header = ['HOST', 'VERDICT', 'CONNECT', 'HOST KEY', 'NIX', 'SERVE', 'BUILDS (+extra-platforms)', 'SYSTEM-FEATURES', 'LOAD/CPU', 'STORE FREE', 'PRESSURE', 'SIGNS WITH'];
   const table = renderTable(header, rows, new Set([2, 8, 9]), {
@@ -228,12 +229,13 @@ export function machinesCheckToText(input: MachinesCheckInput, opts: TextOptions
 }
 
 /** Each signing key by name, with whether the local store trusts it. */
-function signsCell(keys: readonly KeyReport[] | undefined): string {
+function signsCell(keys: readonly KeyReport[] | undefined, postBuildHook: string | undefined): string {
   if (keys === undefined) return '-';
-  if (keys.length === 0) return 'nothing';
-  return keys
-    .map((k) => (k.publicKey === undefined ? `? (${k.file} unreadable)` : `${k.publicKey.slice(0, k.publicKey.indexOf(':'))} (${k.trustedLocally ? 'trusted' : 'not trusted'})`))
-    .join(', ');
+  const named = keys.map((k) =>
+    k.publicKey === undefined ? `? (${k.file} unreadable)` : `${k.publicKey.slice(0, k.publicKey.indexOf(':'))} (${k.trustedLocally ? 'trusted' : 'not trusted'})`,
+  );
+  if (postBuildHook !== undefined) named.push('post-build-hook?');
+  return named.length === 0 ? 'nothing' : named.join(', ');
 }
 
 /** What the local store takes from this user: everything, or signed paths only. */

@@ -25,7 +25,9 @@ export type CopyBackVerdict =
   /**
    * `signing`: the builders whose outputs the local store will take because
    * they carry a trusted signature (empty when it takes unsigned ones);
-   * `notes`: builders whose keys could not be learned, so it is not known.
+   * `notes`: builders whose keys could not be learned, or that may sign
+   * in a post-build-hook, so it is not known (a refusal then fails the job
+   * at once).
    */
   | { ok: true; signing: string[]; notes: string[] }
   | { ok: false; message: string };
@@ -50,6 +52,11 @@ export function copyBackVerdict(input: CopyBackInput): CopyBackVerdict {
       notes.push(
         `cannot tell whether the local store will take what ${host} builds: ${unknown.map((k) => `its key ${k.file} cannot be read (${k.problem ?? 'unknown reason'})`).join('; ')}`,
       );
+      continue;
+    }
+    if (signing.postBuildHook !== undefined) {
+      const keys = known.length === 0 ? 'no secret-key-files' : `only ${known.map((k) => k.publicKey!).join(' and ')} in secret-key-files, which the local store does not trust`;
+      notes.push(`cannot tell whether the local store will take what ${host} builds: it has ${keys}, but its post-build-hook (${signing.postBuildHook}) may sign after each build`);
       continue;
     }
     refused.push(known.length === 0 ? `${host} signs nothing` : `${host} signs with ${known.map((k) => k.publicKey!).join(' and ')}, which it does not trust`);

@@ -17,16 +17,19 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
   let cluster: TestCluster & { dispose(): Promise<void> };
   let nix: DaemonStore;
   let signerKey: string;
+  let hookedKey: string;
 
   beforeAll(async () => {
     [cluster, nix] = await Promise.all([
       startTempCluster('multiuser', [
         { name: 'signer', maxJobs: 2, signingKeyName: 'signer-1' },
         { name: 'plain', maxJobs: 2 },
+        { name: 'hooked', maxJobs: 2, signingKeyName: 'hooked-1', signWith: 'post-build-hook' },
       ]),
       startDaemonStore('multiuser-store'),
     ]);
     signerKey = cluster.builder('signer').signingPublicKey!;
+    hookedKey = cluster.builder('hooked').signingPublicKey!;
   });
   afterAll(async () => {
     await nix?.dispose();
@@ -108,6 +111,18 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
     expect(await sigsOf(dep)).toMatch(/\ssigner-1:/);
   });
 
+  it('an untrusted user with a builder that signs after the build (post-build-hook) with a trusted key is let through and gets the signed outputs', async () => {
+    await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [hookedKey] });
+    const { drv, out, dep } = await instantiate();
+    const r = await offload(['build', drv, '--max-jobs', '0'], ['hooked'], nix.userFolder('hooked'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.replace(/\s+/g, ' ')).toContain(
+      'cannot tell whether the local store will take what hooked builds: it has no secret-key-files, but its post-build-hook (/etc/nix/sign-after-build) may sign after each build',
+    );
+    expect(await sigsOf(out)).toMatch(/\shooked-1:/);
+    expect(await sigsOf(dep)).toMatch(/\shooked-1:/);
+  });
+
   it("an untrusted user's local builds go through the daemon, from the .drv files in its store", async () => {
     await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [] });
     const { drv, out, dep } = await instantiate();
@@ -139,10 +154,17 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
 
   it("machines check reports each builder's signing key, whether the daemon trusts it, and what the daemon takes from the user", async () => {
     await nix.startDaemon({ trustedUsers: ['root'], trustedPublicKeys: [signerKey] });
-    const r = await offload(['machines', 'check', '--json'], ['signer', 'plain'], nix.userFolder('check'));
+    const r = await offload(['machines', 'check', '--json'], ['signer', 'plain', 'hooked'], nix.userFolder('check'));
     const report = JSON.parse(r.stdout) as {
       local: { user: string; unsignedImports: { accepted: boolean; reason?: string }; trustedPublicKeys: string[] };
-      machines: Array<{ hostName: string; verdict: string; signingKeys: Array<{ publicKey?: string; trustedLocally?: boolean }>; unsignedImports: { accepted: boolean } }>;
+      machines: Array<{
+        hostName: string;
+        verdict: string;
+        signingKeys: Array<{ publicKey?: string; trustedLocally?: boolean }>;
+        postBuildHook: string | null;
+        unsignedImports: { accepted: boolean };
+        findings: Array<{ severity: string; message: string }>;
+      }>;
     };
     expect(report.local.user).toBe(nix.user.name);
     expect(report.local.unsignedImports.accepted).toBe(false);
@@ -153,6 +175,13 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
     expect(byName.get('signer')!.verdict).not.toBe('unusable');
     expect(byName.get('plain')!.signingKeys).toEqual([]);
     expect(byName.get('plain')!.verdict).toBe('unusable');
+    expect(byName.get('plain')!.postBuildHook).toBeNull();
+    // A hook may sign with any key: a warning, not a refusal.
+    const hooked = byName.get('hooked')!;
+    expect(hooked.signingKeys).toEqual([]);
+    expect(hooked.postBuildHook).toBe('/etc/nix/sign-after-build');
+    expect(hooked.verdict).toBe('warning');
+    expect(hooked.findings).toContainEqual(expect.objectContaining({ severity: 'warning', message: expect.stringContaining('its post-build-hook (/etc/nix/sign-after-build) may sign after each build') }));
     // The builders' ssh user is root there: their stores take unsigned paths from it, as Nix requires.
     for (const m of report.machines) expect(m.unsignedImports.accepted).toBe(true);
     expect(r.code).toBe(1);

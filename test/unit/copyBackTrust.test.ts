@@ -43,6 +43,26 @@ describe('can outputs be copied back? (decided before anything is built)', () =>
     expect(message).toMatch(/add the user to trusted-users .* or let the builders sign what they build \(secret-key-files .*\) and add their public keys to the store's trusted-public-keys \(\/etc\/nix\/nix\.conf\)\.$/);
   });
 
+  it('lets a builder with a post-build-hook through with a note: the hook may sign after the build with a key offload cannot learn', () => {
+    const hook = '/etc/nix/sign-after-build';
+    const verdict = copyBackVerdict({
+      ...base,
+      builders: [
+        { host: 'ruby', signing: { ok: true, keys: [], postBuildHook: hook } },
+        { host: 'opal', signing: { ok: true, keys: [{ file: '/etc/nix/k', publicKey: OTHER }], postBuildHook: hook } },
+        { host: 'kana', signing: { ok: true, keys: [{ file: '/etc/nix/k', publicKey: SIGNER }], postBuildHook: hook } },
+      ],
+    });
+    expect(verdict).toEqual({
+      ok: true,
+      signing: ['kana'],
+      notes: [
+        `cannot tell whether the local store will take what ruby builds: it has no secret-key-files, but its post-build-hook (${hook}) may sign after each build`,
+        `cannot tell whether the local store will take what opal builds: it has only ${OTHER} in secret-key-files, which the local store does not trust, but its post-build-hook (${hook}) may sign after each build`,
+      ],
+    });
+  });
+
   it('lets a builder through with a note when its key cannot be learned (the import then fails at once if refused)', () => {
     const verdict = copyBackVerdict({
       ...base,
@@ -84,6 +104,16 @@ describe('machines check: signatures and trust', () => {
       { severity: 'note', message: `signs what it builds with ${SIGNER}, which the local store trusts` },
     ]);
     expect(signingFindings('kana', [{ file: 'c', problem: 'Permission denied' }], untrusted)[0]).toMatchObject({ severity: 'warning' });
+  });
+
+  it('a builder with a post-build-hook is a warning, not unusable: the hook may sign after each build', () => {
+    const [finding] = signingFindings('ruby', [], untrusted, '/etc/nix/sign-after-build');
+    expect(finding).toEqual({
+      severity: 'warning',
+      message:
+        'signs nothing it builds with secret-key-files, but its post-build-hook (/etc/nix/sign-after-build) may sign after each build, so offload cannot tell whether the local store will take what ruby builds',
+    });
+    expect(signingFindings('ruby', [], trusted, '/etc/nix/sign-after-build')).toEqual([]);
   });
 
   it('for a trusted local user signatures are information only', () => {

@@ -91,6 +91,15 @@ describe('machines check report', () => {
     expect(trusted).toContain('Local store: takes unsigned paths from alice (a trusted user, or a store of its own), so builders need not sign.');
   });
 
+  it('a post-build-hook shows in SIGNS WITH and the JSON: it may sign with a key offload cannot learn', () => {
+    const hooked: BuilderCheck = { ...ok, hostName: 'opal', signingKeys: [], postBuildHook: '/etc/nix/sign-after-build' };
+    const text = machinesCheckToText({ ...input, checks: [hooked] }, { color: false });
+    expect(text).toMatch(/^opal\s+warning\s.*\spost-build-hook\?$/m);
+    const json = machinesCheckToJson({ ...input, checks: [hooked, ok] }) as { machines: Array<Record<string, unknown>> };
+    expect(json.machines[0]).toMatchObject({ signingKeys: [], postBuildHook: '/etc/nix/sign-after-build' });
+    expect(json.machines[1]).toMatchObject({ postBuildHook: null });
+  });
+
   it('says so when there is nothing to check', () => {
     expect(machinesCheckToText({ ...input, checks: [] }, { color: false })).toMatch(/No machines configured: nothing to check\.$/);
   });
