@@ -7,8 +7,9 @@ import type { FetchOutcome } from './localFetcher.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
 import { BuildLog, logPrefix } from './buildLog.js';
 import { BuilderFetches } from './builderFetches.js';
-import { classifyBuildResult, classifyError, decide, defaultRetryLimits, failedJob, hostFailureKind, type Attempt, type RetryLimits } from './failure.js';
-import { defaultHostHealthOptions, HostHealth, type HostFailureKind, type HostHealthOptions } from './hostHealth.js';
+import { classifyBuildResult, classifyError, decide, defaultRetryLimits, failedJob, type Attempt, type RetryLimits } from './failure.js';
+import type { HostHealthOptions } from './hostHealth.js';
+import { HostRotation } from './hostRotation.js';
 import { PathLocations } from './pathLocations.js';
 import type { PressureGate, PressureSample } from './pressureGate.js';
 import type { SlotGate } from './slotGate.js';
@@ -90,7 +91,7 @@ interface AttemptTiming {
  * The live loop: asks the scheduler which ready job goes where, runs each
  * on its host (inputs in, build, outputs back when needed), and reports
  * completions back so the next choice sees the real clock. Failing builders
- * leave the rotation and come back after a back-off (hostHealth.ts); outputs
+ * leave the rotation and come back after a back-off (hostRotation.ts); outputs
  * whose only copy is lost with a builder are built again.
  */
 export class Executor {
@@ -99,17 +100,10 @@ export class Executor {
   private readonly transfers: PathTransfers;
   private readonly roots: Set<string>;
   private readonly retries = new Map<string, { transient: number; connectionLost: number }>();
-  private readonly health: HostHealth;
-  private readonly backoffTimers = new Map<string, NodeJS.Timeout>();
-  /** Reconnects to hosts whose back-off ended; the run waits for them like for jobs. */
-  private readonly probes = new Map<string, Promise<void>>();
+  private readonly rotation: HostRotation;
   /** Output path → the job (in this run) that produces it. */
   private readonly producers = new Map<string, string>();
   private readonly dependents = new Map<string, string[]>();
-  /** Reserves not brought in yet. */
-  private readonly heldBack: Set<string>;
-  /** Taken out after failures, until a reconnect after the back-off succeeds. */
-  private readonly outOfRotation = new Set<string>();
   private readonly jobsById: Map<string, Job>;
   /** Paths a fetch or copy could not deliver: the next pass builds their derivations. */
   private readonly fellBack = new Set<string>();
@@ -133,8 +127,22 @@ export class Executor {
 
   constructor(private readonly input: ExecutorInput) {
     this.roots = new Set(input.roots);
-    this.heldBack = new Set(input.reserveHosts ?? []);
-    this.health = new HostHealth(input.options.hostHealth ?? defaultHostHealthOptions);
+    this.rotation = new HostRotation({
+      setHostAvailable: (host, available) => input.scheduler.setHostAvailable(host, available),
+      channels: input.channels,
+      ...(input.options.hostHealth ? { options: input.options.hostHealth } : {}),
+      reserves: input.reserveHosts ?? [],
+      ...(input.slots ? { slots: input.slots } : {}),
+      ...(input.pressure ? { pressure: input.pressure } : {}),
+      log: input.log,
+      now: input.now,
+      ...(input.onEvent ? { onEvent: input.onEvent } : {}),
+      onTakenOut: (host) => this.rebuildLost(this.locations.forgetHost(host)),
+      wake: () => this.wake(),
+      onInternalError: (error) => {
+        this.internalError ??= { error };
+      },
+    });
     this.locations.addAll(input.localPaths, LOCAL_HOST);
     for (const [path, host] of input.held ?? []) this.locations.add(path, host);
     this.jobsById = new Map(input.jobs.map((j) => [j.id, j]));
@@ -170,11 +178,11 @@ export class Executor {
   async run(): Promise<RunResult> {
     const running = new Map<string, Promise<void>>();
     this.stopListeningForSlots = this.input.slots?.onFreed((host) => {
-      for (const reopened of this.input.slots!.reopen(host)) this.refreshAvailability(reopened);
+      for (const reopened of this.input.slots!.reopen(host)) this.rotation.refresh(reopened);
       this.wake();
     });
     // A pass after the first starts with what the builders' last look said.
-    for (const host of this.input.pressure?.loadedHosts() ?? []) this.refreshAvailability(host);
+    for (const host of this.input.pressure?.loadedHosts() ?? []) this.rotation.refresh(host);
     try {
       for (;;) {
         this.woken = false;
@@ -186,18 +194,18 @@ export class Executor {
         const jobsWait = !this.stopping && [...this.records.values()].some((r) => r.status === 'pending');
         const waitForPressure = jobsWait && this.input.pressure?.anyLoaded() === true;
         // A job that ended while the exchange above was waiting has made others ready: go round again.
-        if (running.size === 0 && this.probes.size === 0 && !waitForSlots && !waitForPressure && !this.woken) break;
+        const reconnects = this.rotation.pendingReconnects();
+        if (running.size === 0 && reconnects.length === 0 && !waitForSlots && !waitForPressure && !this.woken) break;
         if (waitForSlots) this.recheckSlotsSoon();
         if (jobsWait) this.lookAtPressureSoon();
         if (!this.woken && this.input.slots?.hasNews() !== true) {
           const woken = new Promise<void>((resolve) => (this.wakeLoop = resolve));
-          await Promise.race([...running.values(), ...this.probes.values(), woken]);
+          await Promise.race([...running.values(), ...reconnects, woken]);
         }
-        if (this.internalError) this.stopping = true;
+        if (this.internalError) this.stop();
       }
     } finally {
-      for (const timer of this.backoffTimers.values()) clearTimeout(timer);
-      this.backoffTimers.clear();
+      this.rotation.stop();
       clearTimeout(this.slotPoll);
       clearTimeout(this.pressureLook);
       this.stopListeningForSlots?.();
@@ -208,7 +216,7 @@ export class Executor {
 
   /** SIGINT/SIGTERM: start nothing new; the caller closes the channels so running jobs end. */
   interrupt(): void {
-    this.stopping = true;
+    this.stop();
     this.interrupted = true;
     this.wake();
   }
@@ -218,59 +226,19 @@ export class Executor {
    * attempt): counted against the host, which may leave the rotation.
    */
   hostDown(host: string, error: unknown): void {
-    const reason = error instanceof Error ? error.message : String(error);
-    this.hostFailed(host, hostFailureKind(error), reason);
+    this.rotation.hostDown(host, error);
   }
 
-  private hostFailed(host: string, kind: HostFailureKind, reason: string): void {
-    if (host === LOCAL_HOST || this.stopping) return;
-    if (this.health.isOut(host, this.input.now())) return;
-    const verdict = this.health.failure(host, kind, reason, this.input.now());
-    if (verdict.action === 'keep') {
-      this.input.log(
-        `offload: ${host} failed (${reason}); trying it again on next use (${verdict.failures} of ${this.input.options.hostHealth?.failureThreshold ?? defaultHostHealthOptions.failureThreshold} failures in a row before it is taken out)`,
-      );
-      this.input.channels.dropHost?.(host);
-      return;
-    }
-    const retry = verdict.action === 'backoff' ? `retrying it in ${formatSeconds(verdict.seconds)}` : 'not retried in this run';
-    this.input.log(`offload: ${host} is down (${reason}); its jobs go to other machines; ${retry}`);
-    this.input.onEvent?.({ type: 'hostDown', time: this.input.now(), host, reason });
-    this.takeOut(host);
-    if (verdict.action === 'backoff') {
-      clearTimeout(this.backoffTimers.get(host));
-      const timer = setTimeout(() => this.backIn(host), verdict.seconds * 1000);
-      timer.unref();
-      this.backoffTimers.set(host, timer);
-    }
-  }
-
-  private takeOut(host: string): void {
-    this.outOfRotation.add(host);
-    this.refreshAvailability(host);
-    this.input.channels.dropHost?.(host);
-    for (const reserve of [...this.heldBack]) {
-      this.heldBack.delete(reserve);
-      this.refreshAvailability(reserve);
-    }
-    this.rebuildLost(this.locations.forgetHost(host));
-    this.wake();
-  }
-
-  /**
-   * The scheduler offers a host when it is in rotation, not held in reserve,
-   * has a slot free of other runners and is not loaded by others.
-   */
-  private refreshAvailability(host: string): void {
-    const available =
-      !this.outOfRotation.has(host) && !this.heldBack.has(host) && this.input.slots?.isFull(host) !== true && this.input.pressure?.isLoaded(host) !== true;
-    this.input.scheduler.setHostAvailable(host, available);
+  /** Start nothing new; running jobs end on their own (or when their channels close). */
+  private stop(): void {
+    this.stopping = true;
+    this.rotation.stop();
   }
 
   /** A builder's pressure was read (pressureGate.ts calls this through buildCommand). */
   pressureSampled(host: string, sample: PressureSample, changed: boolean): void {
     this.input.onEvent?.({ type: 'hostPressure', time: this.input.now(), host, pressure: sample.pressure, reasons: sample.reasons, changed });
-    this.refreshAvailability(host);
+    this.rotation.refresh(host);
     this.wake();
   }
 
@@ -290,45 +258,9 @@ export class Executor {
     if (this.slotPoll || !this.input.slots) return;
     this.slotPoll = setTimeout(() => {
       this.slotPoll = undefined;
-      for (const host of this.input.slots?.reopen() ?? []) this.refreshAvailability(host);
+      for (const host of this.input.slots?.reopen() ?? []) this.rotation.refresh(host);
       this.wake();
     }, this.input.slots.recheckMs);
-  }
-
-  /**
-   * The back-off is over: reconnect first, so a host that is still dead
-   * costs one connect attempt rather than a failed job; then it takes jobs.
-   */
-  private backIn(host: string): void {
-    this.backoffTimers.delete(host);
-    if (this.stopping) return;
-    const probe: Promise<void> = this.reconnect(host)
-      .catch((error: unknown) => {
-        this.internalError ??= { error };
-      })
-      .finally(() => {
-        if (this.probes.get(host) === probe) this.probes.delete(host);
-        this.wake();
-      });
-    this.probes.set(host, probe);
-    this.wake();
-  }
-
-  private async reconnect(host: string): Promise<void> {
-    const { channels } = this.input;
-    try {
-      channels.release(host, await channels.acquire(host));
-    } catch (error) {
-      if (this.stopping) return;
-      if (!(error instanceof OffloadError)) throw error;
-      this.hostFailed(host, hostFailureKind(error), error.message);
-      return;
-    }
-    if (this.stopping) return;
-    this.input.log(`offload: ${host} is back in rotation`);
-    this.input.onEvent?.({ type: 'hostBack', time: this.input.now(), host });
-    this.outOfRotation.delete(host);
-    this.refreshAvailability(host);
   }
 
   /**
@@ -382,7 +314,7 @@ export class Executor {
         const lease = leases[i];
         if (lease === undefined) {
           scheduler.requeue(jobId);
-          this.refreshAvailability(host);
+          this.rotation.refresh(host);
           blocked = true;
           return;
         }
@@ -587,7 +519,7 @@ export class Executor {
     const now = this.input.now();
     if (attempt.kind === 'built') {
       scheduler.finished(jobId, now);
-      this.health.success(host);
+      this.rotation.succeeded(host);
       Object.assign(record, { status: 'built', end: now });
       return 'built';
     }
@@ -600,8 +532,8 @@ export class Executor {
     if (attempt.kind === 'connectionLost') counts.connectionLost += 1;
     this.retries.set(jobId, counts);
     // A builder that keeps answering "transient failure" is counted like one that keeps dropping connections.
-    if (attempt.kind === 'transient') this.hostFailed(host, 'lost', `${record.name}: ${attempt.message}`);
-    if (attempt.kind === 'hostUnusable') this.hostFailed(attempt.host, attempt.failure, attempt.message);
+    if (attempt.kind === 'transient') this.rotation.hostFailed(host, 'lost', `${record.name}: ${attempt.message}`);
+    if (attempt.kind === 'hostUnusable') this.rotation.hostFailed(attempt.host, attempt.failure, attempt.message);
     if (decide(attempt, counts, this.input.options.retry ?? defaultRetryLimits) === 'requeue') {
       this.input.log(`offload: ${record.name} on ${host}: ${attempt.message}; trying again`);
       record.status = 'pending';
@@ -627,7 +559,7 @@ export class Executor {
     if (tail.length > 0) lines.push(`last ${tail.length} log lines of ${record.name}:`, ...tail.map((l) => `  ${l}`));
     if (skipped.length > 0) lines.push(`skipped ${skipped.length} dependent derivation${skipped.length === 1 ? '' : 's'}: ${skipped.map((id) => this.records.get(id)?.name ?? id).join(', ')}`);
     for (const line of lines) this.input.log(line);
-    if (!this.input.options.keepGoing) this.stopping = true;
+    if (!this.input.options.keepGoing) this.stop();
   }
 
   private result(): RunResult {
@@ -641,7 +573,7 @@ export class Executor {
         ? { jobs: unexplained.map((r) => r.drvPath), reason: this.stuckReason() }
         : undefined;
     const makespan = this.input.now();
-    const hosts = this.health.troubles(makespan);
+    const hosts = this.rotation.troubles(makespan);
     return {
       records,
       outputs: localRootOutputs(this.input.roots, this.input.drvs, (p) => this.locations.has(p, LOCAL_HOST), this.input.rootOutputs),
@@ -654,7 +586,7 @@ export class Executor {
   }
 
   private stuckReason(): string {
-    const out = this.health.troubles(this.input.now()).filter((t) => t.outAtEnd);
+    const out = this.rotation.troubles(this.input.now()).filter((t) => t.outAtEnd);
     if (out.length === 0) return 'no available machine fits them';
     return `no available machine fits them (${out.map((t) => `${t.host} is down: ${t.reason}`).join('; ')})`;
   }
@@ -664,8 +596,4 @@ export class Executor {
 function noteTransfers(record: JobRecord, report: TransferReport): void {
   record.sent = report.sent;
   record.substituted = report.substituted;
-}
-
-function formatSeconds(seconds: number): string {
-  return `${Number(seconds.toFixed(1))} s`;
 }
