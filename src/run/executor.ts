@@ -189,9 +189,10 @@ export class Executor {
         if (!this.stopping) await this.startReady(running);
         else await this.input.slots?.settle(() => undefined);
         // Never wait idle for a host in back-off: with nothing running, the run is stuck. Hosts
-        // busy with another runner, or loaded by others, are different: they free up, so wait for them.
-        const waitForSlots = !this.stopping && this.input.slots?.anyFull() === true;
+        // busy with another runner, or loaded by others, are different: they free up, so wait for
+        // them, but only while a job of this run is still waiting to start.
         const jobsWait = !this.stopping && [...this.records.values()].some((r) => r.status === 'pending');
+        const waitForSlots = jobsWait && this.input.slots?.anyFull() === true;
         const waitForPressure = jobsWait && this.input.pressure?.anyLoaded() === true;
         // A job that ended while the exchange above was waiting has made others ready: go round again.
         const reconnects = this.rotation.pendingReconnects();
