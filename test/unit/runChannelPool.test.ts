@@ -2,6 +2,23 @@ import { describe, expect, it } from 'vitest';
 import { ChannelPool } from '../../src/run/channelPool.js';
 import type { StoreChannel } from '../../src/run/storeChannel.js';
 
+interface Opened extends StoreChannel {
+  id: number;
+  closed: boolean;
+  usable: boolean;
+}
+
+function pool(maxIdle = 2) {
+  const opened: Opened[] = [];
+  const p = new ChannelPool((host) => {
+    if (host === 'dead') return Promise.reject(new Error('unreachable'));
+    const channel = { id: opened.length, closed: false, usable: true, close: () => void (channel.closed = true) } as Opened;
+    opened.push(channel);
+    return Promise.resolve(channel);
+  }, maxIdle);
+  return { p, opened };
+}
+
 /** A channel that only says whether it still substitutes (what the pool looks at). */
 function channel(id: number, substitutes = true): StoreChannel & { id: number; substitutes: boolean; closed: boolean } {
   const c = {
@@ -27,6 +44,57 @@ function channel(id: number, substitutes = true): StoreChannel & { id: number; s
 }
 
 describe('ChannelPool', () => {
+  it('reuses an idle channel and opens a new one only when every open one is busy', async () => {
+    const { p, opened } = pool();
+    const a = await p.acquire('ruby');
+    const b = await p.acquire('ruby');
+    expect(opened).toHaveLength(2);
+    p.release('ruby', a);
+    expect(await p.acquire('ruby')).toBe(a);
+    expect(await p.acquire('kana')).not.toBe(b);
+    expect(p.openCount()).toBe(3);
+  });
+
+  it('keeps at most maxIdle idle channels per host and closes the rest', async () => {
+    const { p, opened } = pool(1);
+    const [a, b] = [await p.acquire('ruby'), await p.acquire('ruby')];
+    p.release('ruby', a);
+    p.release('ruby', b);
+    expect(opened.map((c) => c.closed)).toEqual([false, true]);
+    expect(p.openCount()).toBe(1);
+  });
+
+  it('skips idle channels that broke meanwhile', async () => {
+    const { p, opened } = pool();
+    const a = (await p.acquire('ruby')) as Opened;
+    p.release('ruby', a);
+    a.usable = false;
+    const b = await p.acquire('ruby');
+    expect(b).not.toBe(a);
+    expect(a.closed).toBe(true);
+    expect(opened).toHaveLength(2);
+  });
+
+  it('closes a host’s idle channels when its connection fails, and leaves busy ones to fail on their own', async () => {
+    const { p } = pool();
+    const [idle, busy] = [(await p.acquire('ruby')) as Opened, (await p.acquire('ruby')) as Opened];
+    p.release('ruby', idle);
+    p.dropHost('ruby');
+    expect([idle.closed, busy.closed]).toEqual([true, false]);
+    expect(await p.acquire('ruby')).not.toBe(idle);
+  });
+
+  it('passes on a failure to open, and after closeAll closes busy channels and opens nothing', async () => {
+    const { p } = pool();
+    await expect(p.acquire('dead')).rejects.toThrow('unreachable');
+    const busy = (await p.acquire('ruby')) as Opened;
+    p.closeAll();
+    expect(busy.closed).toBe(true);
+    p.release('ruby', busy);
+    expect(p.openCount()).toBe(0);
+    await expect(p.acquire('ruby')).rejects.toThrow('the channel pool is closed');
+  });
+
   it('reuses an idle channel, and for substitution only one that still substitutes', async () => {
     let opened = 0;
     const made: Array<ReturnType<typeof channel>> = [];
