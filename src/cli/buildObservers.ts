@@ -5,7 +5,8 @@ import { historyLookup, type BuildHistory, type EstimateKey, type EstimateLookup
 import type { StateLocation } from '../state/stateLocation.js';
 import type { RunEvent, RunEventListener } from '../run/runEvents.js';
 import { FAILED_JOB_LINE, failedJob } from '../run/failure.js';
-import { runResultJson, summaryLine, type RunResult } from '../run/runResult.js';
+import { summaryLine, type RunResult } from '../run/runResult.js';
+import { runResultJson } from '../report/runResultJson.js';
 import type { Host, Job, Plan } from '../schedule/types.js';
 import { eventText, NARRATED_TRANSFER_BYTES, transferProgressText } from '../report/eventLines.js';
 import { eventJsonLine, resultJsonLine } from '../report/eventStream.js';
@@ -153,12 +154,11 @@ export class BuildObservers {
   }
 
   /**
-   * The executor's `log`: offload's messages become log entries. Build log
-   * lines and the failure report (message, log tail, skipped dependents)
-   * are dropped here because the events carry them with their job.
+   * The executor's `log`: offload's messages become log entries. The
+   * failure report (message, log tail, skipped dependents) is dropped here
+   * because the events carry it with its job.
    */
   readonly log = (line: string): void => {
-    if (/^\[\S+\] \S+> /.test(line)) return;
     if (FAILED_JOB_LINE.test(line)) {
       this.inFailureBlock = true;
       return;

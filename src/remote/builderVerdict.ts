@@ -1,5 +1,6 @@
 import type { Finding } from './builderClaims.js';
 import type { StoreSpace } from './builderMetrics.js';
+import { formatKiB } from '../format/size.js';
 
 export type Verdict = 'ok' | 'warning' | 'unusable';
 
@@ -17,17 +18,6 @@ export const DEFAULT_STORE_SPACE_LIMITS: StoreSpaceLimits = {
 
 /** Busy builders still build, only slower; the scheduler does not read this, so it is information. */
 export const BUSY_LOAD_PER_CPU = 1.5;
-
-export function formatKiB(kib: number): string {
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = kib;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
-}
 
 export function storeSpaceFindings(space: StoreSpace, limits: StoreSpaceLimits = DEFAULT_STORE_SPACE_LIMITS): Finding[] {
   const free = `${formatKiB(space.availableKiB)} free in the store (${space.mountPoint}, ${space.usedPercent}% used)`;

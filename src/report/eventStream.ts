@@ -1,6 +1,7 @@
 import { stripColours } from '../remote/terminalEscapes.js';
 import type { RunEvent } from '../run/runEvents.js';
-import { runResultJson, type RunResult } from '../run/runResult.js';
+import type { RunResult } from '../run/runResult.js';
+import { runResultJson } from './runResultJson.js';
 
 /**
  * `offload build --json-events`: NDJSON on stdout, one object per run event

@@ -4,7 +4,6 @@ import { destination as pinoDestination, pino, type DestinationStream, type Logg
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { prettyFactory } from 'pino-pretty';
 import { closeColours, stripColours } from '../remote/terminalEscapes.js';
-import { logPrefix } from '../run/buildLog.js';
 import type { InternalJsonLogger } from './internalJson.js';
 import { timePrefix } from './eventLines.js';
 
@@ -179,4 +178,9 @@ function prettyText(entry: Entry, pretty: (entry: object) => string): string {
   const tail = entry.logTail ?? [];
   const tailText = tail.length > 0 ? [`last ${tail.length} log lines of ${entry.drvName ?? 'the build'}:`, ...tail.map((l) => `  ${closeColours(l)}`)].join('\n') + '\n' : '';
   return `${time}${pretty(entry)}${tailText}`;
+}
+
+/** How a build log line starts on stderr: `[ruby] hello-2.12.1> `. */
+export function logPrefix(host: string, name: string): string {
+  return `[${host}] ${name}> `;
 }

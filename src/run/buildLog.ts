@@ -1,17 +1,13 @@
 /**
- * A build's log as it streams in: split into lines (chunks break anywhere),
- * each line passed on with the `[host] name> ` prefix, and the last lines
- * kept so a failure can show its tail.
+ * A build's log as it streams in, split into lines (chunks break anywhere),
+ * keeping the last lines so a failure can show its tail. The lines
+ * themselves travel as `buildLog` run events.
  */
 export class BuildLog {
   private partial = '';
-  private readonly tail: string[] = [];
+  private readonly lastLinesKept: string[] = [];
 
-  constructor(
-    readonly prefix: string,
-    private readonly emit: (line: string) => void,
-    private readonly tailSize = 25,
-  ) {}
+  constructor(private readonly tailSize = 25) {}
 
   write(chunk: string | Buffer): void {
     const text = this.partial + chunk.toString();
@@ -27,17 +23,12 @@ export class BuildLog {
   }
 
   lastLines(): string[] {
-    return [...this.tail];
+    return [...this.lastLinesKept];
   }
 
   private line(raw: string): void {
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    this.tail.push(line);
-    if (this.tail.length > this.tailSize) this.tail.shift();
-    this.emit(`${this.prefix}${line}`);
+    this.lastLinesKept.push(line);
+    if (this.lastLinesKept.length > this.tailSize) this.lastLinesKept.shift();
   }
-}
-
-export function logPrefix(host: string, name: string): string {
-  return `[${host}] ${name}> `;
 }

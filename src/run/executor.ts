@@ -5,7 +5,7 @@ import { OffloadError } from '../errors/offloadError.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
 import type { FetchOutcome } from './localFetcher.js';
 import { basicDerivation, buildInputs, outputPaths } from './buildInputs.js';
-import { BuildLog, logPrefix } from './buildLog.js';
+import { BuildLog } from './buildLog.js';
 import { BuilderFetches } from './builderFetches.js';
 import { classifyBuildResult, classifyError, decide, defaultRetryLimits, failedJob, type Attempt, type RetryLimits } from './failure.js';
 import type { HostHealthOptions } from './hostHealth.js';
@@ -63,7 +63,7 @@ export interface ExecutorInput {
   /** Hosts kept in reserve (not in the plan): brought in when a planned host goes down. */
   reserveHosts?: string[];
   options: ExecutorOptions;
-  /** Build logs and messages, one line at a time (stderr). */
+  /** offload's messages, one line at a time (stderr); build logs arrive as `buildLog` events. */
   log: (line: string) => void;
   /** Seconds since the run started. */
   now: () => number;
@@ -361,7 +361,7 @@ export class Executor {
       await this.runTransfer(jobId, record, startedAt);
       return;
     }
-    const log = new BuildLog(logPrefix(host, record.name), this.input.log);
+    const log = new BuildLog();
     const timing: AttemptTiming = { transferSeconds: 0 };
     const attempt = await this.attempt(jobId, host, log, record, timing);
     // Before the job is settled, so the exchange that follows can hand the slot to the next job.

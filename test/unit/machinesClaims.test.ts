@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildableSystems, compareClaims, type MachineClaims } from '../../src/remote/builderClaims.js';
-import { DEFAULT_STORE_SPACE_LIMITS, formatKiB, loadFindings, storeSpaceFindings, verdictOf } from '../../src/remote/builderVerdict.js';
+import { formatKiB } from '../../src/format/size.js';
+import { DEFAULT_STORE_SPACE_LIMITS, loadFindings, storeSpaceFindings, verdictOf } from '../../src/remote/builderVerdict.js';
 import type { BuilderNixConfig } from '../../src/remote/nixConfigProbe.js';
 
 const x86: BuilderNixConfig = { system: 'x86_64-linux', extraPlatforms: ['i686-linux'], systemFeatures: ['benchmark', 'big-parallel'] };

@@ -25,11 +25,9 @@ export const hosts: Host[] = [host('local', 0, 1), host('ruby', 2, 1), host('kan
 export const script: Array<{ at: number; event?: RunEvent; log?: string }> = [
   { at: 0.1, event: { type: 'jobStarted', time: 0.1, jobId: HELLO, name: 'hello-2.12.1', host: 'ruby', attempt: 1 } },
   { at: 0.5, event: { type: 'buildLog', time: 0.5, jobId: HELLO, host: 'ruby', line: 'compiling hello.c' } },
-  { at: 0.5, log: '[ruby] hello-2.12.1> compiling hello.c' },
   { at: 42.3, event: { type: 'jobFinished', time: 42.3, jobId: HELLO, name: 'hello-2.12.1', host: 'ruby', status: 'built', seconds: 42.2 } },
   { at: 42.4, event: { type: 'jobStarted', time: 42.4, jobId: APP, name: 'app-1.0', host: 'kana', attempt: 1 } },
   { at: 42.9, event: { type: 'buildLog', time: 42.9, jobId: APP, host: 'kana', line: 'app.c:3: error: oops' } },
-  { at: 42.9, log: '[kana] app-1.0> app.c:3: error: oops' },
   { at: 43, log: 'offload: ruby is down (connection lost); its jobs go to other machines; retrying it in 30 s' },
   { at: 43, event: { type: 'hostDown', time: 43, host: 'ruby', reason: 'connection lost' } },
   { at: 43.4, log: `offload: building ${APP} on kana failed: builder failed with exit code 3` },

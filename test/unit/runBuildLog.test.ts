@@ -1,21 +1,25 @@
 import { describe, expect, it } from 'vitest';
-import { BuildLog, logPrefix } from '../../src/run/buildLog.js';
+import { logPrefix } from '../../src/report/logger.js';
+import { BuildLog } from '../../src/run/buildLog.js';
 
 describe('BuildLog', () => {
-  it('prefixes whole lines, however the chunks are cut', () => {
-    const out: string[] = [];
-    const log = new BuildLog(logPrefix('ruby', 'hello-2.12.1'), (l) => out.push(l));
+  it('splits whole lines, however the chunks are cut', () => {
+    const log = new BuildLog();
     log.write('conf');
     log.write('iguring\r\nmak');
     log.write(Buffer.from('e\n\nlast'));
-    expect(out).toEqual(['[ruby] hello-2.12.1> configuring', '[ruby] hello-2.12.1> make', '[ruby] hello-2.12.1> ']);
+    expect(log.lastLines()).toEqual(['configuring', 'make', '']);
     log.end();
-    expect(out.at(-1)).toBe('[ruby] hello-2.12.1> last');
+    expect(log.lastLines().at(-1)).toBe('last');
   });
 
   it('keeps the last lines for a failure report', () => {
-    const log = new BuildLog('', () => undefined, 3);
+    const log = new BuildLog(3);
     for (let i = 1; i <= 10; i++) log.write(`line ${i}\n`);
     expect(log.lastLines()).toEqual(['line 8', 'line 9', 'line 10']);
+  });
+
+  it('is shown on stderr after the host and derivation name', () => {
+    expect(`${logPrefix('ruby', 'hello-2.12.1')}configuring`).toBe('[ruby] hello-2.12.1> configuring');
   });
 });
