@@ -1,0 +1,120 @@
+/**
+ * `npm run lint`'s structure check, the two rules of docs/architecture.md
+ * that ESLint does not see:
+ * - imports between src/ folders run one way: the folder graph has no cycle;
+ * - a source file over LONG_FILE lines is named in docs/architecture.md,
+ *   which says why it stays long.
+ * `--report` prints the folder graph, every file-level cycle and the file
+ * sizes instead of only failing.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const LONG_FILE = 400;
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const src = join(root, 'src');
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return sourceFiles(path);
+    return entry.name.endsWith('.ts') ? [path] : [];
+  });
+}
+
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'";]*?from\s*'([^']+)'|import\(\s*'([^']+)'\s*\)/g;
+
+/** src-relative file → src-relative files it imports. */
+function importGraph(files: string[]): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const file of files) {
+    const text = readFileSync(file, 'utf8');
+    const targets = [...text.matchAll(IMPORT)]
+      .map((m) => m[1] ?? m[2]!)
+      .filter((spec) => spec.startsWith('.'))
+      .map((spec) => relative(src, resolve(dirname(file), spec.replace(/\.js$/, '.ts'))));
+    graph.set(relative(src, file), [...new Set(targets)]);
+  }
+  return graph;
+}
+
+const folderOf = (file: string): string => (file.includes('/') ? file.slice(0, file.indexOf('/')) : '.');
+
+/** Strongly connected components with more than one member (Tarjan), each sorted. */
+function cycles(graph: Map<string, Set<string>>): string[][] {
+  let counter = 0;
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const found: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, counter);
+    low.set(v, counter++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const component: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        component.push(w);
+      } while (w !== v);
+      if (component.length > 1) found.push(component.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return found;
+}
+
+const files = sourceFiles(src).sort();
+const fileGraph = importGraph(files);
+const folderGraph = new Map<string, Set<string>>();
+const folderEdges = new Map<string, string[]>();
+for (const [file, targets] of fileGraph) {
+  const from = folderOf(file);
+  if (!folderGraph.has(from)) folderGraph.set(from, new Set());
+  for (const target of targets) {
+    const to = folderOf(target);
+    if (to === from) continue;
+    folderGraph.get(from)!.add(to);
+    const key = `${from} → ${to}`;
+    folderEdges.set(key, [...(folderEdges.get(key) ?? []), `${file} → ${target}`]);
+  }
+}
+const folderCycles = cycles(folderGraph);
+const fileCycles = cycles(new Map([...fileGraph].map(([f, t]) => [f, new Set(t)])));
+
+const architecture = readFileSync(join(root, 'docs/architecture.md'), 'utf8');
+const sizes = files.map((file) => ({ file: relative(src, file), lines: readFileSync(file, 'utf8').split('\n').length - 1 }));
+const unexplained = sizes.filter((s) => s.lines > LONG_FILE && !architecture.includes(`src/${s.file}`));
+
+if (process.argv.includes('--report')) {
+  for (const s of [...sizes].sort((a, b) => b.lines - a.lines).slice(0, 15)) console.log(`${String(s.lines).padStart(5)} src/${s.file}`);
+  console.log('folder imports:');
+  for (const [from, to] of [...folderGraph].sort()) console.log(`  ${from} → ${[...to].sort().join(', ')}`);
+  console.log('folder cycles:', folderCycles.length === 0 ? 'none' : '');
+  for (const cycle of folderCycles) {
+    console.log(`  ${cycle.join(' ↔ ')}`);
+    for (const a of cycle)
+      for (const b of cycle) for (const edge of folderEdges.get(`${a} → ${b}`) ?? []) console.log(`    ${edge}`);
+  }
+  console.log('file cycles:', fileCycles.length === 0 ? 'none' : '');
+  for (const cycle of fileCycles) console.log(`  ${cycle.join(' ↔ ')}`);
+}
+
+const problems = [
+  ...folderCycles.map((c) => `import cycle between src/ folders: ${c.join(', ')} (run with --report for the imports)`),
+  ...fileCycles.map((c) => `import cycle between files: ${c.join(', ')}`),
+  ...unexplained.map((s) => `src/${s.file} has ${s.lines} lines; split it or say in docs/architecture.md why it stays whole`),
+];
+for (const problem of problems) console.error(`check-architecture: ${problem}`);
+process.exitCode = problems.length === 0 ? 0 : 1;
