@@ -8,7 +8,7 @@ import { printDrv } from '../src/drv/printDrv.js';
 import { performance } from 'node:perf_hooks';
 import { loadDurationRules } from '../src/schedule/durations.js';
 import { makeJob } from '../src/schedule/makeJob.js';
-import { simulateNixLike } from '../src/schedule/nixLikePolicy.js';
+import { simulateNixLike } from './nixLikePolicy.js';
 import { planBuild } from '../src/schedule/planBuild.js';
 import { LOCAL_HOST, type Host, type Job } from '../src/schedule/types.js';
 import { generateLayeredDag } from './dagGenerator.js';

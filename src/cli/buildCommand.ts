@@ -6,7 +6,6 @@ import type { Machine } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
-import { OnlineScheduler } from '../schedule/onlineScheduler.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
 import type { MachinesConfig } from '../config/machine.js';
 import type { Derivation } from '../drv/derivation.js';
@@ -21,14 +20,14 @@ import { LocalFetcher } from '../run/localFetcher.js';
 import type { JobRecord } from '../run/runResult.js';
 import { openSubstituters, transferEstimates } from './substitution.js';
 import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
-import { planBuild, schedulerOptionsForPlan } from '../schedule/planBuild.js';
+import { planBuild } from '../schedule/planBuild.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
 import { checkCopyBack } from '../run/copyBackCheck.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
-import { livePlacement } from '../run/livePlacement.js';
+import { livePlacement, liveScheduler } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
 import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate } from '../run/pressureGate.js';
 import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
@@ -305,9 +304,7 @@ async function startPass(p: PassInput): Promise<Executor> {
     if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
   }
   const reserves = await usableReserves(p.config.machines, placement.reserves, p.log);
-  // Same policy variant as the plan that won (e.g. lookahead), on the plan's hosts plus reserves.
-  const scheduler = new OnlineScheduler(scheduled, p.hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
-  for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
+  const scheduler = liveScheduler(plan, scheduled, p.hosts, placement);
   const executor = new Executor({
     drvs: p.drvs,
     roots: p.roots,

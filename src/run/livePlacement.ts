@@ -1,4 +1,6 @@
-import type { Host, Plan } from '../schedule/types.js';
+import { OnlineScheduler } from '../schedule/onlineScheduler.js';
+import { schedulerOptionsForPlan } from '../schedule/planBuild.js';
+import type { Host, Job, Plan } from '../schedule/types.js';
 
 export interface LivePlacement {
   /** Builders to connect to before the first job. */
@@ -23,4 +25,14 @@ export function livePlacement(plan: Plan, hosts: readonly Host[]): LivePlacement
     reserves,
     regularHosts: [...regular, ...reserves],
   };
+}
+
+/**
+ * The scheduler of a live run: the plan's policy variant (e.g. lookahead)
+ * on the plan's hosts plus the reserves, which start unavailable.
+ */
+export function liveScheduler(plan: Plan, jobs: Job[], hosts: Host[], placement: LivePlacement = livePlacement(plan, hosts)): OnlineScheduler {
+  const scheduler = new OnlineScheduler(jobs, hosts, { ...schedulerOptionsForPlan(plan), regularHosts: placement.regularHosts });
+  for (const h of placement.reserves) scheduler.setHostAvailable(h, false);
+  return scheduler;
 }

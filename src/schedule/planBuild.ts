@@ -1,5 +1,5 @@
 import { assertEveryJobFits, fits, isTransfer } from './fit.js';
-import { OnlineScheduler, type SchedulerOptions } from './onlineScheduler.js';
+import type { SchedulerOptions } from './onlineScheduler.js';
 import { simulate } from './simulate.js';
 import type { Host, Job, Plan } from './types.js';
 
@@ -65,14 +65,4 @@ export function schedulerOptionsForPlan(plan: Plan): SchedulerOptions {
     lookahead: plan.policy === LOOKAHEAD,
     ...(plan.regularHosts ? { regularHosts: plan.regularHosts } : {}),
   };
-}
-
-/** The scheduler a live run should use to follow `plan`: same policy variant, same hosts. */
-export function schedulerForPlan(plan: Plan, jobs: Job[], hosts: Host[]): OnlineScheduler {
-  const allowed = new Set(plan.hosts);
-  return new OnlineScheduler(
-    jobs,
-    hosts.filter((h) => allowed.has(h.id)),
-    schedulerOptionsForPlan(plan),
-  );
 }

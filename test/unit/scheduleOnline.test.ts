@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { NoHostFitsError } from '../../src/schedule/fit.js';
-import { simulateNixLike } from '../../src/schedule/nixLikePolicy.js';
+import { simulateNixLike } from '../../bench/nixLikePolicy.js';
 import { OnlineScheduler } from '../../src/schedule/onlineScheduler.js';
-import { planBuild, schedulerForPlan, schedulerOptionsForPlan } from '../../src/schedule/planBuild.js';
+import { liveScheduler } from '../../src/run/livePlacement.js';
+import { planBuild, schedulerOptionsForPlan } from '../../src/schedule/planBuild.js';
 import { simulate } from '../../src/schedule/simulate.js';
 import { testHost, testJob } from './scheduleFixtures.js';
 
@@ -87,7 +88,7 @@ describe('hand-made schedules', () => {
     const plan = planBuild(jobs, hosts);
     expect(Object.keys(plan.candidates)).toEqual(['offload', 'offload+lookahead', 'single-host big']);
     expect(plan.makespan).toBe(Math.min(...Object.values(plan.candidates)));
-    const s = schedulerForPlan(plan, jobs, hosts);
+    const s = liveScheduler(plan, jobs, hosts);
     expect(s.next(0)).toEqual([{ jobId: 'j0', host: 'big' }]);
     expect(schedulerOptionsForPlan({ ...plan, policy: 'offload+lookahead' }).lookahead).toBe(true);
   });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { fits, rejectionReason, slotLimit } from '../../src/schedule/fit.js';
-import { simulateNixLike } from '../../src/schedule/nixLikePolicy.js';
+import { simulateNixLike } from '../../bench/nixLikePolicy.js';
 import { OnlineScheduler } from '../../src/schedule/onlineScheduler.js';
 import { planBuild } from '../../src/schedule/planBuild.js';
 import { lowerBound } from '../../src/schedule/ranks.js';

@@ -1,11 +1,11 @@
-import { IndexHeap } from './binaryHeap.js';
-import { assertEveryJobFits, slotLimit } from './fit.js';
-import { computeFitClasses } from './fitClasses.js';
-import { buildTopology, type Topology } from './jobGraph.js';
-import { criticalPathIndices, optimisticWeights, upwardRanks } from './ranks.js';
-import { runOnClock, type Policy } from './simulate.js';
-import type { Start } from './onlineScheduler.js';
-import type { Host, Job, Plan } from './types.js';
+import { IndexHeap } from '../src/schedule/binaryHeap.js';
+import { assertEveryJobFits, slotLimit } from '../src/schedule/fit.js';
+import { computeFitClasses } from '../src/schedule/fitClasses.js';
+import { buildTopology, type Topology } from '../src/schedule/jobGraph.js';
+import { criticalPathIndices, optimisticWeights, upwardRanks } from '../src/schedule/ranks.js';
+import { runOnClock, type Policy } from '../src/schedule/simulate.js';
+import type { Start } from '../src/schedule/onlineScheduler.js';
+import type { Host, Job, Plan } from '../src/schedule/types.js';
 
 /** Depth-first post-order from the roots: roughly the order Nix's worker reaches derivations. */
 function discoveryOrder(topo: Topology): Int32Array {
