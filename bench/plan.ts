@@ -6,7 +6,7 @@ import { loadJsonClosure } from '../src/drv/loadClosure.js';
 import { parseDrv } from '../src/drv/parseDrv.js';
 import { printDrv } from '../src/drv/printDrv.js';
 import { performance } from 'node:perf_hooks';
-import { loadDurationRules } from '../src/schedule/durations.js';
+import { loadDurationRules } from '../src/cli/durationRulesFile.js';
 import { makeJob } from '../src/schedule/makeJob.js';
 import { simulateNixLike } from './nixLikePolicy.js';
 import { planBuild } from '../src/schedule/planBuild.js';

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadMachinesConfig } from '../config/loadMachines.js';
-import { defaultDurationRules, loadDurationRules } from '../schedule/durations.js';
+import { defaultDurationRules } from '../schedule/durations.js';
+import { loadDurationRules } from './durationRulesFile.js';
 import { planBuild } from '../schedule/planBuild.js';
 import { planToJson, planToText } from '../report/planReport.js';
 import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';

@@ -1,7 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { jsonDepthProblem, lineAndColumn } from '../config/jsonSyntax.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
@@ -100,31 +98,6 @@ export function parseDurationRules(
       normal: c.normal.seconds,
     },
   };
-}
-
-export function loadDurationRules(path: string): DurationRules {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code ?? String(cause);
-    throw new DurationRulesError(`cannot read duration rules ${path}: ${code}`, { cause });
-  }
-  const tooDeep = jsonDepthProblem(text);
-  if (tooDeep) {
-    const { line, column } = lineAndColumn(text, tooDeep.index);
-    throw new DurationRulesError(`duration rules ${path}:${line}:${column}: JSON ${tooDeep.reason}`);
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (cause) {
-    throw new DurationRulesError(
-      `duration rules ${path} is not valid JSON: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-  return parseDurationRules(data, path, 'rules');
 }
 
 /**

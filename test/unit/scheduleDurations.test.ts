@@ -8,9 +8,9 @@ import {
   DurationRulesError,
   estimate,
   jitterFactor,
-  loadDurationRules,
   type EstimationInput,
 } from '../../src/schedule/durations.js';
+import { loadDurationRules } from '../../src/cli/durationRulesFile.js';
 
 const RULES_FILE = join(DAGS, 'durations.json');
 
