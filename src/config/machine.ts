@@ -1,22 +1,15 @@
-import type { PressureLimitOverrides } from './machineSpec.js';
+import type { MachineSpec } from './machineSpec.js';
 
-/** One build machine, normalised from any of the accepted formats. */
-export interface Machine {
-  /** Name as written in the machines file (an ssh_config alias or a real host). */
-  hostName: string;
+/**
+ * One build machine, normalised from any of the accepted formats: the spec
+ * as written, plus what ssh_config resolution found.
+ */
+export interface Machine extends MachineSpec {
   /** Where to connect after ssh_config resolution. */
   address: string;
   port: number;
-  sshUser?: string;
   /** The machines file's key (expanded): explicit input, so it must exist and be private (checked before connecting). */
   sshKey?: string;
-  systems: string[];
-  supportedFeatures: string[];
-  mandatoryFeatures: string[];
-  maxJobs: number;
-  speedFactor: number;
-  /** Base64 of the host's public key line (as in Nix's machines file). */
-  publicHostKey?: string;
   /** From ssh_config StrictHostKeyChecking: accept unknown host keys. */
   acceptUnknownHostKey?: boolean;
   /**
@@ -44,7 +37,6 @@ export interface Machine {
   hashKnownHosts?: boolean;
   /** Where the machine was written: "file:line", "--builders entry N", "FILE machines[N]". */
   origin?: string;
-  pressure?: PressureLimitOverrides;
 }
 
 /** Settings for the local machine and the run. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { MachinesFileError } from './errors.js';
-import { SPEED_FACTOR_EXPECTED, SPEED_FACTOR_RANGE, type MachineSpec } from './machineSpec.js';
+import { distinctHostNames, SPEED_FACTOR_EXPECTED, SPEED_FACTOR_RANGE, type MachineSpec } from './machineSpec.js';
 import { HOST_NAME_PATTERN, LIST_ITEM_PATTERN, USER_NAME_PATTERN } from './names.js';
 import { findJsonSyntaxProblem, jsonDepthProblem, lineAndColumn } from './jsonSyntax.js';
 import { decodePublicHostKey } from './publicHostKey.js';
@@ -128,11 +128,11 @@ export function parseMachinesJson(text: string, file: string): MachinesFile {
   const json = parseJson(text, file);
   if (Array.isArray(json)) {
     const machines = validate(machineList, json, file);
-    return { machines: distinctHostNames(machines, file) };
+    return { machines: checkHostNames(machines, file) };
   }
   if (typeof json === 'object' && json !== null) {
     const parsed = validate(machinesObjectSchema, json, file);
-    return { ...dropUndefined(parsed), machines: distinctHostNames(parsed.machines, file) };
+    return { ...dropUndefined(parsed), machines: checkHostNames(parsed.machines, file) };
   }
   throw new MachinesFileError([
     `${file}: expected a list of machines or an object with a "machines" field, got ${show(json)}`,
@@ -221,18 +221,13 @@ function show(value: unknown): string {
   return json.length > 60 ? `${json.slice(0, 57)}...` : json;
 }
 
-function distinctHostNames(machines: MachineSpec[], file: string): MachineSpec[] {
-  const seen = new Map<string, number>();
-  machines.forEach((machine, index) => {
-    const earlier = seen.get(machine.hostName);
-    if (earlier !== undefined) {
-      throw new MachinesFileError([
-        `${file}: ${machineLabel(index, machine)}: field "hostName": same host as machine ${earlier + 1}; each machine needs its own hostName (use an ssh_config alias to reach one host twice)`,
-      ]);
-    }
-    seen.set(machine.hostName, index);
-  });
-  return machines;
+/** Duplicate hostNames, in this format's terms. */
+function checkHostNames(machines: MachineSpec[], file: string): MachineSpec[] {
+  return distinctHostNames(
+    machines,
+    (index, earlier) =>
+      `${file}: ${machineLabel(index, machines[index]!)}: field "hostName": same host as machine ${earlier + 1}; each machine needs its own hostName (use an ssh_config alias to reach one host twice)`,
+  );
 }
 
 function dropUndefined<T extends object>(value: T): T {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { MachinesFileError } from './errors.js';
-import { SPEED_FACTOR_EXPECTED, speedFactorInRange, type MachineSpec } from './machineSpec.js';
+import { distinctHostNames, SPEED_FACTOR_EXPECTED, speedFactorInRange, type MachineSpec } from './machineSpec.js';
 import { HOST_NAME_PATTERN, LIST_ITEM_PATTERN, USER_NAME_PATTERN } from './names.js';
 import { decodePublicHostKey } from './publicHostKey.js';
 
@@ -43,7 +43,11 @@ export function parseNixMachines(text: string, options: NixMachinesOptions): Nix
   const warnings: string[] = [];
   const entries = expandEntries(text, options.source, options.sourceIsFile, options, [], warnings);
   const machines = entries.map((entry) => parseEntry(entry, options.localSystem, warnings));
-  distinctHostNames(machines, entries);
+  distinctHostNames(
+    machines,
+    (index, earlier) =>
+      `${entries[index]!.where}: builder "${machines[index]!.hostName}" is listed again (first at ${entries[earlier]!.where}); each machine needs its own host name (use an ssh_config alias to reach one host twice)`,
+  );
   return { machines, origins: entries.map((entry) => entry.where), warnings };
 }
 
@@ -200,20 +204,6 @@ function speedFactor(text: string): number | undefined {
   const n = Number(text);
   if (n === 0) return 1;
   return speedFactorInRange(n) ? n : undefined;
-}
-
-function distinctHostNames(machines: MachineSpec[], entries: Entry[]): void {
-  const seen = new Map<string, string>();
-  machines.forEach((machine, index) => {
-    const where = entries[index]!.where;
-    const earlier = seen.get(machine.hostName);
-    if (earlier !== undefined) {
-      throw new MachinesFileError([
-        `${where}: builder "${machine.hostName}" is listed again (first at ${earlier}); each machine needs its own host name (use an ssh_config alias to reach one host twice)`,
-      ]);
-    }
-    seen.set(machine.hostName, where);
-  });
 }
 
 /**
