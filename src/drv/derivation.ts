@@ -8,11 +8,9 @@ export interface DerivationOutput {
   hash: string;
 }
 
-/** A parsed derivation: the raw `.drv` fields plus the facts the scheduler needs. */
-export interface Derivation {
+/** The fields a `.drv` file or `nix show-derivation` JSON spells out. */
+export interface DerivationFields {
   drvPath: string;
-  /** The name part of the `.drv` file name (after the hash, without `.drv`). */
-  name: string;
   outputs: Record<string, DerivationOutput>;
   /** Input derivations → the output names used from each. */
   inputDrvs: Record<string, string[]>;
@@ -21,7 +19,12 @@ export interface Derivation {
   builder: string;
   args: string[];
   env: Record<string, string>;
-  // Facts derived from env / structured attrs:
+}
+
+/** A parsed derivation: the fields as written plus the facts the scheduler needs (from env or structured attrs). */
+export interface Derivation extends DerivationFields {
+  /** The name part of the `.drv` file name (after the hash, without `.drv`). */
+  name: string;
   requiredSystemFeatures: string[];
   preferLocalBuild: boolean;
   allowSubstitutes: boolean;

@@ -1,18 +1,8 @@
 import { jsonDepthProblem } from '../config/jsonSyntax.js';
 import { drvNameFromPath } from '../storePath/storePath.js';
-import type { Derivation, DerivationOutput } from './derivation.js';
+import type { Derivation, DerivationFields } from './derivation.js';
 
-/** The fields a `.drv` file or `nix show-derivation` JSON spells out. */
-export interface DerivationFields {
-  drvPath: string;
-  outputs: Record<string, DerivationOutput>;
-  inputDrvs: Record<string, string[]>;
-  inputSrcs: string[];
-  system: string;
-  builder: string;
-  args: string[];
-  env: Record<string, string>;
-}
+export type { DerivationFields } from './derivation.js';
 
 /** Reports a problem in the source; each reader turns it into its own error type. */
 export type Fail = (problem: string) => never;
