@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * Writes a file so that readers see the old content or the whole new one,
@@ -31,7 +31,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, w
   } catch (error) {
     await handle?.close().catch(() => undefined);
     await rm(temp, { force: true });
-    throw new OffloadError(`cannot write ${what} to ${path}: ${(error as Error).message}`, undefined, { cause: error });
+    throw new OffloadError(`cannot write ${what} to ${path}: ${(error as Error).message}`, ExitCode.badInput, { cause: error });
   }
 }
 

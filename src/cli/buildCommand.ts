@@ -129,7 +129,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
   const workload = await loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
-  if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).');
+  if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).', ExitCode.badInput);
   const { set } = workload;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   const settings = await substitutionSettings(opts);
@@ -389,12 +389,12 @@ async function report(result: LinkedResult, output: BuildObservers): Promise<num
 
 /** Nix's --timeout and --max-silent-time take whole seconds; 0 means no limit. */
 function parseWholeSeconds(value: string): number {
-  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`);
+  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`, ExitCode.badInput);
   return Number(value);
 }
 
 function parseSeconds(value: string): number {
   const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`);
+  if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`, ExitCode.badInput);
   return n;
 }

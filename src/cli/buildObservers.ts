@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { Logger } from 'pino';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { historyLookup, type BuildHistory, type EstimateKey, type EstimateLookup } from '../history/buildHistory.js';
 import type { StateLocation } from '../state/stateLocation.js';
 import type { RunEvent, RunEventListener } from '../run/runEvents.js';
@@ -111,7 +111,7 @@ export class BuildObservers {
         this.file = logFileDestination(opts.logFile);
       } catch (error) {
         if (error instanceof OffloadError) throw error;
-        throw new OffloadError(`cannot open the log file ${opts.logFile}: ${(error as Error).message}`, undefined, { cause: error });
+        throw new OffloadError(`cannot open the log file ${opts.logFile}: ${(error as Error).message}`, ExitCode.badInput, { cause: error });
       }
     }
     const nomLogger = format === 'internal-json' ? new InternalJsonLogger(streams.stderr) : undefined;

@@ -1,5 +1,5 @@
 import { Argument, type Command } from 'commander';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * `offload completion bash|zsh|fish`: shell completion generated from the
@@ -60,7 +60,7 @@ export function completionScript(program: Command, shell: Shell): string {
     case 'fish':
       return fishScript(name, specs);
     default:
-      throw new OffloadError(`unknown shell "${String(shell)}": expected one of ${SHELLS.join(', ')}`);
+      throw new OffloadError(`unknown shell "${String(shell)}": expected one of ${SHELLS.join(', ')}`, ExitCode.badInput);
   }
 }
 
@@ -98,7 +98,7 @@ function isImplicitHelp(sub: Command, parent: Command): boolean {
 /** Names go into shell code unquoted in places: allow only what a flag or command name needs. */
 function safeWord(word: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.:+-]*$|^-{1,2}[A-Za-z0-9][A-Za-z0-9_-]*$/.test(word)) {
-    throw new OffloadError(`cannot generate completion: "${word}" is not a plain command, option or choice name`);
+    throw new OffloadError(`cannot generate completion: "${word}" is not a plain command, option or choice name`, ExitCode.badInput);
   }
   return word;
 }

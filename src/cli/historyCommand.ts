@@ -167,7 +167,7 @@ function historyText(path: string, estimates: EstimateRow[], speeds: Map<string,
 
 function parsePositive(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new OffloadError(`--limit: expected a whole number ≥ 1, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1) throw new OffloadError(`--limit: expected a whole number ≥ 1, got "${value}"`, ExitCode.badInput);
   return n;
 }
 
@@ -178,7 +178,7 @@ export function parseSpeedFactors(value: string): Map<string, number> {
     const host = part.slice(0, eq).trim();
     const factor = Number(part.slice(eq + 1));
     if (eq <= 0 || host === '' || !Number.isFinite(factor) || factor <= 0) {
-      throw new OffloadError(`--speed-factors: expected host=number (number > 0), got "${part}"`);
+      throw new OffloadError(`--speed-factors: expected host=number (number > 0), got "${part}"`, ExitCode.badInput);
     }
     out.set(host, factor);
   }

@@ -97,7 +97,7 @@ export function parseTimeout(value: string): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
   const ms = match ? Number(match[1]) * unit[match[2] ?? 's']! : NaN;
-  if (!(ms > 0)) throw new OffloadError(`--timeout: expected a duration such as 10s or 1500ms, got "${value}"`);
+  if (!(ms > 0)) throw new OffloadError(`--timeout: expected a duration such as 10s or 1500ms, got "${value}"`, ExitCode.badInput);
   return Math.round(ms);
 }
 

@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { cpus } from 'node:os';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /** Options every command that reads machines accepts. */
 export interface MachineOptions {
@@ -39,7 +39,7 @@ export function addOutputOptions(cmd: Command): Command {
 
 export function parseCount(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new OffloadError(`expected a whole number ≥ 0, got "${value}"`);
+  if (!Number.isInteger(n) || n < 0) throw new OffloadError(`expected a whole number ≥ 0, got "${value}"`, ExitCode.badInput);
   return n;
 }
 

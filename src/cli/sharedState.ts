@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { MachinesConfig } from '../config/machine.js';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { BuildHistory } from '../history/buildHistory.js';
 import { PostgresBuildHistory } from '../history/postgresBuildHistory.js';
 import { defaultHistoryPath, SqliteBuildHistory } from '../history/sqliteBuildHistory.js';
@@ -39,7 +39,7 @@ export function resolveState(opts: StateOptions, config?: Pick<MachinesConfig, '
     ...(config?.state ? { config: { state: config.state.url, file: config.state.file } } : {}),
   });
   if (location.kind === 'postgres' && opts.historyFile !== undefined) {
-    throw new OffloadError(`--history-file is for the local history; the shared state (${location.via}) at ${location.display} holds the history`);
+    throw new OffloadError(`--history-file is for the local history; the shared state (${location.via}) at ${location.display} holds the history`, ExitCode.badInput);
   }
   return location;
 }

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { KNOWN_SETTINGS, parseSettingValue, settingKeyOf } from '../config/nixSettings/knownSettings.js';
 import { overrideSetting, readNixConfig, type NixConfig } from '../config/nixSettings/nixConfig.js';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { splitTwoWords } from './twoWordOptions.js';
 
 /** `--substituters`, `--option NAME VALUE`, `--no-substitute`: plan and build accept them, as nix-build does. */
@@ -71,6 +71,6 @@ function applyOption(nix: NixConfig, name: string, value: string): NixConfig {
   if (key === undefined) return nix;
   const kind = KNOWN_SETTINGS[key].kind;
   const parsed = parseSettingValue(kind, value, append, nix.settings[key].value, availableParallelism());
-  if (!parsed.ok) throw new OffloadError(`--option ${name} ${JSON.stringify(value)}: ${parsed.reason}`);
+  if (!parsed.ok) throw new OffloadError(`--option ${name} ${JSON.stringify(value)}: ${parsed.reason}`, ExitCode.badInput);
   return overrideSetting(nix, key, parsed.value as never, `--option ${name}`);
 }

@@ -1,4 +1,4 @@
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * Nix's options that take two words: `--option NAME VALUE`, and nix-build's
@@ -29,7 +29,7 @@ export function joinTwoWordOptions(argv: readonly string[]): string[] {
 export function splitTwoWords(option: string, second: string) {
   return (text: string): [string, string] => {
     const eq = text.indexOf('=');
-    if (eq <= 0) throw new OffloadError(`${option} ${JSON.stringify(text)}: expected ${option} NAME ${second}.`);
+    if (eq <= 0) throw new OffloadError(`${option} ${JSON.stringify(text)}: expected ${option} NAME ${second}.`, ExitCode.badInput);
     return [text.slice(0, eq), text.slice(eq + 1)];
   };
 }

@@ -1,6 +1,6 @@
 import { hostname, homedir, userInfo } from 'node:os';
 import { extname, join } from 'node:path';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { HostSelectionError, MachinesFileError } from './errors.js';
 import type { LocalSettings, Machine, MachinesConfig } from './machine.js';
 import type { MachineSpec } from './machineSpec.js';
@@ -96,7 +96,7 @@ function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, home
   };
 
   if (options.machinesFile !== undefined && options.builders !== undefined) {
-    throw new OffloadError('give either --machines or --builders, not both');
+    throw new OffloadError('give either --machines or --builders, not both', ExitCode.badInput);
   }
   if (options.machinesFile !== undefined) return anyFormat(options.machinesFile, '--machines');
   if (options.builders !== undefined) return nix(options.builders, '--builders', false);

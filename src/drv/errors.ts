@@ -1,4 +1,4 @@
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { encodeDrvText } from './drvBytes.js';
 
 export interface TextPosition {
@@ -37,7 +37,7 @@ export class DrvParseError extends OffloadError {
     const found = index < text.length ? `found ${JSON.stringify(text.slice(index, index + 12))}` : 'found end of file';
     super(
       `expected ${expected} at line ${pos.line} col ${pos.column} (byte ${pos.byteOffset}) in ${file}, ${found}.`,
-      undefined,
+      ExitCode.badInput,
       options,
     );
     this.file = file;
@@ -56,7 +56,7 @@ export class DrvNotFoundError extends OffloadError {
   constructor(drvPath: string, file: string, referencedBy: string | undefined, options?: { cause?: unknown }) {
     const source = referencedBy === undefined ? 'requested as a root' : `an input of ${referencedBy}`;
     const where = file === drvPath ? '' : ` (looked for ${file})`;
-    super(`derivation ${drvPath}${where}, ${source}, does not exist.`, undefined, options);
+    super(`derivation ${drvPath}${where}, ${source}, does not exist.`, ExitCode.badInput, options);
     this.drvPath = drvPath;
     this.file = file;
     this.referencedBy = referencedBy;
@@ -68,7 +68,7 @@ export class DrvReadError extends OffloadError {
   readonly file: string;
   constructor(file: string, cause: unknown) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    super(`could not read derivation file ${file}: ${reason}.`, undefined, { cause });
+    super(`could not read derivation file ${file}: ${reason}.`, ExitCode.badInput, { cause });
     this.file = file;
   }
 }
@@ -79,7 +79,7 @@ export class DrvJsonError extends OffloadError {
   readonly key: string | undefined;
   constructor(source: string, key: string | undefined, problem: string, options?: { cause?: unknown }) {
     const where = key === undefined ? '' : ` at ${key}`;
-    super(`derivation JSON ${source}${where}: ${problem}.`, undefined, options);
+    super(`derivation JSON ${source}${where}: ${problem}.`, ExitCode.badInput, options);
     this.source = source;
     this.key = key;
   }

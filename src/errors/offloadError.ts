@@ -22,7 +22,8 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 export class OffloadError extends Error {
   /** One of ExitCode, or the code of a Nix command whose failure offload passes on (an evaluation error). */
   readonly exitCode: number;
-  constructor(message: string, exitCode: number = ExitCode.badInput, options?: { cause?: unknown }) {
+  /** The exit code is explicit: a bug is `internal`, not bad input, and each thrower knows which it is. */
+  constructor(message: string, exitCode: number, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.exitCode = exitCode;

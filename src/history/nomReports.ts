@@ -1,5 +1,5 @@
 import { LOCAL_HOST } from '../schedule/types.js';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { CsvError, parseCsv } from './csv.js';
 
 /** One row of nix-output-monitor's build-reports.csv. */
@@ -14,7 +14,11 @@ export interface NomReport {
   finishedAt: Date;
 }
 
-export class NomReportError extends OffloadError {}
+export class NomReportError extends OffloadError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.badInput, options);
+  }
+}
 
 const HEADER = {
   host: 'hostname',

@@ -1,5 +1,5 @@
 import type { Derivation } from '../drv/derivation.js';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * The store paths a derivation reads: its input sources plus the outputs it
@@ -11,10 +11,10 @@ export function buildInputs(drv: Derivation, drvs: ReadonlyMap<string, Derivatio
   const inputs = new Set(drv.inputSrcs);
   for (const [inputDrvPath, outputNames] of Object.entries(drv.inputDrvs)) {
     const input = drvs.get(inputDrvPath);
-    if (!input) throw new OffloadError(`${drv.drvPath} needs ${inputDrvPath}, which is not among the loaded derivations.`);
+    if (!input) throw new OffloadError(`${drv.drvPath} needs ${inputDrvPath}, which is not among the loaded derivations.`, ExitCode.badInput);
     for (const name of outputNames) {
       const out = input.outputs[name];
-      if (!out) throw new OffloadError(`${drv.drvPath} uses output "${name}" of ${inputDrvPath}, which has no such output.`);
+      if (!out) throw new OffloadError(`${drv.drvPath} uses output "${name}" of ${inputDrvPath}, which has no such output.`, ExitCode.badInput);
       inputs.add(out.path);
     }
   }
@@ -44,7 +44,7 @@ export function assertInputAddressed(drvs: Iterable<Derivation>): void {
     const floating = Object.entries(drv.outputs).filter(([, o]) => o.path === '');
     if (floating.length > 0) {
       throw new OffloadError(
-        `${drv.drvPath} has content-addressed output${floating.length > 1 ? 's' : ''} ${floating.map(([n]) => n).join(', ')}; content-addressed derivations are not supported yet.`,
+        `${drv.drvPath} has content-addressed output${floating.length > 1 ? 's' : ''} ${floating.map(([n]) => n).join(', ')}; content-addressed derivations are not supported yet.`, ExitCode.badInput,
       );
     }
   }

@@ -1,4 +1,4 @@
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { NarStream, PathInfo } from '../remote/serveClient.js';
 import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
@@ -22,7 +22,8 @@ export class MissingPathError extends OffloadError {
     message: string,
     readonly lost: boolean,
   ) {
-    super(message);
+    // Lost with a builder, or never anywhere this run knows of: the latter is a bug.
+    super(message, lost ? ExitCode.hostsUnusable : ExitCode.internal);
   }
 }
 

@@ -1,4 +1,3 @@
-import { OffloadError, ExitCode } from '../errors/offloadError.js';
 import { IndexHeap } from './binaryHeap.js';
 import { slotLimit } from './fit.js';
 import { computeFitClasses, type FitClasses } from './fitClasses.js';
@@ -237,17 +236,14 @@ export class OnlineScheduler {
     const i = this.index(jobId);
     const k = this.hostIdx(hostId);
     if (this.state[i] === RUNNING) {
+      // Confirms (or moves) a start `next` proposed: the job leaves the host it was booked on.
       this.running[this.hostOf[i]!]!.delete(i);
+      this.occupy(i, k, now);
     } else if (this.state[i] === READY) {
-      this.markStarted(i);
+      this.assign(i, k, now);
     } else {
       throw this.misuse(`cannot start ${jobId}: it is not ready`);
     }
-    this.state[i] = RUNNING;
-    this.hostOf[i] = k;
-    this.running[k]!.add(i);
-    this.startAt[i] = now;
-    this.endAt[i] = now + this.jobs[i]!.duration / this.hosts[k]!.speedFactor;
   }
 
   finished(jobId: string, _now: number): void {
@@ -344,8 +340,9 @@ export class OnlineScheduler {
     return k;
   }
 
-  private misuse(message: string): OffloadError {
-    return new OffloadError(`scheduler: ${message}`, ExitCode.badInput);
+  /** The caller broke the scheduler's contract: a bug in offload (exit 70), never bad input. */
+  private misuse(message: string): Error {
+    return new Error(`scheduler: ${message}`);
   }
 
   private makeReady(i: number): void {
@@ -384,14 +381,19 @@ export class OnlineScheduler {
     }
   }
 
-  private assign(i: number, k: number, now: number, starts: Start[]): void {
+  /** A ready job starts on host k at `now`; `starts` collects what `next` proposes. */
+  private assign(i: number, k: number, now: number, starts?: Start[]): void {
     this.markStarted(i);
+    this.occupy(i, k, now);
+    starts?.push({ jobId: this.jobs[i]!.id, host: this.hosts[k]!.id });
+  }
+
+  private occupy(i: number, k: number, now: number): void {
     this.state[i] = RUNNING;
     this.hostOf[i] = k;
     this.running[k]!.add(i);
     this.startAt[i] = now;
     this.endAt[i] = now + this.jobs[i]!.duration / this.hosts[k]!.speedFactor;
-    starts.push({ jobId: this.jobs[i]!.id, host: this.hosts[k]!.id });
   }
 
   /** Pops a ready heap past entries that are no longer ready (requeue can leave duplicates). */

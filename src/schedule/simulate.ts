@@ -1,4 +1,3 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { IndexHeap } from './binaryHeap.js';
 import { OnlineScheduler, type SchedulerOptions, type Start } from './onlineScheduler.js';
 import { lowerBound } from './ranks.js';
@@ -38,7 +37,8 @@ export function runOnClock(policy: Policy, jobs: Job[], hosts: Host[], name: str
     while (events.size > 0 && endAt[events.peek()!]! <= now) policy.finished(jobs[events.pop()!]!.id, now);
   }
   if (!policy.isComplete()) {
-    throw new OffloadError(`simulation of ${name} stalled with jobs left unscheduled (a scheduler bug)`, ExitCode.badInput);
+    // A bug in offload (exit 70), never bad input.
+    throw new Error(`simulation of ${name} stalled with jobs left unscheduled (a scheduler bug)`);
   }
   const makespan = assignments.reduce((m, a) => Math.max(m, a.end), 0);
   const used = new Set(assignments.map((a) => a.host));

@@ -1,4 +1,4 @@
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * One build slot on one builder, held by one offload process (a "runner")
@@ -67,7 +67,11 @@ export interface SlotLeases {
   close(): Promise<void>;
 }
 
-export class SlotLeaseError extends OffloadError {}
+export class SlotLeaseError extends OffloadError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.badInput, options);
+  }
+}
 
 export function checkRequest(request: SlotRequest): void {
   // A host with 0 slots never gets a lease; waiting for one would hang forever.

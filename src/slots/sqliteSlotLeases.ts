@@ -56,7 +56,7 @@ export class SqliteSlotLeases implements SlotLeases {
 
   constructor(options: SqliteSlotLeasesOptions = {}) {
     this.location = options.file ?? defaultSlotLeasesPath();
-    this.db = openCacheDatabase(this.location, 'the build slot leases', (message, cause) => new SlotLeaseError(message, undefined, { cause }), (db) => this.migrate(db));
+    this.db = openCacheDatabase(this.location, 'the build slot leases', (message, cause) => new SlotLeaseError(message, { cause }), (db) => this.migrate(db));
     if (openInstances.size === 0) process.on('exit', releaseAllAtExit);
     openInstances.add(this);
   }
@@ -175,7 +175,7 @@ export class SqliteSlotLeases implements SlotLeases {
 
   private wrapError(error: unknown): unknown {
     if (error instanceof SlotLeaseError || error instanceof RangeError) return error;
-    return new SlotLeaseError(`cannot use the build slot leases at ${this.location}: ${(error as Error).message}`, undefined, { cause: error });
+    return new SlotLeaseError(`cannot use the build slot leases at ${this.location}: ${(error as Error).message}`, { cause: error });
   }
 
   private sql(text: string): Database.Statement {

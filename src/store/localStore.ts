@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { ExportedPath } from '../remote/exportStream.js';
 import type { ByteSource } from '../remote/serveCodec/parser.js';
 import { assertStorePath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
@@ -131,7 +131,7 @@ export class LocalStore {
 
   private async takeClient(): Promise<ServeClient> {
     while (this.freePermits === 0 && !this.closed) await new Promise<void>((wake) => this.waiting.push(wake));
-    if (this.closed) throw new OffloadError('The local store connection was already closed.');
+    if (this.closed) throw new OffloadError('The local store connection was already closed.', ExitCode.badInput);
     this.freePermits--;
     try {
       let client = this.idle.pop();

@@ -14,7 +14,7 @@ export async function checkOutLinksFree(links: readonly OutLink[], storeDir = DE
   const inStore = (path: string) => path.startsWith(`${storeDir}/`);
   for (const { link } of links) {
     if (inStore(link)) {
-      throw new OffloadError(`cannot create the result link ${link}: a GC root inside the Nix store is forbidden (give --out-link a path outside ${storeDir})`);
+      throw new OffloadError(`cannot create the result link ${link}: a GC root inside the Nix store is forbidden (give --out-link a path outside ${storeDir})`, ExitCode.badInput);
     }
     let isLink: boolean;
     try {
@@ -27,6 +27,7 @@ export async function checkOutLinksFree(links: readonly OutLink[], storeDir = DE
     if (target === undefined || !inStore(target)) {
       throw new OffloadError(
         `cannot create the result link ${link}: it exists and is not a link into ${storeDir} (move it away, or pass --out-link PATH or --no-out-link)`,
+        ExitCode.badInput,
       );
     }
   }

@@ -1,4 +1,4 @@
-import { OffloadError } from '../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /**
  * Store-path validation is the gate between untrusted derivation text and
@@ -61,7 +61,7 @@ export class InvalidStorePathError extends OffloadError {
   readonly path: string;
   readonly what: string;
   constructor(path: string, what: string, problem: string) {
-    super(`${what} ${JSON.stringify(truncate(path))} is not a valid store path: ${problem}.`);
+    super(`${what} ${JSON.stringify(truncate(path))} is not a valid store path: ${problem}.`, ExitCode.badInput);
     this.path = path;
     this.what = what;
   }

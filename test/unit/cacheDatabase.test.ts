@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openCacheDatabase } from '../../src/cache/cacheDatabase.js';
-import { OffloadError } from '../../src/errors/offloadError.js';
+import { ExitCode, OffloadError } from '../../src/errors/offloadError.js';
 
 let dir: string | undefined;
 afterEach(() => {
@@ -17,7 +17,7 @@ describe('openCacheDatabase', () => {
     const path = join(dir, 'cache', 'offload', 'history.sqlite');
     const old = process.umask(0o022);
     try {
-      const db = openCacheDatabase(path, 'a test file', (message) => new OffloadError(message), () => undefined);
+      const db = openCacheDatabase(path, 'a test file', (message) => new OffloadError(message, ExitCode.badInput), () => undefined);
       db.close();
     } finally {
       process.umask(old);

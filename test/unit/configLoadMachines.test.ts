@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HostSelectionError, MachinesFileError } from '../../src/config/errors.js';
 import { loadMachinesConfig, nixSystemOf, type LoadMachinesOptions } from '../../src/config/loadMachines.js';
 import type { MachineDefaults } from '../../src/config/nixSettings/knownSettings.js';
-import { OffloadError } from '../../src/errors/offloadError.js';
+import { ExitCode, OffloadError } from '../../src/errors/offloadError.js';
 
 const example = fileURLToPath(new URL('../../machines.example.json', import.meta.url));
 
@@ -111,7 +111,7 @@ describe('loadMachinesConfig: where machines come from', () => {
 
   it('refuses --machines together with --builders', async () => {
     await expect(load({ machinesFile: example, builders: 'ruby' })).rejects.toThrow(
-      new OffloadError('give either --machines or --builders, not both'),
+      new OffloadError('give either --machines or --builders, not both', ExitCode.badInput),
     );
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OffloadError } from '../../src/errors/offloadError.js';
+import { ExitCode, OffloadError } from '../../src/errors/offloadError.js';
 import { BuildStatus, buildStatusName, type BuildResult } from '../../src/remote/buildResult.js';
 import { ServeConnectionLostError } from '../../src/remote/serveClient.js';
 import { HostUnreachableError } from '../../src/remote/sshErrors.js';
@@ -37,7 +37,7 @@ describe('classifying a job attempt', () => {
   it('requeues lost connections and unusable hosts, fails other offload errors, leaves bugs alone', () => {
     expect(classifyError(new ServeConnectionLostError('gone', 'ruby'), false)?.kind).toBe('connectionLost');
     expect(classifyError(new HostUnreachableError('ruby', '127.0.0.1', 22, 'refused'), false)?.kind).toBe('hostUnusable');
-    expect(classifyError(new OffloadError('cannot import'), false)?.kind).toBe('jobError');
+    expect(classifyError(new OffloadError('cannot import', ExitCode.badInput), false)?.kind).toBe('jobError');
     expect(classifyError(new TypeError('x is undefined'), false)).toBeUndefined();
     expect(classifyError(new ServeConnectionLostError('closed by offload', 'ruby'), true)).toEqual({ kind: 'interrupted' });
   });

@@ -1,4 +1,4 @@
-import { OffloadError } from '../../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../../errors/offloadError.js';
 
 /** A substituter URL as Nix reads it: `http(s)://…` or `file://…`, with optional `?priority=…&trusted=…`. */
 export interface CacheUrl {
@@ -15,7 +15,12 @@ export interface CacheUrl {
   trusted: boolean;
 }
 
-export class UnsupportedCacheError extends OffloadError {}
+/** A substituter offload cannot query: the user's setting, so bad input. */
+export class UnsupportedCacheError extends OffloadError {
+  constructor(message: string) {
+    super(message, ExitCode.badInput);
+  }
+}
 
 /** Parses one entry of `substituters`; throws UnsupportedCacheError for schemes offload cannot query. */
 export function parseCacheUrl(text: string): CacheUrl {

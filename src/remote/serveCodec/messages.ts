@@ -1,5 +1,5 @@
 import type { Derivation } from '../../drv/derivation.js';
-import { OffloadError } from '../../errors/offloadError.js';
+import { ExitCode, OffloadError } from '../../errors/offloadError.js';
 import { assertStorePath, storePathProblem } from '../../storePath/storePath.js';
 import { buildStatusName, type BuildResult } from '../buildResult.js';
 import { filterAnsiEscapes } from '../terminalEscapes.js';
@@ -194,7 +194,7 @@ function writeBuildSettings(message: Serializer, settings: BuildSettings, minor:
 
 function seconds(value: number | undefined, name: string): number {
   const n = value ?? 0;
-  if (!Number.isSafeInteger(n) || n < 0) throw new OffloadError(`Build option ${name} must be a whole number ≥ 0, not ${n}.`);
+  if (!Number.isSafeInteger(n) || n < 0) throw new OffloadError(`Build option ${name} must be a whole number ≥ 0, not ${n}.`, ExitCode.internal);
   return n;
 }
 
