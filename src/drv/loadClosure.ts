@@ -1,5 +1,6 @@
 import { readFile as fsReadFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import PQueue from 'p-queue';
 import { assertDrvPath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import type { Derivation, DerivationSet } from './derivation.js';
 import { decodeDrvBytes } from './drvBytes.js';
@@ -56,51 +57,37 @@ export async function loadDrvClosure(roots: string[], opts: LoadDrvClosureOption
   return { roots: [...new Set(roots)], drvs: discovered };
 }
 
-/** Bounded-concurrency breadth-first walk; the first failure rejects the whole load. */
-function crawl(
-  roots: string[],
-  loadOne: (p: Pending) => Promise<Derivation>,
-  limit: number,
-): Promise<Map<string, Derivation>> {
+/**
+ * Breadth-first walk with at most `limit` reads at once (p-queue); the first
+ * failure stops it: nothing new starts, and it is thrown once the reads
+ * already under way have ended.
+ */
+async function crawl(roots: string[], loadOne: (p: Pending) => Promise<Derivation>, limit: number): Promise<Map<string, Derivation>> {
+  const queue = new PQueue({ concurrency: limit });
   const order: string[] = [];
   const seen = new Set<string>();
   const loaded = new Map<string, Derivation>();
-  const queue: Pending[] = [];
-  let next = 0;
+  let failure: { error: unknown } | undefined;
   const enqueue = (drvPath: string, referencedBy: string | undefined): void => {
-    if (seen.has(drvPath)) return;
+    if (seen.has(drvPath) || failure) return;
     seen.add(drvPath);
     order.push(drvPath);
-    queue.push({ drvPath, referencedBy });
+    void queue.add(async () => {
+      if (failure) return;
+      try {
+        const drv = await loadOne({ drvPath, referencedBy });
+        loaded.set(drvPath, drv);
+        for (const input of Object.keys(drv.inputDrvs)) enqueue(input, drvPath);
+      } catch (error) {
+        failure ??= { error };
+        queue.clear();
+      }
+    });
   };
   for (const root of roots) enqueue(root, undefined);
-
-  return new Promise((resolve, reject) => {
-    let active = 0;
-    let failed = false;
-    const pump = (): void => {
-      while (!failed && active < limit && next < queue.length) {
-        const item = queue[next++]!;
-        active++;
-        loadOne(item).then(
-          (drv) => {
-            active--;
-            loaded.set(item.drvPath, drv);
-            for (const input of Object.keys(drv.inputDrvs)) enqueue(input, item.drvPath);
-            pump();
-          },
-          (error: unknown) => {
-            failed = true;
-            reject(error);
-          },
-        );
-      }
-      if (!failed && active === 0 && next === queue.length) {
-        resolve(new Map(order.map((p) => [p, loaded.get(p)!])));
-      }
-    };
-    pump();
-  });
+  await queue.onIdle();
+  if (failure) throw failure.error;
+  return new Map(order.map((p) => [p, loaded.get(p)!]));
 }
 
 /**

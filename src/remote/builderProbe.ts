@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import PQueue from 'p-queue';
 import { KeyFileError } from '../config/errors.js';
 import type { Machine } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
@@ -77,13 +78,20 @@ export interface CheckOptions {
   localTrust?: LocalTrust;
 }
 
-/** Checks every machine in parallel over one pool; the result keeps the machines' order. */
+/** Hosts checked at once: each holds an SSH connection and a few channels until it is done. */
+const PARALLEL_CHECKS = 16;
+
+/** Checks the machines in parallel (p-queue) over one pool; the result keeps the machines' order. */
 export async function checkBuilders(machines: readonly Machine[], options: CheckOptions): Promise<BuilderCheck[]> {
   const knownHostsFiles = options.knownHostsFiles ?? defaultUserKnownHostsFiles();
   const globalKnownHostsFiles = options.globalKnownHostsFiles ?? [...DEFAULT_GLOBAL_KNOWN_HOSTS_FILES];
   const pool = new SshPool({ connectTimeoutMs: options.timeoutMs, knownHostsFiles, globalKnownHostsFiles });
+  const queue = new PQueue({ concurrency: PARALLEL_CHECKS });
   try {
-    return await Promise.all(machines.map((m) => checkWithTimeout(pool, m, { ...options, knownHostsFiles, globalKnownHostsFiles })));
+    // throwOnTimeout: tasks have no queue timeout, and it types each result as the check itself.
+    return await Promise.all(
+      machines.map((m) => queue.add(() => checkWithTimeout(pool, m, { ...options, knownHostsFiles, globalKnownHostsFiles }), { throwOnTimeout: true })),
+    );
   } finally {
     await pool.closeAll();
   }
