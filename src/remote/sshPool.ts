@@ -11,14 +11,7 @@ import { recordHostKey } from './recordHostKey.js';
 import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
-/**
- * One SSH connection per builder, opened on first use and shared by every job
- * on that builder: each running job gets its own channel (`nix-store --serve`
- * or a probe command), so there is no per-job handshake. The host key is
- * verified during the handshake, before authentication and before any channel.
- * A dead connection (closed, reset, or keep-alives unanswered) is dropped and
- * reported with a 'down' event; the next use connects again.
- */
+/** Timeouts and trust settings of a pool. */
 export interface SshPoolOptions {
   /** TCP connect + SSH handshake + authentication must finish within this (default 10 s). */
   connectTimeoutMs?: number;
@@ -69,6 +62,14 @@ interface Connection {
 
 type PoolEvents = { down: [host: string, error: OffloadError] };
 
+/**
+ * One SSH connection per builder, opened on first use and shared by every job
+ * on that builder: each running job gets its own channel (`nix-store --serve`
+ * or a probe command), so there is no per-job handshake. The host key is
+ * verified during the handshake, before authentication and before any channel.
+ * A dead connection (closed, reset, or keep-alives unanswered) is dropped and
+ * reported with a 'down' event; the next use connects again.
+ */
 export class SshPool extends EventEmitter<PoolEvents> {
   private readonly connections = new Map<string, Connection>();
   private readonly options: Required<Omit<SshPoolOptions, 'debug' | 'warn'>>;

@@ -148,14 +148,15 @@ export class ProgressTracker {
       work += left;
     }
     if (remaining.size === 0) return undefined;
-    const tail = new Map<string, number>();
+    /** Remaining time from a job's start to the end of the longest path through it. */
+    const pathFrom = new Map<string, number>();
     let longest = 0;
     for (let i = this.order.length - 1; i >= 0; i--) {
       const id = this.order[i]!;
       const left = remaining.get(id);
       if (left === undefined) continue;
-      const after = Math.max(0, ...(this.dependents.get(id) ?? []).map((d) => tail.get(d) ?? 0));
-      tail.set(id, left + after);
+      const after = Math.max(0, ...(this.dependents.get(id) ?? []).map((d) => pathFrom.get(d) ?? 0));
+      pathFrom.set(id, left + after);
       longest = Math.max(longest, left + after);
     }
     const slots = this.hosts.filter((h) => !this.down.has(h.id)).reduce((n, h) => n + Math.max(0, h.maxJobs), 0);

@@ -53,11 +53,14 @@ interface SlotView {
   gapEnd: number;
 }
 
-interface Option {
+/** Where a job could go: a host's slot, its earliest finish there, and how it would use the slot. */
+interface SlotChoice {
   host: number;
   slot: number;
   eft: number;
+  /** The slot is free now (else the job would wait for it). */
   now: boolean;
+  /** It fits in the gap before a slot held for an upcoming critical job. */
   viaGap: boolean;
 }
 
@@ -80,7 +83,8 @@ export class OnlineScheduler {
   private readonly fit: FitClasses;
   private readonly hostIndex = new Map<string, number>();
   private readonly rank: Float64Array;
-  private readonly tail: Float64Array;
+  /** Longest estimated path after each job (its upward rank without its own duration). */
+  private readonly pathAfter: Float64Array;
   private readonly state: Uint8Array;
   private readonly missing: Int32Array;
   private readonly unstarted: Int32Array;
@@ -115,7 +119,7 @@ export class OnlineScheduler {
     this.fit = computeFitClasses(jobs, hosts, regularAllowed);
     const weight = optimisticWeights(jobs, this.fit);
     this.rank = upwardRanks(this.topo, weight);
-    this.tail = this.rank.map((r, i) => r - weight[i]!);
+    this.pathAfter = this.rank.map((r, i) => r - weight[i]!);
 
     const n = jobs.length;
     this.state = new Uint8Array(n);
@@ -433,7 +437,7 @@ export class OnlineScheduler {
       if (i !== undefined) end = Math.max(end, now + this.rank[i]!);
     }
     for (const set of this.running) {
-      for (const i of set) end = Math.max(end, this.clampEnd(i, now) + this.tail[i]!);
+      for (const i of set) end = Math.max(end, this.clampEnd(i, now) + this.pathAfter[i]!);
     }
     return end;
   }
@@ -469,7 +473,7 @@ export class OnlineScheduler {
   }
 
   /** Best way to run job i on host k given the slot view, if it is ready at `at`. */
-  private optionOn(i: number, k: number, view: SlotView[], at: number, now: number): Option {
+  private choiceOn(i: number, k: number, view: SlotView[], at: number, now: number): SlotChoice {
     const run = this.jobs[i]!.duration / this.speed[k]!;
     const first = view[0]!;
     const startsNow = at <= now && first.t <= now;
@@ -486,18 +490,18 @@ export class OnlineScheduler {
   /**
    * Where job i should go. preferLocalBuild jobs take a free local slot (Nix
    * semantics, not mandatory). A job with slack takes the slowest host that
-   * still ends by its deadline (projected end minus its tail), starting now
+   * still ends by its deadline (projected end minus the path after it), starting now
    * if possible; otherwise the earliest finish, even if that means waiting.
    */
-  private choose(i: number, views: Array<SlotView[] | null>, at: number, now: number, projected: number): Option | null {
+  private choose(i: number, views: Array<SlotView[] | null>, at: number, now: number, projected: number): SlotChoice | null {
     const job = this.jobs[i]!;
-    const deadline = projected - this.tail[i]! + EPS;
-    let slackPick: Option | null = null;
-    let eftPick: Option | null = null;
+    const deadline = projected - this.pathAfter[i]! + EPS;
+    let slackPick: SlotChoice | null = null;
+    let eftPick: SlotChoice | null = null;
     for (const k of this.fit.hostsOf[this.fit.classOf[i]!]!) {
       const view = views[k];
       if (!view) continue;
-      const o = this.optionOn(i, k, view, at, now);
+      const o = this.choiceOn(i, k, view, at, now);
       if (job.preferLocalBuild && o.now && this.hosts[k]!.isLocal) return o;
       const sp = this.speed[k]!;
       if (this.slackPlacement && o.eft <= deadline) {
@@ -519,7 +523,7 @@ export class OnlineScheduler {
   }
 
   /** Book the chosen slot in the view; a slot held for a job not yet ready keeps its gap open. */
-  private book(o: Option, view: SlotView[], at: number, now: number): void {
+  private book(o: SlotChoice, view: SlotView[], at: number, now: number): void {
     const slot = view[o.slot]!;
     if (o.viaGap) {
       slot.gapEnd = -1;
@@ -564,14 +568,14 @@ export class OnlineScheduler {
         }
       }
       if (bestJob < 0) break;
-      const phantom = soon[soonAt];
-      if (phantom && rank[phantom.job]! > rank[bestJob]!) {
+      const upcoming = soon[soonAt];
+      if (upcoming && rank[upcoming.job]! > rank[bestJob]!) {
         soonAt++;
         // Only a job that would be critical when it becomes ready is worth holding a slot for.
-        if (phantom.at + rank[phantom.job]! < projected - EPS) continue;
-        const o = this.choose(phantom.job, views, phantom.at, now, projected);
+        if (upcoming.at + rank[upcoming.job]! < projected - EPS) continue;
+        const o = this.choose(upcoming.job, views, upcoming.at, now, projected);
         if (o) {
-          this.book(o, views[o.host]!, phantom.at, now);
+          this.book(o, views[o.host]!, upcoming.at, now);
           open[o.host] = isOpen(views[o.host], now) ? 1 : 0;
         }
         continue;
