@@ -488,6 +488,7 @@ export class Executor {
     return (await this.input.fetcher.fetch(paths)).failed;
   }
 
+  /** Brings `paths` into the local store from wherever they are; a channel that failed is not reused. */
   private async copyHere(paths: string[], jobId?: string): Promise<Map<string, string>> {
     const local = await this.input.channels.acquire(LOCAL_HOST);
     try {
