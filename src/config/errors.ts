@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError, ExitCode, OffloadError } from '../errors/offloadError.js';
 
 /** A machines file (JSON or Nix format) or `--builders` string that cannot be used as written. */
 export class MachinesFileError extends OffloadError {
@@ -12,29 +12,13 @@ export class MachinesFileError extends OffloadError {
 }
 
 /** An ssh_config file that cannot be read or gives a value ssh itself would reject. */
-export class SshConfigError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class SshConfigError extends BadInputError {}
 
 /** A private key file that ssh would refuse or cannot open. */
-export class KeyFileError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class KeyFileError extends BadInputError {}
 
 /** `--hosts` / `--exclude-hosts` naming a machine that is not configured. */
-export class HostSelectionError extends OffloadError {
-  constructor(message: string) {
-    super(message, ExitCode.badInput);
-  }
-}
+export class HostSelectionError extends BadInputError {}
 
 /** Nix configuration (nix.conf, an include, NIX_CONFIG) that Nix itself would refuse. */
-export class NixConfError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class NixConfError extends BadInputError {}

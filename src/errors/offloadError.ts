@@ -29,3 +29,10 @@ export class OffloadError extends Error {
     this.exitCode = exitCode;
   }
 }
+
+/** An error class whose every instance is the user's input at fault (exit 2): a file, a setting, an option. */
+export class BadInputError extends OffloadError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, ExitCode.badInput, options);
+  }
+}

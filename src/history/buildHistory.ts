@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 import { median } from './median.js';
 import { parseNomReports } from './nomReports.js';
 import { reportName } from './reportName.js';
@@ -82,11 +82,7 @@ export interface SpeedRow {
   speedFactor: number;
 }
 
-export class HistoryError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class HistoryError extends BadInputError {}
 
 /** Latest samples per estimate; older ones stop mattering once builds change. */
 export const SAMPLES_PER_ESTIMATE = 10;

@@ -1,5 +1,5 @@
 import { LOCAL_HOST } from '../schedule/types.js';
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 import { CsvError, parseCsv } from './csv.js';
 
 /** One row of nix-output-monitor's build-reports.csv. */
@@ -14,11 +14,7 @@ export interface NomReport {
   finishedAt: Date;
 }
 
-export class NomReportError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class NomReportError extends BadInputError {}
 
 const HEADER = {
   host: 'hostname',

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 
 /**
  * The facts about a derivation the duration model looks at. A Derivation
@@ -42,11 +42,7 @@ export interface Estimate {
 /** Past duration (reference seconds) of a derivation with this name and system, if known. */
 export type HistoryLookup = (name: string, system: string) => number | undefined;
 
-export class DurationRulesError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class DurationRulesError extends BadInputError {}
 
 const rulesSchema = z.object({
   jitter: z.number().min(0).max(1).default(0),

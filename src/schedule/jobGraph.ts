@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 import type { Job } from './types.js';
 
 /**
@@ -17,11 +17,7 @@ export interface Topology {
   order: Int32Array;
 }
 
-export class JobGraphError extends OffloadError {
-  constructor(message: string) {
-    super(message, ExitCode.badInput);
-  }
-}
+export class JobGraphError extends BadInputError {}
 
 /**
  * Topologies are pure functions of the job array; plan builds several

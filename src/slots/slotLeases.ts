@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 
 /**
  * One build slot on one builder, held by one offload process (a "runner")
@@ -67,11 +67,7 @@ export interface SlotLeases {
   close(): Promise<void>;
 }
 
-export class SlotLeaseError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export class SlotLeaseError extends BadInputError {}
 
 export function checkRequest(request: SlotRequest): void {
   // A host with 0 slots never gets a lease; waiting for one would hang forever.

@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { BadInputError } from '../errors/offloadError.js';
 
 /**
  * Where offload keeps what several runs share (build slots and history):
@@ -7,11 +7,7 @@ import { ExitCode, OffloadError } from '../errors/offloadError.js';
  */
 export type StateLocation = { kind: 'local' } | { kind: 'postgres'; url: string; display: string; via: string };
 
-export class StateUrlError extends OffloadError {
-  constructor(message: string) {
-    super(message, ExitCode.badInput);
-  }
-}
+export class StateUrlError extends BadInputError {}
 
 export interface StateSources {
   /** `--state URL`. */

@@ -1,4 +1,4 @@
-import { ExitCode, OffloadError } from '../../errors/offloadError.js';
+import { BadInputError } from '../../errors/offloadError.js';
 
 /** A substituter URL as Nix reads it: `http(s)://…` or `file://…`, with optional `?priority=…&trusted=…`. */
 export interface CacheUrl {
@@ -16,11 +16,7 @@ export interface CacheUrl {
 }
 
 /** A substituter offload cannot query: the user's setting, so bad input. */
-export class UnsupportedCacheError extends OffloadError {
-  constructor(message: string) {
-    super(message, ExitCode.badInput);
-  }
-}
+export class UnsupportedCacheError extends BadInputError {}
 
 /** Parses one entry of `substituters`; throws UnsupportedCacheError for schemes offload cannot query. */
 export function parseCacheUrl(text: string): CacheUrl {
