@@ -3,6 +3,7 @@ import { slotLimit } from './fit.js';
 import { computeFitClasses, type FitClasses } from './fitClasses.js';
 import { buildTopology, type Topology } from './jobGraph.js';
 import { criticalPathIndices, optimisticWeights, upwardRanks } from './ranks.js';
+import { book, choose, EPS, isOpen, slotView, type PlacementHosts, type SlotChoice, type SlotView } from './slotPlacement.js';
 import type { Host, Job } from './types.js';
 
 export interface SchedulerOptions {
@@ -43,27 +44,6 @@ const RUNNING = 2;
 const DONE = 3;
 const FAILED = 4;
 
-/** Seconds: an overdue job is assumed to end this soon, and comparisons tolerate it. */
-const EPS = 1e-6;
-
-/** A host slot in the view `next` builds: when it frees, and a gap a reserved slot leaves open before. */
-interface SlotView {
-  t: number;
-  /** Held for a job that becomes ready at gapEnd; jobs that finish by then may use it now. */
-  gapEnd: number;
-}
-
-/** Where a job could go: a host's slot, its earliest finish there, and how it would use the slot. */
-interface SlotChoice {
-  host: number;
-  slot: number;
-  eft: number;
-  /** The slot is free now (else the job would wait for it). */
-  now: boolean;
-  /** It fits in the gap before a slot held for an upcoming critical job. */
-  viaGap: boolean;
-}
-
 /**
  * The scheduling policy shared by `plan` (on a simulated clock) and the live
  * build (on real completions). It keeps no clock: callers report events and
@@ -100,10 +80,9 @@ export class OnlineScheduler {
   private readonly available: boolean[];
   private readonly regularLimit: number[];
   private readonly builtinLimit: number[];
-  private readonly speed: Float64Array;
   private readonly totalSlots: number;
   private readonly lookahead: boolean;
-  private readonly slackPlacement: boolean;
+  private readonly placementHosts: PlacementHosts;
   private remainingWork = 0;
   private unfinished: number;
 
@@ -111,7 +90,6 @@ export class OnlineScheduler {
     this.jobs = jobs;
     this.hosts = hosts;
     this.lookahead = options.lookahead ?? false;
-    this.slackPlacement = options.slackPlacement ?? true;
     hosts.forEach((h, k) => this.hostIndex.set(h.id, k));
     const allowed = options.regularHosts ? new Set(options.regularHosts) : undefined;
     const regularAllowed = (h: Host) => h.transferLane === true || !allowed || allowed.has(h.id);
@@ -138,7 +116,11 @@ export class OnlineScheduler {
     this.available = hosts.map(() => true);
     this.regularLimit = hosts.map((h) => (regularAllowed(h) ? slotLimit(h, false) : 0));
     this.builtinLimit = hosts.map((h) => slotLimit(h, true));
-    this.speed = Float64Array.from(hosts, (h) => h.speedFactor);
+    this.placementHosts = {
+      speed: Float64Array.from(hosts, (h) => h.speedFactor),
+      isLocal: hosts.map((h) => h.isLocal),
+      slackPlacement: options.slackPlacement ?? true,
+    };
     this.totalSlots = this.regularLimit.reduce((a, b) => a + b, 0);
     this.unfinished = n;
     for (let i = 0; i < n; i++) {
@@ -442,23 +424,15 @@ export class OnlineScheduler {
     return end;
   }
 
-  /** Each usable host's slots, earliest first: free ones at `now`, busy ones at their job's expected end. */
+  /** Each usable host's slots this round (null: the host takes no regular job now). */
   private slotViews(now: number): Array<SlotView[] | null> {
-    const views: Array<SlotView[] | null> = [];
-    for (let k = 0; k < this.hosts.length; k++) {
+    return this.hosts.map((_, k) => {
       const limit = this.regularLimit[k]!;
-      if (!this.available[k] || limit <= 0) {
-        views.push(null);
-        continue;
-      }
-      const view: SlotView[] = [];
-      for (const i of this.running[k]!) view.push({ t: this.clampEnd(i, now), gapEnd: -1 });
-      view.sort(bySlotTime);
-      if (view.length > limit) view.length = limit;
-      while (view.length < limit) view.unshift({ t: now, gapEnd: -1 });
-      views.push(view);
-    }
-    return views;
+      if (!this.available[k] || limit <= 0) return null;
+      const busyUntil: number[] = [];
+      for (const i of this.running[k]!) busyUntil.push(this.clampEnd(i, now));
+      return slotView(busyUntil, limit, now);
+    });
   }
 
   /** When a soon-ready job's last running dep is expected to end. */
@@ -472,66 +446,11 @@ export class OnlineScheduler {
     return t;
   }
 
-  /** Best way to run job i on host k given the slot view, if it is ready at `at`. */
-  private choiceOn(i: number, k: number, view: SlotView[], at: number, now: number): SlotChoice {
-    const run = this.jobs[i]!.duration / this.speed[k]!;
-    const first = view[0]!;
-    const startsNow = at <= now && first.t <= now;
-    if (!startsNow && at <= now) {
-      // A slot held for a soon-ready job can be used if this one ends first.
-      for (let s = 0; s < view.length; s++) {
-        const v = view[s]!;
-        if (v.gapEnd > now && now + run <= v.gapEnd + EPS) return { host: k, slot: s, eft: now + run, now: true, viaGap: true };
-      }
-    }
-    return { host: k, slot: 0, eft: Math.max(at, first.t) + run, now: startsNow, viaGap: false };
-  }
-
-  /**
-   * Where job i should go. preferLocalBuild jobs take a free local slot (Nix
-   * semantics, not mandatory). A job with slack takes the slowest host that
-   * still ends by its deadline (projected end minus the path after it), starting now
-   * if possible; otherwise the earliest finish, even if that means waiting.
-   */
+  /** Where job i goes this round if it is ready at `at` (slotPlacement.ts). */
   private choose(i: number, views: Array<SlotView[] | null>, at: number, now: number, projected: number): SlotChoice | null {
     const job = this.jobs[i]!;
-    const deadline = projected - this.pathAfter[i]! + EPS;
-    let slackPick: SlotChoice | null = null;
-    let eftPick: SlotChoice | null = null;
-    for (const k of this.fit.hostsOf[this.fit.classOf[i]!]!) {
-      const view = views[k];
-      if (!view) continue;
-      const o = this.choiceOn(i, k, view, at, now);
-      if (job.preferLocalBuild && o.now && this.hosts[k]!.isLocal) return o;
-      const sp = this.speed[k]!;
-      if (this.slackPlacement && o.eft <= deadline) {
-        const p = slackPick;
-        if (!p || (o.now && !p.now) || (o.now === p.now && (sp < this.speed[p.host]! || (sp === this.speed[p.host] && o.eft < p.eft)))) {
-          slackPick = o;
-        }
-      }
-      const e = eftPick;
-      if (
-        !e ||
-        o.eft < e.eft - EPS ||
-        (o.eft <= e.eft + EPS && ((o.now && !e.now) || (o.now === e.now && sp > this.speed[e.host]!)))
-      ) {
-        eftPick = o;
-      }
-    }
-    return slackPick ?? eftPick;
-  }
-
-  /** Book the chosen slot in the view; a slot held for a job not yet ready keeps its gap open. */
-  private book(o: SlotChoice, view: SlotView[], at: number, now: number): void {
-    const slot = view[o.slot]!;
-    if (o.viaGap) {
-      slot.gapEnd = -1;
-      return;
-    }
-    slot.gapEnd = at > now && slot.t <= now ? at : -1;
-    slot.t = o.eft;
-    view.sort(bySlotTime);
+    const toPlace = { duration: job.duration, preferLocalBuild: job.preferLocalBuild, deadline: projected - this.pathAfter[i]! + EPS };
+    return choose(toPlace, this.fit.hostsOf[this.fit.classOf[i]!]!, views, at, now, this.placementHosts);
   }
 
   private startRegular(now: number, starts: Start[]): void {
@@ -575,7 +494,7 @@ export class OnlineScheduler {
         if (upcoming.at + rank[upcoming.job]! < projected - EPS) continue;
         const o = this.choose(upcoming.job, views, upcoming.at, now, projected);
         if (o) {
-          this.book(o, views[o.host]!, upcoming.at, now);
+          book(o, views[o.host]!, upcoming.at, now);
           open[o.host] = isOpen(views[o.host], now) ? 1 : 0;
         }
         continue;
@@ -583,7 +502,7 @@ export class OnlineScheduler {
       this.dequeue(bestClass);
       const o = this.choose(bestJob, views, now, now, projected);
       if (o) {
-        this.book(o, views[o.host]!, now, now);
+        book(o, views[o.host]!, now, now);
         open[o.host] = isOpen(views[o.host], now) ? 1 : 0;
       }
       if (o && o.now) this.assign(bestJob, o.host, now, starts);
@@ -612,15 +531,4 @@ export class OnlineScheduler {
     }
     return out;
   }
-}
-
-function bySlotTime(a: SlotView, b: SlotView): number {
-  return a.t - b.t;
-}
-
-function isOpen(view: SlotView[] | null | undefined, now: number): boolean {
-  if (!view) return false;
-  if (view[0]!.t <= now) return true;
-  for (const s of view) if (s.gapEnd > now) return true;
-  return false;
 }
