@@ -118,10 +118,12 @@ export class Executor {
   private internalError: { error: unknown } | undefined;
   /** Something changed since the loop last looked: it must not sleep. */
   private woken = false;
-  private wakeLoop: () => void = () => undefined;
+  /** Ends the loop's current wait. */
+  private resumeLoop: () => void = () => undefined;
+  /** Something changed that may let the loop start a job, or end: it looks again at once. */
   private readonly wake = (): void => {
     this.woken = true;
-    this.wakeLoop();
+    this.resumeLoop();
   };
   private stopListeningForSlots: (() => void) | undefined;
 
@@ -138,7 +140,7 @@ export class Executor {
       now: input.now,
       ...(input.onEvent ? { onEvent: input.onEvent } : {}),
       onTakenOut: (host) => this.rebuildLost(this.locations.forgetHost(host)),
-      wake: () => this.wake(),
+      resumeRun: () => this.wake(),
       onInternalError: (error) => {
         this.internalError ??= { error };
       },
@@ -200,7 +202,7 @@ export class Executor {
         if (waitForSlots) this.recheckSlotsSoon();
         if (jobsWait) this.lookAtPressureSoon();
         if (!this.woken && this.input.slots?.hasNews() !== true) {
-          const woken = new Promise<void>((resolve) => (this.wakeLoop = resolve));
+          const woken = new Promise<void>((resolve) => (this.resumeLoop = resolve));
           await Promise.race([...running.values(), ...reconnects, woken]);
         }
         if (this.internalError) this.stop();
@@ -546,9 +548,9 @@ export class Executor {
     return 'failed';
   }
 
-  private fail(jobId: string, host: string, message: string, tail: string[], now: number, failure: BuildFailureKind = 'other'): void {
+  private fail(jobId: string, host: string, message: string, logTail: string[], now: number, failure: BuildFailureKind = 'other'): void {
     const record = this.records.get(jobId)!;
-    Object.assign(record, { status: 'failed', end: now, error: message, logTail: tail, failure });
+    Object.assign(record, { status: 'failed', end: now, error: message, logTail, failure });
     const skipped = this.input.scheduler.failed(jobId);
     for (const id of skipped) {
       const dependent = this.records.get(id);
@@ -558,7 +560,7 @@ export class Executor {
       }
     }
     const lines = [`offload: ${failedJob({ action: record.action, jobId, host, from: record.transfer?.from })} failed: ${message}`];
-    if (tail.length > 0) lines.push(`last ${tail.length} log lines of ${record.name}:`, ...tail.map((l) => `  ${l}`));
+    if (logTail.length > 0) lines.push(`last ${logTail.length} log lines of ${record.name}:`, ...logTail.map((l) => `  ${l}`));
     if (skipped.length > 0) lines.push(`skipped ${skipped.length} dependent derivation${skipped.length === 1 ? '' : 's'}: ${skipped.map((id) => this.records.get(id)?.name ?? id).join(', ')}`);
     for (const line of lines) this.input.log(line);
     if (!this.input.options.keepGoing) this.stop();

@@ -24,7 +24,7 @@ export interface HostRotationInput {
   /** A host left the rotation: what only it held is gone. */
   onTakenOut: (host: string) => void;
   /** Something changed that may let the run start a job (or end). */
-  wake: () => void;
+  resumeRun: () => void;
   /** A reconnect failed with something other than an OffloadError: a bug. */
   onInternalError: (error: unknown) => void;
 }
@@ -122,7 +122,7 @@ export class HostRotation {
       this.refresh(reserve);
     }
     this.input.onTakenOut(host);
-    this.input.wake();
+    this.input.resumeRun();
   }
 
   /** The back-off is over: reconnect first, then the host takes jobs. */
@@ -133,10 +133,10 @@ export class HostRotation {
       .catch((error: unknown) => this.input.onInternalError(error))
       .finally(() => {
         if (this.reconnects.get(host) === attempt) this.reconnects.delete(host);
-        this.input.wake();
+        this.input.resumeRun();
       });
     this.reconnects.set(host, attempt);
-    this.input.wake();
+    this.input.resumeRun();
   }
 
   private async reconnect(host: string): Promise<void> {

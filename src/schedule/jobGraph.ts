@@ -85,17 +85,18 @@ function topologicalOrder(
 ): Int32Array | null {
   const missing = new Int32Array(n);
   const order = new Int32Array(n);
-  let tail = 0;
+  // Kahn's queue is order[taken..queued).
+  let queued = 0;
   for (let i = 0; i < n; i++) {
     missing[i] = depStart[i + 1]! - depStart[i]!;
-    if (missing[i] === 0) order[tail++] = i;
+    if (missing[i] === 0) order[queued++] = i;
   }
-  for (let head = 0; head < tail; head++) {
-    const j = order[head]!;
+  for (let taken = 0; taken < queued; taken++) {
+    const j = order[taken]!;
     for (let e = childStart[j]!; e < childStart[j + 1]!; e++) {
       const c = children[e]!;
-      if (--missing[c]! === 0) order[tail++] = c;
+      if (--missing[c]! === 0) order[queued++] = c;
     }
   }
-  return tail === n ? order : null;
+  return queued === n ? order : null;
 }

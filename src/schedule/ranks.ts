@@ -22,11 +22,11 @@ export function upwardRanks(topo: Topology, weight: Float64Array): Float64Array 
   const rank = new Float64Array(topo.jobs.length);
   for (let o = topo.order.length - 1; o >= 0; o--) {
     const j = topo.order[o]!;
-    let tail = 0;
+    let longestAfter = 0;
     for (let e = topo.childStart[j]!; e < topo.childStart[j + 1]!; e++) {
-      tail = Math.max(tail, rank[topo.children[e]!]!);
+      longestAfter = Math.max(longestAfter, rank[topo.children[e]!]!);
     }
-    rank[j] = weight[j]! + tail;
+    rank[j] = weight[j]! + longestAfter;
   }
   return rank;
 }

@@ -30,7 +30,7 @@ export class LocalStore {
   private readonly maxConnections: number;
   private readonly idle: ServeClient[] = [];
   private readonly everyClient = new Set<ServeClient>();
-  private readonly waiting: (() => void)[] = [];
+  private readonly waitingForClient: (() => void)[] = [];
   private freePermits: number;
   private closed = false;
 
@@ -111,7 +111,7 @@ export class LocalStore {
     for (const client of this.everyClient) client.close();
     this.everyClient.clear();
     this.idle.length = 0;
-    for (const wake of this.waiting.splice(0)) wake();
+    for (const grant of this.waitingForClient.splice(0)) grant();
   }
 
   private check(paths: Iterable<string>, what: string): string[] {
@@ -130,7 +130,7 @@ export class LocalStore {
   }
 
   private async takeClient(): Promise<ServeClient> {
-    while (this.freePermits === 0 && !this.closed) await new Promise<void>((wake) => this.waiting.push(wake));
+    while (this.freePermits === 0 && !this.closed) await new Promise<void>((grant) => this.waitingForClient.push(grant));
     if (this.closed) throw new OffloadError('The local store connection was already closed.', ExitCode.badInput);
     this.freePermits--;
     try {
@@ -154,7 +154,7 @@ export class LocalStore {
 
   private releasePermit(): void {
     this.freePermits++;
-    this.waiting.shift()?.();
+    this.waitingForClient.shift()?.();
   }
 
   private forget(client: ServeClient): void {

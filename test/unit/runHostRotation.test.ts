@@ -10,7 +10,7 @@ function rotation(options = { failureThreshold: 2, backoffSeconds: 0.1, maxBacko
   const log: string[] = [];
   const events: RunEvent[] = [];
   const takenOut: string[] = [];
-  let wakes = 0;
+  let resumes = 0;
   const errors: unknown[] = [];
   const start = Date.now();
   const r = new HostRotation({
@@ -22,10 +22,10 @@ function rotation(options = { failureThreshold: 2, backoffSeconds: 0.1, maxBacko
     now: () => (Date.now() - start) / 1000,
     onEvent: (e) => events.push(e),
     onTakenOut: (host) => takenOut.push(host),
-    wake: () => wakes++,
+    resumeRun: () => resumes++,
     onInternalError: (e) => errors.push(e),
   });
-  return { r, hosts, available, log, events, takenOut, errors, wakes: () => wakes };
+  return { r, hosts, available, log, events, takenOut, errors, resumes: () => resumes };
 }
 
 /** Waits for what the back-off timers and reconnects lead to; the bound only ends a broken test. */
