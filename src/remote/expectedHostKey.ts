@@ -1,7 +1,7 @@
 import type { Machine } from '../config/machine.js';
 import { decodePublicHostKey } from '../config/publicHostKey.js';
-import { sha256Fingerprint } from './hostKey.js';
-import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, knownHostsName, type KnownHostsEntry } from './knownHosts.js';
+import { sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
+import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts, type KnownHostsEntry } from './knownHosts.js';
 
 /**
  * Which host key a machine is expected to present, worked out from local
@@ -70,5 +70,23 @@ export function expectedHostKey(machine: Machine, entries: KnownHostsEntry[], fi
     fingerprints: [...new Set(known.keys.map((e) => `${e.keyType} ${sha256Fingerprint(e.blob)}`))],
     from: known.keys.map((e) => e.source),
     acceptUnknown,
+  };
+}
+
+/** What SshPool checks the offered host key against: the pinned key, else the known_hosts entries for the machine's names. */
+export async function hostKeyPolicy(machine: Machine, userDefaults: string[], globalDefaults: string[]): Promise<HostKeyPolicy> {
+  const address = machine.address || machine.hostName;
+  const port = machine.port || 22;
+  const knownHostsFiles = knownHostsFilesFor(machine, userDefaults, globalDefaults);
+  const entries = await loadKnownHosts(knownHostsFiles);
+  const names = knownHostsNamesFor(machine);
+  return {
+    host: machine.hostName,
+    address,
+    port,
+    ...(machine.publicHostKey ? { pinned: machine.publicHostKey } : {}),
+    known: keysForHost(entries, names),
+    knownHostsFiles,
+    acceptUnknown: machine.acceptUnknownHostKey ?? false,
   };
 }

@@ -2,11 +2,11 @@ import { EventEmitter } from 'node:events';
 import { Client, type ClientChannel, type ConnectConfig, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine } from '../config/machine.js';
 import type { OffloadError } from '../errors/offloadError.js';
-import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
+import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint } from './hostKey.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import { clientAuth } from './identities.js';
-import { knownHostsFilesFor, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
-import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, loadKnownHosts } from './knownHosts.js';
+import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
+import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { recordHostKey } from './recordHostKey.js';
 import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
@@ -404,23 +404,6 @@ async function closeConnection(connection: Connection): Promise<void> {
   });
   connection.client.end();
   await closed;
-}
-
-async function hostKeyPolicy(machine: Machine, userDefaults: string[], globalDefaults: string[]): Promise<HostKeyPolicy> {
-  const address = machine.address || machine.hostName;
-  const port = machine.port || 22;
-  const knownHostsFiles = knownHostsFilesFor(machine, userDefaults, globalDefaults);
-  const entries = await loadKnownHosts(knownHostsFiles);
-  const names = knownHostsNamesFor(machine);
-  return {
-    host: machine.hostName,
-    address,
-    port,
-    ...(machine.publicHostKey ? { pinned: machine.publicHostKey } : {}),
-    known: keysForHost(entries, names),
-    knownHostsFiles,
-    acceptUnknown: machine.acceptUnknownHostKey ?? false,
-  };
 }
 
 /** The channel, or the timeout's error; a channel that opens too late is closed at once. */

@@ -124,7 +124,7 @@ export function encodeDumpStorePath(path: string): Buffer {
  * the path was not built by the receiving store.
  */
 export function encodeAddToStoreNar(info: PathInfo): Buffer {
-  if (info.narHash === undefined) throw new OffloadError(`Cannot send ${info.path}: its NAR hash is unknown.`);
+  if (info.narHash === undefined) throw new OffloadError(`Cannot send ${info.path}: its NAR hash is unknown.`, ExitCode.internal);
   return new Serializer(512 + info.references.length * 96)
     .u64(ServeCommand.AddToStoreNar)
     .string(info.path)
