@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ChannelPool } from '../../src/run/channelPool.js';
+import { ExitCode } from '../../src/errors/offloadError.js';
+import { ChannelPool, ChannelPoolClosedError } from '../../src/run/channelPool.js';
 import type { StoreChannel } from '../../src/run/storeChannel.js';
 
 interface Opened extends StoreChannel {
@@ -92,7 +93,9 @@ describe('ChannelPool', () => {
     expect(busy.closed).toBe(true);
     p.release('ruby', busy);
     expect(p.openCount()).toBe(0);
-    await expect(p.acquire('ruby')).rejects.toThrow('the channel pool is closed');
+    const refused = await p.acquire('ruby').catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ChannelPoolClosedError);
+    expect((refused as ChannelPoolClosedError).exitCode).toBe(ExitCode.interrupted);
   });
 
   it('reuses an idle channel, and for substitution only one that still substitutes', async () => {
