@@ -1,9 +1,13 @@
 /**
- * `npm run lint`'s structure check, the two rules of docs/architecture.md
- * that ESLint does not see:
- * - imports between src/ folders run one way: the folder graph has no cycle;
- * - a source file over LONG_FILE lines is named in docs/architecture.md,
- *   which says why it stays long.
+ * `npm run lint`'s structure check, the rules of docs/architecture.md that
+ * ESLint does not see:
+ * - every src/ folder has its row in the folder table under "Layers and
+ *   folders", and the table names no folder that is gone;
+ * - imports between src/ folders run one way, down that table: a folder
+ *   imports only folders listed below it (so the folder graph has no cycle),
+ *   and no two files import each other, even through others;
+ * - a source file over LONG_FILE lines is named under "Long files", which
+ *   says why it stays long.
  * `--report` prints the folder graph, every file-level cycle and the file
  * sizes instead of only failing.
  */
@@ -94,13 +98,37 @@ const folderCycles = cycles(folderGraph);
 const fileCycles = cycles(new Map([...fileGraph].map(([f, t]) => [f, new Set(t)])));
 
 const architecture = readFileSync(join(root, 'docs/architecture.md'), 'utf8');
+
+/** The text of one `## heading` section of architecture.md. */
+function section(heading: string): string {
+  const start = architecture.indexOf(`\n## ${heading}`);
+  if (start < 0) throw new Error(`docs/architecture.md has no "## ${heading}" section`);
+  const end = architecture.indexOf('\n## ', start + 1);
+  return architecture.slice(start, end < 0 ? undefined : end);
+}
+
+/** Folders in the order of the layer table, top first. */
+const layers = [...section('Layers and folders').matchAll(/^\| `([a-zA-Z]+)\/` \|/gm)].map((m) => m[1]!);
+const layerOf = new Map(layers.map((folder, i) => [folder, i]));
+const folders = [...new Set(files.map((file) => folderOf(relative(src, file))))].sort();
+const untabled = folders.filter((folder) => !layerOf.has(folder));
+const gone = layers.filter((folder) => !folders.includes(folder));
+const upward = [...folderEdges]
+  .filter(([key]) => {
+    const [from, to] = key.split(' → ') as [string, string];
+    return layerOf.has(from) && layerOf.has(to) && layerOf.get(to)! < layerOf.get(from)!;
+  })
+  .map(([key, edges]) => `${key} imports up the layer table (${edges[0]}${edges.length > 1 ? ` and ${edges.length - 1} more` : ''})`);
+
+const longFiles = section('Long files');
 const sizes = files.map((file) => ({ file: relative(src, file), lines: readFileSync(file, 'utf8').split('\n').length - 1 }));
-const unexplained = sizes.filter((s) => s.lines > LONG_FILE && !architecture.includes(`src/${s.file}`));
+const unexplained = sizes.filter((s) => s.lines > LONG_FILE && !longFiles.includes(`src/${s.file}`));
 
 if (process.argv.includes('--report')) {
   for (const s of [...sizes].sort((a, b) => b.lines - a.lines).slice(0, 15)) console.log(`${String(s.lines).padStart(5)} src/${s.file}`);
   console.log('folder imports:');
   for (const [from, to] of [...folderGraph].sort()) console.log(`  ${from} → ${[...to].sort().join(', ')}`);
+  console.log('layers, top first:', layers.join(' › '));
   console.log('folder cycles:', folderCycles.length === 0 ? 'none' : '');
   for (const cycle of folderCycles) {
     console.log(`  ${cycle.join(' ↔ ')}`);
@@ -112,6 +140,9 @@ if (process.argv.includes('--report')) {
 }
 
 const problems = [
+  ...untabled.map((folder) => `src/${folder}/ has no row in the folder table of docs/architecture.md ("Layers and folders")`),
+  ...gone.map((folder) => `docs/architecture.md's folder table names ${folder}/, which src/ no longer has`),
+  ...upward,
   ...folderCycles.map((c) => `import cycle between src/ folders: ${c.join(', ')} (run with --report for the imports)`),
   ...fileCycles.map((c) => `import cycle between files: ${c.join(', ')}`),
   ...unexplained.map((s) => `src/${s.file} has ${s.lines} lines; split it or say in docs/architecture.md why it stays whole`),
