@@ -5,6 +5,7 @@ import { ServeConnectionLostError } from '../../src/remote/serveClient.js';
 import { HostUnreachableError } from '../../src/remote/sshErrors.js';
 import type { LiveScheduler } from '../../src/run/executor.js';
 import type { BuildRequestOptions, ChannelSource, StoreChannel } from '../../src/run/storeChannel.js';
+import type { NarStream, PathInfo } from '../../src/remote/serveClient.js';
 import { testDerivation } from './drvFixtures.js';
 
 /**
@@ -266,23 +267,31 @@ class FakeChannel implements StoreChannel {
     });
   }
 
-  async exportPaths(paths: string[]): Promise<Readable> {
+  /** Paths have no references here; the NAR of a path is a little JSON naming it and the host it came from. */
+  queryPathInfos(paths: string[]): Promise<PathInfo[]> {
+    return Promise.resolve().then(() => {
+      const store = this.store();
+      return paths.filter((p) => store.has(p)).map((path) => ({ path, references: [], downloadSize: narOf(this.host, path).length, narSize: narOf(this.host, path).length, sigs: [] }));
+    });
+  }
+
+  async *dumpNars(infos: readonly PathInfo[]): AsyncGenerator<NarStream> {
     this.store();
     this.hosts.onExport(this.host);
     await this.hosts.exportGates.get(this.host);
-    const store = this.store();
-    if (!paths.every((p) => store.has(p))) throw new ServeConnectionLostError(`${this.host} lost a path midway.`, this.host);
-    return Readable.from([Buffer.from(JSON.stringify({ from: this.host, paths }))]);
+    for (const info of infos) {
+      if (!this.store().has(info.path)) throw new ServeConnectionLostError(`${this.host} lost a path midway.`, this.host);
+      yield { info, chunks: Readable.from([narOf(this.host, info.path)]) };
+    }
   }
 
-  async importPaths(stream: AsyncIterable<Buffer | Uint8Array | string>): Promise<void> {
-    const parts: Buffer[] = [];
-    for await (const chunk of stream) parts.push(Buffer.from(chunk));
-    const { from, paths } = JSON.parse(Buffer.concat(parts).toString()) as { from: string; paths: string[] };
-    const store = this.store();
-    for (const p of paths) {
-      store.add(p);
-      this.hosts.streamed.push(`${from}→${this.host} ${p.slice(44)}`);
+  async addNars(nars: AsyncIterable<NarStream>): Promise<void> {
+    for await (const nar of nars) {
+      const parts: Buffer[] = [];
+      for await (const chunk of nar.chunks) parts.push(chunk);
+      const { from, path } = JSON.parse(Buffer.concat(parts).toString()) as { from: string; path: string };
+      this.store().add(path);
+      this.hosts.streamed.push(`${from}→${this.host} ${path.slice(44)}`);
     }
   }
 
@@ -300,4 +309,9 @@ class FakeChannel implements StoreChannel {
     this.broken = true;
     this.hosts.forget(this.host, this);
   }
+}
+
+/** The fake NAR of `path` as `host` sends it. */
+export function narOf(host: string, path: string): Buffer {
+  return Buffer.from(JSON.stringify({ from: host, path }));
 }
