@@ -8,8 +8,11 @@ import { clientAuth } from './identities.js';
 import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { recordHostKey } from './recordHostKey.js';
-import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeReplyTooLargeError, ProbeTimeoutError } from './sshErrors.js';
+import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
+import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
+
+export type { ExecResult } from './probeReply.js';
 
 /** Timeouts and trust settings of a pool. */
 export interface SshPoolOptions {
@@ -31,14 +34,6 @@ export interface SshPoolOptions {
   warn?: (message: string) => void;
   /** Compress every connection (`--compress`), as ssh_config Compression yes does for one host. */
   compress?: boolean;
-}
-
-export interface ExecResult {
-  stdout: string;
-  stderr: string;
-  /** Exit status, or null when the command was killed by a signal. */
-  code: number | null;
-  signal?: string;
 }
 
 export const SERVE_COMMAND = 'nix-store --serve --write';
@@ -137,59 +132,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
     // A hung builder may never open the channel, or never end the command: the whole exchange is bounded.
     const started = performance.now();
     const channel = timeoutMs === undefined ? await opening : await openedWithin(opening, timeoutMs, () => new ProbeTimeoutError(machine.hostName, command, timeoutMs));
-    return new Promise((resolve, reject) => {
-      let tooLarge: ProbeReplyTooLargeError | undefined;
-      let timedOut: ProbeTimeoutError | undefined;
-      const timer =
-        timeoutMs === undefined
-          ? undefined
-          : setTimeout(
-              () => {
-                timedOut = new ProbeTimeoutError(machine.hostName, command, timeoutMs);
-                channel.close();
-                // A connection too hung to confirm the close must not keep the caller waiting.
-                reject(timedOut);
-              },
-              Math.max(0, timeoutMs - (performance.now() - started)),
-            );
-      const collect = (stream: 'stdout' | 'stderr') => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        return {
-          chunks,
-          add: (data: Buffer) => {
-            if (tooLarge) return;
-            size += data.length;
-            if (size > maxReplyBytes) {
-              tooLarge = new ProbeReplyTooLargeError(machine.hostName, command, stream, maxReplyBytes);
-              channel.close();
-              return;
-            }
-            chunks.push(data);
-          },
-        };
-      };
-      const stdout = collect('stdout');
-      const stderr = collect('stderr');
-      channel.on('data', stdout.add);
-      channel.stderr.on('data', stderr.add);
-      channel.on('close', () => {
-        clearTimeout(timer);
-        if (timedOut) return;
-        if (tooLarge) return reject(tooLarge);
-        // sshd always reports an exit status or signal; without one the connection died.
-        if (code === null && signal === undefined) {
-          reject(new ConnectionLostError(machine.hostName, `the connection closed while running ${command}`));
-          return;
-        }
-        resolve({
-          stdout: Buffer.concat(stdout.chunks).toString('utf8'),
-          stderr: Buffer.concat(stderr.chunks).toString('utf8'),
-          code,
-          ...(signal ? { signal } : {}),
-        });
-      });
-      channel.end();
+    return probeReply(channel, () => ({ code, ...(signal ? { signal } : {}) }), {
+      host: machine.hostName,
+      command,
+      maxReplyBytes,
+      ...(timeoutMs !== undefined ? { msLeft: Math.max(0, timeoutMs - (performance.now() - started)), timeoutMs } : {}),
     });
   }
 
@@ -404,20 +351,4 @@ async function closeConnection(connection: Connection): Promise<void> {
   });
   connection.client.end();
   await closed;
-}
-
-/** The channel, or the timeout's error; a channel that opens too late is closed at once. */
-async function openedWithin(opening: Promise<ClientChannel>, timeoutMs: number, timeoutError: () => Error): Promise<ClientChannel> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timeoutError()), timeoutMs);
-  });
-  try {
-    return await Promise.race([opening, expired]);
-  } catch (error) {
-    opening.then((late) => late.close(), () => undefined);
-    throw error;
-  } finally {
-    clearTimeout(timer);
-  }
 }
