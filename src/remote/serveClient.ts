@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
 import { buildResultFromExitStatus, type BuildResult } from './buildResult.js';
-import { EXPORT_MAGIC, exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
+import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
 import { checkedNar, type NarStream } from './narCheck.js';
 import { NarScanner } from './narScanner.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
@@ -15,6 +15,9 @@ import {
   decodePathInfos,
   decodeStorePaths,
   encodeAddToStoreNar,
+  encodeExportEnd,
+  encodeExportItem,
+  encodeExportTrailer,
   encodeBuildDerivation,
   encodeBuildPaths,
   encodeDumpStorePath,
@@ -30,7 +33,6 @@ import {
   type ReplyContext,
 } from './serveCodec/messages.js';
 import { ServeReader, type ByteSource } from './serveCodec/parser.js';
-import { Serializer } from './serveCodec/serializer.js';
 import { assertDrvPath, assertStorePath, DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { ServeConnectionLostError } from './serveConnectionLostError.js';
 import { ServerLog } from './serverLog.js';
@@ -100,17 +102,6 @@ async function fromSource<T>(step: () => Promise<T>): Promise<T> {
   } catch (error) {
     throw new SourceFailure(error);
   }
-}
-
-/** What follows a NAR in an export stream (import-paths, for servers without add-to-store-NAR). */
-function exportTrailer(info: PathInfo): Buffer {
-  return new Serializer(256 + info.references.length * 96)
-    .u64(EXPORT_MAGIC)
-    .string(info.path)
-    .strings(info.references)
-    .string(info.deriver ?? '')
-    .u64(0)
-    .flush();
 }
 
 /**
@@ -367,12 +358,12 @@ export class ServeClient {
       try {
         for (let next = await fromSource(() => source.next()); !next.done; next = await fromSource(() => source.next())) {
           const { info, chunks } = next.value;
-          await this.write(legacy ? new Serializer(8).u64(1).flush() : encodeAddToStoreNar(info));
+          await this.write(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
           const bytes = chunks[Symbol.asyncIterator]();
           for (let chunk = await fromSource(() => bytes.next()); !chunk.done; chunk = await fromSource(() => bytes.next())) {
             await this.write(chunk.value);
           }
-          if (legacy) await this.write(exportTrailer(info));
+          if (legacy) await this.write(encodeExportTrailer(info));
           else acks = acks.then(() => decodeImportAck(this.reader));
           added++;
         }
@@ -383,7 +374,7 @@ export class ServeClient {
         throw error;
       }
       if (legacy) {
-        await this.write(new Serializer(8).u64(0).flush());
+        await this.write(encodeExportEnd());
         await decodeImportAck(this.reader);
       }
       await acks;

@@ -15,7 +15,10 @@ import {
   encodeBuildDerivation,
   encodeBuildPaths,
   encodeDumpStorePath,
+  encodeExportEnd,
+  encodeExportItem,
   encodeExportPaths,
+  encodeExportTrailer,
   encodeHello,
   encodeImportPaths,
   encodeQueryClosure,
@@ -106,6 +109,15 @@ describe('greeting', () => {
 describe('commands without a minor-dependent layout', () => {
   it('import-paths is the command word; the export stream follows', () => {
     expect(hex(encodeImportPaths())).toBe('0400000000000000');
+  });
+
+  it('an export stream (import-paths on a server older than 2.5): 1, the NAR, the trailer (magic, path, references, deriver, no signature); 0 at the end', () => {
+    expect(hex(encodeExportItem())).toBe('0100000000000000');
+    expect(hex(encodeExportTrailer({ path: SOURCE, references: [SOURCE], deriver: MISSING }))).toBe(
+      '4e49584500000000' + hex(new Serializer().string(SOURCE).flush()) + '0100000000000000' + hex(new Serializer().string(SOURCE).flush()) + hex(new Serializer().string(MISSING).flush()) + '0000000000000000',
+    );
+    expect(hex(encodeExportTrailer({ path: SOURCE, references: [] }))).toBe('4e49584500000000' + hex(new Serializer().string(SOURCE).flush()) + '0000000000000000' + '0000000000000000' + '0000000000000000');
+    expect(hex(encodeExportEnd())).toBe('0000000000000000');
   });
 
   it('export-paths carries the obsolete sign flag 0, then the paths', () => {

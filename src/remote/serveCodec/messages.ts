@@ -3,6 +3,7 @@ import { ExitCode, OffloadError } from '../../errors/offloadError.js';
 import { assertStorePath, storePathProblem } from '../../storePath/storePath.js';
 import { buildStatusName, type BuildResult } from '../buildResult.js';
 import { filterAnsiEscapes } from '../terminalEscapes.js';
+import { EXPORT_MAGIC } from '../exportStream.js';
 import { ServeProtocolError } from './errors.js';
 import type { ServeReader } from './parser.js';
 import { compareBytes, Serializer } from './serializer.js';
@@ -108,6 +109,26 @@ export function encodeQueryClosure(paths: readonly string[], includeOutputs: boo
 /** The command word only: an export stream follows it. */
 export function encodeImportPaths(): Buffer {
   return new Serializer(8).u64(ServeCommand.ImportPaths).flush();
+}
+
+/** In an export stream, 1 comes before each path's NAR; 0 ends the stream. */
+export function encodeExportItem(): Buffer {
+  return new Serializer(8).u64(1).flush();
+}
+
+export function encodeExportEnd(): Buffer {
+  return new Serializer(8).u64(0).flush();
+}
+
+/** What follows a path's NAR in an export stream: the magic, the path, its references and deriver, and 0 (no signature). */
+export function encodeExportTrailer(info: Pick<PathInfo, 'path' | 'references' | 'deriver'>): Buffer {
+  return new Serializer(256 + info.references.length * 96)
+    .u64(EXPORT_MAGIC)
+    .string(info.path)
+    .strings(info.references)
+    .string(info.deriver ?? '')
+    .u64(0)
+    .flush();
 }
 
 /** The NAR of one valid path follows, with no length prefix: its grammar says where it ends. */
