@@ -7,11 +7,12 @@
  *   imports only folders listed below it (so the folder graph has no cycle),
  *   and no two files import each other, even through others;
  * - a source file over LONG_FILE lines is named under "Long files", which
- *   says why it stays long.
+ *   says why it stays long;
+ * - every `file.ts` the document names exists.
  * `--report` prints the folder graph, every file-level cycle and the file
  * sizes instead of only failing.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -120,6 +121,17 @@ const upward = [...folderEdges]
   })
   .map(([key, edges]) => `${key} imports up the layer table (${edges[0]}${edges.length > 1 ? ` and ${edges.length - 1} more` : ''})`);
 
+/** Every `file.ts` the document names exists: by its path (from the repository or from src/), or, named bare, somewhere in the code. */
+const codeDirs = ['src', 'test', 'scripts', 'bench'].map((dir) => join(root, dir));
+const everyFile = codeDirs.flatMap((dir) => sourceFiles(dir)).map((file) => relative(root, file));
+const baseNames = new Set(everyFile.map((file) => file.slice(file.lastIndexOf('/') + 1)));
+const named = [...new Set([...architecture.matchAll(/`([\w./-]+\.ts)`/g)].map((m) => m[1]!))];
+const dangling = named.filter((name) =>
+  existsSync(join(root, name))
+    ? false
+    : name.includes('/') ? !everyFile.some((file) => file === name || file === `src/${name}` || file.endsWith(`/${name}`)) : !baseNames.has(name),
+);
+
 const longFiles = section('Long files');
 const sizes = files.map((file) => ({ file: relative(src, file), lines: readFileSync(file, 'utf8').split('\n').length - 1 }));
 const unexplained = sizes.filter((s) => s.lines > LONG_FILE && !longFiles.includes(`src/${s.file}`));
@@ -143,6 +155,7 @@ const problems = [
   ...untabled.map((folder) => `src/${folder}/ has no row in the folder table of docs/architecture.md ("Layers and folders")`),
   ...gone.map((folder) => `docs/architecture.md's folder table names ${folder}/, which src/ no longer has`),
   ...upward,
+  ...dangling.map((name) => `docs/architecture.md names ${name}, which is not in the repository`),
   ...folderCycles.map((c) => `import cycle between src/ folders: ${c.join(', ')} (run with --report for the imports)`),
   ...fileCycles.map((c) => `import cycle between files: ${c.join(', ')}`),
   ...unexplained.map((s) => `src/${s.file} has ${s.lines} lines; split it or say in docs/architecture.md why it stays whole`),
