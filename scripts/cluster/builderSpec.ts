@@ -49,6 +49,14 @@ export interface BuilderSpec {
    * outputs after each build.
    */
   signWith?: 'secret-key-files' | 'post-build-hook';
+  /**
+   * What the builder reads in /proc/pressure and /proc/loadavg. Every test
+   * builder shares this machine's kernel, so by default (`idle`) it is shown
+   * an idle machine of its own, as a real builder would be while other tests
+   * load this one; `shared` leaves this machine's own figures, for a test
+   * that drives them (a CPU hog).
+   */
+  pressure?: 'idle' | 'shared';
 }
 
 /** A builder spec with every default filled in. */
@@ -110,5 +118,6 @@ export function resolveBuilderSpec(spec: BuilderSpec): ResolvedBuilderSpec {
     storeSizeMiB: spec.storeSizeMiB,
     signingKeyName: spec.signingKeyName,
     signWith: spec.signWith,
+    pressure: spec.pressure ?? 'idle',
   };
 }

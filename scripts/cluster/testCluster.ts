@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { builderSpecs, resolveBuilderSpec, type BuilderSpec, type ResolvedBuilderSpec } from './builderSpec.js';
@@ -267,6 +267,7 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
     const mounted = await runCommand('nsenter', ['-t', String(holder.pid), '-m', '--', 'mount', '-t', 'tmpfs', '-o', `size=${spec.storeSizeMiB}m,mode=1775`, 'tmpfs', '/nix/store'], process.env);
     if (mounted.code !== 0) throw new Error(`could not mount a ${spec.storeSizeMiB} MiB tmpfs on ${spec.name}'s /nix/store: ${mounted.stderr.trim()}`);
   }
+  if (spec.pressure === 'idle') await showIdlePressure(holder.pid, join(root, 'idle-proc'), spec.name);
   const info: ClusterBuilder = {
     name: spec.name,
     port: 0,
@@ -360,4 +361,24 @@ export async function startCluster(options: StartClusterOptions): Promise<TestCl
     throw error;
   }
   return new TestCluster(dir, paths, states);
+}
+
+/** PSI files as an idle kernel writes them; cpu's "full" line exists since Linux 5.13 and is harmless before. */
+const IDLE_PSI = 'some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n';
+
+/**
+ * Bind-mounts idle figures over /proc/pressure/* and /proc/loadavg in the
+ * builder's namespace only, so offload's pressure gate sees the builder's
+ * "own" machine rather than every other test running on this one.
+ */
+async function showIdlePressure(holderPid: number, dir: string, name: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const files: Array<[string, string]> = [['loadavg', '/proc/loadavg']];
+  for (const kind of ['cpu', 'memory', 'io']) {
+    if (existsSync(`/proc/pressure/${kind}`)) files.push([kind, `/proc/pressure/${kind}`]);
+  }
+  await Promise.all(files.map(([file]) => writeFile(join(dir, file), file === 'loadavg' ? '0.00 0.00 0.00 1/100 1\n' : IDLE_PSI)));
+  const script = files.map(([file, target]) => `mount --bind '${join(dir, file)}' ${target}`).join(' && ');
+  const mounted = await runCommand('nsenter', ['-t', String(holderPid), '-m', '--', 'sh', '-c', script], process.env);
+  if (mounted.code !== 0) throw new Error(`could not show ${name} an idle /proc/pressure: ${mounted.stderr.trim()}`);
 }

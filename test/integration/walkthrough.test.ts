@@ -59,14 +59,8 @@ describe.runIf(integrationPrereqs())('README walkthrough: the builders you alrea
   it('offload machines check: every builder from /etc/nix/machines, reached through ~/.ssh/config', async () => {
     const r = await offload(['machines', 'check']);
     expect(r.code, r.stderr + r.stdout).toBe(0);
-    for (const b of cluster.builders) {
-      // Reached through ~/.ssh/config, host key checked against the pinned key.
-      expect(r.stdout).toMatch(new RegExp(`^${b.name}\\s+(ok|warning)\\s+\\d+ ms\\s+pinned\\b`, 'm'));
-      // A Nix machines file cannot change the pressure limits, and every test builder shares this
-      // machine's kernel, so a busy machine may add a "loaded" warning; nothing else may.
-      const warnings = r.stdout.split('\n').filter((line) => line.startsWith(`${b.name}: warning:`));
-      for (const w of warnings) expect(w).toMatch(/: warning: loaded \(/);
-    }
+    // Reached through ~/.ssh/config, host key checked against the pinned key.
+    for (const b of cluster.builders) expect(r.stdout).toMatch(new RegExp(`^${b.name}\\s+ok\\s+\\d+ ms\\s+pinned\\b`, 'm'));
     expect(r.stdout).toContain('3 of 3 machines usable');
     expect(r.stdout).toMatch(/from .*\/etc\/nix\/machines/);
   });
