@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { checkedNar } from '../../src/remote/narCheck.js';
-import { narHasher } from '../../src/remote/narHasher.js';
 import { toNixBase32 } from '../../src/storePath/nixHash.js';
 import type { PathInfo } from '../../src/remote/serveCodec/messages.js';
 import { UntrustedReplyError } from '../../src/remote/untrustedReplyError.js';
@@ -79,22 +78,5 @@ describe('checkedNar', () => {
     let received = 0;
     for await (const part of checkedNar(chunksOf(bytes, 999), infoFor(bytes, { narHash: 'sha256:0' }), 'local', { hash: false })) received += part.length;
     expect(received).toBe(bytes.length);
-  });
-});
-
-describe('narHasher', () => {
-  it('hashes large NARs on its worker exactly as in place, whatever the chunking', async () => {
-    const big = Buffer.alloc(5 * 1024 * 1024 + 123);
-    for (let i = 0; i < big.length; i += 4096) big[i] = (i / 4096) & 0xff;
-    const hasher = narHasher(big.length);
-    for (let at = 0; at < big.length; at += 70_001) await hasher.update(big.subarray(at, at + 70_001));
-    expect((await hasher.digest()).equals(createHash('sha256').update(big).digest())).toBe(true);
-  });
-
-  it('lets an abandoned hash go without keeping the process alive', () => {
-    const hasher = narHasher(8 * 1024 * 1024);
-    void hasher.update(Buffer.alloc(2 * 1024 * 1024));
-    hasher.close();
-    hasher.close();
   });
 });
