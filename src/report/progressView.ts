@@ -98,11 +98,11 @@ function hostLine(host: HostProgress, hostColumn: number, width: number): Segmen
     { text: `${host.running.length}/${host.slots} `, style: host.down ? 'red' : 'dim' },
   ];
   if (host.down !== undefined) return [...head, { text: `down: ${host.down}`, style: 'red' }];
-  const tail: Segment[] = host.loaded !== undefined ? [{ text: `  loaded: ${host.loaded}`, style: 'yellow' }] : host.pressure ? [{ text: `  ${host.pressure}`, style: 'dim' }] : [];
-  if (host.running.length === 0) return [...head, { text: 'idle', style: 'dim' }, ...tail];
-  const room = width - segmentsLength(head) - segmentsLength(tail);
+  const pressureNote: Segment[] = host.loaded !== undefined ? [{ text: `  loaded: ${host.loaded}`, style: 'yellow' }] : host.pressure ? [{ text: `  ${host.pressure}`, style: 'dim' }] : [];
+  if (host.running.length === 0) return [...head, { text: 'idle', style: 'dim' }, ...pressureNote];
+  const room = width - segmentsLength(head) - segmentsLength(pressureNote);
   const jobs = [...host.running].sort((a, b) => b.elapsed - a.elapsed);
-  return [...head, ...jobSegments(jobs, room), ...tail];
+  return [...head, ...jobSegments(jobs, room), ...pressureNote];
 }
 
 /** ` copy left -> local  412.00 MiB / 1.00 GiB  85.10 MiB/s  ETA 7s` (ASCII: arrows are of ambiguous width). */
