@@ -42,7 +42,7 @@ import { onTerminationSignals, type TerminationSignal } from './terminationSigna
 import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from './buildObservers.js';
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
-import { addMachineOptions, addOutputOptions, type MachineOptions, type OutputOptions } from './sharedOptions.js';
+import { addMachineOptions, addOutputOptions, parseSeconds, parseWholeSeconds, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
 import { openSlotLeases, resolveState } from './sharedState.js';
 import { hostname } from 'node:os';
@@ -372,7 +372,6 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
   return usable;
 }
 
-/** Input sources and outputs: what jobs may read from the local store. */
 /** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */
 async function report(result: LinkedResult, output: BuildObservers): Promise<number> {
   await output.finish(result);
@@ -385,16 +384,4 @@ async function report(result: LinkedResult, output: BuildObservers): Promise<num
     );
   }
   return runExitCode(result);
-}
-
-/** Nix's --timeout and --max-silent-time take whole seconds; 0 means no limit. */
-function parseWholeSeconds(value: string): number {
-  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`, ExitCode.badInput);
-  return Number(value);
-}
-
-function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`, ExitCode.badInput);
-  return n;
 }

@@ -48,6 +48,18 @@ export function parseMaxJobs(value: string): number {
   return value === 'auto' ? Math.max(1, cpus().length) : parseCount(value);
 }
 
+/** Nix's --timeout and --max-silent-time take whole seconds; 0 means no limit. */
+export function parseWholeSeconds(value: string): number {
+  if (!/^\d+$/.test(value)) throw new OffloadError(`expected a whole number of seconds ≥ 0, got "${value}"`, ExitCode.badInput);
+  return Number(value);
+}
+
+export function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new OffloadError(`expected a number of seconds > 0, got "${value}"`, ExitCode.badInput);
+  return n;
+}
+
 export function parseList(value: string): string[] {
   return value
     .split(',')
