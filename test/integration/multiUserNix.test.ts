@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
   let nix: DaemonStore;
   let signerKey: string;
   let hookedKey: string;
+  let guardedDaemon: ChildProcess | undefined;
 
   beforeAll(async () => {
     [cluster, nix] = await Promise.all([
@@ -25,13 +27,17 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
         { name: 'signer', maxJobs: 2, signingKeyName: 'signer-1' },
         { name: 'plain', maxJobs: 2 },
         { name: 'hooked', maxJobs: 2, signingKeyName: 'hooked-1', signWith: 'post-build-hook' },
+        // Its sessions run as nobody through a nix-daemon of its own that trusts only root: a remote builder's user that is not in trusted-users.
+        { name: 'guarded', maxJobs: 2, forceCommand: GUARDED_SESSION },
       ]),
       startDaemonStore('multiuser-store'),
     ]);
     signerKey = cluster.builder('signer').signingPublicKey!;
     hookedKey = cluster.builder('hooked').signingPublicKey!;
+    guardedDaemon = await startBuilderDaemon(cluster, 'guarded');
   });
   afterAll(async () => {
+    guardedDaemon?.kill('SIGTERM');
     await nix?.dispose();
     await cluster?.dispose();
   });
@@ -186,4 +192,47 @@ describe.runIf(integrationPrereqs())('a normal user of a multi-user Nix', () => 
     for (const m of report.machines) expect(m.unsignedImports.accepted).toBe(true);
     expect(r.code).toBe(1);
   });
+  it("machines check says a builder whose store refuses unsigned paths from the ssh user is unusable, as Nix requires of a remote builder's user; a build sent there fails at once", async () => {
+    await nix.startDaemon({ trustedUsers: ['root', nix.user.name], trustedPublicKeys: [] });
+    const r = await offload(['machines', 'check', '--json'], ['guarded', 'plain'], nix.userFolder('guarded'));
+    const report = JSON.parse(r.stdout) as {
+      machines: Array<{ hostName: string; verdict: string; unsignedImports: { accepted: boolean; reason?: string } | null; findings: Array<{ severity: string; message: string }> }>;
+    };
+    const byName = new Map(report.machines.map((m) => [m.hostName, m]));
+    const guarded = byName.get('guarded')!;
+    expect(guarded.unsignedImports).toMatchObject({ accepted: false, reason: expect.stringContaining('lacks a valid signature') });
+    expect(guarded.verdict).toBe('unusable');
+    expect(guarded.findings).toContainEqual(
+      expect.objectContaining({ severity: 'unusable', message: expect.stringMatching(/^its store refuses unsigned paths from the ssh user .*add .* to trusted-users in its nix\.conf, as Nix requires of a remote builder's user$/) }),
+    );
+    expect(byName.get('plain')!.unsignedImports).toEqual({ accepted: true });
+    expect(r.code).toBe(1);
+    // A build sent there anyway fails at once with the fix, not retried.
+    const { drv } = await instantiate();
+    const b = await offload(['build', drv, '--max-jobs', '0'], ['guarded'], nix.userFolder('guarded-build'));
+    expect(b.code, b.stderr).toBe(1);
+    expect(b.stderr).toContain(
+      "guarded: mu-dep failed: the store on guarded refused it for good (not retried): you are not privileged to build input-addressed derivations; to fix this, add the user to trusted-users in that store's nix.conf",
+    );
+    expect(b.stderr.match(/guarded: started mu-dep/g)).toHaveLength(1);
+  });
 });
+
+/** Each ssh session of the guarded builder: the command it asked for, as nobody, through the builder's nix-daemon. */
+const GUARDED_SESSION =
+  'exec setpriv --reuid=65534 --regid=65534 --clear-groups env NIX_REMOTE=daemon HOME=/nix/var/nobody-home /bin/sh -c "$SSH_ORIGINAL_COMMAND"';
+
+/** A nix-daemon in the builder's namespace (its store, its nix.conf: trusted-users is Nix's default, root). */
+async function startBuilderDaemon(cluster: TestCluster, name: string): Promise<ChildProcess> {
+  const home = await cluster.runOnBuilder(name, ['sh', '-c', 'mkdir -p /nix/var/nobody-home && chown 65534:65534 /nix/var/nobody-home']);
+  expect(home.code, home.stderr).toBe(0);
+  const env: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local' };
+  for (const variable of ['NIX_CONFIG', 'NIX_CONF_DIR', 'NIX_USER_CONF_FILES']) delete env[variable];
+  const daemon = spawn('nsenter', ['-t', String(cluster.builder(name).namespacePid), '-m', '--', 'nix-daemon'], { env, stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    if ((await cluster.runOnBuilder(name, ['test', '-S', '/nix/var/nix/daemon-socket/socket'])).code === 0) return daemon;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  daemon.kill('SIGKILL');
+  throw new Error(`nix-daemon on ${name} made no socket`);
+}
