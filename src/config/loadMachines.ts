@@ -2,7 +2,7 @@ import { hostname, homedir, userInfo } from 'node:os';
 import { extname, join } from 'node:path';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { HostSelectionError, MachinesFileError } from './errors.js';
-import type { LocalSettings, Machine, MachinesConfig } from './machine.js';
+import type { LocalSettings, Machine, MachinesConfig, SshEndpoint } from './machine.js';
 import type { MachineSpec } from './machineSpec.js';
 import { parseMachinesJson, type MachinesFile } from './machinesJson.js';
 import { parseNixMachines } from './nixMachines.js';
@@ -10,8 +10,10 @@ import type { MachineDefaults } from './nixSettings/knownSettings.js';
 import { nixSystemOf } from './nixSettings/machineDefaults.js';
 import { describeOrigins, readNixConfig, type NixConfig, type Sourced } from './nixSettings/nixConfig.js';
 import { readIfExists } from './readIfExists.js';
-import { expandHome, resolveSshHost, type SshLocalContext } from './sshConfig.js';
+import { parseNixSshOpts } from './nixSshOpts.js';
+import type { SshLocalContext } from './sshConfig.js';
 import { loadSshConfigFiles } from './sshConfigFiles.js';
+import { resolveSshEndpoint, unhonouredWarning, type ResolvedEndpoint } from './sshEndpoints.js';
 
 export interface LoadMachinesOptions {
   /** `--machines FILE`: offload JSON or Nix machines format. */
@@ -177,18 +179,30 @@ function resolveAll(
   origins: ReadonlyMap<string, string>,
 ): { machines: Machine[]; warnings: string[] } {
   if (specs.length === 0) return { machines: [], warnings: [] };
+  // Nix adds NIX_SSHOPTS to every ssh it runs for a builder; --ssh-config (offload's own flag) wins over its -F.
+  const sshOpts = parseNixSshOpts(env.NIX_SSHOPTS);
+  const sshConfigFile = options.sshConfigFile ?? sshOpts.configFile;
   const { configs, include } = loadSshConfigFiles({
     homeDir,
-    ...(options.sshConfigFile !== undefined && { sshConfigFile: options.sshConfigFile }),
+    ...(sshConfigFile !== undefined && { sshConfigFile }),
     ...(options.systemSshConfigFile !== undefined && { systemConfigFile: options.systemSshConfigFile }),
   });
-  const local = localContext(env, homeDir);
+  const context = { configs, include, local: localContext(env, homeDir) };
   const warnings: string[] = [];
+  if (sshOpts.ignored.length > 0) warnings.push(`NIX_SSHOPTS: offload makes its own SSH connections and does not use ${sshOpts.ignored.join(', ')}`);
+  if (options.sshConfigFile !== undefined && sshOpts.configFile !== undefined && sshOpts.configFile !== options.sshConfigFile) {
+    warnings.push(`NIX_SSHOPTS: -F ${sshOpts.configFile} is not read: --ssh-config ${options.sshConfigFile} was given`);
+  }
+  const unhonoured: ResolvedEndpoint['unhonoured'] = [];
   const machines = specs.map((spec) => {
-    const ssh = resolveSshHost(spec.hostName, configs, local, { user: spec.sshUser, port: spec.port }, include);
-    warnings.push(...ssh.warnings);
-    return toMachine(spec, ssh, homeDir, origins.get(spec.hostName));
+    const given = { ...(spec.sshUser !== undefined && { user: spec.sshUser }), ...(spec.port !== undefined && { port: spec.port }), ...(spec.sshKey !== undefined && { sshKey: spec.sshKey }) };
+    const resolved = resolveSshEndpoint(spec.hostName, context, given, sshOpts.options);
+    warnings.push(...resolved.warnings);
+    unhonoured.push(...resolved.unhonoured);
+    return toMachine(spec, resolved.endpoint, origins.get(spec.hostName));
   });
+  const unhonouredLine = unhonouredWarning(unhonoured);
+  if (unhonouredLine !== undefined) warnings.push(unhonouredLine);
   return { machines, warnings };
 }
 
@@ -209,35 +223,18 @@ function safeUserName(): string {
   }
 }
 
-function toMachine(spec: MachineSpec, ssh: ReturnType<typeof resolveSshHost>, homeDir: string, origin: string | undefined): Machine {
-  const identityFiles = [
-    ...new Set([...(spec.sshKey !== undefined ? [expandHome(spec.sshKey, homeDir)] : []), ...ssh.identityFiles]),
-  ];
+function toMachine(spec: MachineSpec, endpoint: SshEndpoint, origin: string | undefined): Machine {
   const machine: Machine = {
-    hostName: spec.hostName,
-    address: ssh.hostName,
-    port: ssh.port ?? 22,
+    ...endpoint,
     systems: spec.systems,
     supportedFeatures: spec.supportedFeatures,
     mandatoryFeatures: spec.mandatoryFeatures,
     maxJobs: spec.maxJobs,
     speedFactor: spec.speedFactor,
-    acceptUnknownHostKey: ssh.acceptUnknownHostKey,
   };
-  if (ssh.user !== undefined) machine.sshUser = ssh.user;
-  if (spec.sshKey !== undefined) machine.sshKey = identityFiles[0]!;
-  if (identityFiles.length > 0) machine.identityFiles = identityFiles;
-  if (ssh.identitiesOnly !== undefined) machine.identitiesOnly = ssh.identitiesOnly;
-  if (ssh.identityAgent !== undefined) machine.identityAgent = ssh.identityAgent;
   if (spec.publicHostKey !== undefined) machine.publicHostKey = spec.publicHostKey;
   if (origin !== undefined) machine.origin = origin;
   if (spec.pressure !== undefined) machine.pressure = spec.pressure;
-  if (ssh.userKnownHostsFiles !== undefined) machine.userKnownHostsFiles = ssh.userKnownHostsFiles;
-  if (ssh.globalKnownHostsFiles !== undefined) machine.globalKnownHostsFiles = ssh.globalKnownHostsFiles;
-  if (ssh.hostKeyAlias !== undefined) machine.hostKeyAlias = ssh.hostKeyAlias;
-  if (ssh.strictHostKeyChecking !== undefined) machine.strictHostKeyChecking = ssh.strictHostKeyChecking;
-  if (ssh.hashKnownHosts !== undefined) machine.hashKnownHosts = ssh.hashKnownHosts;
-  if (ssh.compression) machine.compression = true;
   return machine;
 }
 

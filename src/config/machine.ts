@@ -1,22 +1,31 @@
 import type { MachineSpec } from './machineSpec.js';
 
 /**
- * One build machine, normalised from any of the accepted formats: the spec
- * as written, plus what ssh_config resolution found.
+ * How the SSH connection to a host is carried: over a channel of an SSH
+ * connection to a jump host (ProxyJump; that host may have its own proxy),
+ * or over the stdin/stdout of a local command (ProxyCommand).
  */
-export interface Machine extends MachineSpec {
+export type SshProxy = { jump: SshEndpoint } | { command: string };
+
+/** Everything needed to log in to one SSH host: a builder, or a jump host on the way to one. */
+export interface SshEndpoint {
+  /** Name as written (the machines file's host, or a ProxyJump hop): an ssh_config alias or a real host. */
+  hostName: string;
   /** Where to connect after ssh_config resolution. */
   address: string;
   port: number;
+  sshUser?: string;
   /** The machines file's key (expanded): explicit input, so it must exist and be private (checked before connecting). */
   sshKey?: string;
+  /** Base64 of the host's public key line (as in Nix's machines file). */
+  publicHostKey?: string;
   /** From ssh_config StrictHostKeyChecking: accept unknown host keys. */
   acceptUnknownHostKey?: boolean;
   /**
    * Every private key ssh would offer, in order (machines-file `sshKey` first,
-   * then ssh_config IdentityFile). Absent when none is configured (ssh's
-   * defaults then). Only `sshKey` must be usable; the others are skipped when
-   * they are not, as ssh skips them.
+   * then NIX_SSHOPTS -i, then ssh_config IdentityFile). Absent when none is
+   * configured (ssh's defaults then). Only `sshKey` must be usable; the
+   * others are skipped when they are not, as ssh skips them.
    */
   identityFiles?: string[];
   /** ssh_config IdentitiesOnly yes: only agent keys an identity file names. */
@@ -35,6 +44,22 @@ export interface Machine extends MachineSpec {
   strictHostKeyChecking?: 'yes' | 'ask' | 'accept-new' | 'no';
   /** ssh_config HashKnownHosts yes: record new keys under a hashed name. */
   hashKnownHosts?: boolean;
+  /** ssh_config ProxyJump / ProxyCommand; absent: a direct TCP connection to address:port. */
+  proxy?: SshProxy;
+  /** ssh_config ConnectTimeout: this host's bound on connect, handshake and login (absent: the run's). */
+  connectTimeoutMs?: number;
+  /** ssh_config ServerAliveInterval (0: no keep-alives); absent: the run's. */
+  keepaliveIntervalMs?: number;
+  /** ssh_config ServerAliveCountMax; absent: the run's. */
+  keepaliveCountMax?: number;
+}
+
+/**
+ * One build machine, normalised from any of the accepted formats: the spec
+ * as written, plus what ssh_config resolution found (an endpoint).
+ */
+export interface Machine extends MachineSpec, SshEndpoint {
+  port: number;
   /** Where the machine was written: "file:line", "--builders entry N", "FILE machines[N]". */
   origin?: string;
 }

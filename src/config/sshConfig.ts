@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import SSHConfig, { LineType, type Line } from 'ssh-config';
 import { SshConfigError } from './errors.js';
+import { parseJumpHosts, type JumpHost } from './sshJumpHosts.js';
+import { sshOptionSupport } from './sshOptionSupport.js';
+import { parseSshTime } from './sshTime.js';
 
 /**
  * Host alias resolution the way OpenSSH does it: files are read in order
@@ -32,10 +35,34 @@ export interface SshLocalContext {
   uid: number;
 }
 
-/** What the command line (here: the machines file) already says; it wins over ssh_config. */
+/** What the destination (here: the machines file) says, as in `ssh user@host` or `ssh://host:port`; it wins over ssh_config. */
 export interface SshGiven {
   user?: string;
   port?: number;
+}
+
+/**
+ * One option from the command line (`-o Keyword=value`, `-p`, `-l`, `-i`,
+ * `-J` in NIX_SSHOPTS, or a jump host's own user and port): applied before
+ * any file, so it wins over ssh_config and over the destination, as in ssh.
+ */
+export interface SshOption {
+  keyword: string;
+  value: string;
+  /** Where it was written, for messages ("NIX_SSHOPTS"). */
+  from: string;
+}
+
+/** An option offload read but cannot act on. */
+export interface UnhonouredSshOption {
+  /** As written in the file. */
+  keyword: string;
+  /** Where it was obtained. */
+  from: string;
+  /** Why, when there is more to say than "not supported". */
+  why?: string;
+  /** Not an ssh_config keyword offload knows at all. */
+  unknown?: true;
 }
 
 export interface SshHostSettings {
@@ -57,6 +84,20 @@ export interface SshHostSettings {
   strictHostKeyChecking?: 'yes' | 'ask' | 'accept-new' | 'no';
   /** HashKnownHosts yes. */
   hashKnownHosts?: boolean;
+  /** ProxyJump (first hop first); absent when none, or when ProxyCommand came first. */
+  proxyJump?: JumpHost[];
+  /** ProxyCommand with its %-tokens expanded; absent when none, or when ProxyJump came first. */
+  proxyCommand?: string;
+  /** ConnectTimeout, in seconds (absent: unset or 0). */
+  connectTimeoutSeconds?: number;
+  /** ServerAliveInterval, in seconds; 0 turns keep-alives off. */
+  serverAliveIntervalSeconds?: number;
+  /** ServerAliveCountMax. */
+  serverAliveCountMax?: number;
+  /** CertificateFile values, expanded (ssh2 cannot present them; see unhonoured). */
+  certificateFiles?: string[];
+  /** Options set for this host that offload cannot act on; absent when none. */
+  unhonoured?: UnhonouredSshOption[];
   /** IdentitiesOnly yes: of the agent's keys only those an identity file names are offered. */
   identitiesOnly?: boolean;
   /** IdentityAgent, expanded: a socket path, or "none" (no agent). Absent: SSH_AUTH_SOCK. */
@@ -70,6 +111,8 @@ export interface SshHostSettings {
 interface Obtained {
   value: string | string[];
   path: string;
+  /** The keyword as written. */
+  written: string;
 }
 
 export function parseSshConfig(path: string, text: string, includeBase: string): ParsedSshConfig {
@@ -87,8 +130,13 @@ export function resolveSshHost(
   local: SshLocalContext,
   given: SshGiven = {},
   include: IncludeLoader = () => [],
+  commandLine: readonly SshOption[] = [],
 ): SshHostSettings {
-  const state = new Evaluation(alias.toLowerCase(), local, given, include);
+  const state = new Evaluation(alias.toLowerCase(), local, include);
+  // ssh's order: command-line options, then the destination's user@ and :port, then the files.
+  for (const option of commandLine) state.set(option.keyword.toLowerCase(), option.value, option.from, option.keyword);
+  if (given.user !== undefined) state.set('user', given.user, 'the machines file', 'User');
+  if (given.port !== undefined) state.set('port', String(given.port), 'the machines file', 'Port');
   for (const config of configs) state.apply(config.lines, config, 0);
   return state.result(alias);
 }
@@ -103,15 +151,17 @@ const ACCEPT_UNKNOWN = new Map([
   ['no', true], ['false', true], ['off', true], ['accept-new', true],
 ]);
 
+/** Keywords whose every value counts, in order, rather than the first. */
+const ACCUMULATING = new Set(['identityfile', 'certificatefile']);
+
 class Evaluation {
   private readonly options = new Map<string, Obtained>();
-  private readonly identityFiles: Obtained[] = [];
+  private readonly accumulated = new Map<string, Obtained[]>();
   private readonly warnings: string[] = [];
 
   constructor(
     private readonly host: string,
     private readonly local: SshLocalContext,
-    private readonly given: SshGiven,
     private readonly include: IncludeLoader,
   ) {}
 
@@ -134,15 +184,21 @@ class Evaluation {
           for (const included of this.include(pattern, config)) this.apply(included.lines, included, depth + 1);
         }
       } else {
-        this.set(keyword, line.value, config.path);
+        this.set(keyword, line.value, config.path, line.param);
       }
     }
   }
 
-  private set(keyword: string, raw: unknown, path: string): void {
-    const value = Array.isArray(raw) ? words(raw) : String(raw);
-    if (keyword === 'identityfile') this.identityFiles.push({ value, path });
-    else if (!this.options.has(keyword)) this.options.set(keyword, { value, path });
+  set(keyword: string, raw: unknown, path: string, written: string): void {
+    // ProxyCommand goes to a shell as written; the parser took its quotes off.
+    const value = keyword === 'proxycommand' && Array.isArray(raw) ? commandText(raw as { val: string; separator: string; quoted?: boolean }[]) : Array.isArray(raw) ? words(raw) : String(raw);
+    if (ACCUMULATING.has(keyword)) {
+      this.accumulated.set(keyword, [...(this.accumulated.get(keyword) ?? []), { value, path, written }]);
+      return;
+    }
+    // ProxyJump and ProxyCommand compete: whichever comes first wins (ssh_config(5)).
+    if ((keyword === 'proxyjump' || keyword === 'proxycommand') && (this.options.has('proxyjump') || this.options.has('proxycommand'))) return;
+    if (!this.options.has(keyword)) this.options.set(keyword, { value, path, written });
   }
 
   private single(keyword: string): { value: string; path: string } | undefined {
@@ -158,7 +214,7 @@ class Evaluation {
   }
 
   private currentUser(): string {
-    return this.given.user ?? this.single('user')?.value ?? this.local.localUser;
+    return this.single('user')?.value ?? this.local.localUser;
   }
 
   private matchApplies(line: Line, path: string): boolean {
@@ -184,14 +240,16 @@ class Evaluation {
 
   result(alias: string): SshHostSettings {
     const hostName = this.currentHostName();
-    const port = this.given.port ?? parsePort(this.single('port'), alias);
-    const user = this.given.user ?? this.single('user')?.value;
+    const port = parsePort(this.single('port'), alias);
+    const user = this.single('user')?.value;
     const remoteUser = user ?? this.local.localUser;
     const tokens = fileTokens(this.local, { h: hostName, n: alias, p: String(port ?? 22), r: remoteUser });
-    const identityFiles = this.identityFiles
-      .flatMap(({ value, path }) => [value].flat().map((file) => ({ file, path })))
-      .filter(({ file }) => file.toLowerCase() !== 'none')
-      .map(({ file, path }) => expandPath(file, tokens, this.local.homeDir, `IdentityFile in ${path}`));
+    const files = (keyword: string, name: string) =>
+      (this.accumulated.get(keyword) ?? [])
+        .flatMap(({ value, path }) => [value].flat().map((file) => ({ file, path })))
+        .filter(({ file }) => file.toLowerCase() !== 'none')
+        .map(({ file, path }) => expandPath(file, tokens, this.local.homeDir, `${name} in ${path}`));
+    const identityFiles = files('identityfile', 'IdentityFile');
     const settings: SshHostSettings = {
       hostName,
       identityFiles,
@@ -225,7 +283,60 @@ class Evaluation {
     if (strict) settings.strictHostKeyChecking = STRICT_MODES.get(strict.value.toLowerCase())!;
     const hash = this.yesNo('hashknownhosts', alias);
     if (hash !== undefined) settings.hashKnownHosts = hash;
+    this.proxy(settings, alias, { '%': '%', h: hostName, p: String(port ?? 22), r: remoteUser, n: alias });
+    const connectTimeout = this.seconds('connecttimeout', alias, { none: true });
+    if (connectTimeout !== undefined && connectTimeout > 0) settings.connectTimeoutSeconds = connectTimeout;
+    const aliveInterval = this.seconds('serveraliveinterval', alias);
+    if (aliveInterval !== undefined) settings.serverAliveIntervalSeconds = aliveInterval;
+    const aliveCount = this.single('serveralivecountmax');
+    if (aliveCount) {
+      if (!/^\d+$/.test(aliveCount.value)) throw new SshConfigError(`${aliveCount.path}: ServerAliveCountMax "${aliveCount.value}" for host ${alias} is not a whole number`);
+      settings.serverAliveCountMax = Number(aliveCount.value);
+    }
+    const certificates = files('certificatefile', 'CertificateFile');
+    if (certificates.length > 0) settings.certificateFiles = certificates;
+    const unhonoured = this.unhonoured();
+    if (unhonoured.length > 0) settings.unhonoured = unhonoured;
     return settings;
+  }
+
+  /** ProxyJump or ProxyCommand, whichever was obtained first; `none` for either means a direct connection. */
+  private proxy(settings: SshHostSettings, alias: string, tokens: Record<string, string>): void {
+    const jump = this.single('proxyjump');
+    if (jump && jump.value.toLowerCase() !== 'none') settings.proxyJump = parseJumpHosts(jump.value, `ProxyJump in ${jump.path} for host ${alias}`);
+    const command = this.single('proxycommand');
+    // ssh_config(5): ProxyCommand accepts the tokens %%, %h, %n, %p and %r.
+    if (command && command.value.toLowerCase() !== 'none') settings.proxyCommand = expandPercent(command.value, tokens, `ProxyCommand in ${command.path}`);
+  }
+
+  private seconds(keyword: string, alias: string, { none = false } = {}): number | undefined {
+    const obtained = this.options.get(keyword);
+    if (!obtained) return undefined;
+    const text = [obtained.value].flat().join(' ');
+    if (none && text.toLowerCase() === 'none') return undefined;
+    const seconds = parseSshTime(text);
+    if (seconds === undefined) throw new SshConfigError(`${obtained.path}: ${obtained.written} "${text}" for host ${alias} is not a time (seconds, or e.g. 1m30s)`);
+    return seconds;
+  }
+
+  /** Every option obtained for this host that offload does not act on, with IgnoreUnknown applied to unknown ones. */
+  private unhonoured(): UnhonouredSshOption[] {
+    const ignoreUnknown = (this.single('ignoreunknown')?.value ?? '').split(',').filter((p) => p !== '');
+    const found: UnhonouredSshOption[] = [];
+    const obtained = [...this.options.entries(), ...[...this.accumulated.entries()].flatMap(([k, all]) => all.slice(0, 1).map((o) => [k, o] as const))];
+    for (const [keyword, option] of obtained) {
+      const support = sshOptionSupport(keyword, [option.value].flat().join(' '));
+      if (support.kind === 'unknown') {
+        if (!ignoreUnknown.some((pattern) => wildcardMatches(pattern, keyword))) found.push({ keyword: option.written, from: option.path, unknown: true });
+      } else if (support.kind === 'not honoured') {
+        found.push({ keyword: option.written, from: option.path, ...(support.why !== undefined && { why: support.why }) });
+      }
+    }
+    if (this.accumulated.has('certificatefile')) {
+      const first = this.accumulated.get('certificatefile')![0]!;
+      found.push({ keyword: first.written, from: first.path, why: 'ssh2 cannot log in with an OpenSSH certificate; the plain keys are offered' });
+    }
+    return found;
   }
 
   private yesNo(keyword: string, alias: string): boolean | undefined {
@@ -248,6 +359,11 @@ class Evaluation {
     }
     return accept;
   }
+}
+
+/** The words of a ProxyCommand line back as one shell command, quoted where they were. */
+function commandText(value: { val: string; separator: string; quoted?: boolean }[]): string {
+  return value.map((word, index) => `${index > 0 ? word.separator : ''}${word.quoted ? `"${word.val}"` : word.val}`).join('');
 }
 
 function sectionLines(line: Line): SSHConfig {

@@ -1,4 +1,4 @@
-import type { Machine } from '../config/machine.js';
+import type { SshEndpoint } from '../config/machine.js';
 import { decodePublicHostKey } from '../config/publicHostKey.js';
 import { sha256Fingerprint, type HostKeyPolicy } from './hostKey.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, keysForHost, knownHostsName, loadKnownHosts, type KnownHostsEntry } from './knownHosts.js';
@@ -24,7 +24,7 @@ export interface ExpectedHostKey {
 }
 
 /** The user's known_hosts files for this machine: ssh_config UserKnownHostsFile, else the defaults. The first is where new keys are recorded. */
-export function userKnownHostsFilesFor(machine: Machine, userDefaults: readonly string[] = defaultUserKnownHostsFiles()): string[] {
+export function userKnownHostsFilesFor(machine: SshEndpoint, userDefaults: readonly string[] = defaultUserKnownHostsFiles()): string[] {
   return [...(machine.userKnownHostsFiles ?? userDefaults)];
 }
 
@@ -34,7 +34,7 @@ export function userKnownHostsFilesFor(machine: Machine, userDefaults: readonly 
  * UserKnownHostsFile says (so their @revoked lines always apply).
  */
 export function knownHostsFilesFor(
-  machine: Machine,
+  machine: SshEndpoint,
   userDefaults: readonly string[] = defaultUserKnownHostsFiles(),
   globalDefaults: readonly string[] = DEFAULT_GLOBAL_KNOWN_HOSTS_FILES,
 ): string[] {
@@ -49,12 +49,12 @@ export function knownHostsFilesFor(
  * itself: a key recorded for `builder` must not vouch for whatever address
  * and port `builder` points at today. SshPool checks and records under this.
  */
-export function knownHostsNamesFor(machine: Machine): string[] {
+export function knownHostsNamesFor(machine: SshEndpoint): string[] {
   if (machine.hostKeyAlias) return [machine.hostKeyAlias.toLowerCase()];
   return [knownHostsName(machine.address || machine.hostName, machine.port || 22)];
 }
 
-export function expectedHostKey(machine: Machine, entries: KnownHostsEntry[], files: string[]): ExpectedHostKey {
+export function expectedHostKey(machine: SshEndpoint, entries: KnownHostsEntry[], files: string[]): ExpectedHostKey {
   const acceptUnknown = machine.acceptUnknownHostKey ?? false;
   if (machine.publicHostKey !== undefined) {
     const decoded = decodePublicHostKey(machine.publicHostKey);
@@ -74,14 +74,14 @@ export function expectedHostKey(machine: Machine, entries: KnownHostsEntry[], fi
 }
 
 /** What SshPool checks the offered host key against: the pinned key, else the known_hosts entries for the machine's names. */
-export async function hostKeyPolicy(machine: Machine, userDefaults: string[], globalDefaults: string[]): Promise<HostKeyPolicy> {
+export async function hostKeyPolicy(machine: SshEndpoint, userDefaults: string[], globalDefaults: string[], label = machine.hostName): Promise<HostKeyPolicy> {
   const address = machine.address || machine.hostName;
   const port = machine.port || 22;
   const knownHostsFiles = knownHostsFilesFor(machine, userDefaults, globalDefaults);
   const entries = await loadKnownHosts(knownHostsFiles);
   const names = knownHostsNamesFor(machine);
   return {
-    host: machine.hostName,
+    host: label,
     address,
     port,
     ...(machine.publicHostKey ? { pinned: machine.publicHostKey } : {}),

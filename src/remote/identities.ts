@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type AnyAuthMethod, type BaseAgent, type ParsedKey } from 'ssh2';
-import type { Machine } from '../config/machine.js';
+import type { SshEndpoint } from '../config/machine.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import { sha256Fingerprint } from './hostKey.js';
 
@@ -56,7 +56,7 @@ interface IdentityFile {
   problem?: string;
 }
 
-export async function clientAuth(machine: Machine, options: IdentityOptions = {}): Promise<ClientAuth> {
+export async function clientAuth(machine: SshEndpoint, options: IdentityOptions = {}): Promise<ClientAuth> {
   const user = machine.sshUser ?? userInfo().username;
   const debug = options.debug ?? (() => undefined);
   const configured = machine.identityFiles ?? (machine.sshKey ? [machine.sshKey] : undefined);

@@ -176,3 +176,28 @@ export class ProbeTimeoutError extends OffloadError {
     super(`${host} gave no complete answer to "${command}" within ${timeoutMs / 1000} s`, ExitCode.hostsUnusable);
   }
 }
+
+/** A jump host (ProxyJump) on the way to a builder could not be used; its own error says why. */
+export class JumpHostError extends OffloadError {
+  constructor(
+    readonly host: string,
+    /** The jump host as named in ProxyJump. */
+    readonly jumpHost: string,
+    /** Why the jump host could not be used (connecting to it, or it opening the way on). */
+    readonly hopError: OffloadError,
+  ) {
+    super(`cannot reach ${host} through jump host ${jumpHost}: ${hopError.message}`, ExitCode.hostsUnusable, { cause: hopError });
+  }
+}
+
+/** A ProxyCommand could not start, or ended before the SSH login was done. */
+export class ProxyCommandError extends OffloadError {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`cannot reach ${host} through ProxyCommand "${command}": ${reason}`, ExitCode.hostsUnusable, options);
+  }
+}

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type ConnectConfig, type NegotiatedAlgorithms } from 'ssh2';
-import type { Machine } from '../config/machine.js';
-import type { OffloadError } from '../errors/offloadError.js';
+import type { Machine, SshEndpoint } from '../config/machine.js';
+import { OffloadError } from '../errors/offloadError.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint } from './hostKey.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import { clientAuth } from './identities.js';
@@ -9,7 +10,8 @@ import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './exp
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { recordHostKey } from './recordHostKey.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
-import { ChannelOpenError, ConnectionLostError, connectFailure, ProbeTimeoutError } from './sshErrors.js';
+import { describeProxyEnd, startProxyCommand, type ProxyProcess } from './proxyCommand.js';
+import { ChannelOpenError, ConnectionLostError, connectFailure, HostUnreachableError, JumpHostError, ProbeTimeoutError, ProxyCommandError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
 export type { ExecResult } from './probeReply.js';
@@ -53,6 +55,14 @@ interface Connection {
   closing: boolean;
   /** What the key exchange settled on (cipher, MAC, compression each way). */
   negotiated?: NegotiatedAlgorithms;
+  /** Connections to the jump hosts on the way, first hop first. */
+  hops: Client[];
+  /** The ProxyCommand carrying the connection (of the host or of its first jump host). */
+  proxyProcess?: ProxyProcess;
+  /** Why the route under an established connection went away (a jump host lost), for the 'down' event. */
+  routeLost?: string;
+  /** The keep-alive settings in force, for the message when they go unanswered. */
+  keepalive: { intervalMs: number; countMax: number };
 }
 
 type PoolEvents = { down: [host: string, error: OffloadError] };
@@ -64,6 +74,11 @@ type PoolEvents = { down: [host: string, error: OffloadError] };
  * verified during the handshake, before authentication and before any channel.
  * A dead connection (closed, reset, or keep-alives unanswered) is dropped and
  * reported with a 'down' event; the next use connects again.
+ *
+ * A host behind ProxyJump is reached over a direct-tcpip channel of a
+ * connection to its jump host (itself reached the same way, hop by hop);
+ * behind ProxyCommand, over the command's stdin and stdout. Those belong to
+ * the host's connection and end with it.
  */
 export class SshPool extends EventEmitter<PoolEvents> {
   private readonly connections = new Map<string, Connection>();
@@ -169,7 +184,16 @@ export class SshPool extends EventEmitter<PoolEvents> {
     const existing = this.connections.get(machine.hostName);
     if (existing) return existing;
     const client = new Client();
-    const connection: Connection = { client, ready: Promise.resolve(), established: false, channels: 0, open: new Set(), closing: false };
+    const connection: Connection = {
+      client,
+      ready: Promise.resolve(),
+      established: false,
+      channels: 0,
+      open: new Set(),
+      closing: false,
+      hops: [],
+      keepalive: { intervalMs: this.options.keepaliveIntervalMs, countMax: this.options.keepaliveCountMax },
+    };
     connection.ready = this.establish(machine, connection);
     connection.ready.catch(() => {
       if (this.connections.get(machine.hostName) === connection) this.connections.delete(machine.hostName);
@@ -179,69 +203,150 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
+    const sock = await this.route(machine, machine.hostName, connection);
+    await this.login(machine, machine.hostName, connection.client, connection, sock, (error) => this.lost(machine.hostName, connection, error), { isBuilder: true, compress: this.options.compress });
+    connection.established = true;
+    connection.keepalive = this.keepaliveOf(machine);
+    if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
+    this.scheduleIdleClose(machine.hostName, connection);
+  }
+
+  /**
+   * The stream the SSH connection to `endpoint` runs over: a channel from
+   * its jump host (connected first, through its own route), a ProxyCommand's
+   * stdio, or none (ssh2 opens the TCP connection itself). `label` names the
+   * endpoint in messages.
+   */
+  private async route(endpoint: SshEndpoint, label: string, connection: Connection): Promise<Duplex | undefined> {
+    const proxy = endpoint.proxy;
+    if (proxy === undefined) return undefined;
+    if ('command' in proxy) {
+      const command = startProxyCommand(proxy.command, (line) => this.debug(`${label}: ProxyCommand: ${line}`));
+      connection.proxyProcess = command;
+      return command.sock;
+    }
+    const hop = proxy.jump;
+    const hopLabel = `jump host ${hop.hostName} of ${label}`;
+    const hopClient = new Client();
+    connection.hops.push(hopClient);
+    try {
+      const hopSock = await this.route(hop, hopLabel, connection);
+      await this.login(hop, hopLabel, hopClient, connection, hopSock, (error) => {
+        // The jump host went away under a working connection: the host's own connection goes with it.
+        const reason = error?.message === 'Keepalive timeout' ? 'no answer to keep-alives' : (error?.message ?? 'closed');
+        connection.routeLost ??= `jump host ${hop.hostName} lost (${reason})`;
+        connection.client.destroy();
+      }, { isBuilder: false, compress: false });
+      if (connection.closing) throw new ConnectionLostError(label, 'the pool was closed while connecting');
+      return await this.forward(hopClient, hop, endpoint, label);
+    } catch (error) {
+      if (error instanceof OffloadError && !(error instanceof ConnectionLostError)) throw new JumpHostError(label, hop.hostName, error);
+      throw error;
+    }
+  }
+
+  /** A direct-tcpip channel from the jump host to `target`, as `ssh -W host:port` asks for; bounded by the target's connect timeout. */
+  private async forward(hopClient: Client, hop: SshEndpoint, target: SshEndpoint, label: string): Promise<Duplex> {
+    const address = target.address || target.hostName;
+    const port = target.port || 22;
+    const timeoutMs = target.connectTimeoutMs ?? this.options.connectTimeoutMs;
+    const opening = new Promise<ClientChannel>((resolve, reject) =>
+      hopClient.forwardOut('127.0.0.1', 0, address, port, (error, channel) => {
+        if (error) reject(new HostUnreachableError(label, address, port, `jump host ${hop.hostName} could not open a connection to it: ${error.message}`, { cause: error }));
+        else resolve(channel);
+      }),
+    );
+    return openedWithin(opening, timeoutMs, () => new HostUnreachableError(label, address, port, `jump host ${hop.hostName} opened no connection to it within ${timeoutMs / 1000} s`));
+  }
+
+  private keepaliveOf(endpoint: SshEndpoint): { intervalMs: number; countMax: number } {
+    return { intervalMs: endpoint.keepaliveIntervalMs ?? this.options.keepaliveIntervalMs, countMax: endpoint.keepaliveCountMax ?? this.options.keepaliveCountMax };
+  }
+
+  /**
+   * Handshake, host key check and login on `client`, over `sock` when the
+   * route gave one. `onClose` hears of the connection ending after login.
+   */
+  private async login(
+    endpoint: SshEndpoint,
+    label: string,
+    client: Client,
+    connection: Connection,
+    sock: Duplex | undefined,
+    onClose: (error: Error | undefined) => void,
+    // --compress is for the builder's connection; a jump host's compresses only when its own Compression says so.
+    builder: { isBuilder: boolean; compress: boolean },
+  ): Promise<void> {
     // The machines file's own sshKey is what the user asked for: a bad one is
     // bad input, refused before any connection, not an identity to skip.
-    if (machine.sshKey !== undefined) await checkKeyFile(machine.sshKey, machine.hostName);
-    const [auth, policy] = await Promise.all([clientAuth(machine, { debug: this.debug }), hostKeyPolicy(machine, this.options.knownHostsFiles, this.options.globalKnownHostsFiles)]);
-    const { client } = connection;
-    if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
-    if (machine.strictHostKeyChecking === 'no' && !policy.pinned) {
-      this.warn(`${machine.hostName}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
+    if (endpoint.sshKey !== undefined) await checkKeyFile(endpoint.sshKey, label);
+    const [auth, policy] = await Promise.all([clientAuth(endpoint, { debug: this.debug }), hostKeyPolicy(endpoint, this.options.knownHostsFiles, this.options.globalKnownHostsFiles, label)]);
+    if (connection.closing) throw new ConnectionLostError(label, 'the pool was closed while connecting');
+    if (endpoint.strictHostKeyChecking === 'no' && !policy.pinned) {
+      this.warn(`${label}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
     }
+    const timeoutMs = endpoint.connectTimeoutMs ?? this.options.connectTimeoutMs;
+    const keepalive = this.keepaliveOf(endpoint);
     let refusedKey: OffloadError | undefined;
     const config: ConnectConfig = {
       host: policy.address,
       port: policy.port,
+      ...(sock !== undefined && { sock }),
       username: auth.user,
       authHandler: auth.methods,
-      readyTimeout: this.options.connectTimeoutMs,
-      keepaliveInterval: this.options.keepaliveIntervalMs,
-      keepaliveCountMax: this.options.keepaliveCountMax,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: keepalive.intervalMs,
+      keepaliveCountMax: keepalive.countMax,
       algorithms: {
         serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
-        compress: compressionAlgorithms(this.options.compress || machine.compression === true),
+        compress: compressionAlgorithms(builder.compress || endpoint.compression === true),
       },
       hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
         const decision = checkHostKey(key, policy);
         if (!decision.accepted) refusedKey = decision.error;
         if (decision.accepted && decision.via === 'accepted unknown') {
-          void this.recordNewKey(machine, key).then(() => verify(true));
+          void this.recordNewKey(endpoint, label, key).then(() => verify(true));
           return;
         }
         verify(decision.accepted);
       },
     };
+    const proxyProcess = sock !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy ? connection.proxyProcess : undefined;
+    const failure = async (error: Error | undefined): Promise<OffloadError> => {
+      if (refusedKey) return refusedKey;
+      if (connection.closing) return new ConnectionLostError(label, 'the pool was closed while connecting');
+      if (proxyProcess && endpoint.proxy && 'command' in endpoint.proxy) {
+        // The command's own exit says more than "connection lost before handshake"; it follows the closed pipe closely.
+        const end = await Promise.race([proxyProcess.ended, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1_000).unref())]);
+        if (end !== undefined) return new ProxyCommandError(label, endpoint.proxy.command, describeProxyEnd(end), { cause: error });
+      }
+      return connectFailure(error, label, policy.address, policy.port, auth, timeoutMs);
+    };
     await new Promise<void>((resolve, reject) => {
       let ready = false;
       let lastError: Error | undefined;
       client.on('handshake', (negotiated) => {
-        connection.negotiated = negotiated;
+        if (builder.isBuilder) connection.negotiated = negotiated;
       });
       client.on('ready', () => {
         ready = true;
-        connection.established = true;
         resolve();
       });
       client.on('error', (error: Error & { level?: string }) => {
         // ssh2 reports an agent that fails mid-login this way and goes on with the next method.
-        if (error.level === 'agent') return this.debug(`${machine.hostName}: ssh-agent: ${error.message}`);
+        if (error.level === 'agent') return this.debug(`${label}: ssh-agent: ${error.message}`);
         lastError = error;
-        if (!ready) {
-          reject(refusedKey ?? connectFailure(error, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
-        }
+        if (!ready) void failure(error).then(reject);
       });
       client.on('close', () => {
         if (!ready) {
-          if (connection.closing) return reject(new ConnectionLostError(machine.hostName, 'the pool was closed while connecting'));
-          reject(refusedKey ?? connectFailure(lastError, machine.hostName, policy.address, policy.port, auth, this.options.connectTimeoutMs));
+          void failure(lastError).then(reject);
           return;
         }
-        this.lost(machine.hostName, connection, lastError);
+        onClose(lastError);
       });
       client.connect(config);
     });
-    if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
-    this.scheduleIdleClose(machine.hostName, connection);
   }
 
   /**
@@ -250,16 +355,16 @@ export class SshPool extends EventEmitter<PoolEvents> {
    * key next time is refused. A file that cannot be written is a warning, not
    * a failed connection (ssh goes on too).
    */
-  private async recordNewKey(machine: Machine, key: Buffer): Promise<void> {
-    const file = userKnownHostsFilesFor(machine, this.options.knownHostsFiles)[0];
-    const name = knownHostsNamesFor(machine)[0]!;
+  private async recordNewKey(endpoint: SshEndpoint, label: string, key: Buffer): Promise<void> {
+    const file = userKnownHostsFilesFor(endpoint, this.options.knownHostsFiles)[0];
+    const name = knownHostsNamesFor(endpoint)[0]!;
     if (!file) return;
     const print = `${keyTypeOfBlob(key) ?? 'unknown'} ${sha256Fingerprint(key)}`;
     try {
-      await recordHostKey(file, name, key, { hash: machine.hashKnownHosts ?? false });
-      this.warn(`${machine.hostName}: permanently added ${name} (${print}) to the list of known hosts in ${file}`);
+      await recordHostKey(file, name, key, { hash: endpoint.hashKnownHosts ?? false });
+      this.warn(`${label}: permanently added ${name} (${print}) to the list of known hosts in ${file}`);
     } catch (error) {
-      this.warn(`${machine.hostName}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+      this.warn(`${label}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
   }
 
@@ -268,9 +373,9 @@ export class SshPool extends EventEmitter<PoolEvents> {
     if (this.connections.get(host) === connection) this.connections.delete(host);
     if (connection.closing) return;
     const hung = error?.message === 'Keepalive timeout';
-    const reason = hung
-      ? `no answer to ${this.options.keepaliveCountMax} keep-alives ${this.options.keepaliveIntervalMs} ms apart`
-      : (error?.message ?? 'closed by the host');
+    const reason =
+      connection.routeLost ??
+      (hung ? `no answer to ${connection.keepalive.countMax} keep-alives ${connection.keepalive.intervalMs} ms apart` : (error?.message ?? 'closed by the host'));
     this.emit('down', host, new ConnectionLostError(host, reason, { cause: error, hung }));
   }
 
@@ -338,6 +443,7 @@ async function closeConnection(connection: Connection): Promise<void> {
   if (!connection.established) {
     // Waiting for a hung handshake would hold the caller (an interrupted run) for the whole connect timeout.
     connection.client.destroy();
+    closeRoute(connection);
     await connection.ready.catch(() => undefined);
     return;
   }
@@ -351,4 +457,11 @@ async function closeConnection(connection: Connection): Promise<void> {
   });
   connection.client.end();
   await closed;
+  closeRoute(connection);
+}
+
+/** The jump hosts' connections, last hop first, and the ProxyCommand: nothing of a route outlives its connection. */
+function closeRoute(connection: Connection): void {
+  for (const hop of [...connection.hops].reverse()) hop.end();
+  connection.proxyProcess?.stop();
 }

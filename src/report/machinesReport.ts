@@ -1,5 +1,6 @@
 import { formatPressure } from '../remote/builderPressure.js';
 import type { LocalSettings, Machine } from '../config/machine.js';
+import { describeRoute, routeOf } from '../config/sshEndpoints.js';
 import type { Severity } from '../remote/builderClaims.js';
 import type { BuilderCheck } from '../remote/builderProbe.js';
 import { formatKiB } from '../format/size.js';
@@ -32,6 +33,7 @@ export function machinesListToJson(input: MachinesListInput): object {
       hostName: m.hostName,
       address: m.address,
       port: m.port,
+      route: routeOf(m),
       user: m.sshUser ?? null,
       keyFile: m.sshKey ?? null,
       identityFiles: m.identityFiles ?? [],
@@ -97,7 +99,12 @@ export function hostKeyCell(key: ExpectedHostKey): string {
   return key.acceptUnknown ? 'not pinned, unknown keys accepted (StrictHostKeyChecking)' : 'not pinned, not in known_hosts: will be refused';
 }
 
-const where = (m: Machine) => (m.address.includes(':') ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`);
+/** Where the SSH connection ends, and what it goes through to get there. */
+const where = (m: Machine) => {
+  const target = m.address.includes(':') ? `[${m.address}]:${m.port}` : `${m.address}:${m.port}`;
+  const route = describeRoute(m);
+  return route === undefined ? target : `${target} ${route}`;
+};
 
 /** How text reports are drawn: colours, and the window width on a terminal (none for pipes and files). */
 export interface TextOptions {

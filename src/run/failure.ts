@@ -12,6 +12,8 @@ import {
   ConnectionLostError,
   HostKeyMismatchError,
   HostUnreachableError,
+  JumpHostError,
+  ProxyCommandError,
   UnknownHostKeyError,
 } from '../remote/sshErrors.js';
 
@@ -93,9 +95,11 @@ export const FAILED_JOB_LINE = /^offload: (building \S+ on \S+|copying the outpu
 
 export function isHostError(
   error: unknown,
-): error is HostUnreachableError | HostKeyMismatchError | UnknownHostKeyError | AuthenticationError {
+): error is HostUnreachableError | HostKeyMismatchError | UnknownHostKeyError | AuthenticationError | JumpHostError | ProxyCommandError {
   return (
     error instanceof HostUnreachableError ||
+    error instanceof JumpHostError ||
+    error instanceof ProxyCommandError ||
     error instanceof HostKeyMismatchError ||
     error instanceof UnknownHostKeyError ||
     error instanceof AuthenticationError
@@ -104,6 +108,9 @@ export function isHostError(
 
 /** How much a host is to blame for an error that made it unusable (hostHealth.ts acts on it). */
 export function hostFailureKind(error: unknown): HostFailureKind {
+  // A jump host that refuses its key or login makes the builder behind it refused too.
+  if (error instanceof JumpHostError) return hostFailureKind(error.hopError);
+  if (error instanceof ProxyCommandError) return 'unreachable';
   if (error instanceof HostKeyMismatchError || error instanceof UnknownHostKeyError || error instanceof AuthenticationError) return 'refused';
   if (error instanceof HostUnreachableError) return 'unreachable';
   if (error instanceof ConnectionLostError && error.hung) return 'unreachable';
