@@ -76,9 +76,9 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
         .choices(['needed', 'all'])
         .default('needed'),
     )
-    .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder', parseSeconds, 10)
+    .option('--connect-timeout <s>', 'seconds for TCP connect, SSH handshake and login to a builder (ssh_config ConnectTimeout wins for its host)', parseSeconds, 10)
     .option('--compress', 'compress every SSH link (zlib), as ssh_config Compression yes does per host: worth it on a slow link, a cost on a fast one')
-    .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung', parseSeconds, 5)
+    .option('--keepalive-interval <s>', 'seconds between SSH keep-alives; a builder that misses 3 in a row counts as hung (ssh_config ServerAliveInterval/CountMax win for their host)', parseSeconds, 5)
     .option('--host-backoff <s>', 'seconds a failing builder stays out of rotation the first time (doubles each further time)', parseSeconds, 30)
     .option('--max-silent-time <s>', "stop a build that prints nothing for this many seconds, exit 101 (0 = no limit; default: Nix's max-silent-time)", parseWholeSeconds)
     .option('--timeout <s>', "stop a build that runs longer than this many seconds, exit 101 (0 = no limit; default: Nix's timeout)", parseWholeSeconds)

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadMachinesConfig } from '../../src/config/loadMachines.js';
 import type { Machine } from '../../src/config/machine.js';
-import { ConnectionLostError, HostUnreachableError, JumpHostError, ProxyCommandError } from '../../src/remote/sshErrors.js';
+import { type ConnectionLostError, HostUnreachableError, JumpHostError, ProxyCommandError } from '../../src/remote/sshErrors.js';
 import { SshPool } from '../../src/remote/sshPool.js';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
