@@ -1,9 +1,12 @@
-import { createHash } from 'node:crypto';
 import SSHConfig, { LineType, type Line } from 'ssh-config';
 import { SshConfigError } from './errors.js';
+import { hostPatternsMatch, patternListMatches, wildcardMatches } from './sshPatterns.js';
 import { parseJumpHosts, type JumpHost } from './sshJumpHosts.js';
 import { sshOptionSupport } from './sshOptionSupport.js';
 import { parseSshTime } from './sshTime.js';
+import { expandPath, expandPercent, fileTokens, type SshLocalContext } from './sshTokens.js';
+
+export type { SshLocalContext } from './sshTokens.js';
 
 /**
  * Host alias resolution the way OpenSSH does it: files are read in order
@@ -27,13 +30,6 @@ export type IncludeLoader = (pattern: string, from: ParsedSshConfig) => ParsedSs
 /** OpenSSH's limit on nested Include. */
 const MAX_INCLUDE_DEPTH = 16;
 
-export interface SshLocalContext {
-  homeDir: string;
-  localUser: string;
-  /** Local host name with domain, for %l (and without, for %L). */
-  localHostName: string;
-  uid: number;
-}
 
 /** What the destination (here: the machines file) says, as in `ssh user@host` or `ssh://host:port`; it wins over ssh_config. */
 export interface SshGiven {
@@ -382,66 +378,4 @@ function parsePort(obtained: { value: string; path: string } | undefined, alias:
     throw new SshConfigError(`${obtained.path}: Port "${obtained.value}" for host ${alias} is not a number from 1 to 65535`);
   }
   return port;
-}
-
-/** OpenSSH wildcards: "*" any run of characters, "?" exactly one. Host names compare case-insensitively. */
-export function wildcardMatches(pattern: string, text: string, { ignoreCase = true } = {}): boolean {
-  const source = [...pattern]
-    .map((char) => (char === '*' ? '.*' : char === '?' ? '.' : char.replace(/[\\^$.|+()[\]{}]/g, '\\$&')))
-    .join('');
-  return new RegExp(`^${source}$`, ignoreCase ? 'si' : 's').test(text);
-}
-
-/** A Host line: some positive pattern matches and no negated pattern does. */
-function hostPatternsMatch(patterns: string[], host: string): boolean {
-  let matched = false;
-  for (const pattern of patterns) {
-    if (pattern.startsWith('!')) {
-      if (wildcardMatches(pattern.slice(1), host)) return false;
-    } else if (wildcardMatches(pattern, host)) {
-      matched = true;
-    }
-  }
-  return matched;
-}
-
-/** A comma-separated pattern list in a Match criterion: same rule as a Host line. */
-function patternListMatches(patterns: string[], text: string): boolean {
-  return hostPatternsMatch(patterns.filter((p) => p !== ''), text);
-}
-
-function fileTokens(local: SshLocalContext, remote: { h: string; n: string; p: string; r: string }): Record<string, string> {
-  const l = local.localHostName;
-  return {
-    '%': '%',
-    d: local.homeDir,
-    u: local.localUser,
-    i: String(local.uid),
-    l,
-    L: l.split('.')[0] ?? l,
-    C: createHash('sha1').update(`${l}${remote.h}${remote.p}${remote.r}`).digest('hex'),
-    k: remote.n,
-    ...remote,
-  };
-}
-
-/** ssh's percent_expand: an unknown token is an error, not left alone. */
-function expandPercent(value: string, tokens: Record<string, string>, what: string): string {
-  return value.replace(/%(.?)/g, (whole, token: string) => {
-    const replacement = tokens[token];
-    if (replacement === undefined) throw new SshConfigError(`${what}: unknown token "${whole}" in "${value}"`);
-    return replacement;
-  });
-}
-
-/** ssh expands "~" (its own home) before %-tokens in IdentityFile and UserKnownHostsFile. */
-function expandPath(value: string, tokens: Record<string, string>, homeDir: string, what: string): string {
-  if (/^~[^/]/.test(value)) throw new SshConfigError(`${what}: "~user" paths are not supported ("${value}")`);
-  const tilde = value === '~' ? homeDir : value.startsWith('~/') ? `${homeDir}${value.slice(1)}` : value;
-  return expandPercent(tilde, tokens, what);
-}
-
-/** For a machines-file sshKey: ssh -i expands "~" the same way. */
-export function expandHome(path: string, homeDir: string): string {
-  return path === '~' ? homeDir : path.startsWith('~/') ? `${homeDir}${path.slice(1)}` : path;
 }

@@ -2,7 +2,9 @@ import { readdirSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { SshConfigError } from './errors.js';
 import { readIfExists } from './readIfExists.js';
-import { expandHome, parseSshConfig, wildcardMatches, type IncludeLoader, type ParsedSshConfig } from './sshConfig.js';
+import { parseSshConfig, type IncludeLoader, type ParsedSshConfig } from './sshConfig.js';
+import { wildcardMatches } from './sshPatterns.js';
+import { expandHome } from './sshTokens.js';
 
 export interface SshConfigFileOptions {
   /** `--ssh-config FILE` (ssh -F): the only file read when given. */

@@ -1,7 +1,8 @@
 import { SshConfigError } from './errors.js';
 import type { SshEndpoint } from './machine.js';
-import { expandHome, resolveSshHost, type IncludeLoader, type ParsedSshConfig, type SshGiven, type SshHostSettings, type SshLocalContext, type SshOption, type UnhonouredSshOption } from './sshConfig.js';
+import { resolveSshHost, type IncludeLoader, type ParsedSshConfig, type SshGiven, type SshHostSettings, type SshLocalContext, type SshOption, type UnhonouredSshOption } from './sshConfig.js';
 import { formatJumpHost } from './sshJumpHosts.js';
+import { expandHome } from './sshTokens.js';
 
 /** ssh_config as ssh would read it for every host of a run. */
 export interface SshConfigContext {

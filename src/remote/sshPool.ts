@@ -1,17 +1,13 @@
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { Client, type ClientChannel, type ConnectConfig, type NegotiatedAlgorithms } from 'ssh2';
+import { Client, type ClientChannel, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine, SshEndpoint } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
-import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint } from './hostKey.js';
-import { checkKeyFile } from '../config/keyFile.js';
-import { clientAuth } from './identities.js';
-import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
-import { recordHostKey } from './recordHostKey.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
-import { describeProxyEnd, startProxyCommand, type ProxyProcess } from './proxyCommand.js';
-import { ChannelOpenError, ConnectionLostError, connectFailure, HostUnreachableError, JumpHostError, ProbeTimeoutError, ProxyCommandError } from './sshErrors.js';
+import { startProxyCommand, type ProxyProcess } from './proxyCommand.js';
+import { sshLogin, type LoginSettings } from './sshLogin.js';
+import { ChannelOpenError, ConnectionLostError, HostUnreachableError, JumpHostError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
 export type { ExecResult } from './probeReply.js';
@@ -204,7 +200,17 @@ export class SshPool extends EventEmitter<PoolEvents> {
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
     const sock = await this.route(machine, machine.hostName, connection);
-    await this.login(machine, machine.hostName, connection.client, connection, sock, (error) => this.lost(machine.hostName, connection, error), { isBuilder: true, compress: this.options.compress });
+    await sshLogin(
+      machine,
+      machine.hostName,
+      connection.client,
+      sock,
+      this.loginSettings(machine, connection, {
+        compress: this.options.compress,
+        onHandshake: (negotiated) => (connection.negotiated = negotiated),
+        onClose: (error) => this.lost(machine.hostName, connection, error),
+      }),
+    );
     connection.established = true;
     connection.keepalive = this.keepaliveOf(machine);
     if (connection.closing) throw new ConnectionLostError(machine.hostName, 'the pool was closed while connecting');
@@ -231,12 +237,22 @@ export class SshPool extends EventEmitter<PoolEvents> {
     connection.hops.push(hopClient);
     try {
       const hopSock = await this.route(hop, hopLabel, connection);
-      await this.login(hop, hopLabel, hopClient, connection, hopSock, (error) => {
-        // The jump host went away under a working connection: the host's own connection goes with it.
-        const reason = error?.message === 'Keepalive timeout' ? 'no answer to keep-alives' : (error?.message ?? 'closed');
-        connection.routeLost ??= `jump host ${hop.hostName} lost (${reason})`;
-        connection.client.destroy();
-      }, { isBuilder: false, compress: false });
+      await sshLogin(
+        hop,
+        hopLabel,
+        hopClient,
+        hopSock,
+        this.loginSettings(hop, connection, {
+          // --compress is for the builder's link; a jump host's compresses only when its own Compression says so.
+          compress: false,
+          onClose: (error) => {
+            // The jump host went away under a working connection: the host's own connection goes with it.
+            const reason = error?.message === 'Keepalive timeout' ? 'no answer to keep-alives' : (error?.message ?? 'closed');
+            connection.routeLost ??= `jump host ${hop.hostName} lost (${reason})`;
+            connection.client.destroy();
+          },
+        }),
+      );
       if (connection.closing) throw new ConnectionLostError(label, 'the pool was closed while connecting');
       return await this.forward(hopClient, hop, endpoint, label);
     } catch (error) {
@@ -263,109 +279,19 @@ export class SshPool extends EventEmitter<PoolEvents> {
     return { intervalMs: endpoint.keepaliveIntervalMs ?? this.options.keepaliveIntervalMs, countMax: endpoint.keepaliveCountMax ?? this.options.keepaliveCountMax };
   }
 
-  /**
-   * Handshake, host key check and login on `client`, over `sock` when the
-   * route gave one. `onClose` hears of the connection ending after login.
-   */
-  private async login(
-    endpoint: SshEndpoint,
-    label: string,
-    client: Client,
-    connection: Connection,
-    sock: Duplex | undefined,
-    onClose: (error: Error | undefined) => void,
-    // --compress is for the builder's connection; a jump host's compresses only when its own Compression says so.
-    builder: { isBuilder: boolean; compress: boolean },
-  ): Promise<void> {
-    // The machines file's own sshKey is what the user asked for: a bad one is
-    // bad input, refused before any connection, not an identity to skip.
-    if (endpoint.sshKey !== undefined) await checkKeyFile(endpoint.sshKey, label);
-    const [auth, policy] = await Promise.all([clientAuth(endpoint, { debug: this.debug }), hostKeyPolicy(endpoint, this.options.knownHostsFiles, this.options.globalKnownHostsFiles, label)]);
-    if (connection.closing) throw new ConnectionLostError(label, 'the pool was closed while connecting');
-    if (endpoint.strictHostKeyChecking === 'no' && !policy.pinned) {
-      this.warn(`${label}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
-    }
-    const timeoutMs = endpoint.connectTimeoutMs ?? this.options.connectTimeoutMs;
-    const keepalive = this.keepaliveOf(endpoint);
-    let refusedKey: OffloadError | undefined;
-    const config: ConnectConfig = {
-      host: policy.address,
-      port: policy.port,
-      ...(sock !== undefined && { sock }),
-      username: auth.user,
-      authHandler: auth.methods,
-      readyTimeout: timeoutMs,
-      keepaliveInterval: keepalive.intervalMs,
-      keepaliveCountMax: keepalive.countMax,
-      algorithms: {
-        serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
-        compress: compressionAlgorithms(builder.compress || endpoint.compression === true),
-      },
-      hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
-        const decision = checkHostKey(key, policy);
-        if (!decision.accepted) refusedKey = decision.error;
-        if (decision.accepted && decision.via === 'accepted unknown') {
-          void this.recordNewKey(endpoint, label, key).then(() => verify(true));
-          return;
-        }
-        verify(decision.accepted);
-      },
+  /** How `endpoint` is logged in to: its ssh_config values, else the pool's. */
+  private loginSettings(endpoint: SshEndpoint, connection: Connection, extra: Pick<LoginSettings, 'compress' | 'onClose'> & Partial<LoginSettings>): LoginSettings {
+    return {
+      connectTimeoutMs: endpoint.connectTimeoutMs ?? this.options.connectTimeoutMs,
+      keepalive: this.keepaliveOf(endpoint),
+      knownHostsFiles: this.options.knownHostsFiles,
+      globalKnownHostsFiles: this.options.globalKnownHostsFiles,
+      debug: this.debug,
+      warn: this.warn,
+      closing: () => connection.closing,
+      ...(connection.proxyProcess !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy && { proxyProcess: connection.proxyProcess }),
+      ...extra,
     };
-    const proxyProcess = sock !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy ? connection.proxyProcess : undefined;
-    const failure = async (error: Error | undefined): Promise<OffloadError> => {
-      if (refusedKey) return refusedKey;
-      if (connection.closing) return new ConnectionLostError(label, 'the pool was closed while connecting');
-      if (proxyProcess && endpoint.proxy && 'command' in endpoint.proxy) {
-        // The command's own exit says more than "connection lost before handshake"; it follows the closed pipe closely.
-        const end = await Promise.race([proxyProcess.ended, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1_000).unref())]);
-        if (end !== undefined) return new ProxyCommandError(label, endpoint.proxy.command, describeProxyEnd(end), { cause: error });
-      }
-      return connectFailure(error, label, policy.address, policy.port, auth, timeoutMs);
-    };
-    await new Promise<void>((resolve, reject) => {
-      let ready = false;
-      let lastError: Error | undefined;
-      client.on('handshake', (negotiated) => {
-        if (builder.isBuilder) connection.negotiated = negotiated;
-      });
-      client.on('ready', () => {
-        ready = true;
-        resolve();
-      });
-      client.on('error', (error: Error & { level?: string }) => {
-        // ssh2 reports an agent that fails mid-login this way and goes on with the next method.
-        if (error.level === 'agent') return this.debug(`${label}: ssh-agent: ${error.message}`);
-        lastError = error;
-        if (!ready) void failure(error).then(reject);
-      });
-      client.on('close', () => {
-        if (!ready) {
-          void failure(lastError).then(reject);
-          return;
-        }
-        onClose(lastError);
-      });
-      client.connect(config);
-    });
-  }
-
-  /**
-   * A key nothing knew, accepted under StrictHostKeyChecking accept-new or no:
-   * recorded in the first user known_hosts file, as ssh does, so a different
-   * key next time is refused. A file that cannot be written is a warning, not
-   * a failed connection (ssh goes on too).
-   */
-  private async recordNewKey(endpoint: SshEndpoint, label: string, key: Buffer): Promise<void> {
-    const file = userKnownHostsFilesFor(endpoint, this.options.knownHostsFiles)[0];
-    const name = knownHostsNamesFor(endpoint)[0]!;
-    if (!file) return;
-    const print = `${keyTypeOfBlob(key) ?? 'unknown'} ${sha256Fingerprint(key)}`;
-    try {
-      await recordHostKey(file, name, key, { hash: endpoint.hashKnownHosts ?? false });
-      this.warn(`${label}: permanently added ${name} (${print}) to the list of known hosts in ${file}`);
-    } catch (error) {
-      this.warn(`${label}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
   }
 
   private lost(host: string, connection: Connection, error: Error | undefined): void {
@@ -427,15 +353,6 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 }
 
-/**
- * OpenSSH's offer (kex.c compression_alg_list): with compression on, zlib
- * first; off, `none` first. The client's order decides, so a server that
- * allows zlib compresses only when asked to. On a fast link zlib costs far
- * more CPU than it saves (see the transfer benchmark), hence off by default.
- */
-export function compressionAlgorithms(on: boolean): ('none' | 'zlib@openssh.com' | 'zlib')[] {
-  return on ? ['zlib@openssh.com', 'zlib', 'none'] : ['none', 'zlib@openssh.com', 'zlib'];
-}
 
 async function closeConnection(connection: Connection): Promise<void> {
   connection.closing = true;

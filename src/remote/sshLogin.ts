@@ -1,0 +1,139 @@
+import type { Duplex } from 'node:stream';
+import type { Client, ConnectConfig, NegotiatedAlgorithms } from 'ssh2';
+import type { SshEndpoint } from '../config/machine.js';
+import { checkKeyFile } from '../config/keyFile.js';
+import type { OffloadError } from '../errors/offloadError.js';
+import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
+import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint } from './hostKey.js';
+import { clientAuth } from './identities.js';
+import { describeProxyEnd, type ProxyProcess } from './proxyCommand.js';
+import { recordHostKey } from './recordHostKey.js';
+import { ConnectionLostError, connectFailure, ProxyCommandError } from './sshErrors.js';
+
+/** What one login needs besides the endpoint: the run's defaults resolved for it, and hooks into its connection. */
+export interface LoginSettings {
+  /** Connect, handshake and login within this. */
+  connectTimeoutMs: number;
+  keepalive: { intervalMs: number; countMax: number };
+  /** Offer zlib first even without the endpoint's Compression yes (`--compress`). */
+  compress: boolean;
+  /** known_hosts files for an endpoint without UserKnownHostsFile / GlobalKnownHostsFile. */
+  knownHostsFiles: string[];
+  globalKnownHostsFiles: string[];
+  debug: (message: string) => void;
+  warn: (message: string) => void;
+  /** The pool was closed meanwhile: give up. */
+  closing: () => boolean;
+  /** The ProxyCommand carrying `sock`: its exit explains a failed login. */
+  proxyProcess?: ProxyProcess;
+  onHandshake?: (negotiated: NegotiatedAlgorithms) => void;
+  onClose: (error: Error | undefined) => void;
+}
+
+/**
+ * Handshake, host key check and login on `client`, over `sock` when the
+ * route gave one (else ssh2 opens the TCP connection). `onClose` hears of
+ * the connection ending after login.
+ */
+export async function sshLogin(endpoint: SshEndpoint, label: string, client: Client, sock: Duplex | undefined, settings: LoginSettings): Promise<void> {
+const { debug, warn } = settings;
+  // The machines file's own sshKey is what the user asked for: a bad one is
+  // bad input, refused before any connection, not an identity to skip.
+  if (endpoint.sshKey !== undefined) await checkKeyFile(endpoint.sshKey, label);
+  const [auth, policy] = await Promise.all([clientAuth(endpoint, { debug }), hostKeyPolicy(endpoint, settings.knownHostsFiles, settings.globalKnownHostsFiles, label)]);
+  if (settings.closing()) throw new ConnectionLostError(label, 'the pool was closed while connecting');
+  if (endpoint.strictHostKeyChecking === 'no' && !policy.pinned) {
+    warn(`${label}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
+  }
+  const timeoutMs = settings.connectTimeoutMs;
+  const keepalive = settings.keepalive;
+  let refusedKey: OffloadError | undefined;
+  const config: ConnectConfig = {
+    host: policy.address,
+    port: policy.port,
+    ...(sock !== undefined && { sock }),
+    username: auth.user,
+    authHandler: auth.methods,
+    readyTimeout: timeoutMs,
+    keepaliveInterval: keepalive.intervalMs,
+    keepaliveCountMax: keepalive.countMax,
+    algorithms: {
+      serverHostKey: hostKeyAlgorithms(expectedKeyTypes(policy)) as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
+      compress: compressionAlgorithms(settings.compress || endpoint.compression === true),
+    },
+    hostVerifier: (key: Buffer, verify: (accepted: boolean) => void) => {
+      const decision = checkHostKey(key, policy);
+      if (!decision.accepted) refusedKey = decision.error;
+      if (decision.accepted && decision.via === 'accepted unknown') {
+        void recordNewKey(endpoint, label, key, settings).then(() => verify(true));
+        return;
+      }
+      verify(decision.accepted);
+    },
+  };
+  const proxyProcess = settings.proxyProcess;
+  const failure = async (error: Error | undefined): Promise<OffloadError> => {
+    if (refusedKey) return refusedKey;
+    if (settings.closing()) return new ConnectionLostError(label, 'the pool was closed while connecting');
+    if (proxyProcess && endpoint.proxy && 'command' in endpoint.proxy) {
+      // The command's own exit says more than "connection lost before handshake"; it follows the closed pipe closely.
+      const end = await Promise.race([proxyProcess.ended, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 1_000).unref())]);
+      if (end !== undefined) return new ProxyCommandError(label, endpoint.proxy.command, describeProxyEnd(end), { cause: error });
+    }
+    return connectFailure(error, label, policy.address, policy.port, auth, timeoutMs);
+  };
+  await new Promise<void>((resolve, reject) => {
+    let ready = false;
+    let lastError: Error | undefined;
+    client.on('handshake', (negotiated) => {
+      settings.onHandshake?.(negotiated);
+    });
+    client.on('ready', () => {
+      ready = true;
+      resolve();
+    });
+    client.on('error', (error: Error & { level?: string }) => {
+      // ssh2 reports an agent that fails mid-login this way and goes on with the next method.
+      if (error.level === 'agent') return debug(`${label}: ssh-agent: ${error.message}`);
+      lastError = error;
+      if (!ready) void failure(error).then(reject);
+    });
+    client.on('close', () => {
+      if (!ready) {
+        void failure(lastError).then(reject);
+        return;
+      }
+      settings.onClose(lastError);
+    });
+    client.connect(config);
+  });
+}
+
+/**
+ * A key nothing knew, accepted under StrictHostKeyChecking accept-new or no:
+ * recorded in the first user known_hosts file, as ssh does, so a different
+ * key next time is refused. A file that cannot be written is a warning, not
+ * a failed connection (ssh goes on too).
+ */
+async function recordNewKey(endpoint: SshEndpoint, label: string, key: Buffer, { knownHostsFiles, warn }: LoginSettings): Promise<void> {
+  const file = userKnownHostsFilesFor(endpoint, knownHostsFiles)[0];
+  const name = knownHostsNamesFor(endpoint)[0]!;
+  if (!file) return;
+  const print = `${keyTypeOfBlob(key) ?? 'unknown'} ${sha256Fingerprint(key)}`;
+  try {
+    await recordHostKey(file, name, key, { hash: endpoint.hashKnownHosts ?? false });
+    warn(`${label}: permanently added ${name} (${print}) to the list of known hosts in ${file}`);
+  } catch (error) {
+    warn(`${label}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+/**
+ * OpenSSH's offer (kex.c compression_alg_list): with compression on, zlib
+ * first; off, `none` first. The client's order decides, so a server that
+ * allows zlib compresses only when asked to. On a fast link zlib costs far
+ * more CPU than it saves (see the transfer benchmark), hence off by default.
+ */
+export function compressionAlgorithms(on: boolean): ('none' | 'zlib@openssh.com' | 'zlib')[] {
+  return on ? ['zlib@openssh.com', 'zlib', 'none'] : ['none', 'zlib@openssh.com', 'zlib'];
+}
