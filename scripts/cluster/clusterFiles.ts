@@ -153,9 +153,10 @@ export function machinesJson(builders: BuilderFiles[], paths: ClusterPaths): str
     maxJobs: b.spec.maxJobs,
     speedFactor: b.spec.speedFactor,
     publicHostKey: publicHostKeyField(b.hostKeyLine),
-    // Every builder shares this machine's kernel: its PSI and load are those of everything
-    // running here (other tests, other users), not the builder's own. Free space stays checked.
-    pressure: { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null },
+    // A builder that reads this machine's own PSI and load (pressure: 'shared') sees everything
+    // running here, not its own work; the others read idle figures of their own (testCluster.ts),
+    // so the default limits apply to them as to a real builder. Free space stays checked.
+    ...(b.spec.pressure === 'shared' ? { pressure: { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null } } : {}),
   }));
   return JSON.stringify(machines, null, 2) + '\n';
 }

@@ -68,9 +68,7 @@ describe.runIf(integrationPrereqs())('SSH login like OpenSSH: ssh-agent and unus
   const machinesFile = () => {
     const file = join(dir, 'machines.json');
     const b = ruby();
-    // PSI and load here are the whole shared machine's, not ruby's: like the cluster's machines file, ignore them.
-    const pressure = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null };
-    writeFileSync(file, JSON.stringify([{ hostName: 'ruby', systems: b.systems, maxJobs: b.maxJobs, publicHostKey: b.publicHostKey, pressure }]));
+    writeFileSync(file, JSON.stringify([{ hostName: 'ruby', systems: b.systems, maxJobs: b.maxJobs, publicHostKey: b.publicHostKey }]));
     return file;
   };
   const sshConfig = (name: string, lines: string[]) => {
