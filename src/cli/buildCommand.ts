@@ -124,11 +124,15 @@ ${exitCodeHelp}`,
 }
 
 export async function buildAction(installables: string[], opts: BuildOptions): Promise<number> {
+  // Independent: `nix show-config` (machines) runs while the closure is read and the local store asked.
+  // A machines error still wins, as when they ran one after the other.
+  const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
+  loading.catch(() => undefined);
   const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
   const state = resolveState(opts, config);
   const output = new BuildObservers(opts);
   for (const warning of config.warnings ?? []) output.warn(warning);
-  const workload = await loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
+  const workload = await loading;
   if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).', ExitCode.badInput);
   const { set } = workload;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
