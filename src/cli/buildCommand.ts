@@ -16,7 +16,6 @@ import { jobsForWork } from '../schedule/transferJobs.js';
 import { markFetchesOnBuilders, splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
-import { queryBuilderHoldings } from '../run/builderHoldings.js';
 import { LocalFetcher } from '../run/localFetcher.js';
 import type { JobRecord } from '../run/runResult.js';
 import { openSubstituters, transferEstimates } from './substitution.js';
@@ -26,11 +25,11 @@ import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
-import { checkCopyBack } from '../run/copyBackCheck.js';
+import { startRun } from '../run/runStart.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement, liveScheduler } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
-import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate } from '../run/pressureGate.js';
+import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate, type PressureSample } from '../run/pressureGate.js';
 import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
 import { serveChannelOpener } from '../run/openChannel.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
@@ -185,6 +184,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   let interrupted = false;
   ssh.on('down', (host, error) => executor?.hostDown(host, error));
   const byName = new Map(config.machines.map((m) => [m.hostName, m]));
+  const sampledEarly: Array<[string, PressureSample, boolean]> = [];
   const pressure = new PressureGate({
     hosts: config.machines.map((m) => m.hostName),
     // Over the connection already open: a builder not connected (yet, or any more) is not probed.
@@ -196,7 +196,8 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     probeTimeoutMs: PRESSURE_PROBE_TIMEOUT_MS,
     limits: new Map(config.machines.map((m) => [m.hostName, pressureLimits(m.pressure)])),
     intervalMs: PRESSURE_INTERVAL_MS,
-    onSample: (host, sample, changed) => executor?.pressureSampled(host, sample, changed),
+    // The first look overlaps the start-up: what it found reaches the executor once there is one.
+    onSample: (host, sample, changed) => (executor ? executor.pressureSampled(host, sample, changed) : sampledEarly.push([host, sample, changed])),
   });
   const shutdown = (signal: TerminationSignal) => {
     interrupted = true;
@@ -228,9 +229,8 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     assertEveryJobFits(firstJobs, hosts(true));
     // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
     const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
-    Object.assign(localStore, await checkCopyBack({ ssh, machines: config.machines, hosts: builders.map((h) => h.id), storeDir: opts.storeDir, log }));
-    // Builders are caches too: asked once, over the connections the run opens anyway.
-    const holdings = await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));
+    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), log, onAccess: (access) => Object.assign(localStore, access) });
+    let firstLook = looking;
     let held: ReadonlyMap<string, string> = holdings.held;
     let localPaths: ReadonlySet<string> = workload.localPaths;
     const refused = new Set<string>();
@@ -249,7 +249,9 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
         break;
       }
       executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
-      await pressure.look();
+      for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
+      await (firstLook ?? pressure.look());
+      firstLook = undefined;
       // Interrupted while connecting: the pass starts nothing and reports its jobs as interrupted.
       if (interrupted) executor.interrupt();
       const passResult = await executor.run();

@@ -1,0 +1,64 @@
+import type { Machine } from '../config/machine.js';
+import type { SshPool } from '../remote/sshPool.js';
+import { LOCAL_HOST } from '../schedule/types.js';
+import { queryBuilderHoldings, type BuilderHoldings } from './builderHoldings.js';
+import type { ChannelPool } from './channelPool.js';
+import { checkCopyBack, type LocalStoreAccess } from './copyBackCheck.js';
+import type { PressureGate } from './pressureGate.js';
+
+export interface RunStartInput {
+  ssh: SshPool;
+  machines: readonly Machine[];
+  channels: ChannelPool;
+  pressure: PressureGate;
+  /** Remote builders the first pass may use: the copy-back check asks about them. */
+  builders: readonly string[];
+  /** Outputs the local store lacks: what the builders are asked whether they hold. */
+  missing: readonly string[];
+  /** The first pass has jobs; without any, no builder is connected for pressure and no local channel opened. */
+  work: boolean;
+  storeDir?: string;
+  log: (line: string) => void;
+  /** The local store's answer, before any local serve channel opens (it decides how local builds go). */
+  onAccess: (access: LocalStoreAccess) => void;
+}
+
+export interface RunStart {
+  holdings: BuilderHoldings;
+  /** The builders' first pressure look, still running maybe: the first pass waits for it before it dispatches. */
+  firstLook: Promise<void> | undefined;
+}
+
+/**
+ * What a run learns before it plans, asked all at once rather than one after
+ * the other, since none needs another's answer: whether the local store
+ * takes what builders send back (a refusal still stops the run before
+ * anything is built), what the builders already hold, and their pressure.
+ * One SSH connection per builder carries the last two. The local serve
+ * channel the first transfer needs starts meanwhile, once the local store's
+ * answer says how it builds.
+ */
+export async function startRun(input: RunStartInput): Promise<RunStart> {
+  const { ssh, machines, channels, work } = input;
+  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), log: input.log }).then((found) => {
+    input.onAccess(found);
+    if (work) warmLocalChannel(channels);
+  });
+  // Connecting first lets the pressure probe (which never connects by itself) use the connection being made.
+  if (work) for (const m of machines) ssh.connect(m).catch(() => undefined);
+  const firstLook = work ? input.pressure.look() : undefined;
+  const [, holdings] = await Promise.all([access, queryBuilderHoldings(channels, machines.map((m) => m.hostName), input.missing)]);
+  return { holdings, firstLook };
+}
+
+/**
+ * Opens one local serve channel into the pool ahead of the first job, which
+ * would otherwise wait for `nix-store --serve` to start. A failure here is
+ * not reported: the job that needs the channel meets it again and reports it.
+ */
+function warmLocalChannel(channels: ChannelPool): void {
+  channels.acquire(LOCAL_HOST).then(
+    (channel) => channels.release(LOCAL_HOST, channel),
+    () => undefined,
+  );
+}
