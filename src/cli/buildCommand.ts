@@ -26,6 +26,7 @@ import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
 import { startRun } from '../run/runStart.js';
+import { nixStateDirWritable, opensStoreInProcess } from '../store/storeInProcess.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement, liveScheduler } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
@@ -229,7 +230,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     assertEveryJobFits(firstJobs, hosts(true));
     // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
     const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
-    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), log, onAccess: (access) => Object.assign(localStore, access) });
+    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
     let firstLook = looking;
     let held: ReadonlyMap<string, string> = holdings.held;
     let localPaths: ReadonlySet<string> = workload.localPaths;

@@ -270,6 +270,7 @@ function localSettings(loaded: Loaded, options: LoadMachinesOptions, nix: NixCon
     // Nix reads these as signed numbers; a negative one means no limit there too.
     maxSilentTime: Math.max(0, picked.maxSilentTime.value),
     buildTimeout: Math.max(0, picked.buildTimeout.value),
+    store: s.store.value,
     origins: {
       maxJobs: picked.maxJobs.origin,
       speedFactor: picked.speedFactor.origin,

@@ -77,6 +77,8 @@ export interface LocalSettings {
   maxSilentTime: number;
   /** Seconds a build may run (Nix's timeout); 0 = no limit. */
   buildTimeout: number;
+  /** Nix's `store` setting (`$NIX_REMOTE`, nix.conf), which local Nix commands open: `auto`, `local`, `daemon`, a URL. */
+  store: string;
   /** Where each value came from: a flag, the offload machines file, a nix.conf line, NIX_CONFIG or "default". */
   origins: { [K in 'maxJobs' | 'speedFactor' | 'systems' | 'supportedFeatures' | 'buildersUseSubstitutes' | 'maxSilentTime' | 'buildTimeout']: string };
 }

@@ -16,6 +16,8 @@ export interface CopyBackCheckOptions {
   /** Every host the run may use (planned and reserves); the local one is skipped. */
   hosts: readonly string[];
   storeDir?: string;
+  /** The local store is opened in-process (store/storeInProcess.ts): it takes unsigned paths, so it is not asked. */
+  storeInProcess?: boolean;
   log: (line: string) => void;
 }
 
@@ -37,6 +39,7 @@ export interface LocalStoreAccess {
  * with a note: a refusal then fails their job at once (failure.ts).
  */
 export async function checkCopyBack(options: CopyBackCheckOptions): Promise<LocalStoreAccess> {
+  if (options.storeInProcess) return { untrusted: false };
   const local = await askLocalStore(options.storeDir, options.log);
   if (local === undefined || local.accepted) return { untrusted: false };
   const remote = options.hosts.filter((host) => host !== LOCAL_HOST);

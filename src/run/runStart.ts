@@ -18,6 +18,8 @@ export interface RunStartInput {
   /** The first pass has jobs; without any, no builder is connected for pressure and no local channel opened. */
   work: boolean;
   storeDir?: string;
+  /** The local store is opened in-process: the copy-back check has nothing to ask. */
+  storeInProcess?: boolean;
   log: (line: string) => void;
   /** The local store's answer, before any local serve channel opens (it decides how local builds go). */
   onAccess: (access: LocalStoreAccess) => void;
@@ -40,7 +42,7 @@ export interface RunStart {
  */
 export async function startRun(input: RunStartInput): Promise<RunStart> {
   const { ssh, machines, channels, work } = input;
-  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), log: input.log }).then((found) => {
+  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), storeInProcess: input.storeInProcess === true, log: input.log }).then((found) => {
     input.onAccess(found);
     if (work) warmLocalChannel(channels);
   });

@@ -175,6 +175,7 @@ describe('loadMachinesConfig: local settings', () => {
       buildersUseSubstitutes: true,
       maxSilentTime: 0,
       buildTimeout: 0,
+      store: expect.any(String),
       origins: {
         maxSilentTime: 'default',
         buildTimeout: 'default',
@@ -202,6 +203,7 @@ describe('loadMachinesConfig: local settings', () => {
       buildersUseSubstitutes: false,
       maxSilentTime: 0,
       buildTimeout: 0,
+      store: expect.any(String),
       origins: {
         maxSilentTime: 'default',
         buildTimeout: 'default',

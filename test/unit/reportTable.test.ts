@@ -84,6 +84,7 @@ describe('the machines table on a terminal', () => {
       buildersUseSubstitutes: false,
       maxSilentTime: 0,
       buildTimeout: 0,
+      store: 'auto',
       origins: {
         maxJobs: '/etc/nix/nix.conf:3',
         speedFactor: 'default',
