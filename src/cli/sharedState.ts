@@ -3,9 +3,7 @@ import type { Command } from 'commander';
 import type { MachinesConfig } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { BuildHistory } from '../history/buildHistory.js';
-import { PostgresBuildHistory } from '../history/postgresBuildHistory.js';
 import { defaultHistoryPath, SqliteBuildHistory } from '../history/sqliteBuildHistory.js';
-import { PostgresSlotLeases } from '../slots/postgresSlotLeases.js';
 import type { SlotLeases } from '../slots/slotLeases.js';
 import { SqliteSlotLeases } from '../slots/sqliteSlotLeases.js';
 import { stateLocation, type StateLocation } from '../state/stateLocation.js';
@@ -53,7 +51,7 @@ export function resolveState(opts: StateOptions, config?: Pick<MachinesConfig, '
  */
 export async function openHistory(location: StateLocation, opts: StateOptions, mode: 'read' | 'write', warn: (message: string) => void): Promise<BuildHistory | undefined> {
   if (opts.history === false) return undefined;
-  if (location.kind === 'postgres') return PostgresBuildHistory.open(location);
+  if (location.kind === 'postgres') return openPostgresHistory(location);
   const path = opts.historyFile ?? defaultHistoryPath();
   if (mode === 'read' && !existsSync(path)) return undefined;
   try {
@@ -67,11 +65,18 @@ export async function openHistory(location: StateLocation, opts: StateOptions, m
 
 /** The history `offload history` reads and imports into: it must open. */
 export async function openHistoryStrict(location: StateLocation, opts: StateOptions): Promise<BuildHistory> {
-  if (location.kind === 'postgres') return PostgresBuildHistory.open(location);
+  if (location.kind === 'postgres') return openPostgresHistory(location);
   return new SqliteBuildHistory(opts.historyFile ?? defaultHistoryPath());
 }
 
 export async function openSlotLeases(location: StateLocation, log: (line: string) => void): Promise<SlotLeases> {
   if (location.kind === 'local') return new SqliteSlotLeases();
+  // Loaded only for a shared state: the PostgreSQL client is a good part of offload's start-up otherwise.
+  const { PostgresSlotLeases } = await import('../slots/postgresSlotLeases.js');
   return PostgresSlotLeases.open(location, { onConnection: (_event, message) => log(`offload: ${message}`) });
+}
+
+async function openPostgresHistory(location: Extract<StateLocation, { kind: 'postgres' }>): Promise<BuildHistory> {
+  const { PostgresBuildHistory } = await import('../history/postgresBuildHistory.js');
+  return PostgresBuildHistory.open(location);
 }

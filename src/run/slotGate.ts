@@ -1,4 +1,4 @@
-import { StateUnavailableError } from '../state/postgresConnection.js';
+import { StateUnavailableError } from '../state/stateUnavailable.js';
 import type { SlotLease, SlotLeases, SlotRequest } from '../slots/slotLeases.js';
 
 export interface SlotGateOptions {

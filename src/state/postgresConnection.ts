@@ -1,20 +1,11 @@
 import pg from 'pg';
-import { ExitCode, OffloadError } from '../errors/offloadError.js';
+import { OffloadError } from '../errors/offloadError.js';
 import { scrubSecret, urlPassword, type StateLocation } from './stateLocation.js';
+import { StateUnavailableError } from './stateUnavailable.js';
 
 export type PostgresLocation = Extract<StateLocation, { kind: 'postgres' }>;
 
-/**
- * The shared state cannot be reached or used. Like psql, whose exit status is
- * 2 when the connection to the server goes bad, offload exits 2: a fleet must
- * never fall back silently to per-machine state, since that would break the
- * slot guarantee.
- */
-export class StateUnavailableError extends OffloadError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, ExitCode.badInput, options);
-  }
-}
+export { StateUnavailableError };
 
 /** How long connecting may take before the state counts as unreachable. */
 const CONNECT_TIMEOUT_MS = 10_000;
