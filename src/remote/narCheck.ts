@@ -3,10 +3,25 @@ import { parseNixHash } from '../storePath/nixHash.js';
 import type { PathInfo } from './serveCodec/messages.js';
 import { UntrustedReplyError } from './untrustedReplyError.js';
 
+/**
+ * Who compares a NAR's SHA-256 with its info: `here`, as the bytes stream
+ * by; `receiver`, the store that adds it (add-to-store-NAR: Nix's
+ * LocalStore::addToStore hashes what it restores and refuses a mismatch
+ * before it registers the path), which spares this process the hashing;
+ * `none` for a trusted source (the local store).
+ */
+export type NarHashCheck = 'here' | 'receiver' | 'none';
+
 /** One path's NAR on its way: read `chunks` to the end before the next NAR. */
 export interface NarStream {
   info: PathInfo;
   chunks: AsyncIterable<Buffer>;
+  /**
+   * The untrusted host that sent the NAR unhashed (`receiver`): the store
+   * that adds it must check the hash (ServeClient.addNars hashes for one that
+   * cannot), and its refusal of the hash is this host's lie.
+   */
+  unhashedFrom?: string;
 }
 
 /**
@@ -44,7 +59,7 @@ export async function* checkedNar(chunks: AsyncIterable<Buffer>, info: PathInfo,
 }
 
 /** The info's NAR hash as the SHA-256 digest it must be (Nix sends base32; older stores base16). */
-function expectedDigest(info: PathInfo, host: string): Buffer {
+export function expectedDigest(info: PathInfo, host: string): Buffer {
   const hash = parseNixHash(info.narHash ?? '');
   if (hash?.algo !== 'sha256') {
     throw new UntrustedReplyError(host, info.path, `its path info gives ${JSON.stringify(info.narHash ?? '')} as NAR hash, which is not a SHA-256 hash`);

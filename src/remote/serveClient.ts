@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import type { Derivation } from '../drv/derivation.js';
 import { buildResultFromExitStatus, type BuildResult } from './buildResult.js';
 import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
-import { checkedNar, type NarStream } from './narCheck.js';
+import { checkedNar, expectedDigest, type NarHashCheck, type NarStream } from './narCheck.js';
 import { NarScanner } from './narScanner.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
 import {
@@ -43,7 +43,7 @@ import { UntrustedReplyError } from './untrustedReplyError.js';
 
 export { CLIENT_VERSION, SERVE_MAGIC_1, SERVE_MAGIC_2, ServeCommand, type PathInfo } from './serveCodec/messages.js';
 export { ServeConnectionLostError } from './serveConnectionLostError.js';
-export type { NarStream } from './narCheck.js';
+export type { NarHashCheck, NarStream } from './narCheck.js';
 
 /**
  * Bytes written ahead into the server's input before waiting for it to drain.
@@ -304,13 +304,20 @@ export class ServeClient {
    * The NARs of `infos`, in that order: one dump-store-path request per
    * path, all sent at once, so the server streams them back to back. Each
    * NAR is checked against its info on the way (checkedNar): its size
-   * always, its hash when `hash` is set (for a source that is not trusted).
+   * always, its hash as `hash` says (NarHashCheck; with `receiver`, each
+   * NAR names this host as the one to blame for a hash the receiver refuses).
    * Read each NAR's chunks to the end before taking the next NAR; stopping
    * early loses the connection's framing, so the client is then closed.
    */
-  dumpNars(infos: readonly PathInfo[], options: { hash: boolean }): AsyncGenerator<NarStream> {
+  dumpNars(infos: readonly PathInfo[], options: { hash: NarHashCheck }): AsyncGenerator<NarStream> {
     const self = this;
-    for (const info of infos) assertStorePath(info.path, 'A path to dump', this.storeDir);
+    for (const info of infos) {
+      assertStorePath(info.path, 'A path to dump', this.storeDir);
+      // The receiver parses the hash it is sent; one that is not SHA-256 is refused here, before any byte moves.
+      if (options.hash === 'receiver') expectedDigest(info, this.host);
+    }
+    const check = { hash: options.hash === 'here' };
+    const blame = options.hash === 'receiver' ? { unhashedFrom: this.host } : {};
     async function* generate(): AsyncGenerator<NarStream> {
       const release = await self.acquire();
       let finished = false;
@@ -322,13 +329,13 @@ export class ServeClient {
           const raw = self.reader.scan(new NarScanner(), `the NAR of ${info.path}`);
           async function* chunks(): AsyncGenerator<Buffer> {
             try {
-              yield* checkedNar(raw, info, self.host, options);
+              yield* checkedNar(raw, info, self.host, check);
               drained = true;
             } catch (error) {
               throw await self.fail(`sending ${info.path}`, error);
             }
           }
-          yield { info, chunks: chunks() };
+          yield { info, chunks: chunks(), ...blame };
           if (!drained) throw new Error(`The NAR of ${info.path} was not read to its end before the next one.`);
         }
         finished = true;
@@ -344,42 +351,76 @@ export class ServeClient {
    * Adds each NAR to the server's store with add-to-store-NAR: the info,
    * then the NAR's bytes as they arrive, streamed with back-pressure. The
    * server checks each NAR's hash and size against the info before it
-   * registers the path. Acknowledgements are read while later NARs are
+   * registers the path (Nix's LocalStore::addToStore), and its refusal of a
+   * NAR that came unhashed from an untrusted host becomes that host's
+   * UntrustedReplyError. Acknowledgements are read while later NARs are
    * sent, so many small paths cost no round trip each. A server too old for
-   * add-to-store-NAR gets the same paths as an import-paths export stream.
+   * add-to-store-NAR gets the same paths as an import-paths export stream;
+   * import-paths checks no hash, so unhashed NARs are hashed here for it.
    */
   async addNars(nars: AsyncIterable<NarStream>): Promise<number> {
+    const unhashed = new Map<string, NarStream>();
     return this.run('adding paths', async () => {
-      const legacy = !acceptsAddToStoreNar(this.version);
-      if (legacy) await this.write(encodeImportPaths());
-      let added = 0;
-      let acks: Promise<void> = Promise.resolve();
-      const source = nars[Symbol.asyncIterator]();
       try {
-        for (let next = await fromSource(() => source.next()); !next.done; next = await fromSource(() => source.next())) {
-          const { info, chunks } = next.value;
-          await this.write(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
-          const bytes = chunks[Symbol.asyncIterator]();
-          for (let chunk = await fromSource(() => bytes.next()); !chunk.done; chunk = await fromSource(() => bytes.next())) {
-            await this.write(chunk.value);
-          }
-          if (legacy) await this.write(encodeExportTrailer(info));
-          else acks = acks.then(() => decodeImportAck(this.reader));
-          added++;
-        }
+        return await this.sendNars(nars, unhashed);
       } catch (error) {
-        // The failure to report is the one that stopped the stream, not an acknowledgement that never came.
-        acks.catch(() => undefined);
-        await source.return?.();
-        throw error;
+        throw (await this.refusedLie(error, unhashed)) ?? error;
       }
-      if (legacy) {
-        await this.write(encodeExportEnd());
-        await decodeImportAck(this.reader);
-      }
-      await acks;
-      return added;
     });
+  }
+
+  private async sendNars(nars: AsyncIterable<NarStream>, unhashed: Map<string, NarStream>): Promise<number> {
+    const legacy = !acceptsAddToStoreNar(this.version);
+    if (legacy) await this.write(encodeImportPaths());
+    let added = 0;
+    let acks: Promise<void> = Promise.resolve();
+    const source = nars[Symbol.asyncIterator]();
+    try {
+      for (let next = await fromSource(() => source.next()); !next.done; next = await fromSource(() => source.next())) {
+        const nar = next.value;
+        const { info, unhashedFrom } = nar;
+        let chunks = nar.chunks;
+        if (unhashedFrom !== undefined) {
+          if (legacy) chunks = checkedNar(chunks, info, unhashedFrom, { hash: true });
+          else unhashed.set(info.path, nar);
+        }
+        await this.write(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
+        const bytes = chunks[Symbol.asyncIterator]();
+        for (let chunk = await fromSource(() => bytes.next()); !chunk.done; chunk = await fromSource(() => bytes.next())) {
+          await this.write(chunk.value);
+        }
+        if (legacy) await this.write(encodeExportTrailer(info));
+        else acks = acks.then(() => decodeImportAck(this.reader));
+        added++;
+      }
+    } catch (error) {
+      // The failure to report is the one that stopped the stream, not an acknowledgement that never came.
+      acks.catch(() => undefined);
+      await source.return?.();
+      throw error;
+    }
+    if (legacy) {
+      await this.write(encodeExportEnd());
+      await decodeImportAck(this.reader);
+    }
+    await acks;
+    return added;
+  }
+
+  /**
+   * The server died refusing a NAR's hash or size (`hash mismatch importing
+   * path '…'`, LocalStore::addToStore): for a NAR that came unhashed from an
+   * untrusted host, that host lied, and the store registered nothing.
+   */
+  private async refusedLie(error: unknown, unhashed: ReadonlyMap<string, NarStream>): Promise<UntrustedReplyError | undefined> {
+    if (unhashed.size === 0 || error instanceof SourceFailure || error instanceof UntrustedReplyError) return undefined;
+    await this.serverLog.ended(LAST_WORDS_MS);
+    const refusal = /^(hash|size) mismatch importing path '([^']*)'/.exec(this.serverLog.lastError() ?? '');
+    const nar = refusal ? unhashed.get(refusal[2]!) : undefined;
+    if (!refusal || nar?.unhashedFrom === undefined) return undefined;
+    const { info } = nar;
+    const problem = refusal[1] === 'hash' ? `its NAR does not have the hash ${info.narHash} its path info gives` : `its NAR does not have the ${info.narSize} bytes its path info gives`;
+    return new UntrustedReplyError(nar.unhashedFrom, info.path, problem);
   }
 
   /**
@@ -509,7 +550,7 @@ export class ServeClient {
   }
 
   private connectionError(what: string, error: unknown): Error {
-    if (error instanceof ServeConnectionLostError) return error;
+    if (error instanceof ServeConnectionLostError || error instanceof UntrustedReplyError) return error;
     if (error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined) {
       const recent = this.serverLog.recentLines();
       const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).map(stripColours).join(' | ')}` : '';

@@ -1,6 +1,6 @@
 import type { Derivation } from '../drv/derivation.js';
 import type { BuildResult } from '../remote/buildResult.js';
-import type { NarStream, PathInfo } from '../remote/serveClient.js';
+import type { NarHashCheck, NarStream, PathInfo } from '../remote/serveClient.js';
 
 /**
  * What the executor needs from one serve channel (a running
@@ -16,9 +16,9 @@ export interface StoreChannel {
   queryClosure(paths: string[], includeOutputs: boolean): Promise<Iterable<string>>;
   /** Infos of the valid ones among `paths` (NAR hash and size, references); a reply about other paths is refused. */
   queryPathInfos(paths: string[]): Promise<PathInfo[]>;
-  /** The NARs of `infos` in order, each checked against its info as it streams (the hash too with `hash`). */
-  dumpNars(infos: readonly PathInfo[], opts: { hash: boolean }): AsyncIterable<NarStream>;
-  /** Adds the NARs to this store, streamed; resolves once the store has registered every one. */
+  /** The NARs of `infos` in order, each checked against its info as it streams (its hash as `hash` says). */
+  dumpNars(infos: readonly PathInfo[], opts: { hash: NarHashCheck }): AsyncIterable<NarStream>;
+  /** Adds the NARs to this store, streamed; resolves once the store has registered every one (a NAR's `unhashedFrom` host is blamed for a hash it refuses). */
   addNars(nars: AsyncIterable<NarStream>): Promise<unknown>;
   buildDerivation(drvPath: string, drv: Derivation, opts: BuildRequestOptions): Promise<BuildResult>;
   close(): void | Promise<void>;

@@ -54,8 +54,9 @@ const PROGRESS_INTERVAL_S = 0.25;
  * Nothing a builder says is taken on trust: its closure may only name paths
  * this run expects, its path infos only the paths asked about, with
  * references inside that closure, and each NAR must have the size and hash
- * its info gives (checked as it streams; the receiving store never sees the
- * end of a NAR that fails).
+ * its info gives (the size checked as it streams, so the receiving store
+ * never sees the end of a NAR of another size; the hash by the receiving
+ * store, which registers nothing that fails it).
  */
 export class PathTransfers {
   private readonly inFlight = new Map<string, Map<string, Promise<void>>>();
@@ -193,9 +194,11 @@ export class PathTransfers {
 
   /**
    * The NARs of `paths`, dependencies first, from the source's store into
-   * the target's, one stream with back-pressure end to end. A builder's
-   * NARs are hashed on the way; the local store is trusted (the target's
-   * Nix checks every hash again before it registers a path).
+   * the target's, one stream with back-pressure end to end. The target's
+   * Nix hashes every NAR before it registers the path, so a builder's NARs
+   * are not hashed here too: the target's refusal of one is that builder's
+   * UntrustedReplyError (ServeClient.addNars). Sizes and NAR structure are
+   * still checked as the bytes stream by.
    */
   private async stream(t: { source: string; sourceChannel: StoreChannel; target: string; targetChannel: StoreChannel; closure: string[]; jobId: string | undefined }, paths: string[]): Promise<number> {
     const infos = await t.sourceChannel.queryPathInfos(paths);
@@ -204,7 +207,7 @@ export class PathTransfers {
     const total = ordered.reduce((sum, info) => sum + info.narSize, 0);
     const progress = this.progress(t, ordered.length, total);
     try {
-      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: t.source !== LOCAL_HOST }), progress.add));
+      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: t.source === LOCAL_HOST ? 'none' : 'receiver' }), progress.add));
     } catch (error) {
       progress.finish(error);
       throw error;
@@ -255,7 +258,7 @@ function checkInfos(source: string, asked: string[], infos: PathInfo[], closure:
 /** Counts the bytes of each NAR as the receiver takes them. */
 async function* counted(nars: AsyncIterable<NarStream>, add: (bytes: number) => void): AsyncGenerator<NarStream> {
   for await (const nar of nars) {
-    yield { info: nar.info, chunks: countChunks(nar.chunks, add) };
+    yield { ...nar, chunks: countChunks(nar.chunks, add) };
   }
 }
 

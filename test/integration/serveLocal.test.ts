@@ -7,6 +7,7 @@ import type { ExportedPath } from '../../src/remote/exportStream.js';
 import { checkedNar } from '../../src/remote/narCheck.js';
 import { ServeClient, ServeConnectionLostError, type NarStream, type PathInfo } from '../../src/remote/serveClient.js';
 import { spawnServe, type ChildServeTransport } from '../../src/store/spawnServe.js';
+import { UntrustedReplyError } from '../../src/remote/untrustedReplyError.js';
 import { instantiate, nixStore, nixTestEnv, requireNix, type TestDerivation } from '../support/nixFixtures.js';
 
 const MISSING = '/nix/store/00000000000000000000000000000000-not-there';
@@ -19,20 +20,21 @@ async function connect(onLog?: (line: string) => void): Promise<{ client: ServeC
   return { client, transport };
 }
 
-/** NARs from memory, checked against their infos the way a builder's are. */
-async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memory'): AsyncGenerator<NarStream> {
+/** NARs from memory, checked against their infos the way a builder's are: hashed here, or left to the receiving store. */
+async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memory', hash: 'here' | 'receiver' = 'here'): AsyncGenerator<NarStream> {
   for (const { info, bytes } of items) {
     const parts = (async function* () {
       yield bytes.subarray(0, 7);
       yield bytes.subarray(7);
     })();
-    yield { info, chunks: checkedNar(parts, info, host, { hash: true }) };
+    const chunks = checkedNar(parts, info, host, { hash: hash === 'here' });
+    yield hash === 'here' ? { info, chunks } : { info, chunks, unhashedFrom: host };
   }
 }
 
 async function narOf(client: ServeClient, info: PathInfo): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const nar of client.dumpNars([info], { hash: false })) for await (const chunk of nar.chunks) chunks.push(chunk);
+  for await (const nar of client.dumpNars([info], { hash: 'none' })) for await (const chunk of nar.chunks) chunks.push(chunk);
   return Buffer.concat(chunks);
 }
 
@@ -166,7 +168,7 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
     const [info] = await source.client.queryPathInfos([item.outPath]);
     const chunks: Buffer[] = [];
-    for await (const nar of source.client.dumpNars([info!], { hash: true })) for await (const chunk of nar.chunks) chunks.push(chunk);
+    for await (const nar of source.client.dumpNars([info!], { hash: 'here' })) for await (const chunk of nar.chunks) chunks.push(chunk);
     // Still in step after the NAR: the next command gets its own reply.
     expect(await source.client.queryValidPaths([item.outPath])).toEqual([item.outPath]);
     expect(Buffer.concat(chunks).length).toBe(info!.narSize);
@@ -182,25 +184,32 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect(await nixStore(['--verify-path', item.outPath])).toBe('');
   });
 
-  it('stops a NAR whose hash differs from its path info before the receiving store registers it', async () => {
-    const item = await instantiate({ name: 'serve-liar', script: 'echo the truth > $out' });
-    const source = await connect();
-    expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
-    const [info] = await source.client.queryPathInfos([item.outPath]);
-    const other = await instantiate({ name: 'serve-liar', script: 'echo a lie!!!! > $out' });
-    expect((await source.client.buildDerivation(other.drvPath, other.drv)).status).toBe(BuildStatus.Built);
-    const [otherInfo] = await source.client.queryPathInfos([other.outPath]);
-    const otherNar = await narOf(source.client, otherInfo!);
-    source.client.close();
-    await source.transport.exited;
-    await nixStore(['--delete', item.outPath]);
-    // The lie: the other path's NAR (same size) under this path's info, as a builder could send it.
-    const target = await connect();
-    const lie = narsOf([{ info: info!, bytes: otherNar }], 'liar');
-    await expect(target.client.addNars(lie)).rejects.toThrow(/liar cannot be trusted: its NAR does not have the hash/);
-    const { client } = await connect();
-    expect(await client.queryValidPaths([item.outPath])).toEqual([]);
-  });
+  for (const hash of ['here', 'receiver'] as const) {
+    it(`stops a NAR whose hash differs from its path info before the receiving store registers it (hashed ${hash === 'here' ? 'as it streams' : 'by the receiving store'})`, async () => {
+      const item = await instantiate({ name: 'serve-liar', script: 'echo the truth > $out' });
+      const source = await connect();
+      expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
+      const [info] = await source.client.queryPathInfos([item.outPath]);
+      const other = await instantiate({ name: 'serve-liar', script: 'echo a lie!!!! > $out' });
+      expect((await source.client.buildDerivation(other.drvPath, other.drv)).status).toBe(BuildStatus.Built);
+      const [otherInfo] = await source.client.queryPathInfos([other.outPath]);
+      const otherNar = await narOf(source.client, otherInfo!);
+      source.client.close();
+      await source.transport.exited;
+      await nixStore(['--delete', item.outPath]);
+      // The lie: the other path's NAR (same size) under this path's info, as a builder could send it.
+      const target = await connect();
+      const lie = narsOf([{ info: info!, bytes: otherNar }], 'liar', hash);
+      const error = await target.client.addNars(lie).catch((e: unknown) => e);
+      // The receiver's refusal ("hash mismatch importing path") is the sender's lie, named as such.
+      expect(error).toBeInstanceOf(UntrustedReplyError);
+      expect(error).toMatchObject({ host: 'liar', path: item.outPath });
+      expect((error as Error).message).toMatch(/liar cannot be trusted: its NAR does not have the hash sha256:\w+ its path info gives/);
+      expect(target.client.usable).toBe(false);
+      const { client } = await connect();
+      expect(await client.queryValidPaths([item.outPath])).toEqual([]);
+    });
+  }
 
   it('fails the pending build with ServeConnectionLostError when the server dies mid-build', async () => {
     const slow = await instantiate({ name: 'serve-slow', script: 'echo started; /bin/sleep 5; echo x > $out' });
