@@ -97,7 +97,7 @@ export function registerBuildCommand(program: Command, run: (action: () => Promi
   addHistoryOptions(cmd, 'no estimates from it, nothing recorded');
   cmd.addHelpText(
     'after',
-    `
+    () => `
 Prints the output paths of the given derivations, one per line; everything else goes to stderr:
 a live view on a terminal (one line per host), one line per event otherwise. Finished builds
 are recorded in the history, so the next plan knows how long they take.
@@ -152,7 +152,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
 
-  const ssh = new SshPool({
+  const ssh: SshPool = new (await sshModule).SshPool({
     connectTimeoutMs: opts.connectTimeout * 1000,
     keepaliveIntervalMs: opts.keepaliveInterval * 1000,
     keepaliveCountMax: 3,

@@ -30,8 +30,12 @@ export const exitCodeTable: ReadonlyArray<{ code: string; meaning: string }> = [
 
 const HELP_WIDTH = 80;
 
-/** The table every command's `--help` shows. */
-export const exitCodeHelp = ((): string => {
+/**
+ * The table every command's `--help` shows. Made when help is shown, not at
+ * every start: wrapping measures each character's width, whose tables cost
+ * some 50 ms to build.
+ */
+export function exitCodeHelp(): string {
   const codeWidth = Math.max(...exitCodeTable.map((row) => row.code.length)) + 2;
   const indent = ' '.repeat(2 + codeWidth);
   const rows = exitCodeTable.map(({ code, meaning }) => {
@@ -39,7 +43,7 @@ export const exitCodeHelp = ((): string => {
     return `  ${code.padEnd(codeWidth)}${text}`;
   });
   return ['Exit codes (as nix-build\'s):', ...rows].join('\n');
-})();
+}
 
 /** The README's table, as Markdown. */
 export function exitCodeMarkdown(): string {

@@ -27,7 +27,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError()
     // Options after a subcommand belong to it (`machines check --json`).
     .enablePositionalOptions()
-    .addHelpText('after', `\n${exitCodeHelp}`);
+    .addHelpText('after', () => `\n${exitCodeHelp()}`);
   registerPlanCommand(program, run);
   registerBuildCommand(program, run);
   registerMachinesCommand(program, run);
