@@ -4,7 +4,7 @@ import { loadMachinesConfig } from '../config/loadMachines.js';
 import { checkKeyFile } from '../config/keyFile.js';
 import type { Machine } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import { SshPool } from '../remote/sshPool.js';
+import type { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules } from '../schedule/durations.js';
 import { loadDurationRules } from './durationRulesFile.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
@@ -118,12 +118,15 @@ Examples:
   offload build ./result.drv --log-format internal-json |& nom --json
   offload build ./result.drv --json-events | jq -c 'select(.type == "jobFinished")'
 
-${exitCodeHelp}`,
+${exitCodeHelp()}`,
   );
   cmd.action((installables: string[], opts: BuildOptions) => run(() => buildAction(installables, opts)));
 }
 
 export async function buildAction(installables: string[], opts: BuildOptions): Promise<number> {
+  // ssh2 (a tenth of what a start loads) loads while Nix reads the configuration and the closure.
+  const sshModule = import('../remote/sshPool.js');
+  sshModule.catch(() => undefined);
   // Independent: `nix show-config` (machines) runs while the closure is read and the local store asked.
   // A machines error still wins, as when they ran one after the other.
   const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });

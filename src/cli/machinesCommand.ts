@@ -5,7 +5,6 @@ import { loadMachinesConfig } from '../config/loadMachines.js';
 import type { Machine } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { readDaemonNixConfig } from '../config/nixSettings/daemonSettings.js';
-import { checkBuilders } from '../remote/builderProbe.js';
 import type { LocalTrust } from '../remote/trustFindings.js';
 import { askLocalStore, currentUser } from '../run/copyBackCheck.js';
 import { expectedHostKey, knownHostsFilesFor } from '../remote/expectedHostKey.js';
@@ -105,6 +104,8 @@ export async function machinesCheckAction(opts: MachinesCheckOptions, out: Outpu
   const config = await loadMachinesConfig(machineLoadOptions(opts));
   for (const warning of config.warnings ?? []) process.stderr.write(`offload: warning: ${warning}\n`);
   const localTrust = await localStoreTrust();
+  // Loaded when needed: ssh2 is a tenth of what every start would load (see scripts/bundle.mjs).
+  const { checkBuilders } = await import('../remote/builderProbe.js');
   const checks = await checkBuilders(config.machines, {
     timeoutMs: opts.timeout,
     localTrust,

@@ -8,7 +8,6 @@ import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type Mach
 import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
 import { resolveState } from './sharedState.js';
 import type { MachinesConfig } from '../config/machine.js';
-import { SshPool } from '../remote/sshPool.js';
 import { queryBuilderHoldings, type BuilderHoldings } from '../run/builderHoldings.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { serveChannelOpener } from '../run/openChannel.js';
@@ -108,6 +107,8 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
 
 /** The same batched validity query build makes at its start, one per builder. */
 async function askBuilders(config: MachinesConfig, workload: Workload, opts: PlanOptions): Promise<BuilderHoldings> {
+  // Loaded when needed: ssh2 is a tenth of what every start would load (see scripts/bundle.mjs).
+  const { SshPool } = await import('../remote/sshPool.js');
   const ssh = new SshPool({ connectTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3, warn: (m) => process.stderr.write(`offload: ${m}\n`) });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   try {
