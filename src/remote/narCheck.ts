@@ -12,10 +12,10 @@ import { UntrustedReplyError } from './untrustedReplyError.js';
  */
 export type NarHashCheck = 'here' | 'receiver' | 'none';
 
-/** One path's NAR on its way: read `chunks` to the end before the next NAR. */
+/** One path's NAR on its way, in batches of chunks: read `chunks` to the end before the next NAR. */
 export interface NarStream {
   info: PathInfo;
-  chunks: AsyncIterable<Buffer>;
+  chunks: AsyncIterable<readonly Buffer[]>;
   /**
    * The untrusted host that sent the NAR unhashed (`receiver`): the store
    * that adds it must check the hash (ServeClient.addNars hashes for one that
@@ -25,29 +25,38 @@ export interface NarStream {
 }
 
 /**
- * Passes the NAR of `info` through while checking it against the info:
- * never more bytes than its NAR size, exactly that many in the end, and,
- * with `hash`, the SHA-256 of the bytes equal to its NAR hash. The last
- * chunk is held back until every check passed, so a receiver never has the
- * whole NAR of a path that fails one: the transfer stops first, and a store
- * registers nothing from a NAR it never saw the end of.
+ * Passes the NAR of `info` through, batch by batch, while checking it
+ * against the info: never more bytes than its NAR size, exactly that many
+ * in the end, and, with `hash`, the SHA-256 of the bytes equal to its NAR
+ * hash. The last batch is held back until every check passed, so a
+ * receiver never has the whole NAR of a path that fails one: the transfer
+ * stops first, and a store registers nothing from a NAR it never saw the
+ * end of.
  */
-export async function* checkedNar(chunks: AsyncIterable<Buffer>, info: PathInfo, host: string, options: { hash: boolean }): AsyncGenerator<Buffer> {
+export async function* checkedNar(
+  batches: AsyncIterable<Buffer | readonly Buffer[]>,
+  info: PathInfo,
+  host: string,
+  options: { hash: boolean },
+): AsyncGenerator<readonly Buffer[]> {
   // On this thread, chunk by chunk: SHA-256 costs ~0.7 s CPU per GiB here,
   // what handing the bytes to a worker thread cost this thread too (a copy
   // into batches, postMessage), and the worker's own work on top.
   const hasher = options.hash ? createHash('sha256') : undefined;
   const expected = hasher ? expectedDigest(info, host) : undefined;
   let size = 0;
-  let held: Buffer | undefined;
-  for await (const chunk of chunks) {
-    size += chunk.length;
+  let held: readonly Buffer[] | undefined;
+  for await (const item of batches) {
+    const batch = Buffer.isBuffer(item) ? [item] : item;
+    for (const chunk of batch) {
+      size += chunk.length;
+      hasher?.update(chunk);
+    }
     if (size > info.narSize) {
       throw new UntrustedReplyError(host, info.path, `it sent more NAR bytes than the ${info.narSize} its path info gives`);
     }
-    hasher?.update(chunk);
     if (held !== undefined) yield held;
-    held = chunk;
+    held = batch;
   }
   if (size !== info.narSize) {
     throw new UntrustedReplyError(host, info.path, `its NAR has ${size} bytes where its path info gives ${info.narSize}`);

@@ -64,6 +64,11 @@ export class NarScanner {
     return this.finished;
   }
 
+  /** Bytes certain to come next: the rest of the file contents being read, and their padding. */
+  get bytesAhead(): number {
+    return this.phase === 'contents' ? this.remaining + this.padAfter : 0;
+  }
+
   /**
    * Consumes bytes of `chunk` from `start` and returns how many belong to
    * the NAR: all of them, unless the NAR ends inside the chunk.

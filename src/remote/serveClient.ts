@@ -332,8 +332,8 @@ export class ServeClient {
         if (infos.length > 0) await self.write(Buffer.concat(infos.map((info) => encodeDumpStorePath(info.path))));
         for (const info of infos) {
           let drained = false;
-          const raw = self.reader.scan(new NarScanner(), `the NAR of ${info.path}`);
-          async function* chunks(): AsyncGenerator<Buffer> {
+          const raw = self.reader.scanBatches(new NarScanner(), `the NAR of ${info.path}`);
+          async function* chunks(): AsyncGenerator<readonly Buffer[]> {
             try {
               yield* checkedNar(raw, info, self.host, check);
               drained = true;
@@ -394,9 +394,11 @@ export class ServeClient {
         const bytes = chunks[Symbol.asyncIterator]();
         const batch: Buffer[] = [];
         let batched = 0;
-        for (let chunk = await fromSource(() => bytes.next()); !chunk.done; chunk = await fromSource(() => bytes.next())) {
-          batch.push(chunk.value);
-          batched += chunk.value.length;
+        for (let next = await fromSource(() => bytes.next()); !next.done; next = await fromSource(() => bytes.next())) {
+          for (const chunk of next.value) {
+            batch.push(chunk);
+            batched += chunk.length;
+          }
           if (batched >= WRITE_BATCH) {
             await this.write(batch);
             batch.length = 0;

@@ -83,8 +83,8 @@ async function* oneNar(info: PathInfo, nar: Buffer): AsyncGenerator<NarStream> {
   yield { info, chunks: bytes(nar) };
 }
 
-async function* bytes(nar: Buffer): AsyncGenerator<Buffer> {
-  yield nar;
+async function* bytes(nar: Buffer): AsyncGenerator<readonly Buffer[]> {
+  yield [nar];
 }
 
 /** LocalStore::addToStore's refusal of a path without a trusted signature. */

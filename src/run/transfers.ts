@@ -262,9 +262,11 @@ async function* counted(nars: AsyncIterable<NarStream>, add: (bytes: number) => 
   }
 }
 
-async function* countChunks(chunks: AsyncIterable<Buffer>, add: (bytes: number) => void): AsyncGenerator<Buffer> {
-  for await (const chunk of chunks) {
-    add(chunk.length);
-    yield chunk;
+async function* countChunks(batches: AsyncIterable<readonly Buffer[]>, add: (bytes: number) => void): AsyncGenerator<readonly Buffer[]> {
+  for await (const batch of batches) {
+    let bytes = 0;
+    for (const chunk of batch) bytes += chunk.length;
+    add(bytes);
+    yield batch;
   }
 }

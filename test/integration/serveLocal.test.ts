@@ -34,7 +34,7 @@ async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memor
 
 async function narOf(client: ServeClient, info: PathInfo): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const nar of client.dumpNars([info], { hash: 'none' })) for await (const chunk of nar.chunks) chunks.push(chunk);
+  for await (const nar of client.dumpNars([info], { hash: 'none' })) for await (const batch of nar.chunks) chunks.push(...batch);
   return Buffer.concat(chunks);
 }
 
@@ -168,7 +168,7 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
     const [info] = await source.client.queryPathInfos([item.outPath]);
     const chunks: Buffer[] = [];
-    for await (const nar of source.client.dumpNars([info!], { hash: 'here' })) for await (const chunk of nar.chunks) chunks.push(chunk);
+    for await (const nar of source.client.dumpNars([info!], { hash: 'here' })) for await (const batch of nar.chunks) chunks.push(...batch);
     // Still in step after the NAR: the next command gets its own reply.
     expect(await source.client.queryValidPaths([item.outPath])).toEqual([item.outPath]);
     expect(Buffer.concat(chunks).length).toBe(info!.narSize);

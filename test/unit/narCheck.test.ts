@@ -27,7 +27,7 @@ async function* chunksOf(bytes: Buffer, size: number): AsyncGenerator<Buffer> {
 async function receive(bytes: Buffer, info: PathInfo, chunk = 1000): Promise<{ received: number; error?: unknown }> {
   let received = 0;
   try {
-    for await (const part of checkedNar(chunksOf(bytes, chunk), info, 'liar', { hash: true })) received += part.length;
+    for await (const batch of checkedNar(chunksOf(bytes, chunk), info, 'liar', { hash: true })) for (const part of batch) received += part.length;
   } catch (error) {
     return { received, error };
   }
@@ -39,7 +39,7 @@ describe('checkedNar', () => {
 
   it('passes a NAR that matches its info through unchanged', async () => {
     const out: Buffer[] = [];
-    for await (const part of checkedNar(chunksOf(bytes, 999), infoFor(bytes), 'honest', { hash: true })) out.push(part);
+    for await (const batch of checkedNar(chunksOf(bytes, 999), infoFor(bytes), 'honest', { hash: true })) out.push(...batch);
     expect(Buffer.concat(out).equals(bytes)).toBe(true);
   });
 
@@ -76,7 +76,7 @@ describe('checkedNar', () => {
 
   it('checks only the size when no hash is wanted (a trusted source)', async () => {
     let received = 0;
-    for await (const part of checkedNar(chunksOf(bytes, 999), infoFor(bytes, { narHash: 'sha256:0' }), 'local', { hash: false })) received += part.length;
+    for await (const batch of checkedNar(chunksOf(bytes, 999), infoFor(bytes, { narHash: 'sha256:0' }), 'local', { hash: false })) for (const part of batch) received += part.length;
     expect(received).toBe(bytes.length);
   });
 });

@@ -281,14 +281,14 @@ class FakeChannel implements StoreChannel {
     await this.hosts.exportGates.get(this.host);
     for (const info of infos) {
       if (!this.store().has(info.path)) throw new ServeConnectionLostError(`${this.host} lost a path midway.`, this.host);
-      yield { info, chunks: Readable.from([narOf(this.host, info.path)]) };
+      yield { info, chunks: Readable.from([[narOf(this.host, info.path)]], { objectMode: true }) };
     }
   }
 
   async addNars(nars: AsyncIterable<NarStream>): Promise<void> {
     for await (const nar of nars) {
       const parts: Buffer[] = [];
-      for await (const chunk of nar.chunks) parts.push(chunk);
+      for await (const batch of nar.chunks) parts.push(...batch);
       const { from, path } = JSON.parse(Buffer.concat(parts).toString()) as { from: string; path: string };
       this.store().add(path);
       this.hosts.streamed.push(`${from}→${this.host} ${path.slice(44)}`);

@@ -16,7 +16,7 @@ function fakeStore(infos: PathInfo[], closureOf: (paths: string[]) => string[]) 
     queryClosure: async (paths) => closureOf(paths),
     queryPathInfos: async (paths) => paths.flatMap((x) => (valid.has(x) ? [valid.get(x)!] : [])),
     async *dumpNars(list) {
-      for (const info of list) yield { info, chunks: (async function* () { yield Buffer.alloc(info.narSize); })() };
+      for (const info of list) yield { info, chunks: (async function* () { yield [Buffer.alloc(info.narSize)]; })() };
     },
     addNars: async (nars: AsyncIterable<NarStream>) => {
       for await (const nar of nars) {

@@ -199,7 +199,7 @@ for (const [minorText, recording] of Object.entries(nix28.minors)) {
     it("reads the NAR dump-store-path sends, with no length prefix: the scanner finds its end, and its size and hash are the path info's", async () => {
       const reader = readerOf(recording.dumpStorePath.reply);
       const chunks: Buffer[] = [];
-      for await (const chunk of checkedNar(reader.scan(new NarScanner(), 'the NAR'), { ...info, narHash: NAR_HASH }, 'local', { hash: true })) chunks.push(chunk);
+      for await (const chunk of checkedNar(reader.scan(new NarScanner(), 'the NAR'), { ...info, narHash: NAR_HASH }, 'local', { hash: true })) chunks.push(...chunk);
       expect(hex(Buffer.concat(chunks))).toBe(recording.dumpStorePath.reply);
       expect(Buffer.concat(chunks).length).toBe(224);
       expect(await reader.atEnd()).toBe(true);

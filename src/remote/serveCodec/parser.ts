@@ -7,15 +7,24 @@ export const MAX_STRING_LENGTH = 64 * 1024 * 1024;
 export const MAX_LIST_LENGTH = 1 << 24;
 
 type Chunk = Buffer | Uint8Array | string;
-/** Bytes from a stream, a generator, or an array of chunks. */
-export type ByteSource = AsyncIterable<Chunk> | Iterable<Chunk>;
+/**
+ * Bytes from a stream, a generator, or an array of chunks; an item may be a
+ * batch of chunks (streamChunks), and a source's `next(atLeast)` may wait
+ * for that many bytes when the reader knows they are coming.
+ */
+export type ByteSource = AsyncIterable<Chunk | readonly Buffer[]> | Iterable<Chunk | readonly Buffer[]>;
 
 /** A push parser that follows a format through raw bytes (e.g. NarScanner). */
 export interface IncrementalScanner {
   /** How many bytes of `chunk` from `start` belong to the format (fewer only when it ends inside the chunk). */
   feed(chunk: Buffer, start: number): number;
   readonly done: boolean;
+  /** Bytes the format is certain to have next (e.g. the rest of a file's contents): the reader may wait for them. */
+  readonly bytesAhead?: number;
 }
+
+/** A batch of scanned bytes is waited for up to this size: one step per batch, not per source chunk. */
+const SCAN_BATCH = 256 * 1024;
 
 /**
  * A pull reader over a byte stream with an explicit buffer: `await reader.u64()`
@@ -26,7 +35,7 @@ export interface IncrementalScanner {
  * never a hang.
  */
 export class ServeReader {
-  private readonly iterator: AsyncIterator<Chunk> | Iterator<Chunk>;
+  private readonly iterator: AsyncIterator<Chunk | readonly Buffer[], unknown, number | undefined> | Iterator<Chunk | readonly Buffer[], unknown, number | undefined>;
   private chunks: Buffer[] = [];
   private headOffset = 0;
   private buffered = 0;
@@ -151,6 +160,32 @@ export class ServeReader {
     }
   }
 
+  /**
+   * The same as `scan`, a batch at a time: every buffered slice the
+   * scanner claims, after waiting for up to SCAN_BATCH bytes the scanner
+   * knows are coming. Copy paths take one promise, one check and one write
+   * per batch instead of per 32 KiB SSH packet.
+   */
+  async *scanBatches(scanner: IncrementalScanner, what: string): AsyncGenerator<Buffer[]> {
+    while (!scanner.done) {
+      if (this.buffered === 0 && !(await this.pull(what, Math.min(scanner.bytesAhead ?? 1, SCAN_BATCH)))) throw this.truncated(what);
+      const batch: Buffer[] = [];
+      while (this.buffered > 0 && !scanner.done) {
+        const head = this.chunks[0] as Buffer;
+        let taken: number;
+        try {
+          taken = scanner.feed(head, this.headOffset);
+        } catch (error) {
+          if (error instanceof Error && !(error instanceof ServeProtocolError)) throw this.malformed(error.message);
+          throw error;
+        }
+        batch.push(head.subarray(this.headOffset, this.headOffset + taken));
+        this.consumed(taken);
+      }
+      yield batch;
+    }
+  }
+
   /** True when the source is exhausted and nothing is buffered. */
   async atEnd(): Promise<boolean> {
     while (this.buffered === 0) {
@@ -186,12 +221,12 @@ export class ServeReader {
     return head === undefined ? 0 : head.length - this.headOffset;
   }
 
-  /** Adds one chunk from the source; false at its end. */
-  private async pull(what = 'more data'): Promise<boolean> {
+  /** Adds one chunk or batch from the source (asked to gather `atLeast` bytes first); false at its end. */
+  private async pull(what = 'more data', atLeast?: number): Promise<boolean> {
     if (this.ended) return false;
-    let next: IteratorResult<Chunk>;
+    let next: IteratorResult<Chunk | readonly Buffer[], unknown>;
     try {
-      next = await this.iterator.next();
+      next = await this.iterator.next(atLeast);
     } catch (error) {
       this.ended = true;
       throw this.truncated(what, error);
@@ -200,12 +235,17 @@ export class ServeReader {
       this.ended = true;
       return false;
     }
-    const chunk = toBuffer(next.value);
-    if (chunk.length === 0) return true;
+    const value = next.value;
+    if (Array.isArray(value)) for (const chunk of value as readonly Buffer[]) this.add(toBuffer(chunk));
+    else this.add(toBuffer(value as Chunk));
+    return true;
+  }
+
+  private add(chunk: Buffer): void {
+    if (chunk.length === 0) return;
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     this.maxBuffered = Math.max(this.maxBuffered, this.buffered);
-    return true;
   }
 
   /** Removes `length` buffered bytes; the caller made sure they are there. */
