@@ -25,7 +25,8 @@ import { assertInputAddressed } from '../run/buildInputs.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { Executor, type CopyBack } from '../run/executor.js';
 import { openPlannedHosts } from '../run/connectHosts.js';
-import { startRun } from '../run/runStart.js';
+import { firstUploads, startRun } from '../run/runStart.js';
+import { LocalPathInfos } from '../run/localPathInfos.js';
 import { nixStateDirWritable, opensStoreInProcess } from '../store/storeInProcess.js';
 import { defaultHostHealthOptions } from '../run/hostHealth.js';
 import { livePlacement, liveScheduler } from '../run/livePlacement.js';
@@ -165,8 +166,9 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   });
   // Set by checkCopyBack before the first local channel opens.
   const localStore = { untrusted: false };
+  const localInfos = new LocalPathInfos();
   const channels = new ChannelPool(
-    serveChannelOpener(ssh, config.machines, { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted }),
+    serveChannelOpener(ssh, config.machines, { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos }),
   );
   // Slots shared with other runners (this machine's, or the fleet's), keyed by where a builder really is.
   let leases;
@@ -233,7 +235,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     assertEveryJobFits(firstJobs, hosts(true));
     // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
     const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
-    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
+    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, uploads: { paths: firstUploads(firstJobs, set.drvs, workload.localPaths), localInfos }, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
     let firstLook = looking;
     let held: ReadonlyMap<string, string> = holdings.held;
     let localPaths: ReadonlySet<string> = workload.localPaths;
