@@ -7,8 +7,13 @@
  * big and many-small transfers (`transfer`).
  * Numbers are printed, never asserted: benchmarks are not tests.
  */
+import { join } from 'node:path';
+import { ensureFreshBundle } from '../scripts/freshBundle.js';
 import { runBuildBench } from './buildVsNix.js';
 import { runPlanBench } from './plan.js';
+
+// The builds run `node bin/offload.js`: measure the sources as they are, not an older dist/.
+await ensureFreshBundle(join(import.meta.dirname, '..'));
 
 const only = process.argv[2];
 if (!only || only === 'plan') runPlanBench(process.argv[3] ?? process.env.OFFLOAD_BENCH_DAGS);

@@ -6,6 +6,9 @@
  * deleted from the local store and the builders' stores before the next one,
  * so the 4 GiB case does not stay on the disk. Peak RSS is the largest
  * single process of each side's process tree (each one's VmHWM, sampled).
+ * Each case runs in rounds whose first side alternates, each side after a
+ * `sync`, and the medians are compared: the side that went second used to
+ * lose 10-20 % on the small cases to the first side's writeback.
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -17,6 +20,8 @@ import { watchPeakRss } from '../scripts/peakRss.js';
 import { freshNonce, nixEnv, ROOT } from './wideDag.js';
 
 const MiB = 1024 * 1024;
+/** Rounds per case (OFFLOAD_BENCH_ROUNDS, default 2): one with Nix first, one with offload first. */
+const ROUNDS = Math.max(1, Number(process.env.OFFLOAD_BENCH_ROUNDS ?? 2) || 2);
 
 interface Side {
   /** The derivation to build. */
@@ -181,6 +186,30 @@ async function retried(what: string, attempt: () => Promise<{ code: number; stde
   throw new Error(`cleaning ${what} failed: ${last.slice(-500)}`);
 }
 
+/** Prepares one side's paths, measures its build from a settled machine, and deletes what it made. */
+async function side(cluster: TestCluster, dir: string, c: TransferCase, nonce: string, build: (drv: string) => Promise<Measured>, into: Measured[]): Promise<void> {
+  const made = await c.prepare(nonce, dir);
+  await settle();
+  into.push(await build(made.drv));
+  await cleanUp(cluster, made);
+}
+
+/**
+ * Each side starts with no dirty pages of its own preparation or of the
+ * other side's run and clean-up: otherwise the kernel writes back the first
+ * side's GiB or 20,000 files (and the journal of their deletion) while the
+ * second side is measured.
+ */
+async function settle(): Promise<void> {
+  await run('sync', []);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 function row(cells: string[], widths: number[]): string {
   return cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 }
@@ -195,28 +224,40 @@ export async function runTransferBench(only?: string): Promise<void> {
       { name: 'right', maxJobs: 2, systems: [native], features: ['right'] },
     ],
   });
-  const widths = [28, 10, 9, 9, 7, 9, 9];
+  const widths = [28, 10, 9, 9, 7, 16, 9, 9];
   try {
     console.log('\ntransfer: Nix build-remote vs offload, same two builders, fresh paths per side; peak RSS = largest single process');
-    console.log(row(['case', 'bytes', 'nix', 'offload', 'ratio', 'nix RSS', 'off. RSS'], widths));
+    console.log(`${ROUNDS} rounds per case, the side going first alternating; walls are medians, then each round's ratio`);
+    console.log(row(['case', 'bytes', 'nix', 'offload', 'ratio', 'rounds', 'nix RSS', 'off. RSS'], widths));
     for (const c of cases.filter((c) => !only || c.label.includes(only))) {
-      const nonce = freshNonce();
-      const nixSide = await c.prepare(`nix-${nonce}`, dir);
-      const nix = await nixBuild(cluster, dir, nixSide.drv, c.nixSshOpts);
-      await cleanUp(cluster, nixSide);
-      const ourSide = await c.prepare(`offload-${nonce}`, dir);
-      const ours = await offloadBuild(cluster, dir, ourSide.drv, c.offloadArgs);
-      await cleanUp(cluster, ourSide);
+      const nix: Measured[] = [];
+      const ours: Measured[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const nonce = freshNonce();
+        const nixSide = () => side(cluster, dir, c, `nix-${nonce}`, (drv) => nixBuild(cluster, dir, drv, c.nixSshOpts), nix);
+        const ourSide = () => side(cluster, dir, c, `offload-${nonce}`, (drv) => offloadBuild(cluster, dir, drv, c.offloadArgs), ours);
+        // Whichever side goes second runs on a cluster the first one warmed and dirtied: the order alternates.
+        if (round % 2 === 0) {
+          await nixSide();
+          await ourSide();
+        } else {
+          await ourSide();
+          await nixSide();
+        }
+      }
+      const nixWall = median(nix.map((m) => m.wall));
+      const ourWall = median(ours.map((m) => m.wall));
       console.log(
         row(
           [
             c.label,
             formatBytes(c.bytes),
-            `${nix.wall.toFixed(1)} s`,
-            `${ours.wall.toFixed(1)} s`,
-            `${(ours.wall / nix.wall).toFixed(2)}×`,
-            `${nix.peakRssMB.toFixed(0)} MB`,
-            `${ours.peakRssMB.toFixed(0)} MB`,
+            `${nixWall.toFixed(1)} s`,
+            `${ourWall.toFixed(1)} s`,
+            `${(ourWall / nixWall).toFixed(2)}×`,
+            ours.map((m, i) => `${(m.wall / nix[i]!.wall).toFixed(2)}`).join(' '),
+            `${Math.max(...nix.map((m) => m.peakRssMB)).toFixed(0)} MB`,
+            `${Math.max(...ours.map((m) => m.peakRssMB)).toFixed(0)} MB`,
           ],
           widths,
         ) + (c.nixNote ? `  (${c.nixNote})` : ''),
