@@ -146,17 +146,7 @@ export class ServeReader {
   async *scan(scanner: IncrementalScanner, what: string): AsyncGenerator<Buffer> {
     while (!scanner.done) {
       if (this.buffered === 0 && !(await this.pull(what))) throw this.truncated(what);
-      const head = this.chunks[0] as Buffer;
-      let taken: number;
-      try {
-        taken = scanner.feed(head, this.headOffset);
-      } catch (error) {
-        if (error instanceof Error && !(error instanceof ServeProtocolError)) throw this.malformed(error.message);
-        throw error;
-      }
-      const slice = head.subarray(this.headOffset, this.headOffset + taken);
-      this.consumed(taken);
-      yield slice;
+      yield this.claim(scanner);
     }
   }
 
@@ -170,20 +160,28 @@ export class ServeReader {
     while (!scanner.done) {
       if (this.buffered === 0 && !(await this.pull(what, Math.min(scanner.bytesAhead ?? 1, SCAN_BATCH)))) throw this.truncated(what);
       const batch: Buffer[] = [];
-      while (this.buffered > 0 && !scanner.done) {
-        const head = this.chunks[0] as Buffer;
-        let taken: number;
-        try {
-          taken = scanner.feed(head, this.headOffset);
-        } catch (error) {
-          if (error instanceof Error && !(error instanceof ServeProtocolError)) throw this.malformed(error.message);
-          throw error;
-        }
-        batch.push(head.subarray(this.headOffset, this.headOffset + taken));
-        this.consumed(taken);
-      }
+      while (this.buffered > 0 && !scanner.done) batch.push(this.claim(scanner));
       yield batch;
     }
+  }
+
+  /**
+   * What `scanner` claims of the buffered head chunk, as a slice of it (no
+   * copy), consumed; a scanner's format error becomes a ServeProtocolError
+   * naming the peer and the byte position.
+   */
+  private claim(scanner: IncrementalScanner): Buffer {
+    const head = this.chunks[0] as Buffer;
+    let taken: number;
+    try {
+      taken = scanner.feed(head, this.headOffset);
+    } catch (error) {
+      if (error instanceof Error && !(error instanceof ServeProtocolError)) throw this.malformed(error.message);
+      throw error;
+    }
+    const slice = head.subarray(this.headOffset, this.headOffset + taken);
+    this.consumed(taken);
+    return slice;
   }
 
   /** True when the source is exhausted and nothing is buffered. */
