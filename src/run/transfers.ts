@@ -1,5 +1,5 @@
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import type { NarStream, PathInfo } from '../remote/serveClient.js';
+import type { NarHashCheck, NarStream, PathInfo } from '../remote/serveClient.js';
 import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import type { PathLocations } from './pathLocations.js';
@@ -194,11 +194,13 @@ export class PathTransfers {
 
   /**
    * The NARs of `paths`, dependencies first, from the source's store into
-   * the target's, one stream with back-pressure end to end. The target's
-   * Nix hashes every NAR before it registers the path, so a builder's NARs
-   * are not hashed here too: the target's refusal of one is that builder's
-   * UntrustedReplyError (ServeClient.addNars). Sizes and NAR structure are
-   * still checked as the bytes stream by.
+   * the target's, one stream with back-pressure end to end. The local
+   * store hashes every NAR before it registers the path, so a builder's
+   * NARs copied back are not hashed here too: the local store's refusal of
+   * one is that builder's UntrustedReplyError (ServeClient.addNars). Between
+   * two builders they are hashed here: the target's word that the source
+   * lied is a builder's word, and would take an honest builder out of
+   * rotation. Sizes and NAR structure are checked as the bytes stream by.
    */
   private async stream(t: { source: string; sourceChannel: StoreChannel; target: string; targetChannel: StoreChannel; closure: string[]; jobId: string | undefined }, paths: string[]): Promise<number> {
     const infos = await t.sourceChannel.queryPathInfos(paths);
@@ -207,7 +209,7 @@ export class PathTransfers {
     const total = ordered.reduce((sum, info) => sum + info.narSize, 0);
     const progress = this.progress(t, ordered.length, total);
     try {
-      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: t.source === LOCAL_HOST ? 'none' : 'receiver' }), progress.add));
+      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.source, t.target) }), progress.add));
     } catch (error) {
       progress.finish(error);
       throw error;
@@ -240,6 +242,12 @@ export class PathTransfers {
       },
     };
   }
+}
+
+/** Who checks the hash of a NAR from `source` on its way to `target` (see Transfers.stream). */
+function narHashCheck(source: string, target: string): NarHashCheck {
+  if (source === LOCAL_HOST) return 'none';
+  return target === LOCAL_HOST ? 'receiver' : 'here';
 }
 
 /** The source described every path asked about, and only those, with references inside its closure. */

@@ -11,11 +11,13 @@ const p = (name: string) => `/nix/store/${'a'.repeat(32)}-${name}`;
 function fakeStore(infos: PathInfo[], closureOf: (paths: string[]) => string[]) {
   const valid = new Map(infos.map((i) => [i.path, i]));
   const added: string[] = [];
+  const hashChecks: string[] = [];
   const channel: StoreChannel = {
     queryValidPaths: async (paths) => paths.filter((x) => valid.has(x)),
     queryClosure: async (paths) => closureOf(paths),
     queryPathInfos: async (paths) => paths.flatMap((x) => (valid.has(x) ? [valid.get(x)!] : [])),
-    async *dumpNars(list) {
+    async *dumpNars(list, opts) {
+      hashChecks.push(opts.hash);
       for (const info of list) yield { info, chunks: (async function* () { yield [Buffer.alloc(info.narSize)]; })() };
     },
     addNars: async (nars: AsyncIterable<NarStream>) => {
@@ -29,7 +31,7 @@ function fakeStore(infos: PathInfo[], closureOf: (paths: string[]) => string[]) 
     },
     close: () => undefined,
   };
-  return { channel, added };
+  return { channel, added, hashChecks };
 }
 
 const info = (path: string, references: string[] = []): PathInfo => ({ path, references, downloadSize: 8, narSize: 8, sigs: [] });
@@ -45,7 +47,7 @@ function setUp(builderClosure: (paths: string[]) => string[], builderInfos: Path
   const locations = new PathLocations();
   locations.add(p('out'), 'liar');
   const transfers = new PathTransfers(locations, channels, { buildersUseSubstitutes: false, expected: (x) => x === p('out') || x === p('dep') });
-  return { transfers, local, locations };
+  return { transfers, local, locations, builder };
 }
 
 describe('PathTransfers against a builder that lies', () => {
@@ -54,6 +56,18 @@ describe('PathTransfers against a builder that lies', () => {
     const report = await transfers.ensure('local', local.channel, [p('out')]);
     expect(local.added).toEqual([p('dep'), p('out')]);
     expect(report.bytes).toBe(16);
+  });
+
+  it('leaves the hash of a NAR copied back to the local store, and hashes one on its way to another builder itself', async () => {
+    const back = setUp(() => [p('dep'), p('out')], [info(p('out'), [p('dep')]), info(p('dep'))]);
+    await back.transfers.ensure('local', back.local.channel, [p('out')]);
+    expect(back.builder.hashChecks).toEqual(['receiver']);
+    // Another builder's refusal would be one builder's word against another's.
+    const across = setUp(() => [p('dep'), p('out')], [info(p('out'), [p('dep')]), info(p('dep'))]);
+    const other = fakeStore([], () => []);
+    await across.transfers.ensure('other', other.channel, [p('out')]);
+    expect(across.builder.hashChecks).toEqual(['here']);
+    expect(other.added).toEqual([p('dep'), p('out')]);
   });
 
   it('refuses a closure reply with a path the run never asked for, before anything is sent', async () => {
