@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostSystem } from '../scripts/cluster/builderSpec.js';
 import { startCluster, type TestCluster } from '../scripts/cluster/testCluster.js';
+import { median } from '../src/history/median.js';
 import { watchPeakRss } from '../scripts/peakRss.js';
 import { freshNonce, nixEnv, ROOT } from './wideDag.js';
 
@@ -202,12 +203,6 @@ async function side(cluster: TestCluster, dir: string, c: TransferCase, nonce: s
  */
 async function settle(): Promise<void> {
   await run('sync', []);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function row(cells: string[], widths: number[]): string {
