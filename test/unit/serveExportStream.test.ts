@@ -7,34 +7,7 @@ import { ServeReader } from '../../src/remote/serveCodec/parser.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
 import { scanExportStream } from '../../src/remote/exportStream.js';
 import { chunked } from './chunkedStream.js';
-
-type NarNode =
-  | { type: 'regular'; contents: Buffer; executable?: boolean }
-  | { type: 'symlink'; target: string }
-  | { type: 'directory'; entries: [string, NarNode][] };
-
-function writeNode(s: Serializer, node: NarNode): void {
-  s.string('(').string('type').string(node.type);
-  if (node.type === 'regular') {
-    if (node.executable) s.string('executable').string('');
-    s.string('contents').string(node.contents);
-  } else if (node.type === 'symlink') {
-    s.string('target').string(node.target);
-  } else {
-    for (const [name, child] of node.entries) {
-      s.string('entry').string('(').string('name').string(name).string('node');
-      writeNode(s, child);
-      s.string(')');
-    }
-  }
-  s.string(')');
-}
-
-function nar(node: NarNode): Buffer {
-  const s = new Serializer().string('nix-archive-1');
-  writeNode(s, node);
-  return s.flush();
-}
+import { narBytes, type NarNode } from '../support/narBytes.js';
 
 const HASH = 'avbb1da2h2j2zxv2wqajs13r57j6i787';
 const storePath = (name: string) => `/nix/store/${HASH}-${name}`;
@@ -96,8 +69,8 @@ const nodeArb: fc.Arbitrary<NarNode> = fc.letrec<{ node: NarNode }>((tie) => ({
 describe('scanExportStream', () => {
   it('passes a hand-built export stream through unchanged and reports each path', async () => {
     const items: Item[] = [
-      { nar: nar({ type: 'regular', contents: Buffer.from('content\n') }), path: storePath('a'), deriver: storePath('a.drv') },
-      { nar: nar(tree), path: storePath('b'), references: [storePath('a'), storePath('b')], signature: 'legacy' },
+      { nar: narBytes({ type: 'regular', contents: Buffer.from('content\n') }), path: storePath('a'), deriver: storePath('a.drv') },
+      { nar: narBytes(tree), path: storePath('b'), references: [storePath('a'), storePath('b')], signature: 'legacy' },
     ];
     const bytes = exportOf(items);
     const { out, paths } = await scanAll(bytes, [1, 5, 100, 101, 250]);
@@ -115,7 +88,7 @@ describe('scanExportStream', () => {
   });
 
   it('stops exactly at the end of the stream, leaving what follows to the next reader', async () => {
-    const bytes = Buffer.concat([exportOf([{ nar: nar(tree), path: storePath('b') }]), new Serializer().u64(42).flush()]);
+    const bytes = Buffer.concat([exportOf([{ nar: narBytes(tree), path: storePath('b') }]), new Serializer().u64(42).flush()]);
     const reader = new ServeReader(chunked(bytes, [7, 64]), 'x');
     let size = 0;
     for await (const chunk of scanExportStream(reader)) size += chunk.length;
@@ -126,7 +99,7 @@ describe('scanExportStream', () => {
   it('round-trips random NAR trees under random chunking', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(nodeArb, { minLength: 1, maxLength: 3 }), fc.array(fc.nat()), async (nodes, cuts) => {
-        const bytes = exportOf(nodes.map((node, i) => ({ nar: nar(node), path: storePath(`p${i}`) })));
+        const bytes = exportOf(nodes.map((node, i) => ({ nar: narBytes(node), path: storePath(`p${i}`) })));
         const { out, paths } = await scanAll(bytes, cuts);
         expect(out.equals(bytes)).toBe(true);
         expect(paths.map((p) => p.path)).toEqual(nodes.map((_, i) => storePath(`p${i}`)));
@@ -137,8 +110,8 @@ describe('scanExportStream', () => {
 
   it('ends random, truncated and mutated input in a ServeProtocolError, never another exception or a hang', async () => {
     const valid = exportOf([
-      { nar: nar(tree), path: storePath('b'), references: [storePath('a')], deriver: storePath('b.drv') },
-      { nar: nar({ type: 'regular', contents: Buffer.from('x') }), path: storePath('c'), signature: 's' },
+      { nar: narBytes(tree), path: storePath('b'), references: [storePath('a')], deriver: storePath('b.drv') },
+      { nar: narBytes({ type: 'regular', contents: Buffer.from('x') }), path: storePath('c'), signature: 's' },
     ]);
     const inputs = fc.oneof(
       fc.uint8Array({ maxLength: 300 }).map((a) => ({ bytes: Buffer.from(a), truncated: false })),
@@ -172,7 +145,7 @@ describe('scanExportStream', () => {
     ['a wrong NIXE marker', (b: Buffer) => b.write('NIXF', 0x80), /NIXE/],
     ['a path outside the store', (b: Buffer) => b.write('/tmp/', 0x90), /is not a store path/],
   ])('rejects %s', async (_, mutate, message) => {
-    const bytes = exportOf([{ nar: nar({ type: 'regular', contents: Buffer.from('content\n') }), path: storePath('exp-a') }]);
+    const bytes = exportOf([{ nar: narBytes({ type: 'regular', contents: Buffer.from('content\n') }), path: storePath('exp-a') }]);
     mutate(bytes);
     await expect(scanAll(bytes)).rejects.toThrow(message);
   });
@@ -180,7 +153,7 @@ describe('scanExportStream', () => {
   it('rejects unsorted or invalid directory entry names like Nix does', async () => {
     const file: NarNode = { type: 'regular', contents: Buffer.from('x') };
     for (const entries of [[['b', file], ['a', file]], [['a', file], ['a', file]], [['..', file]], [['a/b', file]]] as [string, NarNode][][]) {
-      const bytes = exportOf([{ nar: nar({ type: 'directory', entries }), path: storePath('d') }]);
+      const bytes = exportOf([{ nar: narBytes({ type: 'directory', entries }), path: storePath('d') }]);
       await expect(scanAll(bytes)).rejects.toThrow(/not sorted|invalid file name/);
     }
   });
