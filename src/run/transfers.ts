@@ -27,6 +27,12 @@ export class MissingPathError extends OffloadError {
   }
 }
 
+/** A channel on `host` that the caller holds (and releases or discards itself). */
+export interface HeldChannel {
+  host: string;
+  channel: StoreChannel;
+}
+
 export interface PathTransferOptions {
   buildersUseSubstitutes: boolean;
   /**
@@ -68,11 +74,17 @@ export class PathTransfers {
     private readonly opts: PathTransferOptions,
   ) {}
 
-  async ensure(target: string, targetChannel: StoreChannel, paths: string[], context: { jobId?: string } = {}): Promise<TransferReport> {
+  /**
+   * `held` is a channel the caller already holds on a source host (the
+   * build's own, for its copy back): used for that host instead of one from
+   * the pool, and left to the caller, who discards it if this throws.
+   */
+  async ensure(target: string, targetChannel: StoreChannel, paths: string[], context: { jobId?: string; held?: HeldChannel } = {}): Promise<TransferReport> {
     const report: TransferReport = { sent: [], substituted: [], bytes: 0 };
     const wanted = paths.filter((p) => !this.locations.has(p, target));
     for (const [source, group] of this.groupBySource(wanted, target)) {
-      const part = await this.copyGroup(source, target, targetChannel, group, context.jobId);
+      const held = context.held?.host === source ? context.held.channel : undefined;
+      const part = await this.copyGroup(source, target, targetChannel, group, context.jobId, held);
       report.sent.push(...part.sent);
       report.substituted.push(...part.substituted);
       report.bytes += part.bytes;
@@ -96,21 +108,27 @@ export class PathTransfers {
     return groups;
   }
 
-  private async copyGroup(source: string, target: string, targetChannel: StoreChannel, paths: string[], jobId: string | undefined): Promise<TransferReport> {
+  private async copyGroup(source: string, target: string, targetChannel: StoreChannel, paths: string[], jobId: string | undefined, held: StoreChannel | undefined): Promise<TransferReport> {
     if (source === target) return { sent: [], substituted: [], bytes: 0 };
+    if (held) return this.copyFrom({ source, sourceChannel: held, target, targetChannel, jobId }, paths);
     const sourceChannel = await this.channels.acquire(source);
     let clean = false;
     try {
-      const closure = [...(await sourceChannel.queryClosure(paths, false))];
-      if (source !== LOCAL_HOST) this.checkClosure(source, paths, closure);
-      const report = await this.copyMissing({ source, sourceChannel, target, targetChannel, closure, jobId });
-      this.locations.addAll(closure, target);
+      const report = await this.copyFrom({ source, sourceChannel, target, targetChannel, jobId }, paths);
       clean = true;
       return report;
     } finally {
       if (clean) this.channels.release(source, sourceChannel);
       else this.channels.discard(source, sourceChannel);
     }
+  }
+
+  private async copyFrom(t: { source: string; sourceChannel: StoreChannel; target: string; targetChannel: StoreChannel; jobId: string | undefined }, paths: string[]): Promise<TransferReport> {
+    const closure = [...(await t.sourceChannel.queryClosure(paths, false))];
+    if (t.source !== LOCAL_HOST) this.checkClosure(t.source, paths, closure);
+    const report = await this.copyMissing({ ...t, closure });
+    this.locations.addAll(closure, t.target);
+    return report;
   }
 
   /** A builder's closure holds what was asked for and nothing this run does not expect. */

@@ -74,6 +74,28 @@ describe('Executor with fake hosts and scheduler', () => {
     expect(result.records.map((r) => r.status)).toEqual(['built', 'built']);
   });
 
+  it("copies a root's output back over the channel it was built on, not a second one to the builder", async () => {
+    const { executor, hosts } = setup({ deps: { a: [] }, slots: { ruby: 1 } });
+    await executor.run();
+    expect(hosts.streamed).toEqual(['ruby→local a']);
+    expect(hosts.acquired.filter((host) => host === 'ruby')).toEqual(['ruby']);
+  });
+
+  it('closes the build channel when the copy back over it fails', async () => {
+    const { executor, hosts, statusOf } = setup({ deps: { a: [] }, slots: { ruby: 1, kana: 1 }, pins: { a: ['ruby'] } });
+    let killed = false;
+    hosts.onExport = (host) => {
+      if (host !== 'ruby' || killed) return;
+      killed = true;
+      hosts.kill('ruby');
+      executor.hostDown('ruby', new ConnectionLostError('ruby', 'connection reset'));
+    };
+    const result = await executor.run();
+    expect(killed).toBe(true);
+    expect(statusOf(result, 'a')).not.toBe('built');
+    expect(hosts.openChannels.get('ruby')).toBe(0);
+  });
+
   it('retries a transient failure, takes the host out after two in a row, and reconnects it once the back-off is over', async () => {
     const { executor, hosts, scheduler, log, events, statusOf, eventsOf } = setup({
       deps: { flaky: [], slow: [] },
