@@ -40,6 +40,7 @@ import { stripColours } from './terminalEscapes.js';
 import { streamChunks } from './streamChunks.js';
 import type { ServeTransport } from './transport.js';
 import { UntrustedReplyError } from './untrustedReplyError.js';
+import { WriteBatch } from './writeBatch.js';
 
 export { CLIENT_VERSION, SERVE_MAGIC_1, SERVE_MAGIC_2, ServeCommand, type PathInfo } from './serveCodec/messages.js';
 export { ServeConnectionLostError } from './serveConnectionLostError.js';
@@ -102,9 +103,10 @@ class SourceFailure extends Error {
   }
 }
 
-async function fromSource<T>(step: () => Promise<T>): Promise<T> {
+/** The next item of a source; its failure is marked as the source's. */
+async function fromSource<T>(source: AsyncIterator<T>): Promise<IteratorResult<T>> {
   try {
-    return await step();
+    return await source.next();
   } catch (error) {
     throw new SourceFailure(error);
   }
@@ -364,25 +366,33 @@ export class ServeClient {
    * add-to-store-NAR gets the same paths as an import-paths export stream;
    * import-paths checks no hash, so unhashed NARs are hashed here for it.
    */
-  async addNars(nars: AsyncIterable<NarStream>): Promise<number> {
+  async addNars(nars: AsyncIterable<NarStream>, options: { onBytes?: (bytes: number) => void } = {}): Promise<number> {
     const unhashed = new Map<string, NarStream>();
     return this.run('adding paths', async () => {
       try {
-        return await this.sendNars(nars, unhashed);
+        return await this.sendNars(nars, unhashed, options.onBytes);
       } catch (error) {
         throw (await this.refusedLie(error, unhashed)) ?? error;
       }
     });
   }
 
-  private async sendNars(nars: AsyncIterable<NarStream>, unhashed: Map<string, NarStream>): Promise<number> {
+  /**
+   * The requests and NAR bytes of every path leave in batches (WriteBatch)
+   * that span paths: a small path's request and NAR share one write with
+   * its neighbours'. Only what a source has checked is gathered (checkedNar
+   * holds back a NAR's last bytes until its checks pass), so a batch never
+   * carries the end of a NAR that failed one.
+   */
+  private async sendNars(nars: AsyncIterable<NarStream>, unhashed: Map<string, NarStream>, onBytes: ((bytes: number) => void) | undefined): Promise<number> {
     const legacy = !acceptsAddToStoreNar(this.version);
-    if (legacy) await this.write(encodeImportPaths());
+    const out = new WriteBatch();
+    if (legacy) out.push(encodeImportPaths());
     let added = 0;
     let acks: Promise<void> = Promise.resolve();
     const source = nars[Symbol.asyncIterator]();
     try {
-      for (let next = await fromSource(() => source.next()); !next.done; next = await fromSource(() => source.next())) {
+      for (let next = await fromSource(source); !next.done; next = await fromSource(source)) {
         const nar = next.value;
         const { info, unhashedFrom } = nar;
         let chunks = nar.chunks;
@@ -390,36 +400,27 @@ export class ServeClient {
           if (legacy) chunks = checkedNar(chunks, info, unhashedFrom, { hash: true });
           else unhashed.set(info.path, nar);
         }
-        await this.write(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
-        const bytes = chunks[Symbol.asyncIterator]();
-        const batch: Buffer[] = [];
-        let batched = 0;
-        for (let next = await fromSource(() => bytes.next()); !next.done; next = await fromSource(() => bytes.next())) {
-          for (const chunk of next.value) {
-            batch.push(chunk);
-            batched += chunk.length;
-          }
-          if (batched >= WRITE_BATCH) {
-            await this.write(batch);
-            batch.length = 0;
-            batched = 0;
-          }
+        out.push(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
+        const batches = chunks[Symbol.asyncIterator]();
+        for (let batch = await fromSource(batches); !batch.done; batch = await fromSource(batches)) {
+          const before = out.bytes;
+          for (const chunk of batch.value) out.push(chunk);
+          onBytes?.(out.bytes - before);
+          if (out.bytes >= WRITE_BATCH) await this.write(out.take());
         }
-        await this.write(batch);
-        if (legacy) await this.write(encodeExportTrailer(info));
+        if (legacy) out.push(encodeExportTrailer(info));
         else acks = acks.then(() => decodeImportAck(this.reader));
         added++;
       }
+      if (legacy) out.push(encodeExportEnd());
+      await this.write(out.take());
     } catch (error) {
       // The failure to report is the one that stopped the stream, not an acknowledgement that never came.
       acks.catch(() => undefined);
       await source.return?.();
       throw error;
     }
-    if (legacy) {
-      await this.write(encodeExportEnd());
-      await decodeImportAck(this.reader);
-    }
+    if (legacy) await decodeImportAck(this.reader);
     await acks;
     return added;
   }

@@ -18,8 +18,12 @@ export interface StoreChannel {
   queryPathInfos(paths: string[]): Promise<PathInfo[]>;
   /** The NARs of `infos` in order, each checked against its info as it streams (its hash as `hash` says). */
   dumpNars(infos: readonly PathInfo[], opts: { hash: NarHashCheck }): AsyncIterable<NarStream>;
-  /** Adds the NARs to this store, streamed; resolves once the store has registered every one (a NAR's `unhashedFrom` host is blamed for a hash it refuses). */
-  addNars(nars: AsyncIterable<NarStream>): Promise<unknown>;
+  /**
+   * Adds the NARs to this store, streamed; resolves once the store has
+   * registered every one (a NAR's `unhashedFrom` host is blamed for a hash it
+   * refuses). `onBytes` counts NAR bytes as they are taken from the source.
+   */
+  addNars(nars: AsyncIterable<NarStream>, opts?: { onBytes?: (bytes: number) => void }): Promise<unknown>;
   buildDerivation(drvPath: string, drv: Derivation, opts: BuildRequestOptions): Promise<BuildResult>;
   close(): void | Promise<void>;
 }

@@ -1,5 +1,5 @@
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import type { NarHashCheck, NarStream, PathInfo } from '../remote/serveClient.js';
+import type { NarHashCheck, PathInfo } from '../remote/serveClient.js';
 import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import type { PathLocations } from './pathLocations.js';
@@ -227,7 +227,7 @@ export class PathTransfers {
     const total = ordered.reduce((sum, info) => sum + info.narSize, 0);
     const progress = this.progress(t, ordered.length, total);
     try {
-      await t.targetChannel.addNars(counted(t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.source, t.target) }), progress.add));
+      await t.targetChannel.addNars(t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.source, t.target) }), { onBytes: progress.add });
     } catch (error) {
       progress.finish(error);
       throw error;
@@ -278,21 +278,5 @@ function checkInfos(source: string, asked: string[], infos: PathInfo[], closure:
     for (const ref of info.references) {
       if (!closure.has(ref)) throw new UntrustedReplyError(source, ref, `its path info of ${info.path} names a reference outside the closure it gave`);
     }
-  }
-}
-
-/** Counts the bytes of each NAR as the receiver takes them. */
-async function* counted(nars: AsyncIterable<NarStream>, add: (bytes: number) => void): AsyncGenerator<NarStream> {
-  for await (const nar of nars) {
-    yield { ...nar, chunks: countChunks(nar.chunks, add) };
-  }
-}
-
-async function* countChunks(batches: AsyncIterable<readonly Buffer[]>, add: (bytes: number) => void): AsyncGenerator<readonly Buffer[]> {
-  for await (const batch of batches) {
-    let bytes = 0;
-    for (const chunk of batch) bytes += chunk.length;
-    add(bytes);
-    yield batch;
   }
 }

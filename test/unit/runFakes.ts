@@ -285,10 +285,13 @@ class FakeChannel implements StoreChannel {
     }
   }
 
-  async addNars(nars: AsyncIterable<NarStream>): Promise<void> {
+  async addNars(nars: AsyncIterable<NarStream>, opts: { onBytes?: (bytes: number) => void } = {}): Promise<void> {
     for await (const nar of nars) {
       const parts: Buffer[] = [];
-      for await (const batch of nar.chunks) parts.push(...batch);
+      for await (const batch of nar.chunks) {
+        parts.push(...batch);
+        opts.onBytes?.(batch.reduce((sum, chunk) => sum + chunk.length, 0));
+      }
       const { from, path } = JSON.parse(Buffer.concat(parts).toString()) as { from: string; path: string };
       this.store().add(path);
       this.hosts.streamed.push(`${from}→${this.host} ${path.slice(44)}`);

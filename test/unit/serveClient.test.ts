@@ -5,7 +5,8 @@ import { BuildStatus, buildStatusName, isSuccess, isTransient } from '../../src/
 import { ServeProtocolError } from '../../src/remote/serveCodec/errors.js';
 import { LineSplitter } from '../../src/remote/serveCodec/lineSplitter.js';
 import { Serializer } from '../../src/remote/serveCodec/serializer.js';
-import { ServeClient, ServeConnectionLostError } from '../../src/remote/serveClient.js';
+import { ServeClient, ServeConnectionLostError, type NarStream, type PathInfo } from '../../src/remote/serveClient.js';
+import { encodeAddToStoreNar, encodeExportEnd, encodeExportItem, encodeExportTrailer, encodeImportPaths } from '../../src/remote/serveCodec/messages.js';
 import type { ServeTransport } from '../../src/remote/transport.js';
 import { probePath, probeUnsignedImports } from '../../src/remote/unsignedImportProbe.js';
 import { testDerivation } from './drvFixtures.js';
@@ -241,6 +242,39 @@ describe('ServeClient commands', () => {
     await new Promise((r) => setImmediate(r));
     expect(lines).toEqual(['one', 'two', 'three']);
     expect(other).toEqual(['one', 'two']);
+  });
+});
+
+describe('ServeClient.addNars', () => {
+  const paths = Array.from({ length: 300 }, (_, i) => `/nix/store/${hash}-small-${i}`);
+  const narOf = (i: number) => Buffer.alloc(700, i % 256);
+  const infos: PathInfo[] = paths.map((path, i) => ({ path, references: i > 0 ? [paths[i - 1]!] : [], downloadSize: 700, narSize: 700, narHash: `sha256:${'0'.repeat(52)}`, sigs: [] }));
+  async function* nars(): AsyncGenerator<NarStream> {
+    for (const [i, info] of infos.entries()) {
+      yield { info, chunks: (async function* () { yield [narOf(i).subarray(0, 100), narOf(i).subarray(100)]; })() };
+    }
+  }
+  const ack = new Serializer().u64(1).flush();
+
+  it("sends 300 small paths' requests and NARs in order, a few writes in all, and takes 300 acknowledgements", async () => {
+    const s = scriptedTransport([greeting(0x207), ...infos.map(() => ack)]);
+    const client = await ServeClient.open(s.transport);
+    const writes: number[] = [];
+    s.transport.stdin.on('data', (chunk: Buffer) => writes.push(chunk.length));
+    const counted: number[] = [];
+    expect(await client.addNars(nars(), { onBytes: (n) => counted.push(n) })).toBe(300);
+    const expected = Buffer.concat(infos.flatMap((info, i) => [encodeAddToStoreNar(info), narOf(i)]));
+    expect(s.written().subarray(16).equals(expected)).toBe(true);
+    expect(writes.length).toBeLessThanOrEqual(3);
+    expect(counted.reduce((a, b) => a + b, 0)).toBe(300 * 700);
+  });
+
+  it('sends the same paths to a server older than add-to-store-NAR as one import-paths export stream', async () => {
+    const s = scriptedTransport([greeting(0x204), ack]);
+    const client = await ServeClient.open(s.transport);
+    expect(await client.addNars(nars())).toBe(300);
+    const expected = Buffer.concat([encodeImportPaths(), ...infos.flatMap((info, i) => [encodeExportItem(), narOf(i), encodeExportTrailer(info)]), encodeExportEnd()]);
+    expect(s.written().subarray(16).equals(expected)).toBe(true);
   });
 });
 
