@@ -10,19 +10,30 @@ export class Serializer {
   private buffer: Buffer;
   private offset = 0;
 
+  // Unzeroed: every byte up to `offset` is written (padding included), and only those leave.
   constructor(initialSize = 1024) {
-    this.buffer = Buffer.alloc(initialSize);
+    this.buffer = Buffer.allocUnsafe(initialSize);
   }
 
   private ensure(size: number): void {
     const needed = this.offset + size;
     if (needed <= this.buffer.length) return;
-    const grown = Buffer.alloc(Math.max(needed, this.buffer.length * 2));
+    const grown = Buffer.allocUnsafe(Math.max(needed, this.buffer.length * 2));
     this.buffer.copy(grown, 0, 0, this.offset);
     this.buffer = grown;
   }
 
   u64(value: number | bigint | boolean): this {
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) return this.bigU64(value);
+    // Two 32-bit halves: a BigInt per word cost more than the rest of a small message's encoding.
+    this.ensure(8);
+    this.buffer.writeUInt32LE(value % 0x1_0000_0000, this.offset);
+    this.buffer.writeUInt32LE(Math.floor(value / 0x1_0000_0000), this.offset + 4);
+    this.offset += 8;
+    return this;
+  }
+
+  private bigU64(value: number | bigint | boolean): this {
     const big = typeof value === 'bigint' ? value : BigInt(typeof value === 'boolean' ? Number(value) : value);
     if (big < 0n || big > 0xffff_ffff_ffff_ffffn) throw new RangeError(`u64 out of range: ${big}`);
     this.ensure(8);
