@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-// dist/cli/main.js is one bundle of src/ (scripts/bundle.mjs); with --debug its stack traces name src/ lines.
-if (process.argv.includes('--debug')) process.setSourceMapsEnabled(true);
-const { main } = await import('../dist/cli/main.js');
+// dist/cli/main.cjs is one bundle of src/ (scripts/bundle.mjs), compiled with its V8 code cache by dist/launch.cjs (src/launch/).
+import { fileURLToPath } from 'node:url';
+import { launch } from '../dist/launch.cjs';
 
-main(process.argv).then((code) => {
-  process.exitCode = code;
-});
+launch(fileURLToPath(import.meta.resolve('../dist/cli/main.cjs')), process.argv);

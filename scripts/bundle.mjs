@@ -1,51 +1,77 @@
-// Bundles the CLI into one file (dist/cli/main.js, which bin/offload.js loads).
-// Loading one module instead of some 200 files, each resolved, read and
-// compiled apart, takes a fixed cost off every offload command, measured as
-// CPU at start. It runs in `npm run build`, hence in `prepare` (`npm ci`,
-// `npm pack`), and before the integration tests (test/support/globalSetup.ts).
+// Bundles the CLI (dist/cli/main.cjs) and writes its V8 code caches; bin/offload.js loads it through
+// dist/launch.cjs (src/launch/). Every offload command pays for loading its own code before it does
+// anything, so what this writes is shaped by what a start costs, measured:
+// - one file instead of some 200, each resolved, read and compiled apart;
+// - CommonJS, because Node 20 takes a V8 code cache only for scripts (vm.Script), not for ES modules:
+//   a start deserializes the bytecode made here instead of compiling the bundle again;
+// - ASCII only, whitespace and comments dropped (minifyWhitespace; names are kept): V8 then holds the
+//   source as a one-byte string, read and decoded in one pass (a comment with a "…" made it two-byte);
+// - ssh2, a third of the code, in a file of its own (dist/vendor/ssh2.cjs), compiled only by the
+//   commands that connect.
+// It runs in `npm run build`, hence in `prepare` (`npm ci`, `npm pack`), and before the integration
+// tests and benchmarks when src/ is newer (scripts/freshBundle.ts).
 import { build } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SSH_CRYPTO_BINDING = 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.node';
+// Relative to dist/cli/main.cjs: the launcher compiles a bundle's relative requires with their caches too.
+const SSH2_FILE = '../vendor/ssh2.cjs';
 
-// Nothing else in dist/ (such as files an older, per-file build left) is loaded; none stays to mislead.
+// Nothing else in dist/ (such as files an older build left) is loaded; none stays to mislead.
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 
-await build({
+const common = {
   absWorkingDir: root,
-  // dist/cli/main.js, where tsc put it, so paths main.ts reads relative to itself (../../package.json) still hold.
-  entryPoints: { 'cli/main': 'src/cli/main.ts' },
-  outdir: 'dist',
   bundle: true,
-  // What src/ imports dynamically (PostgreSQL state, …) goes into chunks of its own, loaded only when
-  // imported, with the external packages it needs: one bundle would load `pg` at every start.
-  splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
-  // `node --enable-source-maps` (and --debug, see bin/offload.js) maps stack traces back to src/.
+  outExtension: { '.js': '.cjs' },
+  minifyWhitespace: true,
+  // `--debug` (and `node --enable-source-maps`) maps stack traces back to src/ (see src/launch/launch.ts).
   sourcemap: true,
-  // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
-  external: ['better-sqlite3', 'pg', 'cpu-features'],
-  plugins: [sshCryptoBinding()],
-  // The CommonJS dependencies (ssh2, pino) call require() and read __dirname.
-  banner: {
-    js: [
-      "import { createRequire as __offloadCreateRequire } from 'node:module';",
-      "import { fileURLToPath as __offloadFileURLToPath } from 'node:url';",
-      "import { dirname as __offloadDirname } from 'node:path';",
-      'const require = __offloadCreateRequire(import.meta.url);',
-      'const __filename = __offloadFileURLToPath(import.meta.url);',
-      'const __dirname = __offloadDirname(__filename);',
-    ].join(' '),
-  },
+  metafile: true,
   logLevel: 'warning',
-});
+};
+
+const results = await Promise.all([
+  build({
+    ...common,
+    // dist/cli/main.cjs, where tsc put main.js, so paths main.ts reads relative to itself (../../package.json) still hold.
+    entryPoints: { 'cli/main': 'src/cli/main.ts' },
+    outdir: 'dist',
+    // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
+    external: ['better-sqlite3', 'pg', 'cpu-features'],
+    plugins: [sshCryptoBinding(), ssh2File()],
+    define: { 'import.meta.url': '__offloadModuleUrl' },
+    banner: { js: 'var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+  }),
+  build({
+    ...common,
+    entryPoints: { 'vendor/ssh2': 'ssh2' },
+    outdir: 'dist',
+    external: ['cpu-features'],
+    plugins: [sshCryptoBinding()],
+  }),
+  build({ ...common, entryPoints: { launch: 'src/launch/launch.ts' }, outdir: 'dist' }),
+]);
+
+for (const result of results) {
+  for (const [file, output] of Object.entries(result.metafile.outputs)) {
+    if (!file.endsWith('.cjs')) continue;
+    // A vm.Script has no loader for import(): what src/ imports on demand must be bundled (esbuild turns it into a require).
+    const dynamic = output.imports.filter((i) => i.kind === 'dynamic-import' && i.external).map((i) => i.path);
+    if (dynamic.length > 0) throw new Error(`${file} keeps import() of ${dynamic.join(', ')}: import it statically or bundle it`);
+    const bytes = readFileSync(join(root, file));
+    const wide = bytes.findIndex((b) => b > 0x7f);
+    if (wide >= 0) throw new Error(`${file} has a non-ASCII byte at ${wide}: V8 would hold the whole source as a two-byte string`);
+  }
+}
 
 /**
  * ssh2 loads its native AES-GCM binding from a path relative to its own
@@ -62,6 +88,23 @@ function sshCryptoBinding() {
   };
 }
 
+/** src/ imports `ssh2`; the bundle requires dist/vendor/ssh2.cjs instead, loaded when a command first connects. */
+function ssh2File() {
+  return {
+    name: 'ssh2-file',
+    setup(b) {
+      b.onResolve({ filter: /^ssh2$/ }, () => ({ path: SSH2_FILE, external: true }));
+    },
+  };
+}
+
 // Where ssh2 has its native binding, the bundle must find it too (else ssh2 would fall back to JavaScript silently).
-const fromBundle = createRequire(join(root, 'dist', 'cli', 'main.js'));
+const fromBundle = createRequire(join(root, 'dist', 'vendor', 'ssh2.cjs'));
 if (fromBundle('ssh2/lib/protocol/crypto.js').bindingAvailable) fromBundle.resolve(SSH_CRYPTO_BINDING);
+
+// The caches come from a plain `node`: V8 refuses a cache made under other flags.
+execFileSync(
+  process.execPath,
+  ['-e', 'const l = require("./dist/launch.cjs"); l.writeCodeCaches("dist/cli/main.cjs", ["dist/vendor/ssh2.cjs"]);'],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_OPTIONS: '' } },
+);

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { readFile } from 'node:fs/promises';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import { dropOutputForClosedPipes } from './closedPipes.js';
 import { exitCodeHelp } from './exitCodes.js';
@@ -59,7 +60,6 @@ function reportError(error: unknown, debug: boolean): number {
 }
 
 async function packageVersion(): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
   const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }
