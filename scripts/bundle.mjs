@@ -47,7 +47,7 @@ const results = await Promise.all([
     outdir: 'dist',
     // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
     external: ['better-sqlite3', 'pg', 'cpu-features'],
-    plugins: [sshCryptoBinding(), ssh2File()],
+    plugins: [sshCryptoBinding(), ssh2File(), lazySegmenter()],
     define: { 'import.meta.url': '__offloadModuleUrl' },
     banner: { js: 'var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
@@ -84,6 +84,28 @@ function sshCryptoBinding() {
     name: 'ssh2-native-binding',
     setup(b) {
       b.onResolve({ filter: /\/sshcrypto\.node$/ }, () => ({ path: SSH_CRYPTO_BINDING, external: true }));
+    },
+  };
+}
+
+/**
+ * string-width builds an Intl.Segmenter when it is loaded, and the first
+ * one loads ICU's break rules: 15-40 ms of every start, measured, for
+ * every command, though only tables and the live view on a terminal
+ * measure text. The bundle builds it on first use instead. The build fails
+ * if a new string-width no longer has the line this replaces.
+ */
+function lazySegmenter() {
+  const eager = 'const segmenter = new Intl.Segmenter();';
+  const lazy = 'let segmenterOnce; const segmenter = { segment: (text) => (segmenterOnce ??= new Intl.Segmenter()).segment(text) };';
+  return {
+    name: 'lazy-segmenter',
+    setup(b) {
+      b.onLoad({ filter: /[\\/]string-width[\\/]index\.js$/ }, ({ path }) => {
+        const source = readFileSync(path, 'utf8');
+        if (source.split(eager).length !== 2) throw new Error(`${path} no longer reads "${eager}": check what it builds when loaded`);
+        return { contents: source.replace(eager, lazy), loader: 'js' };
+      });
     },
   };
 }

@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import stringWidth from 'string-width';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT } from './buildSupport.js';
 
@@ -55,7 +56,7 @@ describe('the bundle', () => {
     expect(await cacheUse(packed)).toEqual(all);
   });
 
-  it('runs from the packed copy: version, help, and ssh2 with its native cipher loaded on demand', async () => {
+  it('runs from the packed copy: version, help, a table of display widths, and ssh2 with its native cipher loaded on demand', async () => {
     const bin = join(packed, 'bin', 'offload.js');
     const before = listing(packed);
     expect((await run(process.execPath, [bin, '--version'], { env: plainNode })).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
@@ -67,6 +68,16 @@ describe('the bundle', () => {
       const binding = Object.keys(require.cache).some((f) => f.endsWith('/sshcrypto.node'));
       process.stdout.write(typeof ssh2.Client + ' ' + binding);`;
     expect((await run(process.execPath, ['-e', ssh2], { env: plainNode })).stdout).toBe('function true');
+    // Display widths (string-width, whose Intl.Segmenter the bundle builds on first use): a wide name takes two columns a letter.
+    const machines = join(dirname(packed), 'machines.json');
+    const machine = (hostName: string, feature: string) => ({ hostName, systems: ['x86_64-linux'], supportedFeatures: [feature], maxJobs: 1 });
+    writeFileSync(machines, JSON.stringify([machine('wide', '日本語'), machine('narrow', 'abcdef')]));
+    const table = (await run(process.execPath, [bin, 'machines', '--machines', machines, '--max-jobs', '0'], { env: { ...plainNode, COLUMNS: '200' } })).stdout;
+    const jobsColumn = (host: string) => {
+      const line = table.split('\n').find((l) => l.startsWith(`${host} `))!;
+      return stringWidth(line.slice(0, line.search(/ 1 +1 /)));
+    };
+    expect(jobsColumn('wide')).toBe(jobsColumn('narrow'));
     // Nothing was written into the package (root could have, read-only or not).
     expect(listing(packed)).toEqual(before);
   });
