@@ -125,8 +125,4 @@ const fromBundle = createRequire(join(root, 'dist', 'vendor', 'ssh2.cjs'));
 if (fromBundle('ssh2/lib/protocol/crypto.js').bindingAvailable) fromBundle.resolve(SSH_CRYPTO_BINDING);
 
 // The caches come from a plain `node`: V8 refuses a cache made under other flags.
-execFileSync(
-  process.execPath,
-  ['-e', 'const l = require("./dist/launch.cjs"); l.writeCodeCaches("dist/cli/main.cjs", ["dist/vendor/ssh2.cjs"]);'],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_OPTIONS: '' } },
-);
+execFileSync(process.execPath, [join(root, 'bin', 'write-code-caches.js')], { stdio: 'inherit', env: { ...process.env, NODE_OPTIONS: '' } });

@@ -9,11 +9,11 @@ import { promisify } from 'node:util';
  * when any source is newer, so none of them runs yesterday's code (a
  * benchmark of a stale bundle measures the wrong thing and says nothing).
  * Only the bundle: type errors are tsc's business (`npm run typecheck`), and
- * esbuild takes a second where tsc takes many. The bundle's code cache is
- * written last, so its age is the build's.
+ * esbuild takes a second where tsc takes many. The bundle's own age counts,
+ * not its code cache's: `npm install` rewrites the caches (postinstall).
  */
 export async function ensureFreshBundle(root: string): Promise<void> {
-  const built = mtime(join(root, 'dist', 'cli', 'main.cjs.codecache'));
+  const built = mtime(join(root, 'dist', 'cli', 'main.cjs'));
   const bundler = join(root, 'scripts', 'bundle.mjs');
   if (built !== undefined && built >= Math.max(newest(join(root, 'src')), mtime(bundler) ?? 0)) return;
   try {

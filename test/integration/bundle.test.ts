@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -80,6 +80,22 @@ describe('the bundle', () => {
     expect(jobsColumn('wide')).toBe(jobsColumn('narrow'));
     // Nothing was written into the package (root could have, read-only or not).
     expect(listing(packed)).toEqual(before);
+  });
+
+  it("postinstall writes the caches for the Node that installs, and does nothing before there is a dist/", async () => {
+    const installed = join(mkdtempSync(join(tmpdir(), 'offload-installed-')), 'offload');
+    try {
+      cpSync(packed, installed, { recursive: true, filter: (path) => !path.endsWith('.codecache') });
+      writable(installed);
+      expect(await cacheUse(installed)).toEqual({ 'dist/cli/main.cjs': 'absent', 'dist/vendor/ssh2.cjs': 'absent' });
+      await run(process.execPath, [join(installed, 'bin', 'write-code-caches.js'), '--if-built'], { env: plainNode });
+      expect(await cacheUse(installed)).toEqual({ 'dist/cli/main.cjs': 'used', 'dist/vendor/ssh2.cjs': 'used' });
+      rmSync(join(installed, 'dist'), { recursive: true });
+      const early = await run(process.execPath, [join(installed, 'bin', 'write-code-caches.js'), '--if-built'], { env: plainNode });
+      expect(early.stderr).toBe('');
+    } finally {
+      rmSync(dirname(installed), { recursive: true, force: true });
+    }
   });
 
   it('with --debug, loads without the cache so stack traces name src/ lines', async () => {
