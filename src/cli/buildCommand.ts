@@ -1,39 +1,33 @@
 import { Option, type Command } from 'commander';
 import { performance } from 'node:perf_hooks';
 import { loadMachinesConfig } from '../config/loadMachines.js';
-import { checkKeyFile } from '../config/keyFile.js';
 import type { Machine } from '../config/machine.js';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
-import type { SshPool } from '../remote/sshPool.js';
 import { defaultDurationRules } from '../schedule/durations.js';
 import { loadDurationRules } from './durationRulesFile.js';
-import { LOCAL_HOST, TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
+import { LOCAL_HOST } from '../schedule/types.js';
 import type { MachinesConfig } from '../config/machine.js';
-import type { Derivation } from '../drv/derivation.js';
 import type { Substitute } from '../graph/queryMissing.js';
 import { assertEveryJobFits, fits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
-import { markFetchesOnBuilders, splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
+import { markFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { LocalFetcher } from '../run/localFetcher.js';
 import type { JobRecord } from '../run/runResult.js';
 import { openSubstituters, transferEstimates } from './substitution.js';
 import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
-import { planBuild } from '../schedule/planBuild.js';
 import { assertInputAddressed } from '../run/buildInputs.js';
-import { ChannelPool } from '../run/channelPool.js';
-import { Executor, type CopyBack } from '../run/executor.js';
-import { openPlannedHosts } from '../run/connectHosts.js';
-import { firstUploads, startRun } from '../run/runStart.js';
+import type { Executor, CopyBack } from '../run/executor.js';
+import { startPass } from './buildPass.js';
+import { askBuilderHoldings, firstUploads, startRun } from '../run/runStart.js';
+import { linkBuilders, type BuilderLinks } from '../run/builderLinks.js';
+import { mayReachBuildersEarly } from '../schedule/earlyReach.js';
+import type { DerivationSet } from '../drv/derivation.js';
 import { LocalPathInfos } from '../run/localPathInfos.js';
 import { nixStateDirWritable, opensStoreInProcess } from '../store/storeInProcess.js';
-import { defaultHostHealthOptions } from '../run/hostHealth.js';
-import { livePlacement, liveScheduler } from '../run/livePlacement.js';
 import { SlotGate } from '../run/slotGate.js';
-import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate, type PressureSample } from '../run/pressureGate.js';
-import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
-import { serveChannelOpener } from '../run/openChannel.js';
+import type { PressureSample } from '../run/pressureGate.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
 import { outLinks, type OutLink } from '../store/outLinks.js';
 import { addPermRoots, checkOutLinksFree } from '../store/permRoots.js';
@@ -44,7 +38,8 @@ import { addBuildOutputOptions, BuildObservers, type BuildOutputOptions } from '
 import { addHistoryOptions, type HistoryOptions } from './runHistory.js';
 import { machineLoadOptions } from './planCommand.js';
 import { addMachineOptions, addOutputOptions, parseSeconds, parseWholeSeconds, type MachineOptions, type OutputOptions } from './sharedOptions.js';
-import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork } from './workload.js';
+import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
+import { EarlyOutput } from './earlyOutput.js';
 import { openSlotLeases, resolveState } from './sharedState.js';
 import { hostname } from 'node:os';
 
@@ -130,15 +125,73 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   sshModule.catch(() => undefined);
   // Independent: `nix show-config` (machines) runs while the closure is read and the local store asked.
   // A machines error still wins, as when they ran one after the other.
-  const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, expression: expressionOptions(opts) });
+  const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, keepLocalServe: true, expression: expressionOptions(opts), onClosure: (set) => reachEarly({ closure: set }) });
   loading.catch(() => undefined);
-  const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout });
-  const state = resolveState(opts, config);
-  const output = new BuildObservers(opts);
-  for (const warning of config.warnings ?? []) output.warn(warning);
-  const workload = await loading;
+  const early = new EarlyOutput();
+  // Set by checkCopyBack before the first local channel opens.
+  const localStore = { untrusted: false };
+  const localInfos = new LocalPathInfos();
+  let executor: Executor | undefined;
+  const sampledEarly: Array<[string, PressureSample, boolean]> = [];
+  let reach: Promise<BuilderLinks> | undefined;
+  // The builders are logged in to as soon as they and the closure are known, and nothing in it can be bad input for them.
+  const known: { closure?: DerivationSet; machines?: readonly Machine[] } = {};
+  const reachEarly = (learnt: typeof known) => {
+    Object.assign(known, learnt);
+    if (reach && known.closure && known.machines && mayReachBuildersEarly(known.closure.drvs.values(), known.machines)) void reach.then((links) => links.connect());
+  };
+  // Machines given on the command line (or in offload's file) are known before Nix's configuration is read.
+  const linkTo = (machines: readonly Machine[]) => {
+    reach = linkBuilders(machines, {
+      sshModule,
+      ssh: { connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3, warn: early.warn, debug: early.debug, compress: opts.compress === true },
+      channels: { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos },
+      onDown: (host, error) => executor?.hostDown(host, error),
+      // The first look overlaps the start-up: what it found reaches the executor once there is one.
+      onSample: (host, sample, changed) => (executor ? executor.pressureSampled(host, sample, changed) : sampledEarly.push([host, sample, changed])),
+    });
+    reach.catch(() => undefined);
+    reachEarly({ machines });
+  };
+  let workload: Workload | undefined;
+  try {
+    const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout }, linkTo);
+    // A Nix-format machine without a systems column builds the local system, which Nix has said by now.
+    reachEarly({ machines: config.machines });
+    const state = resolveState(opts, config);
+    const output = new BuildObservers(opts);
+    early.attach(output);
+    for (const warning of config.warnings ?? []) output.warn(warning);
+    workload = await loading;
+    return await buildWith(workload, config, state, output, { links: await reach!, localStore, localInfos, sampledEarly, setExecutor: (e) => (executor = e) }, opts);
+  } finally {
+    // What a run that stopped early (bad input, nothing to build) opened closes now; closing twice is harmless.
+    const reached = await reach?.catch(() => undefined);
+    if (reached) {
+      reached.channels.closeAll();
+      await reached.ssh.closeAll();
+    }
+    if (workload) workload.localServe?.close();
+    else void loading.then((w) => w.localServe?.close(), () => undefined);
+    early.flushUnattached();
+  }
+}
+
+interface RunState {
+  links: BuilderLinks;
+  localStore: { untrusted: boolean };
+  localInfos: LocalPathInfos;
+  sampledEarly: Array<[string, PressureSample, boolean]>;
+  setExecutor: (executor: Executor) => void;
+}
+
+async function buildWith(workload: Workload, config: MachinesConfig, state: ReturnType<typeof resolveState>, output: BuildObservers, run: RunState, opts: BuildOptions): Promise<number> {
+  const { links: reach, localStore, localInfos, sampledEarly } = run;
+  const { ssh, channels, pressure } = reach;
   if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).', ExitCode.badInput);
   const { set } = workload;
+  // Logged in early, each builder's first channel is warm (or on its way): the question goes out as soon as it is.
+  const holdingsAsked = reach.connected ? askBuilderHoldings(channels, config.machines, missingOutputs(workload)) : undefined;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   const settings = await substitutionSettings(opts);
   // Links follow the wanted outputs (drv^dev, -A pkg.dev, a flake's outputName); a bare .drv links out, as nix-build does.
@@ -156,20 +209,6 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const now = () => (performance.now() - start) / 1000;
   const log = output.log;
 
-  const ssh: SshPool = new (await sshModule).SshPool({
-    connectTimeoutMs: opts.connectTimeout * 1000,
-    keepaliveIntervalMs: opts.keepaliveInterval * 1000,
-    keepaliveCountMax: 3,
-    warn: output.warn,
-    debug: output.debug,
-    compress: opts.compress === true,
-  });
-  // Set by checkCopyBack before the first local channel opens.
-  const localStore = { untrusted: false };
-  const localInfos = new LocalPathInfos();
-  const channels = new ChannelPool(
-    serveChannelOpener(ssh, config.machines, { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos }),
-  );
   // Slots shared with other runners (this machine's, or the fleet's), keyed by where a builder really is.
   let leases;
   try {
@@ -188,23 +227,6 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     : undefined;
   let executor: Executor | undefined;
   let interrupted = false;
-  ssh.on('down', (host, error) => executor?.hostDown(host, error));
-  const byName = new Map(config.machines.map((m) => [m.hostName, m]));
-  const sampledEarly: Array<[string, PressureSample, boolean]> = [];
-  const pressure = new PressureGate({
-    hosts: config.machines.map((m) => m.hostName),
-    // Over the connection already open: a builder not connected (yet, or any more) is not probed.
-    probe: async (host, timeoutMs) => {
-      if (!ssh.isConnected(host)) throw new Error(`${host} is not connected`);
-      const result = await ssh.exec(byName.get(host)!, PRESSURE_COMMAND, { timeoutMs });
-      return parsePressure(result.stdout);
-    },
-    probeTimeoutMs: PRESSURE_PROBE_TIMEOUT_MS,
-    limits: new Map(config.machines.map((m) => [m.hostName, pressureLimits(m.pressure)])),
-    intervalMs: PRESSURE_INTERVAL_MS,
-    // The first look overlaps the start-up: what it found reaches the executor once there is one.
-    onSample: (host, sample, changed) => (executor ? executor.pressureSampled(host, sample, changed) : sampledEarly.push([host, sample, changed])),
-  });
   const shutdown = (signal: TerminationSignal) => {
     interrupted = true;
     executor?.interrupt();
@@ -229,14 +251,14 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const records = new Map<string, JobRecord>();
   let result: LinkedResult | undefined;
   try {
-    // Bad input (a derivation no machine fits) is refused before any builder is contacted.
+    // Bad input (a derivation no machine fits) is refused before anything is sent to a builder (they may be logged in to).
     const first = await missingWork(workload, { ...(substitutes ? { substitutes } : {}), known, localValid });
     const firstJobs = jobsForWork(first, rules, history, transferEstimates(undefined));
     assertEveryJobFits(firstJobs, hosts(true));
     // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
     const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
-    const { holdings, firstLook: looking } = await startRun({ ssh, machines: config.machines, channels, pressure, builders: builders.map((h) => h.id), missing: missingOutputs(workload), work: firstJobs.length > 0, uploads: { paths: firstUploads(firstJobs, set.drvs, workload.localPaths), localInfos }, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
-    let firstLook = looking;
+    const holdings = await startRun({ ssh, links: reach, machines: config.machines, channels, builders: builders.map((h) => h.id), holdings: holdingsAsked, missing: missingOutputs(workload), work: firstJobs.length > 0, uploads: { paths: firstUploads(firstJobs, set.drvs, workload.localPaths), localInfos }, ...(workload.localServe ? { localServe: workload.localServe } : {}), ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
+    let firstLook = reach.connected ? reach.connect() : undefined;
     let held: ReadonlyMap<string, string> = holdings.held;
     let localPaths: ReadonlySet<string> = workload.localPaths;
     const refused = new Set<string>();
@@ -255,6 +277,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
         break;
       }
       executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
+      run.setExecutor(executor);
       for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
       await (firstLook ?? pressure.look());
       firstLook = undefined;
@@ -285,68 +308,6 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   return report(result, output);
 }
 
-interface PassInput {
-  jobs: Job[];
-  hosts: Host[];
-  config: MachinesConfig;
-  channels: ChannelPool;
-  slots: SlotGate;
-  pressure: PressureGate;
-  log: (line: string) => void;
-  now: () => number;
-  output: BuildObservers;
-  opts: BuildOptions;
-  held: ReadonlyMap<string, string>;
-  localPaths: ReadonlySet<string>;
-  drvs: ReadonlyMap<string, Derivation>;
-  roots: string[];
-  rootOutputs: ReadonlyMap<string, readonly string[]> | undefined;
-  fetcher: LocalFetcher | undefined;
-}
-
-/**
- * One pass: plan the jobs, connect the planned builders, and run the
- * executor on them. Fetches builders make are planned but not scheduled:
- * a build fetches them on its host when it starts.
- */
-async function startPass(p: PassInput): Promise<Executor> {
-  const plan = planBuild(p.jobs, p.hosts);
-  const { scheduled, onBuilders } = splitFetchesOnBuilders(p.jobs);
-  const placement = livePlacement(plan, p.hosts);
-  for (const m of p.config.machines) {
-    if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
-  }
-  const reserves = await usableReserves(p.config.machines, placement.reserves, p.log);
-  const scheduler = liveScheduler(plan, scheduled, p.hosts, placement);
-  const executor = new Executor({
-    drvs: p.drvs,
-    roots: p.roots,
-    ...(p.rootOutputs ? { rootOutputs: p.rootOutputs } : {}),
-    jobs: scheduled,
-    fetchesOnBuilders: onBuilders,
-    scheduler,
-    channels: p.channels,
-    localPaths: p.localPaths,
-    held: p.held,
-    reserveHosts: reserves,
-    options: {
-      keepGoing: p.opts.keepGoing ?? false,
-      copyBack: p.opts.copyBack,
-      buildersUseSubstitutes: p.config.local.buildersUseSubstitutes,
-      buildLimits: { maxSilentTime: p.config.local.maxSilentTime, buildTimeout: p.config.local.buildTimeout },
-      hostHealth: { ...defaultHostHealthOptions, backoffSeconds: p.opts.hostBackoff },
-    },
-    log: p.log,
-    now: p.now,
-    onEvent: p.output.begin({ jobs: p.jobs, hosts: p.hosts, plan, now: p.now }),
-    slots: p.slots,
-    pressure: p.pressure,
-    ...(p.fetcher ? { fetcher: p.fetcher } : {}),
-  });
-  await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), (host, error) => executor.hostDown(host, error));
-  return executor;
-}
-
 /** A run's result, and the reason its links could not be made. */
 type LinkedResult = RunResult & { linkError?: OffloadError };
 
@@ -366,22 +327,6 @@ async function withOutLinks(result: RunResult, links: readonly OutLink[]): Promi
     if (!(error instanceof OffloadError)) throw error;
     return { ...result, linkError: error };
   }
-}
-
-/** A reserve whose key file is unusable is dropped with a warning rather than failing a run that may not need it. */
-async function usableReserves(machines: Machine[], reserves: string[], log: (line: string) => void): Promise<string[]> {
-  const usable: string[] = [];
-  for (const name of reserves) {
-    const m = machines.find((x) => x.hostName === name);
-    try {
-      if (m?.sshKey) await checkKeyFile(m.sshKey, m.hostName);
-      usable.push(name);
-    } catch (error) {
-      if (!(error instanceof OffloadError)) throw error;
-      log(`offload: ${name} is not kept in reserve: ${error.message}`);
-    }
-  }
-  return usable;
 }
 
 /** Output paths (or JSON) on stdout, summary and report via the observers, then the exit code. */

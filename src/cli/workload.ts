@@ -16,7 +16,8 @@ import type { ExpressionOptions, WantedDerivation } from '../installable/install
 import { InstallableSyntaxError, parseInstallable } from '../installable/parseInstallable.js';
 import { resolveInstallables } from '../installable/resolveInstallables.js';
 import { checkWantedOutputs, rootsFromWanted } from '../installable/wantedRoots.js';
-import { queryValidLocalPaths } from '../store/localStore.js';
+import { queryValidLocalPaths, queryValidLocalPathsKeepingServe } from '../store/localStore.js';
+import type { ServeClient } from '../remote/serveClient.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 
 export interface WorkloadOptions {
@@ -24,6 +25,10 @@ export interface WorkloadOptions {
   storeDir?: string;
   /** When false, assume nothing is built (no local store is asked). */
   askLocalStore: boolean;
+  /** Keep the local `nix-store --serve` that answered open, as `localServe`, for the caller to use or close. */
+  keepLocalServe?: boolean;
+  /** The closure is read and checked, before the local store is asked. */
+  onClosure?: (set: DerivationSet) => void;
   /** nix-build's `-A`, `--arg`, `--argstr`, `-I` for expression files among the installables. */
   expression?: ExpressionOptions;
 }
@@ -36,6 +41,8 @@ export interface Workload {
    * null when it was not asked (or Nix is not installed).
    */
   localPaths: ReadonlySet<string> | null;
+  /** With `keepLocalServe`: the local store's server that answered, still open; the caller closes it or hands it on. */
+  localServe?: ServeClient;
 }
 
 /**
@@ -59,9 +66,18 @@ export async function loadWorkload(installables: string[], opts: WorkloadOptions
     set = { ...(await loadDrvClosure(roots, { storeDir })), rootOutputs };
     checkWantedOutputs(set, wanted);
   }
+  opts.onClosure?.(set);
   // One question to the store serves both the graph (outputs) and the executor (input sources too).
-  const valid = opts.askLocalStore ? await queryValidLocalPaths(pathsTheClosureUses(set)) : null;
-  return { set, graph: buildGraph(set, valid ?? new Set()), localPaths: valid };
+  if (!opts.askLocalStore) return { set, graph: buildGraph(set, new Set()), localPaths: null };
+  const paths = pathsTheClosureUses(set);
+  const asked = opts.keepLocalServe ? await queryValidLocalPathsKeepingServe(paths, { storeDir }) : { valid: await queryValidLocalPaths(paths, { storeDir }), serve: undefined };
+  const localServe = asked?.serve;
+  try {
+    return { set, graph: buildGraph(set, asked?.valid ?? new Set()), localPaths: asked?.valid ?? null, ...(localServe ? { localServe } : {}) };
+  } catch (error) {
+    localServe?.close();
+    throw error;
+  }
 }
 
 export interface MissingOptions {

@@ -58,19 +58,35 @@ interface Loaded {
  * ssh_config. The local machine's settings come from the flags, then the
  * offload file, then Nix's settings (nix.conf, user files, NIX_CONFIG).
  * Reads configuration files only: no network, no private keys.
+ *
+ * Machines from anywhere but Nix's `builders` setting are read while Nix is
+ * asked for its configuration (`nix show-config`, the slow part), and
+ * `onMachines` hears them at once; their errors still come after any error
+ * of Nix's configuration, as when one was read after the other.
  */
-export async function loadMachinesConfig(options: LoadMachinesOptions): Promise<MachinesConfig> {
+export async function loadMachinesConfig(options: LoadMachinesOptions, onMachines?: (machines: readonly Machine[]) => void): Promise<MachinesConfig> {
   const env = options.env ?? process.env;
   const homeDir = options.homeDir ?? env.HOME ?? homedir();
-  const nix = await readNixConfig({ env, homeDir, ...(options.nixMachineDefaults !== undefined && { machineDefaults: options.nixMachineDefaults }) });
-  const loaded = findMachines(options, env, homeDir, nix);
-  const selected = selectHosts(loaded.machines, options, loaded.source);
-  const origins = new Map(loaded.machines.map((m, index) => [m.hostName, loaded.origins[index]!]));
-  const resolved = resolveAll(selected, options, env, homeDir, origins);
+  const reading = readNixConfig({ env, homeDir, ...(options.nixMachineDefaults !== undefined && { machineDefaults: options.nixMachineDefaults }) });
+  reading.catch(() => undefined);
+  const given = attempt(() => {
+    const loaded = givenMachines(options, env, homeDir);
+    return loaded && { loaded, resolved: selectAndResolve(loaded, options, env, homeDir) };
+  });
+  if (given.ok && given.value) onMachines?.(given.value.resolved.machines.map((m) => withLocalSystem(m, undefined)));
+  const nix = await reading;
+  if (!given.ok) throw given.error;
+  let found = given.value;
+  if (found === undefined) {
+    const loaded = nixSettingMachines(options, homeDir, nix, env);
+    found = { loaded, resolved: selectAndResolve(loaded, options, env, homeDir) };
+    onMachines?.(found.resolved.machines);
+  }
+  const { loaded, resolved } = found;
   const warnings = [...new Set([...nix.warnings, ...loaded.warnings, ...resolved.warnings])];
   return {
     source: loaded.source,
-    machines: resolved.machines,
+    machines: resolved.machines.map((m) => withLocalSystem(m, nix.settings.system.value)),
     local: localSettings(loaded, options, nix),
     ...(loaded.settings.state !== undefined && { state: { url: loaded.settings.state, file: loaded.source } }),
     ...(warnings.length > 0 && { warnings }),
@@ -79,42 +95,79 @@ export async function loadMachinesConfig(options: LoadMachinesOptions): Promise<
 
 export { nixSystemOf };
 
-function findMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string, nixConfig: NixConfig): Loaded {
-  const nix = (text: string, source: string, sourceIsFile: boolean): Loaded => {
-    const parsed = parseNixMachines(text, {
-      source,
-      sourceIsFile,
-      // Nix gives a machine without a systems column its own system.
-      localSystem: nixConfig.settings.system.value,
-      cwd: options.cwd ?? process.cwd(),
-      readFile: readIfExists,
-    });
-    return { source, machines: parsed.machines, origins: parsed.origins, settings: {}, warnings: parsed.warnings };
-  };
+/**
+ * Stands for the local system in a Nix-format machine without a systems
+ * column until Nix has said what it is; it never passes LIST_ITEM_PATTERN,
+ * so no machine can name it.
+ */
+const LOCAL_SYSTEM = '<local system>';
+
+/** The machine with the local system filled in where its line named none (undefined: left out, for reaching it only). */
+function withLocalSystem(machine: Machine, system: string | undefined): Machine {
+  if (!machine.systems.includes(LOCAL_SYSTEM)) return machine;
+  return { ...machine, systems: machine.systems.flatMap((s) => (s !== LOCAL_SYSTEM ? [s] : system === undefined ? [] : [system])) };
+}
+
+type Attempt<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+function attempt<T>(body: () => T): Attempt<T> {
+  try {
+    return { ok: true, value: body() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function selectAndResolve(loaded: Loaded, options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string): { machines: Machine[]; warnings: string[] } {
+  const selected = selectHosts(loaded.machines, options, loaded.source);
+  const origins = new Map(loaded.machines.map((m, index) => [m.hostName, loaded.origins[index]!]));
+  return resolveAll(selected, options, env, homeDir, origins);
+}
+
+function nixFormat(text: string, source: string, sourceIsFile: boolean, options: LoadMachinesOptions, localSystem: string): Loaded {
+  const parsed = parseNixMachines(text, {
+    source,
+    sourceIsFile,
+    // Nix gives a machine without a systems column its own system.
+    localSystem,
+    cwd: options.cwd ?? process.cwd(),
+    readFile: readIfExists,
+  });
+  return { source, machines: parsed.machines, origins: parsed.origins, settings: {}, warnings: parsed.warnings };
+}
+
+/** The machines given without Nix's configuration (--machines, --builders, $OFFLOAD_MACHINES, the user's file); undefined: none is. */
+function givenMachines(options: LoadMachinesOptions, env: NodeJS.ProcessEnv, homeDir: string): Loaded | undefined {
   const anyFormat = (path: string, via: string): Loaded => {
     const text = readMachinesFile(path, via);
     if (text === undefined) throw new MachinesFileError([`machines file ${path} (${via}) does not exist`]);
-    return looksLikeJson(path, text) ? json(text, path) : nix(text, path, true);
+    return looksLikeJson(path, text) ? json(text, path) : nixFormat(text, path, true, options, LOCAL_SYSTEM);
   };
 
   if (options.machinesFile !== undefined && options.builders !== undefined) {
     throw new OffloadError('give either --machines or --builders, not both', ExitCode.badInput);
   }
   if (options.machinesFile !== undefined) return anyFormat(options.machinesFile, '--machines');
-  if (options.builders !== undefined) return nix(options.builders, '--builders', false);
+  if (options.builders !== undefined) return nixFormat(options.builders, '--builders', false, options, LOCAL_SYSTEM);
   if (env.OFFLOAD_MACHINES) return anyFormat(env.OFFLOAD_MACHINES, '$OFFLOAD_MACHINES');
 
-  const userFile = join(env.XDG_CONFIG_HOME || join(homeDir, '.config'), 'offload', 'machines.json');
+  const userFile = userMachinesFile(env, homeDir);
   const userText = readMachinesFile(userFile, 'user configuration');
-  if (userText !== undefined) return json(userText, userFile);
+  return userText === undefined ? undefined : json(userText, userFile);
+}
 
+function userMachinesFile(env: NodeJS.ProcessEnv, homeDir: string): string {
+  return join(env.XDG_CONFIG_HOME || join(homeDir, '.config'), 'offload', 'machines.json');
+}
+
+function nixSettingMachines(options: LoadMachinesOptions, homeDir: string, nixConfig: NixConfig, env: NodeJS.ProcessEnv): Loaded {
   const builders = nixConfig.settings.builders;
   const setting = `Nix's builders setting (${describeOrigins(builders.origins)})`;
-  const fromNix = nix(builders.value, setting, false);
+  const fromNix = nixFormat(builders.value, setting, false, options, nixConfig.settings.system.value);
   if (fromNix.machines.length > 0) return { ...fromNix, source: `${setting}: ${builders.value}` };
   const what = builders.value.trim() === '' ? 'is empty' : `${JSON.stringify(builders.value)} names no machine`;
   return {
-    source: `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${userFile}; ${setting} ${what}): building locally only`,
+    source: `no machines configured (no --machines, --builders or $OFFLOAD_MACHINES; no ${userMachinesFile(env, homeDir)}; ${setting} ${what}): building locally only`,
     machines: [],
     origins: [],
     settings: {},

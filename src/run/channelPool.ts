@@ -18,6 +18,8 @@ export type ChannelOpener = (host: string) => Promise<StoreChannel>;
 export class ChannelPool implements ChannelSource {
   private readonly idle = new Map<string, StoreChannel[]>();
   private readonly open = new Set<StoreChannel>();
+  /** Channels opened ahead of need (warm), not yet taken: the next acquire waits for one rather than opening another. */
+  private readonly warming = new Map<string, Promise<StoreChannel>[]>();
   private closed = false;
 
   constructor(
@@ -39,6 +41,51 @@ export class ChannelPool implements ChannelSource {
       idle.splice(i, 1);
       return reused;
     }
+    const opening = this.warming.get(host)?.shift();
+    if (opening) {
+      // A failure to open it ahead is this acquire's, as if it had opened the channel itself.
+      const warm = await opening;
+      if (this.closed) throw new ChannelPoolClosedError(host);
+      if (warm.usable !== false && !(opts.substitute && warm.substitutes === false)) return warm;
+      this.release(host, warm);
+    }
+    return this.opened(host);
+  }
+
+  /**
+   * Starts opening a channel to `host` before any job needs it: it goes to
+   * the next acquire (which waits for it rather than opening another), or
+   * idle into the pool once open. A failure waits for the next acquire,
+   * which meets it as if it had opened the channel itself.
+   */
+  warm(host: string): void {
+    if (this.closed) return;
+    const opening = this.opened(host);
+    const list = this.warming.get(host) ?? [];
+    list.push(opening);
+    this.warming.set(host, list);
+    opening.then(
+      (channel) => {
+        const index = list.indexOf(opening);
+        if (index < 0) return;
+        void list.splice(index, 1);
+        this.release(host, channel);
+      },
+      () => undefined,
+    );
+  }
+
+  /** A channel opened elsewhere (a local store's first `nix-store --serve`) joins the pool, idle. */
+  adopt(host: string, channel: StoreChannel): void {
+    if (this.closed) {
+      closeQuietly(channel);
+      return;
+    }
+    this.open.add(channel);
+    this.release(host, channel);
+  }
+
+  private async opened(host: string): Promise<StoreChannel> {
     const channel = await this.opener(host);
     if (this.closed) {
       closeQuietly(channel);
@@ -75,6 +122,7 @@ export class ChannelPool implements ChannelSource {
     for (const channel of this.open) closeQuietly(channel);
     this.open.clear();
     this.idle.clear();
+    this.warming.clear();
   }
 
   openCount(): number {
@@ -82,7 +130,8 @@ export class ChannelPool implements ChannelSource {
   }
 }
 
-function closeQuietly(channel: StoreChannel): void {
+/** Closes a channel whose transport may be gone already: that is no error worth reporting. */
+export function closeQuietly(channel: StoreChannel): void {
   try {
     const done = channel.close();
     if (done instanceof Promise) done.catch(() => undefined);

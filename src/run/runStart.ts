@@ -4,24 +4,35 @@ import type { SshPool } from '../remote/sshPool.js';
 import { LOCAL_HOST, type Job } from '../schedule/types.js';
 import { buildInputs } from './buildInputs.js';
 import { queryBuilderHoldings, type BuilderHoldings } from './builderHoldings.js';
-import type { ChannelPool } from './channelPool.js';
+import type { BuilderLinks } from './builderLinks.js';
+import { closeQuietly, type ChannelPool } from './channelPool.js';
+import type { StoreChannel } from './storeChannel.js';
 import { checkCopyBack, type LocalStoreAccess } from './copyBackCheck.js';
 import type { LocalPathInfos } from './localPathInfos.js';
-import type { PressureGate } from './pressureGate.js';
 
 export interface RunStartInput {
   ssh: SshPool;
   machines: readonly Machine[];
   channels: ChannelPool;
-  pressure: PressureGate;
   /** Remote builders the first pass may use: the copy-back check asks about them. */
   builders: readonly string[];
+  /** The builders' links: logged in to here (if not yet) when the first pass has jobs. */
+  links: Pick<BuilderLinks, 'connect'>;
+  /** What the builders hold, asked already (see askBuilderHoldings); else asked here. */
+  holdings?: Promise<BuilderHoldings>;
   /** Outputs the local store lacks: what the builders are asked whether they hold. */
   missing: readonly string[];
-  /** The first pass has jobs; without any, no builder is connected for pressure and no local channel opened. */
+  /** The first pass has jobs; without any, no builder is logged in to here and no local channel is opened. */
   work: boolean;
   /** Local paths the first jobs will upload, maybe: described ahead, on the first local channel, into `localInfos`. */
   uploads?: { paths: readonly string[]; localInfos: LocalPathInfos };
+  /**
+   * The local `nix-store --serve --write` that answered the workload's
+   * question, still open: it becomes the first local channel when the local
+   * store's answer lets it (it builds from the client's derivations), and is
+   * closed otherwise.
+   */
+  localServe?: StoreChannel;
   storeDir?: string;
   /** The local store is opened in-process: the copy-back check has nothing to ask. */
   storeInProcess?: boolean;
@@ -30,32 +41,42 @@ export interface RunStartInput {
   onAccess: (access: LocalStoreAccess) => void;
 }
 
-export interface RunStart {
-  holdings: BuilderHoldings;
-  /** The builders' first pressure look, still running maybe: the first pass waits for it before it dispatches. */
-  firstLook: Promise<void> | undefined;
+/**
+ * What the builders already hold, asked over each one's first channel (warm
+ * since connectBuilders) as soon as the outputs the local store lacks are
+ * known; the run plans with the answer.
+ */
+export function askBuilderHoldings(channels: ChannelPool, machines: readonly Machine[], missing: readonly string[]): Promise<BuilderHoldings> {
+  return queryBuilderHoldings(channels, machines.map((m) => m.hostName), missing);
 }
 
 /**
  * What a run learns before it plans, asked all at once rather than one after
  * the other, since none needs another's answer: whether the local store
  * takes what builders send back (a refusal still stops the run before
- * anything is built), what the builders already hold, and their pressure.
- * One SSH connection per builder carries the last two. The local serve
+ * anything is built) and what the builders already hold. The local serve
  * channel the first transfer needs starts meanwhile, once the local store's
  * answer says how it builds.
  */
-export async function startRun(input: RunStartInput): Promise<RunStart> {
+export async function startRun(input: RunStartInput): Promise<BuilderHoldings> {
   const { ssh, machines, channels, work } = input;
-  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), storeInProcess: input.storeInProcess === true, log: input.log }).then((found) => {
-    input.onAccess(found);
-    if (work) warmLocalChannel(channels, input.uploads);
-  });
-  // Connecting first lets the pressure probe (which never connects by itself) use the connection being made.
-  if (work) for (const m of machines) ssh.connect(m).catch(() => undefined);
-  const firstLook = work ? input.pressure.look() : undefined;
-  const [, holdings] = await Promise.all([access, queryBuilderHoldings(channels, machines.map((m) => m.hostName), input.missing)]);
-  return { holdings, firstLook };
+  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), storeInProcess: input.storeInProcess === true, log: input.log }).then(
+    (found) => {
+      input.onAccess(found);
+      // The client-built derivations it was opened for are what a trusting local store builds from.
+      if (work && input.localServe && !found.untrusted) channels.adopt(LOCAL_HOST, input.uploads ? input.uploads.localInfos.wrap(input.localServe) : input.localServe);
+      else if (input.localServe) closeQuietly(input.localServe);
+      if (work) warmLocalChannel(channels, input.uploads);
+    },
+    (error: unknown) => {
+      if (input.localServe) closeQuietly(input.localServe);
+      throw error;
+    },
+  );
+  // Connecting first lets the holdings query and the pressure probe use the connection being made.
+  if (work) void input.links.connect();
+  const [, holdings] = await Promise.all([access, input.holdings ?? askBuilderHoldings(channels, machines, input.missing)]);
+  return holdings;
 }
 
 /**

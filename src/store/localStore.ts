@@ -105,6 +105,13 @@ export class LocalStore {
     return this.withClient((client) => client.importPaths(source, options));
   }
 
+  /** An idle server leaves the store's care, open, for the caller to use and close; undefined when none is idle. */
+  detachIdle(): ServeClient | undefined {
+    const client = this.idle.pop();
+    if (client !== undefined) this.everyClient.delete(client);
+    return client;
+  }
+
   /** Stops every local server; operations still running fail with ServeConnectionLostError. */
   close(): void {
     this.closed = true;
@@ -182,9 +189,30 @@ export async function queryValidLocalPaths(
   paths: Iterable<string>,
   options: Omit<LocalStoreOptions, 'maxConnections'> = {},
 ): Promise<Set<string> | null> {
+  return (await askValidLocalPaths(paths, options, false))?.valid ?? null;
+}
+
+/**
+ * As queryValidLocalPaths, and the `nix-store --serve --write` that answered
+ * stays open for the caller, who uses it or closes it: a run's first local
+ * channel need not start another (a process start and a store open).
+ */
+export async function queryValidLocalPathsKeepingServe(
+  paths: Iterable<string>,
+  options: Omit<LocalStoreOptions, 'maxConnections'> = {},
+): Promise<{ valid: Set<string>; serve: ServeClient | undefined } | null> {
+  return askValidLocalPaths(paths, options, true);
+}
+
+async function askValidLocalPaths(
+  paths: Iterable<string>,
+  options: Omit<LocalStoreOptions, 'maxConnections'>,
+  keep: boolean,
+): Promise<{ valid: Set<string>; serve: ServeClient | undefined } | null> {
   const store = new LocalStore({ ...options, maxConnections: 1 });
   try {
-    return await store.validPaths(paths);
+    const valid = await store.validPaths(paths);
+    return { valid, serve: keep ? store.detachIdle() : undefined };
   } catch (error) {
     if (error instanceof NixStoreNotFoundError) return null;
     throw error;

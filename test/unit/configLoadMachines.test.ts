@@ -374,3 +374,52 @@ describe("loadMachinesConfig: Nix's own settings when offload has none", () => {
     await expect(load()).rejects.toThrow(`Nix's builders setting (${conf}:1) entry 1: bad machine specification`);
   });
 });
+
+describe('loadMachinesConfig: machines known before Nix answers', () => {
+  const hooked = (options: LoadMachinesOptions) => {
+    const heard: string[][] = [];
+    const loading = loadMachinesConfig(
+      { homeDir: home, nixMachineDefaults: machineDefaults, systemSshConfigFile: join(root, 'etc/ssh/ssh_config'), cwd: root, ...options, env: { USER: 'me', NIX_CONF_DIR: join(root, 'etc/nix'), NIX_USER_CONF_FILES: '', ...options.env } },
+      (machines) => heard.push(machines.map((m) => `${m.hostName}:${m.address}:${m.port}:${m.systems.join(',')}`)),
+    );
+    // Whatever was heard before the first await inside was known without Nix's configuration.
+    const early = heard.map((list) => [...list]);
+    return { loading, early, heard };
+  };
+
+  it('hands on --machines, --builders, $OFFLOAD_MACHINES and the user file at once, the local system filled in only later', async () => {
+    file('etc/nix/nix.conf', 'builders = from-nix\n');
+    const fromFlag = hooked({ machinesFile: file('m.json', '[{"hostName": "ruby", "port": 2222, "systems": ["aarch64-linux"]}]') });
+    expect(fromFlag.early).toEqual([['ruby:ruby:2222:aarch64-linux']]);
+    await fromFlag.loading;
+    expect(fromFlag.heard).toHaveLength(1);
+    const fromBuilders = hooked({ builders: 'ssh://kana - - 2; ruby x86_64-linux', hosts: ['kana'] });
+    // kana names no systems: Nix's own, which only Nix can say.
+    expect(fromBuilders.early).toEqual([['kana:kana:22:']]);
+    expect((await fromBuilders.loading).machines.map((m) => m.systems)).toEqual([['x86_64-linux']]);
+    expect(hooked({ env: { OFFLOAD_MACHINES: file('env-machines', 'from-env') } }).early).toEqual([['from-env:from-env:22:']]);
+    file('home/.config/offload/machines.json', '[{"hostName": "from-home", "systems": ["x86_64-linux"]}]');
+    expect(hooked({}).early).toEqual([['from-home:from-home:22:x86_64-linux']]);
+  });
+
+  it("hands on Nix's builders once Nix's configuration is read", async () => {
+    file('etc/nix/nix.conf', 'builders = from-nix\n');
+    const { loading, early, heard } = hooked({});
+    expect(early).toEqual([]);
+    await loading;
+    expect(heard).toEqual([['from-nix:from-nix:22:x86_64-linux']]);
+  });
+
+  it('hands on nothing when the machines are bad input, and reports the error as before, after a bad nix.conf', async () => {
+    const missing = hooked({ machinesFile: join(root, 'gone') });
+    expect(missing.early).toEqual([]);
+    await expect(missing.loading).rejects.toBeInstanceOf(MachinesFileError);
+    expect(missing.heard).toEqual([]);
+    const unknownHost = hooked({ builders: 'ruby', hosts: ['kana'] });
+    await expect(unknownHost.loading).rejects.toBeInstanceOf(HostSelectionError);
+    expect(unknownHost.heard).toEqual([]);
+    // Nix's own error still comes first, as when the machines were read after it.
+    const conf = file('etc/nix/nix.conf', 'max-jobs = many\n');
+    await expect(hooked({ machinesFile: join(root, 'gone') }).loading).rejects.toThrow(conf);
+  });
+});

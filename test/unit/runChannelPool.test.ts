@@ -115,4 +115,56 @@ describe('ChannelPool', () => {
     expect(await pool.acquire('ruby')).toBe(first);
     expect(opened).toBe(2);
   });
+
+  it('gives a channel opened ahead (warm) to the next acquire, which waits for it rather than opening another', async () => {
+    let open: (channel: StoreChannel) => void = () => undefined;
+    let opened = 0;
+    const warmPool = new ChannelPool(() => {
+      opened++;
+      return opened === 1 ? new Promise<StoreChannel>((resolve) => (open = resolve)) : Promise.resolve(channel(opened));
+    });
+    warmPool.warm('ruby');
+    const taking = warmPool.acquire('ruby');
+    const first = channel(1);
+    open(first);
+    expect(await taking).toBe(first);
+    expect(opened).toBe(1);
+    expect(warmPool.openCount()).toBe(1);
+  });
+
+  it('puts a warm channel nobody asked for yet into the idle ones, and closes it with the pool', async () => {
+    const { p, opened } = pool();
+    p.warm('ruby');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await p.acquire('ruby')).toBe(opened[0]);
+    expect(opened).toHaveLength(1);
+    p.warm('kana');
+    p.closeAll();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(opened[1]?.closed).toBe(true);
+    await expect(p.acquire('kana')).rejects.toBeInstanceOf(ChannelPoolClosedError);
+  });
+
+  it("gives a warm channel's failure to the next acquire, as its own; the one after opens anew", async () => {
+    let attempts = 0;
+    const failingOnce = new ChannelPool(() => (++attempts === 1 ? Promise.reject(new Error('unreachable')) : Promise.resolve(channel(attempts))));
+    failingOnce.warm('ruby');
+    await new Promise((resolve) => setImmediate(resolve));
+    await expect(failingOnce.acquire('ruby')).rejects.toThrow('unreachable');
+    expect((await failingOnce.acquire('ruby')) as unknown).toMatchObject({ id: 2 });
+    expect(attempts).toBe(2);
+  });
+
+  it('takes in a channel opened elsewhere (adopt) as an idle one, and closes it at once when the pool is closed', async () => {
+    const { p, opened } = pool();
+    const given = channel(7);
+    p.adopt('local', given);
+    expect(await p.acquire('local')).toBe(given);
+    expect(opened).toHaveLength(0);
+    p.closeAll();
+    expect(given.closed).toBe(true);
+    const late = channel(8);
+    p.adopt('local', late);
+    expect(late.closed).toBe(true);
+  });
 });

@@ -1,0 +1,90 @@
+import type { Machine } from '../config/machine.js';
+import type { OffloadError } from '../errors/offloadError.js';
+import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
+import type * as SshPoolModule from '../remote/sshPool.js';
+import type { SshPool, SshPoolOptions } from '../remote/sshPool.js';
+import { ChannelPool } from './channelPool.js';
+import { serveChannelOpener } from './openChannel.js';
+import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate, type PressureSample } from './pressureGate.js';
+
+/** What a run reaches its builders through: one SSH connection each, serve channels over them, their pressure. */
+export interface BuilderLinks {
+  ssh: SshPool;
+  channels: ChannelPool;
+  pressure: PressureGate;
+  /**
+   * Logs in to every builder, once (connectBuilders); resolves with the
+   * first pressure look, which the first pass waits for before it
+   * dispatches. Undefined: there is no builder.
+   */
+  connect(): Promise<void> | undefined;
+  /** connect was called. */
+  readonly connected: boolean;
+}
+
+export interface BuilderLinkOptions {
+  /** ssh2's module, loading since the run started (it is a tenth of what a start loads). */
+  sshModule: Promise<typeof SshPoolModule>;
+  ssh: SshPoolOptions;
+  /** For serveChannelOpener. */
+  channels: Parameters<typeof serveChannelOpener>[2];
+  /** A connection was lost: the executor's, once there is one. */
+  onDown: (host: string, error: OffloadError) => void;
+  onSample: (host: string, sample: PressureSample, changed: boolean) => void;
+}
+
+/**
+ * The run's links to `machines`, made as soon as they are known; no
+ * builder is contacted before `connect`.
+ */
+export async function linkBuilders(machines: readonly Machine[], options: BuilderLinkOptions): Promise<BuilderLinks> {
+  const ssh = new (await options.sshModule).SshPool(options.ssh);
+  ssh.on('down', options.onDown);
+  const channels = new ChannelPool(serveChannelOpener(ssh, machines, options.channels));
+  const byName = new Map(machines.map((m) => [m.hostName, m]));
+  const pressure = new PressureGate({
+    hosts: machines.map((m) => m.hostName),
+    // Over the connection already open: a builder not connected (yet, or any more) is not probed.
+    probe: async (host, timeoutMs) => {
+      if (!ssh.isConnected(host)) throw new Error(`${host} is not connected`);
+      const result = await ssh.exec(byName.get(host)!, PRESSURE_COMMAND, { timeoutMs });
+      return parsePressure(result.stdout);
+    },
+    probeTimeoutMs: PRESSURE_PROBE_TIMEOUT_MS,
+    limits: new Map(machines.map((m) => [m.hostName, pressureLimits(m.pressure)])),
+    intervalMs: PRESSURE_INTERVAL_MS,
+    onSample: options.onSample,
+  });
+  let firstLook: Promise<void> | undefined;
+  let connected = false;
+  return {
+    ssh,
+    channels,
+    pressure,
+    connect() {
+      if (!connected && machines.length > 0) firstLook = connectBuilders(ssh, machines, channels, pressure);
+      connected = true;
+      return firstLook;
+    },
+    get connected() {
+      return connected;
+    },
+  };
+}
+
+/**
+ * Reaches the builders as soon as the machines are known, before the
+ * workload is: per builder the SSH login, then at once its first serve
+ * channel (warm in the pool, for the holdings query and then the first job)
+ * and the first pressure look, which the first pass waits for before it
+ * dispatches. Failures are not reported here: they stay with the host's
+ * connection and channel, for the holdings query or the job that meets them.
+ */
+export function connectBuilders(ssh: SshPool, machines: readonly Machine[], channels: ChannelPool, pressure: PressureGate): Promise<void> {
+  for (const m of machines) {
+    // Connecting first lets the pressure probe (which never connects by itself) use the connection being made.
+    ssh.connect(m).catch(() => undefined);
+    channels.warm(m.hostName);
+  }
+  return pressure.look();
+}

@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { mayReachBuildersEarly, type BuilderFacts } from '../../src/schedule/earlyReach.js';
+
+const builder = (hostName: string, over: Partial<BuilderFacts> = {}): BuilderFacts => ({ hostName, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], maxJobs: 2, ...over });
+const drv = (name: string, over: { system?: string; requiredSystemFeatures?: string[]; isBuiltin?: boolean } = {}) => ({
+  drvPath: `/nix/store/${'a'.repeat(32)}-${name}.drv`,
+  system: 'x86_64-linux',
+  requiredSystemFeatures: [],
+  isBuiltin: false,
+  ...over,
+});
+
+describe('mayReachBuildersEarly', () => {
+  it('lets the builders be reached when every derivation of the closure fits one of them', () => {
+    const builders = [builder('ruby'), builder('kana', { systems: ['aarch64-linux'], supportedFeatures: ['kvm'] })];
+    expect(mayReachBuildersEarly([drv('a'), drv('b', { system: 'aarch64-linux', requiredSystemFeatures: ['kvm'] })], builders)).toBe(true);
+  });
+
+  it('waits when one fits no builder: it may be bad input (no machine fits) or a local build', () => {
+    expect(mayReachBuildersEarly([drv('a'), drv('gpu', { requiredSystemFeatures: ['gpu'] })], [builder('ruby')])).toBe(false);
+    expect(mayReachBuildersEarly([drv('arm', { system: 'aarch64-linux' })], [builder('ruby')])).toBe(false);
+    // A builder with mandatory features takes only jobs that ask for them.
+    expect(mayReachBuildersEarly([drv('plain')], [builder('big', { mandatoryFeatures: ['big-parallel'], supportedFeatures: ['big-parallel'] })])).toBe(false);
+    expect(mayReachBuildersEarly([drv('a')], [builder('off', { maxJobs: 0 })])).toBe(false);
+  });
+
+  it('leaves builtin derivations out (they run locally) and needs a builder at all', () => {
+    expect(mayReachBuildersEarly([drv('a'), drv('fetch', { system: 'builtin', isBuiltin: true })], [builder('ruby')])).toBe(true);
+    expect(mayReachBuildersEarly([drv('a')], [])).toBe(false);
+  });
+
+  it('waits for a builder whose systems Nix has not said yet (a Nix-format line without systems)', () => {
+    expect(mayReachBuildersEarly([drv('a')], [builder('ruby', { systems: [] })])).toBe(false);
+  });
+});
