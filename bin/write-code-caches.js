@@ -5,16 +5,14 @@
 // version, and offload then starts without one. --if-built: nothing to do without dist/ (a
 // checkout's `npm ci` installs before it builds), and a failure only warns: an install must not
 // fail over what only makes a start faster.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
 
 const ifBuilt = process.argv.includes('--if-built');
-const file = (path) => fileURLToPath(import.meta.resolve(path));
-const launcher = file('../dist/launch.cjs');
-if (!(ifBuilt && !existsSync(launcher))) {
+const dist = join(__dirname, '..', 'dist');
+if (!(ifBuilt && !existsSync(join(dist, 'launch.cjs')))) {
   try {
-    const { writeCodeCaches } = await import(launcher);
-    writeCodeCaches(file('../dist/cli/main.cjs'), [file('../dist/vendor/ssh2.cjs')]);
+    require(join(dist, 'launch.cjs')).writeCodeCaches(join(dist, 'cli', 'main.cjs'), [join(dist, 'vendor', 'ssh2.cjs')]);
   } catch (error) {
     if (!ifBuilt) throw error;
     process.stderr.write(`offload: no V8 code cache written (${error instanceof Error ? error.message : String(error)}); offload starts without one\n`);
