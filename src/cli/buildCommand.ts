@@ -136,9 +136,13 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   let reach: Promise<BuilderLinks> | undefined;
   // The builders are logged in to as soon as they and the closure are known, and nothing in it can be bad input for them.
   const known: { closure?: DerivationSet; machines?: readonly Machine[] } = {};
+  let linked: BuilderLinks | undefined;
+  let reachNow = false;
   const reachEarly = (learnt: typeof known) => {
     Object.assign(known, learnt);
-    if (reach && known.closure && known.machines && mayReachBuildersEarly(known.closure.drvs.values(), known.machines)) void reach.then((links) => links.connect());
+    reachNow ||= known.closure !== undefined && known.machines !== undefined && mayReachBuildersEarly(known.closure.drvs.values(), known.machines);
+    // At once, not on a later tick: the local store's process spawned right after the closure would hold the login up.
+    if (reachNow) void linked?.connect();
   };
   // Machines given on the command line (or in offload's file) are known before Nix's configuration is read.
   const linkTo = (machines: readonly Machine[]) => {
@@ -150,7 +154,13 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
       // The first look overlaps the start-up: what it found reaches the executor once there is one.
       onSample: (host, sample, changed) => (executor ? executor.pressureSampled(host, sample, changed) : sampledEarly.push([host, sample, changed])),
     });
-    reach.catch(() => undefined);
+    reach.then(
+      (links) => {
+        linked = links;
+        reachEarly({});
+      },
+      () => undefined,
+    );
     reachEarly({ machines });
   };
   let workload: Workload | undefined;
