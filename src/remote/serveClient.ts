@@ -54,11 +54,19 @@ export type { NarHashCheck, NarStream } from './narCheck.js';
  */
 const WRITE_AHEAD = 1024 * 1024;
 /**
- * NAR bytes gathered before they are written: a writev of this size costs
- * one system call and one wake-up of the receiving nix-store where 32 KiB
- * SSH packets cost one each.
+ * NAR bytes gathered before they are written while the receiver is still
+ * busy with earlier ones: a writev of this size costs one system call and
+ * one wake-up of the receiving nix-store where 32 KiB SSH packets cost one
+ * each.
  */
 const WRITE_BATCH = 256 * 1024;
+/**
+ * A source batch this large (SSH packets of one NAR, not a small path) goes
+ * out at once, with what gathered before it, to a receiver that has taken
+ * everything: held back, it would leave the receiver idle. Small paths still
+ * gather, since an SSH channel sends a packet per write.
+ */
+const IDLE_WRITE = 16 * 1024;
 
 export interface BuildDerivationOptions extends BuildSettings {
   /** Log lines of this build only (the client's own listeners get them too). */
@@ -405,8 +413,9 @@ export class ServeClient {
         for (let batch = await fromSource(batches); !batch.done; batch = await fromSource(batches)) {
           const before = out.bytes;
           for (const chunk of batch.value) out.push(chunk);
-          onBytes?.(out.bytes - before);
-          if (out.bytes >= WRITE_BATCH) await this.write(out.take());
+          const size = out.bytes - before;
+          onBytes?.(size);
+          if (out.bytes >= WRITE_BATCH || (size >= IDLE_WRITE && this.receiverIdle())) await this.write(out.take());
         }
         if (legacy) out.push(encodeExportTrailer(info));
         else acks = acks.then(() => decodeImportAck(this.reader));
@@ -601,6 +610,16 @@ export class ServeClient {
 
   private noteLost(): void {
     this.broken ??= new ServeConnectionLostError(`The connection to ${this.host} has ended.`, this.host);
+  }
+
+  /**
+   * The receiver has taken every byte written so far, so bytes held back
+   * now would leave it idle: a NAR of many small files (restored one
+   * `open` at a time, the slowest step of that copy) then starts restoring
+   * with its first SSH packets, not after WRITE_BATCH of them.
+   */
+  private receiverIdle(): boolean {
+    return this.transport.stdin.writableLength === 0;
   }
 
   /**

@@ -228,6 +228,30 @@ describe('ServeClient commands', () => {
     ]);
   });
 
+  it('hands an idle receiver the first bytes of a NAR at once, not after 256 KiB of it have arrived', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().u64(1).flush()]);
+    const client = await ServeClient.open(s.transport);
+    // One SSH packet of a NAR, as a copy back receives them.
+    const first = Buffer.alloc(32 * 1024, 0xa1);
+    const rest = Buffer.alloc(1000, 0xb2);
+    // The rest of the NAR comes only once the receiver has the first part: a client that held it back would wait forever.
+    const received = new Promise<void>((resolve) => {
+      const look = () => (s.written().includes(first) ? resolve() : undefined);
+      s.transport.stdin.on('data', look);
+    });
+    async function* chunks(): AsyncGenerator<readonly Buffer[]> {
+      yield [first];
+      await received;
+      yield [rest];
+    }
+    const info = { path: out, references: [], downloadSize: 0, narSize: first.length + rest.length, narHash: `sha256:${'0'.repeat(52)}`, sigs: [] };
+    async function* nars(): AsyncGenerator<NarStream> {
+      yield { info, chunks: chunks() };
+    }
+    expect(await client.addNars(nars())).toBe(1);
+    expect(s.written().subarray(-(first.length + rest.length)).equals(Buffer.concat([first, rest]))).toBe(true);
+  });
+
   it('hands stderr to log listeners line by line', async () => {
     const lines: string[] = [];
     const s = scriptedTransport([greeting(0x207)]);
