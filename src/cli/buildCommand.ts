@@ -12,6 +12,7 @@ import { assertEveryJobFits, fits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { markFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
+import type { LocalStoreAccess } from '../run/copyBackCheck.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
 import { LocalFetcher } from '../run/localFetcher.js';
 import type { JobRecord } from '../run/runResult.js';
@@ -129,7 +130,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   loading.catch(() => undefined);
   const early = new EarlyOutput();
   // Set by checkCopyBack before the first local channel opens.
-  const localStore = { untrusted: false };
+  const localStore: LocalStoreAccess = { untrusted: false, signsAfterBuild: [] };
   const localInfos = new LocalPathInfos();
   let executor: Executor | undefined;
   const sampledEarly: Array<[string, PressureSample, boolean]> = [];
@@ -189,7 +190,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
 
 interface RunState {
   links: BuilderLinks;
-  localStore: { untrusted: boolean };
+  localStore: LocalStoreAccess;
   localInfos: LocalPathInfos;
   sampledEarly: Array<[string, PressureSample, boolean]>;
   setExecutor: (executor: Executor) => void;
@@ -286,7 +287,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host) });
       run.setExecutor(executor);
       for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
       await (firstLook ?? pressure.look());

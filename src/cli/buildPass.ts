@@ -33,6 +33,8 @@ export interface PassInput {
   roots: string[];
   rootOutputs: ReadonlyMap<string, readonly string[]> | undefined;
   fetcher: LocalFetcher | undefined;
+  /** See ExecutorOptions.signsAfterBuild. */
+  signsAfterBuild: (host: string) => boolean;
 }
 
 /**
@@ -66,6 +68,7 @@ export async function startPass(p: PassInput): Promise<Executor> {
       buildersUseSubstitutes: p.config.local.buildersUseSubstitutes,
       buildLimits: { maxSilentTime: p.config.local.maxSilentTime, buildTimeout: p.config.local.buildTimeout },
       hostHealth: { ...defaultHostHealthOptions, backoffSeconds: p.opts.hostBackoff },
+      signsAfterBuild: p.signsAfterBuild,
     },
     log: p.log,
     now: p.now,

@@ -29,6 +29,12 @@ export interface LocalStoreAccess {
    * builds go through build-paths from the store's own `.drv` files.
    */
   untrusted: boolean;
+  /**
+   * Builders with a post-build-hook, which may sign what they build after
+   * Nix registered it (only learned when the local store wants signatures:
+   * only then do they matter). See ExecutorOptions.signsAfterBuild.
+   */
+  signsAfterBuild: string[];
 }
 
 /**
@@ -39,9 +45,9 @@ export interface LocalStoreAccess {
  * with a note: a refusal then fails their job at once (failure.ts).
  */
 export async function checkCopyBack(options: CopyBackCheckOptions): Promise<LocalStoreAccess> {
-  if (options.storeInProcess) return { untrusted: false };
+  if (options.storeInProcess) return { untrusted: false, signsAfterBuild: [] };
   const local = await askLocalStore(options.storeDir, options.log);
-  if (local === undefined || local.accepted) return { untrusted: false };
+  if (local === undefined || local.accepted) return { untrusted: false, signsAfterBuild: [] };
   const remote = options.hosts.filter((host) => host !== LOCAL_HOST);
   const byName = new Map(options.machines.map((m) => [m.hostName, m]));
   const builders = await Promise.all(
@@ -60,7 +66,7 @@ export async function checkCopyBack(options: CopyBackCheckOptions): Promise<Loca
   if (verdict.signing.length > 0) {
     options.log(`offload: the local store takes only signed paths from ${currentUser()}; ${verdict.signing.join(', ')} sign${verdict.signing.length === 1 ? 's' : ''} with a key it trusts`);
   }
-  return { untrusted: true };
+  return { untrusted: true, signsAfterBuild: builders.filter((b) => b.signing.ok && b.signing.postBuildHook !== undefined).map((b) => b.host) };
 }
 
 /** Whether the local store takes unsigned paths from this user; undefined (after a warning) when it could not be asked. */

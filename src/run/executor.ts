@@ -48,6 +48,14 @@ export interface ExecutorOptions {
   retry?: RetryLimits;
   /** When a failing builder leaves the rotation and when it comes back. */
   hostHealth?: HostHealthOptions;
+  /**
+   * Builders whose post-build-hook may sign what they build. The
+   * `nix-store --serve` that built a path keeps the path's info as it was
+   * registered, before the hook signed it (Nix caches path infos per
+   * process), so its channel is closed after the build: the copy back, and
+   * every later question, go to a process that reads the signatures.
+   */
+  signsAfterBuild?: (host: string) => boolean;
 }
 
 export interface ExecutorInput {
@@ -405,13 +413,16 @@ export class Executor {
       const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog, ...this.input.options.buildLimits });
       timing.buildSeconds = now() - buildFrom;
       const attempt = classifyBuildResult(result);
+      // Kept open (its temporary roots hold the outputs) until they are home, but never asked about them.
+      const stale = attempt.kind === 'built' && this.input.options.signsAfterBuild?.(host) === true;
       if (attempt.kind === 'built') {
         const outputsFrom = now();
         // The outputs come back over the build's own channel, now free: a new `nix-store --serve` on the builder cost ~60 ms here.
-        await this.placeOutputs(drv, host, jobId, channel);
+        await this.placeOutputs(drv, host, jobId, stale ? undefined : channel);
         timing.transferSeconds += now() - outputsFrom;
       }
-      this.input.channels.release(host, channel);
+      if (stale) this.input.channels.discard(host, channel);
+      else this.input.channels.release(host, channel);
       return attempt;
     } catch (error) {
       if (channel) this.input.channels.discard(host, channel);
@@ -510,12 +521,12 @@ export class Executor {
   }
 
   /** Outputs stay on the builder unless they are wanted outputs of a root (or `--copy-back all`). */
-  private async placeOutputs(drv: Derivation, host: string, jobId: string, channel: StoreChannel): Promise<void> {
+  private async placeOutputs(drv: Derivation, host: string, jobId: string, channel: StoreChannel | undefined): Promise<void> {
     const outputs = outputPaths(drv);
     this.locations.addAll(outputs, host);
     if (host === LOCAL_HOST) return;
     const wanted = this.input.options.copyBack === 'all' ? outputs : this.roots.has(drv.drvPath) ? wantedOutputs(drv, this.input.rootOutputs?.get(drv.drvPath)).map(([, path]) => path) : [];
-    if (wanted.length > 0) await this.copyHere(wanted, jobId, { host, channel });
+    if (wanted.length > 0) await this.copyHere(wanted, jobId, channel ? { host, channel } : undefined);
   }
 
   private settle(jobId: string, host: string, attempt: Attempt, log: BuildLog): 'built' | 'failed' | 'interrupted' | 'requeued' {

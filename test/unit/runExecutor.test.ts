@@ -81,6 +81,16 @@ describe('Executor with fake hosts and scheduler', () => {
     expect(hosts.acquired.filter((host) => host === 'ruby')).toEqual(['ruby']);
   });
 
+  it("on a builder whose post-build-hook signs, asks a fresh channel for the outputs and closes the build's own", async () => {
+    const { executor, hosts } = setup({ deps: { a: [], b: ['a'] }, slots: { ruby: 1, kana: 1 }, pins: { a: ['ruby'], b: ['ruby'] }, options: { signsAfterBuild: (host) => host === 'ruby' } });
+    const result = await executor.run();
+    expect(result.records.map((r) => r.status)).toEqual(['built', 'built']);
+    expect(hosts.streamed).toEqual(['ruby→local b']);
+    // One channel per build (each closed after it) and one for the copy back: never the process that built b.
+    expect(hosts.acquired.filter((host) => host === 'ruby')).toEqual(['ruby', 'ruby', 'ruby']);
+    expect(hosts.openChannels.get('ruby')).toBe(1);
+  });
+
   it('closes the build channel when the copy back over it fails', async () => {
     const { executor, hosts, statusOf } = setup({ deps: { a: [] }, slots: { ruby: 1, kana: 1 }, pins: { a: ['ruby'] } });
     let killed = false;
