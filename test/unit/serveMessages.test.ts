@@ -68,12 +68,29 @@ const NAR_HASH = 'sha256:00wmm8jnbipvdyyy1slfzadaqnkmq6s0rqzpk0d57w5d4a2z2dvq';
 const readerOf = (hex: string) => new ServeReader([Buffer.from(hex, 'hex')], 'a recording');
 const hex = (bytes: Buffer) => bytes.toString('hex');
 
-/** Decodes `replyHex` and expects `expected`, with every byte consumed. */
+/** The reply in two chunks cut at each byte boundary, then in chunks of one byte. */
+function* splits(bytes: Buffer): Generator<Buffer[]> {
+  for (let cut = 1; cut < bytes.length; cut++) yield [bytes.subarray(0, cut), bytes.subarray(cut)];
+  yield [...bytes].map((byte) => Buffer.of(byte));
+}
+
+/**
+ * Decodes `replyHex` and expects `expected`, with every byte consumed:
+ * whole (decoded synchronously from the buffer) and split at every byte
+ * boundary (the reader waits for the bytes a layout is short of).
+ */
 function testForReply<T>(name: string, replyHex: string, decode: (reader: ServeReader) => Promise<T>, expected: T): void {
   it(`reads ${name}`, async () => {
     const reader = readerOf(replyHex);
     expect(await decode(reader)).toStrictEqual(expected);
     expect(await reader.atEnd()).toBe(true);
+  });
+  it(`reads ${name} split at every byte`, async () => {
+    for (const chunks of splits(Buffer.from(replyHex, 'hex'))) {
+      const reader = new ServeReader(chunks, 'a recording');
+      expect(await decode(reader)).toStrictEqual(expected);
+      expect(await reader.atEnd()).toBe(true);
+    }
   });
 }
 
@@ -169,6 +186,13 @@ for (const [minorText, recording] of Object.entries(nix28.minors)) {
       expect(hex(bytes).endsWith(settings.join(''))).toBe(true);
     });
 
+    it('reads the build result split at every byte as whole', async () => {
+      const whole = await decodeBuildResult(readerOf(recording.buildDerivation.reply), minor);
+      for (const chunks of splits(Buffer.from(recording.buildDerivation.reply, 'hex'))) {
+        expect(await decodeBuildResult(new ServeReader(chunks, 'a recording'), minor)).toStrictEqual(whole);
+      }
+    });
+
     it('reads the build result', async () => {
       const reader = readerOf(recording.buildDerivation.reply);
       const result = await decodeBuildResult(reader, minor);
@@ -256,5 +280,102 @@ describe('build-derivation refuses what must not reach a builder', () => {
   it('a negative or fractional limit', () => {
     expect(() => encodeBuildDerivation(recording.drvPath, drv, { buildTimeout: -1 }, 6, STORE)).toThrow(/buildTimeout must be a whole number/);
     expect(() => encodeBuildDerivation(recording.drvPath, drv, { maxSilentTime: 1.5 }, 6, STORE)).toThrow(/maxSilentTime/);
+  });
+});
+
+describe('replies decoded from what is buffered', () => {
+  const context = { minor: 6, storeDir: STORE };
+  const pathOf = (i: number) => `/nix/store/${String(i).padStart(32, '0')}-p${i}`;
+  const infos: PathInfo[] = Array.from({ length: 300 }, (_, i) => ({
+    path: pathOf(i),
+    ...(i % 2 === 0 ? { deriver: `${pathOf(i)}.drv` } : {}),
+    references: i === 0 ? [] : [pathOf(i - 1), pathOf(0)],
+    downloadSize: 1000 + i,
+    narSize: 1000 + i,
+    narHash: NAR_HASH,
+    sigs: i % 3 === 0 ? ['cache:c2ln'] : [],
+  }));
+  /** Nix's layout for minor ≥ 4: path, deriver, references, sizes, hash, ca, sigs; the empty path ends it. */
+  const reply = (items: readonly PathInfo[]) => {
+    const wire = new Serializer();
+    for (const info of items) {
+      wire.string(info.path).string(info.deriver ?? '').strings(info.references).u64(info.downloadSize).u64(info.narSize);
+      wire.string(info.narHash ?? '').string(info.ca ?? '').strings(info.sigs);
+    }
+    return wire.string('').flush();
+  };
+
+  it('reads 300 path infos from one chunk, pulling the source once', async () => {
+    let pulls = 0;
+    const source = (function* () {
+      pulls++;
+      yield reply(infos);
+    })();
+    const reader = new ServeReader(source, 'a builder');
+    expect(await decodePathInfos(reader, context)).toStrictEqual(infos);
+    expect(pulls).toBe(1);
+    expect(reader.bufferedBytes).toBe(0);
+  });
+
+  it('reads the same 300 path infos however the reply is cut', async () => {
+    const bytes = reply(infos);
+    for (const size of [1, 7, 8, 13, 100, 1000, 32 * 1024]) {
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += size) chunks.push(bytes.subarray(at, at + size));
+      const reader = new ServeReader(chunks, 'a builder');
+      expect(await decodePathInfos(reader, context)).toStrictEqual(infos);
+      expect(await reader.atEnd()).toBe(true);
+    }
+  });
+
+  it('leaves the next reply where it was: two replies in one chunk', async () => {
+    const bytes = Buffer.concat([reply(infos.slice(0, 2)), new Serializer().strings([pathOf(7)]).flush()]);
+    for (const chunks of splits(bytes)) {
+      const reader = new ServeReader(chunks, 'a builder');
+      expect(await decodePathInfos(reader, context)).toStrictEqual(infos.slice(0, 2));
+      expect(await decodeStorePaths(reader, 'the closure', STORE)).toEqual([pathOf(7)]);
+      expect(await reader.atEnd()).toBe(true);
+    }
+  });
+
+  /** The error a malformed reply raises whole, and the same one however it is cut. */
+  async function sameFailureAtEverySplit(bytes: Buffer, decode: (reader: ServeReader) => Promise<unknown>, message: RegExp): Promise<void> {
+    const whole = await decode(new ServeReader([bytes], 'liar')).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(whole).toBeInstanceOf(ServeProtocolError);
+    expect((whole as Error).message).toMatch(message);
+    for (const chunks of splits(bytes)) {
+      await expect(decode(new ServeReader(chunks, 'liar'))).rejects.toThrow((whole as Error).message);
+    }
+  }
+
+  it('refuses a reference outside the store at the same byte however the reply is cut', async () => {
+    const bad = reply([infos[0]!, { ...infos[1]!, references: ['/etc/passwd'] }]);
+    await sameFailureAtEverySplit(bad, (r) => decodePathInfos(r, context), /^Bad data from liar at byte \d+: .*"\/etc\/passwd", which is not a store path/);
+  });
+
+  it('refuses a deriver outside the store, a huge count, a long path and non-zero padding, however cut', async () => {
+    const badDeriver = reply([{ ...infos[1]!, deriver: '/tmp/x.drv' }]);
+    await sameFailureAtEverySplit(badDeriver, (r) => decodePathInfos(r, context), /"\/tmp\/x\.drv", which is not a store path/);
+    const hugeCount = Buffer.concat([new Serializer().string(pathOf(1)).string('').u64(2 ** 40).flush()]);
+    await sameFailureAtEverySplit(hugeCount, (r) => decodePathInfos(r, context), /the references claims 1099511627776 items/);
+    const longPath = new Serializer().u64(5000).flush();
+    await sameFailureAtEverySplit(longPath, (r) => decodePathInfos(r, context), /a path info claims 5000 bytes, more than the 4096 allowed/);
+    const padded = Buffer.from(reply(infos.slice(0, 1)));
+    padded[8 + pathOf(0).length] = 1;
+    await sameFailureAtEverySplit(padded, (r) => decodePathInfos(r, context), /the padding of a path info is not zero/);
+    const unsafe = new Serializer().u64(1).flush();
+    unsafe.writeUInt32LE(0x200000, 4);
+    await sameFailureAtEverySplit(unsafe, (r) => decodeStorePaths(r, 'the closure', STORE), /the length of the closure is 9007199254740993, larger than any sane value/);
+  });
+
+  it('fails a reply cut short with the stream-ended error naming the field, whatever was buffered', async () => {
+    const bytes = reply(infos.slice(0, 3));
+    for (let cut = 0; cut < bytes.length; cut++) {
+      const chunks = [bytes.subarray(0, cut)];
+      await expect(decodePathInfos(new ServeReader(chunks, 'gone'), context)).rejects.toThrow(/^The stream from gone ended while reading /);
+    }
   });
 });

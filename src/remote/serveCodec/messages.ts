@@ -5,6 +5,7 @@ import { buildStatusName, type BuildResult } from '../buildResult.js';
 import { filterAnsiEscapes } from '../terminalEscapes.js';
 import { EXPORT_MAGIC } from '../exportStream.js';
 import { ServeProtocolError } from './errors.js';
+import type { ReplyCursor } from './cursor.js';
 import type { ServeReader } from './parser.js';
 import { compareBytes, Serializer } from './serializer.js';
 
@@ -221,9 +222,19 @@ function seconds(value: number | undefined, name: string): number {
 
 // --- server → client ----------------------------------------------------
 
+/*
+ * Each reply's layout is a synchronous function over a ReplyCursor; the
+ * decode* functions hand it to the ServeReader, which runs it over the
+ * buffered bytes and waits only when a reply straddles bytes still to come.
+ */
+
 /** The server's magic and version; `host` names it in the errors. */
 export async function decodeHello(reader: ServeReader, host: string): Promise<number> {
-  const magicBytes = await reader.bytes(8, 'the greeting');
+  return reader.decode((cursor) => hello(cursor, host));
+}
+
+function hello(cursor: ReplyCursor, host: string): number {
+  const magicBytes = cursor.bytes(8, 'the greeting');
   if (magicBytes.readBigUInt64LE(0) !== BigInt(SERVE_MAGIC_2)) {
     const preview = JSON.stringify(magicBytes.toString('latin1'));
     throw new ServeProtocolError(
@@ -231,7 +242,7 @@ export async function decodeHello(reader: ServeReader, host: string): Promise<nu
         'is nix-store installed there, and does the login shell print to stdout?',
     );
   }
-  const version = await reader.u64('the server version');
+  const version = cursor.u64('the server version');
   if ((version & MAJOR_MASK) !== (CLIENT_VERSION & MAJOR_MASK)) {
     throw new ServeProtocolError(
       `nix-store --serve on ${host} speaks protocol ${version >> 8}.${version & MINOR_MASK}, ` +
@@ -241,40 +252,53 @@ export async function decodeHello(reader: ServeReader, host: string): Promise<nu
   return version;
 }
 
-/** A list of store paths (valid paths, a closure, references), each checked. */
+/** A list of store paths (valid paths, a closure), each checked as it is read. */
 export async function decodeStorePaths(reader: ServeReader, what: string, storeDir: string): Promise<string[]> {
-  const paths = await reader.strings(what, undefined, MAX_PATH_LENGTH);
-  return paths.map((path) => checkReplyPath(reader, path, storeDir));
+  const count = await reader.count(what);
+  const item = `an item of ${what}`;
+  return reader.decodeItems((cursor, index) => (index < count ? storePath(cursor, item, storeDir) : undefined));
 }
 
 /** Path infos until the empty path that ends the list; invalid paths are simply absent. */
 export async function decodePathInfos(reader: ServeReader, context: ReplyContext): Promise<PathInfo[]> {
-  const infos: PathInfo[] = [];
-  for (;;) {
-    const path = await reader.string('a path info', MAX_PATH_LENGTH);
-    if (path === '') return infos;
-    infos.push(await decodePathInfo(reader, checkReplyPath(reader, path, context.storeDir), context));
-  }
+  return reader.decodeItems((cursor) => pathInfo(cursor, context));
 }
 
-async function decodePathInfo(reader: ServeReader, path: string, { minor, storeDir }: ReplyContext): Promise<PathInfo> {
-  const deriver = await reader.string('a deriver', MAX_PATH_LENGTH);
-  const references = await decodeStorePaths(reader, 'the references', storeDir);
+/** One path info, or undefined for the empty path that ends the list. */
+function pathInfo(cursor: ReplyCursor, { minor, storeDir }: ReplyContext): PathInfo | undefined {
+  const path = cursor.string('a path info', MAX_PATH_LENGTH);
+  if (path === '') return undefined;
+  checkReplyPath(cursor, path, storeDir);
+  const deriver = cursor.string('a deriver', MAX_PATH_LENGTH);
+  const references = storePaths(cursor, 'the references', storeDir);
   const info: PathInfo = {
     path,
-    ...(deriver === '' ? {} : { deriver: checkReplyPath(reader, deriver, storeDir) }),
+    ...(deriver === '' ? {} : { deriver: checkReplyPath(cursor, deriver, storeDir) }),
     references,
-    downloadSize: await reader.u64('a download size'),
-    narSize: await reader.u64('a NAR size'),
+    downloadSize: cursor.u64('a download size'),
+    narSize: cursor.u64('a NAR size'),
     sigs: [],
   };
   if (minor >= 4) {
-    info.narHash = await reader.string('a NAR hash', 1024);
-    const ca = await reader.string('a content address', 1024);
+    info.narHash = cursor.string('a NAR hash', 1024);
+    const ca = cursor.string('a content address', 1024);
     if (ca !== '') info.ca = ca;
-    info.sigs = await reader.strings('the signatures', 1024, 4096);
+    info.sigs = cursor.strings('the signatures', 1024, 4096);
   }
   return info;
+}
+
+function storePaths(cursor: ReplyCursor, what: string, storeDir: string): string[] {
+  const count = cursor.count(what);
+  const paths: string[] = [];
+  if (count === 0) return paths;
+  const item = `an item of ${what}`;
+  for (let i = 0; i < count; i++) paths.push(storePath(cursor, item, storeDir));
+  return paths;
+}
+
+function storePath(cursor: ReplyCursor, what: string, storeDir: string): string {
+  return checkReplyPath(cursor, cursor.string(what, MAX_PATH_LENGTH), storeDir);
 }
 
 /**
@@ -284,16 +308,24 @@ async function decodePathInfo(reader: ServeReader, path: string, { minor, storeD
  * failed builder from a timeout.
  */
 export async function decodeBuildPathsReply(reader: ServeReader): Promise<{ status: number; message: string }> {
-  const status = await reader.u64('the build status');
+  return reader.decode(buildPathsReply);
+}
+
+function buildPathsReply(cursor: ReplyCursor): { status: number; message: string } {
+  const status = cursor.u64('the build status');
   if (status === 0) return { status, message: '' };
   // The message is Nix's whole error text, `error: ` prefix included; build-derivation's has none.
-  const message = filterAnsiEscapes(await reader.string('the build error message'), { keepColours: false });
+  const message = filterAnsiEscapes(cursor.string('the build error message'), { keepColours: false });
   return { status, message: message.replace(/^error: /, '') };
 }
 
 export async function decodeBuildResult(reader: ServeReader, minor: number): Promise<BuildResult> {
-  const status = await reader.u64('the build status');
-  const errorMsg = filterAnsiEscapes(await reader.string('the build error message'), { keepColours: false });
+  return reader.decode((cursor) => buildResult(cursor, minor));
+}
+
+function buildResult(cursor: ReplyCursor, minor: number): BuildResult {
+  const status = cursor.u64('the build status');
+  const errorMsg = filterAnsiEscapes(cursor.string('the build error message'), { keepColours: false });
   const result: BuildResult = {
     status,
     statusName: buildStatusName(status),
@@ -305,25 +337,29 @@ export async function decodeBuildResult(reader: ServeReader, minor: number): Pro
     builtOutputs: new Map(),
   };
   if (minor >= 3) {
-    result.timesBuilt = await reader.u64('the build count');
-    result.isNonDeterministic = await reader.bool('the non-determinism flag');
-    result.startTime = await reader.u64('the build start time');
-    result.stopTime = await reader.u64('the build stop time');
+    result.timesBuilt = cursor.u64('the build count');
+    result.isNonDeterministic = cursor.bool('the non-determinism flag');
+    result.startTime = cursor.u64('the build start time');
+    result.stopTime = cursor.u64('the build stop time');
   }
-  if (minor >= 6) result.builtOutputs = await reader.stringMap('the built outputs');
+  if (minor >= 6) result.builtOutputs = cursor.stringMap('the built outputs');
   return result;
 }
 
 /** import-paths and add-to-store-NAR end with the server's 1 once the paths are in its store. */
 export async function decodeImportAck(reader: ServeReader): Promise<void> {
-  const ack = await reader.u64('the import acknowledgement');
-  if (ack !== 1) throw reader.malformed(`the import acknowledgement is ${ack}, not 1`);
+  return reader.decode(importAck);
 }
 
-function checkReplyPath(reader: ServeReader, path: string, storeDir: string): string {
+function importAck(cursor: ReplyCursor): void {
+  const ack = cursor.u64('the import acknowledgement');
+  if (ack !== 1) throw cursor.malformed(`the import acknowledgement is ${ack}, not 1`);
+}
+
+function checkReplyPath(cursor: ReplyCursor, path: string, storeDir: string): string {
   const problem = storePathProblem(path, storeDir);
   if (problem !== undefined) {
-    throw reader.malformed(`the server sent ${JSON.stringify(path.slice(0, 300))}, which is not a store path (${problem})`);
+    throw cursor.malformed(`the server sent ${JSON.stringify(path.slice(0, 300))}, which is not a store path (${problem})`);
   }
   return path;
 }

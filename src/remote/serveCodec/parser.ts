@@ -1,10 +1,9 @@
-import { paddingFor } from './serializer.js';
+import { MAX_LIST_LENGTH, MAX_STRING_LENGTH, ReplyCursor, ShortRead } from './cursor.js';
 import { ServeProtocolError, ServeStreamEndedError } from './errors.js';
 
-/** Strings other than file contents are names, paths, hashes, messages: 64 MiB is far beyond any of them. */
-export const MAX_STRING_LENGTH = 64 * 1024 * 1024;
-/** Every list item costs at least 8 bytes on the wire; a count above this is garbage or an attack. */
-export const MAX_LIST_LENGTH = 1 << 24;
+export { MAX_LIST_LENGTH, MAX_STRING_LENGTH } from './cursor.js';
+
+const EMPTY = Buffer.alloc(0);
 
 type Chunk = Buffer | Uint8Array | string;
 /**
@@ -40,6 +39,8 @@ export class ServeReader {
   private headOffset = 0;
   private buffered = 0;
   private ended = false;
+  /** The one cursor every layout reads through (decoding is synchronous, so never two at once). */
+  private readonly cursor: ReplyCursor;
   /** Largest number of bytes ever held at once: the flat-memory guarantee, measurable. */
   maxBuffered = 0;
   /** Bytes consumed so far. */
@@ -50,6 +51,7 @@ export class ServeReader {
     source: ByteSource,
     readonly description: string,
   ) {
+    this.cursor = new ReplyCursor(description);
     this.iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
   }
 
@@ -57,68 +59,75 @@ export class ServeReader {
     return this.buffered;
   }
 
-  async u64(what: string): Promise<number> {
-    await this.need(8, what);
-    const value = this.take(8).readBigUInt64LE(0);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw this.malformed(`${what} is ${value}, larger than any sane value`);
+  /**
+   * Decodes one value laid out by `layout` from the buffered bytes in one
+   * synchronous pass; only when they have not all arrived does it wait for
+   * the bytes the layout was short of and decode the value again from its
+   * start. A reply that arrived in one chunk costs one await, not one per
+   * field.
+   */
+  async decode<T>(layout: (cursor: ReplyCursor) => T): Promise<T> {
+    for (;;) {
+      const value = this.decodeBuffered(layout, 0);
+      if (!(value instanceof ShortRead)) return value;
+      await this.fill(value);
     }
-    return Number(value);
+  }
+
+  /**
+   * Items laid out by `item` until it returns undefined (the list's end),
+   * each decoded like `decode`: all buffered items in one synchronous pass,
+   * and a wait only for an item that straddles the bytes still to come, so
+   * a long list that arrives in many chunks is never decoded twice.
+   */
+  async decodeItems<T>(item: (cursor: ReplyCursor, index: number) => T | undefined): Promise<T[]> {
+    const items: T[] = [];
+    for (;;) {
+      const value = this.decodeBuffered(item, items.length);
+      if (value instanceof ShortRead) await this.fill(value);
+      else if (value === undefined) return items;
+      else items.push(value);
+    }
+  }
+
+  async u64(what: string): Promise<number> {
+    return this.decode((cursor) => cursor.u64(what));
   }
 
   async bool(what: string): Promise<boolean> {
-    const value = await this.u64(what);
-    if (value > 1) throw this.malformed(`${what} should be 0 or 1 but is ${value}`);
-    return value === 1;
+    return this.decode((cursor) => cursor.bool(what));
   }
 
   /** Exactly `length` bytes, buffered: only for bounded sizes (use passthrough for file contents). */
   async bytes(length: number, what: string): Promise<Buffer> {
-    await this.need(length, what);
-    return this.take(length);
+    return this.decode((cursor) => cursor.bytes(length, what));
   }
 
   async stringBytes(what: string, maxLength = MAX_STRING_LENGTH): Promise<Buffer> {
-    const length = await this.u64(`the length of ${what}`);
-    if (length > maxLength) throw this.malformed(`${what} claims ${length} bytes, more than the ${maxLength} allowed`);
-    const value = await this.bytes(length, what);
-    await this.padding(length, what);
-    return value;
+    return this.decode((cursor) => cursor.stringBytes(what, maxLength));
   }
 
   async string(what: string, maxLength = MAX_STRING_LENGTH): Promise<string> {
-    return (await this.stringBytes(what, maxLength)).toString('utf8');
+    return this.decode((cursor) => cursor.string(what, maxLength));
   }
 
   async count(what: string, maxCount = MAX_LIST_LENGTH): Promise<number> {
-    const count = await this.u64(`the length of ${what}`);
-    if (count > maxCount) throw this.malformed(`${what} claims ${count} items, more than the ${maxCount} allowed`);
-    return count;
+    return this.decode((cursor) => cursor.count(what, maxCount));
   }
 
   async strings(what: string, maxCount = MAX_LIST_LENGTH, maxLength = MAX_STRING_LENGTH): Promise<string[]> {
     const count = await this.count(what, maxCount);
-    const values: string[] = [];
-    for (let i = 0; i < count; i++) values.push(await this.string(`an item of ${what}`, maxLength));
-    return values;
+    const item = `an item of ${what}`;
+    return this.decodeItems((cursor, index) => (index < count ? cursor.string(item, maxLength) : undefined));
   }
 
   async stringMap(what: string, maxCount = MAX_LIST_LENGTH, maxLength = MAX_STRING_LENGTH): Promise<Map<string, string>> {
-    const count = await this.count(what, maxCount);
-    const map = new Map<string, string>();
-    for (let i = 0; i < count; i++) {
-      const key = await this.string(`a key of ${what}`, maxLength);
-      map.set(key, await this.string(`a value of ${what}`, maxLength));
-    }
-    return map;
+    return this.decode((cursor) => cursor.stringMap(what, maxCount, maxLength));
   }
 
   /** The zero bytes that pad a string of `length` bytes to a multiple of 8. */
   async padding(length: number, what: string): Promise<void> {
-    const size = paddingFor(length);
-    if (size === 0) return;
-    const pad = await this.bytes(size, `the padding of ${what}`);
-    if (pad.some((byte) => byte !== 0)) throw this.malformed(`the padding of ${what} is not zero`);
+    return this.decode((cursor) => cursor.padding(length, what));
   }
 
   /**
@@ -214,6 +223,35 @@ export class ServeReader {
     }
   }
 
+  /** `layout` over the buffered head chunk, consumed when it succeeds; the ShortRead when bytes are missing. */
+  private decodeBuffered<T>(layout: (cursor: ReplyCursor, index: number) => T, index: number): T | ShortRead {
+    this.cursor.reset(this.chunks[0] ?? EMPTY, this.headOffset, this.position);
+    let value: T;
+    try {
+      value = layout(this.cursor, index);
+    } catch (error) {
+      if (error instanceof ShortRead) return error;
+      throw error;
+    }
+    this.consumed(this.cursor.consumed);
+    return value;
+  }
+
+  /** Waits until the bytes a layout was short of are buffered, then makes them one chunk for the next pass. */
+  private async fill(short: ShortRead): Promise<void> {
+    await this.need(short.needed, short.what);
+    if (this.headAvailable() >= short.needed) return;
+    const parts: Buffer[] = [];
+    let joined = 0;
+    while (joined < short.needed) {
+      const chunk = this.chunks.shift() as Buffer;
+      parts.push(joined === 0 ? chunk.subarray(this.headOffset) : chunk);
+      joined += parts[parts.length - 1]!.length;
+      this.headOffset = 0;
+    }
+    this.chunks.unshift(Buffer.concat(parts, joined));
+  }
+
   private headAvailable(): number {
     const head = this.chunks[0];
     return head === undefined ? 0 : head.length - this.headOffset;
@@ -246,23 +284,11 @@ export class ServeReader {
     this.maxBuffered = Math.max(this.maxBuffered, this.buffered);
   }
 
-  /** Removes `length` buffered bytes; the caller made sure they are there. */
+  /** Removes `length` bytes of the head chunk, as a slice of it; the caller made sure they are there. */
   private take(length: number): Buffer {
-    const head = this.chunks[0];
-    if (head !== undefined && head.length - this.headOffset >= length) {
-      const out = head.subarray(this.headOffset, this.headOffset + length);
-      this.consumed(length);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(length);
-    let filled = 0;
-    while (filled < length) {
-      const chunk = this.chunks[0] as Buffer;
-      const n = Math.min(length - filled, chunk.length - this.headOffset);
-      chunk.copy(out, filled, this.headOffset, this.headOffset + n);
-      filled += n;
-      this.consumed(n);
-    }
+    const head = this.chunks[0] as Buffer;
+    const out = head.subarray(this.headOffset, this.headOffset + length);
+    this.consumed(length);
     return out;
   }
 
