@@ -129,6 +129,14 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, keepLocalServe: true, expression: expressionOptions(opts), onClosure: (set) => reachEarly({ closure: set }) });
   loading.catch(() => undefined);
   const early = new EarlyOutput();
+  // Listening from the start: a builder may be logged in to long before the run begins, and Ctrl-C then must still end it cleanly (exit 130).
+  const interruption: Interruption = {};
+  const stopListening = onTerminationSignals((signal) => {
+    interruption.signal ??= signal;
+    if (interruption.stop) return interruption.stop(signal);
+    // Before the run has begun: the logins under way are abandoned; the run starts nothing and ends interrupted.
+    void reach?.then((links) => closeLinks(links, signal), () => undefined);
+  }, early.warn);
   // Set by checkCopyBack before the first local channel opens.
   const localStore: LocalStoreAccess = { untrusted: false, signsAfterBuild: [] };
   const localInfos = new LocalPathInfos();
@@ -174,8 +182,9 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     early.attach(output);
     for (const warning of config.warnings ?? []) output.warn(warning);
     workload = await loading;
-    return await buildWith(workload, config, state, output, { links: await reach!, localStore, localInfos, sampledEarly, setExecutor: (e) => (executor = e) }, opts);
+    return await buildWith(workload, config, state, output, { links: await reach!, localStore, localInfos, sampledEarly, interruption, setExecutor: (e) => (executor = e) }, opts);
   } finally {
+    stopListening();
     // What a run that stopped early (bad input, nothing to build) opened closes now; closing twice is harmless.
     const reached = await reach?.catch(() => undefined);
     if (reached) {
@@ -188,7 +197,21 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   }
 }
 
+/** The first SIGINT/SIGTERM, and what stops the run once it has begun. */
+interface Interruption {
+  signal?: TerminationSignal;
+  stop?: (signal: TerminationSignal) => void;
+}
+
+/** A signal on every remote channel first: nix-store --serve stops its build at once, even where it would notice the closed channel only late. */
+function closeLinks(links: BuilderLinks, signal: TerminationSignal): void {
+  links.ssh.signalAll(signal === 'SIGTERM' ? 'TERM' : 'INT');
+  links.channels.closeAll();
+  void links.ssh.closeAll();
+}
+
 interface RunState {
+  interruption: Interruption;
   links: BuilderLinks;
   localStore: LocalStoreAccess;
   localInfos: LocalPathInfos;
@@ -241,13 +264,11 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
   const shutdown = (signal: TerminationSignal) => {
     interrupted = true;
     executor?.interrupt();
-    // A signal on every remote channel first: nix-store --serve stops its build at once,
-    // even where it would notice the closed channel only late.
-    ssh.signalAll(signal === 'SIGTERM' ? 'TERM' : 'INT');
-    channels.closeAll();
-    void ssh.closeAll();
+    closeLinks(reach, signal);
   };
-  const stopListening = onTerminationSignals(shutdown, output.warn);
+  run.interruption.stop = shutdown;
+  // Interrupted before the run began: it begins interrupted.
+  if (run.interruption.signal) shutdown(run.interruption.signal);
   const hosts = (transfers: boolean) => hostsFromConfig(config, transfers ? settings.maxSubstitutionJobs : undefined);
   const slots = new SlotGate({
     leases,
@@ -309,7 +330,6 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
       localPaths = new Set(await localValid([...localPaths, ...jobs.flatMap((j) => j.transfer?.paths ?? []), ...missingOutputs({ set, localPaths })]));
     }
   } finally {
-    stopListening();
     channels.closeAll();
     await ssh.closeAll();
     await leases.close();
