@@ -19,6 +19,8 @@ export interface CopyBackCheckOptions {
   /** The local store is opened in-process (store/storeInProcess.ts): it takes unsigned paths, so it is not asked. */
   storeInProcess?: boolean;
   log: (line: string) => void;
+  /** An open local `nix-store --serve --write` to ask on (the caller's, left open) instead of starting one. */
+  localServe?: ServeClient;
 }
 
 export interface LocalStoreAccess {
@@ -46,7 +48,7 @@ export interface LocalStoreAccess {
  */
 export async function checkCopyBack(options: CopyBackCheckOptions): Promise<LocalStoreAccess> {
   if (options.storeInProcess) return { untrusted: false, signsAfterBuild: [] };
-  const local = await askLocalStore(options.storeDir, options.log);
+  const local = await askLocalStore(options.storeDir, options.log, options.localServe);
   if (local === undefined || local.accepted) return { untrusted: false, signsAfterBuild: [] };
   const remote = options.hosts.filter((host) => host !== LOCAL_HOST);
   const byName = new Map(options.machines.map((m) => [m.hostName, m]));
@@ -69,18 +71,22 @@ export async function checkCopyBack(options: CopyBackCheckOptions): Promise<Loca
   return { untrusted: true, signsAfterBuild: builders.filter((b) => b.signing.ok && b.signing.postBuildHook !== undefined).map((b) => b.host) };
 }
 
-/** Whether the local store takes unsigned paths from this user; undefined (after a warning) when it could not be asked. */
-export async function askLocalStore(storeDir: string | undefined, log: (line: string) => void): Promise<UnsignedImports | undefined> {
+/**
+ * Whether the local store takes unsigned paths from this user; undefined
+ * (after a warning) when it could not be asked. On `given`, when there is
+ * one (left open: a store that refused the probe has closed it itself).
+ */
+export async function askLocalStore(storeDir: string | undefined, log: (line: string) => void, given?: ServeClient): Promise<UnsignedImports | undefined> {
   let client: ServeClient | undefined;
   try {
-    client = await ServeClient.open(await spawnServe(), storeDir ? { storeDir } : {});
+    client = given?.usable ? given : await ServeClient.open(await spawnServe(), storeDir ? { storeDir } : {});
     return await probeUnsignedImports(client, storeDir);
   } catch (error) {
     if (!(error instanceof OffloadError)) throw error;
     log(`offload: warning: could not ask the local store whether it takes unsigned paths (${error.message})`);
     return undefined;
   } finally {
-    client?.close();
+    if (client !== given) client?.close();
   }
 }
 

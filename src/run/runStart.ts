@@ -6,7 +6,7 @@ import { buildInputs } from './buildInputs.js';
 import { queryBuilderHoldings, type BuilderHoldings } from './builderHoldings.js';
 import type { BuilderLinks } from './builderLinks.js';
 import { closeQuietly, type ChannelPool } from './channelPool.js';
-import type { StoreChannel } from './storeChannel.js';
+import type { ServeClient } from '../remote/serveClient.js';
 import { checkCopyBack, type LocalStoreAccess } from './copyBackCheck.js';
 import type { LocalPathInfos } from './localPathInfos.js';
 
@@ -28,11 +28,12 @@ export interface RunStartInput {
   uploads?: { paths: readonly string[]; localInfos: LocalPathInfos };
   /**
    * The local `nix-store --serve --write` that answered the workload's
-   * question, still open: it becomes the first local channel when the local
-   * store's answer lets it (it builds from the client's derivations), and is
+   * question, still open: the copy-back check asks the local store on it,
+   * and it becomes the first local channel when the answer lets it (it
+   * builds from the client's derivations) and it is still usable; it is
    * closed otherwise.
    */
-  localServe?: StoreChannel;
+  localServe?: ServeClient;
   storeDir?: string;
   /** The local store is opened in-process: the copy-back check has nothing to ask. */
   storeInProcess?: boolean;
@@ -60,11 +61,11 @@ export function askBuilderHoldings(channels: ChannelPool, machines: readonly Mac
  */
 export async function startRun(input: RunStartInput): Promise<BuilderHoldings> {
   const { ssh, machines, channels, work } = input;
-  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), storeInProcess: input.storeInProcess === true, log: input.log }).then(
+  const access = checkCopyBack({ ssh, machines, hosts: input.builders, ...(input.storeDir ? { storeDir: input.storeDir } : {}), storeInProcess: input.storeInProcess === true, log: input.log, ...(input.localServe ? { localServe: input.localServe } : {}) }).then(
     (found) => {
       input.onAccess(found);
       // The client-built derivations it was opened for are what a trusting local store builds from.
-      if (work && input.localServe && !found.untrusted) channels.adopt(LOCAL_HOST, input.uploads ? input.uploads.localInfos.wrap(input.localServe) : input.localServe);
+      if (work && input.localServe?.usable && !found.untrusted) channels.adopt(LOCAL_HOST, input.uploads ? input.uploads.localInfos.wrap(input.localServe) : input.localServe);
       else if (input.localServe) closeQuietly(input.localServe);
       if (work) warmLocalChannel(channels, input.uploads);
     },
