@@ -619,7 +619,9 @@ export class ServeClient {
    * with its first SSH packets, not after WRITE_BATCH of them.
    */
   private receiverIdle(): boolean {
-    return this.transport.stdin.writableLength === 0;
+    // Not an SSH channel, which always looks idle: writing there at once turned every batch into writes
+    // of a single source read (upload 1 GiB: 1.17x -> 1.37x Nix's wall, 2 rounds each).
+    return this.transport.packetPerWrite !== true && this.transport.stdin.writableLength === 0;
   }
 
   /**

@@ -119,6 +119,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       stdout: channel,
       stderr: channel.stderr,
       host: machine.hostName,
+      packetPerWrite: true,
       close: () => channel.close(),
     };
   }

@@ -14,6 +14,12 @@ export interface ServeTransport {
   stderr: Readable;
   /** Where this transport leads, for messages (`local` or a hostName). */
   readonly host: string;
+  /**
+   * An SSH channel: every write leaves as SSH packets of its own, so NAR
+   * bytes are not written ahead of a full batch just because the channel
+   * has taken everything so far (see ServeClient's IDLE_WRITE).
+   */
+  readonly packetPerWrite?: boolean;
   /** Ends the server process (closes the channel / kills the child). */
   close(): void;
 }

@@ -16,12 +16,27 @@ import { testDerivation } from './drvFixtures.js';
  * stdout up front (the client reads them in order), and what the client
  * writes is collected for byte-exact checks.
  */
-function scriptedTransport(replies: Buffer[] = []) {
+function scriptedTransport(replies: Buffer[] = [], options: { packetPerWrite?: boolean } = {}) {
   const stdin = new PassThrough();
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   const written: Buffer[] = [];
+  // Bytes per write the client makes: a corked batch (one writev on a pipe) counts as one.
+  const writes: number[] = [];
+  let corked = 0;
   stdin.on('data', (chunk: Buffer) => written.push(chunk));
+  const write = stdin.write.bind(stdin);
+  stdin.write = ((chunk: Buffer, ...rest: never[]) => {
+    if (stdin.writableCorked > 0) corked += chunk.length;
+    else writes.push(chunk.length);
+    return write(chunk, ...rest);
+  }) as typeof stdin.write;
+  const uncork = stdin.uncork.bind(stdin);
+  stdin.uncork = () => {
+    writes.push(corked);
+    corked = 0;
+    uncork();
+  };
   for (const reply of replies) stdout.write(reply);
   let closed = false;
   const transport: ServeTransport = {
@@ -29,13 +44,14 @@ function scriptedTransport(replies: Buffer[] = []) {
     stdout,
     stderr,
     host: 'scripted',
+    ...(options.packetPerWrite ? { packetPerWrite: true } : {}),
     close() {
       closed = true;
       stdout.end();
       stderr.end();
     },
   };
-  return { transport, stdout, stderr, written: () => Buffer.concat(written), isClosed: () => closed };
+  return { transport, stdout, stderr, written: () => Buffer.concat(written), writes, isClosed: () => closed };
 }
 
 const greeting = (version: number) => new Serializer().u64(0x5452eecb).u64(version).flush();
@@ -250,6 +266,27 @@ describe('ServeClient commands', () => {
     }
     expect(await client.addNars(nars())).toBe(1);
     expect(s.written().subarray(-(first.length + rest.length)).equals(Buffer.concat([first, rest]))).toBe(true);
+  });
+
+  it('gathers a NAR into 256 KiB writes for an SSH channel, which always looks idle', async () => {
+    const s = scriptedTransport([greeting(0x207), new Serializer().u64(1).flush()], { packetPerWrite: true });
+    const client = await ServeClient.open(s.transport);
+    // 16 source batches of 64 KiB, as a local nix-store's pipe delivers an upload.
+    const piece = Buffer.alloc(64 * 1024, 0xc3);
+    async function* chunks(): AsyncGenerator<readonly Buffer[]> {
+      for (let i = 0; i < 16; i++) yield [piece];
+    }
+    const info = { path: out, references: [], downloadSize: 0, narSize: 16 * piece.length, narHash: `sha256:${'0'.repeat(52)}`, sigs: [] };
+    async function* nars(): AsyncGenerator<NarStream> {
+      yield { info, chunks: chunks() };
+    }
+    const before = s.writes.length;
+    expect(await client.addNars(nars())).toBe(1);
+    // 256 KiB each (the last may carry the NAR's end), never one per 64 KiB read.
+    const big = s.writes.slice(before).filter((n) => n >= piece.length);
+    expect(big.length).toBeLessThanOrEqual(4);
+    expect(big.every((n) => n >= 4 * piece.length)).toBe(true);
+    expect(s.written().subarray(-16 * piece.length).equals(Buffer.concat(Array.from({ length: 16 }, () => piece)))).toBe(true);
   });
 
   it('hands stderr to log listeners line by line', async () => {
