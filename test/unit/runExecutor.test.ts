@@ -64,6 +64,18 @@ function setup(s: Setup) {
   return { executor, scheduler, hosts, log, events, statusOf, eventsOf };
 }
 
+/** `host` dies (its connection reset) the first time a path is exported from it. */
+function dropOnFirstExport(hosts: FakeHosts, executor: Executor, host: string): { readonly dropped: boolean } {
+  const state = { dropped: false };
+  hosts.onExport = (from) => {
+    if (from !== host || state.dropped) return;
+    state.dropped = true;
+    hosts.kill(host);
+    executor.hostDown(host, new ConnectionLostError(host, 'connection reset'));
+  };
+  return state;
+}
+
 describe('Executor with fake hosts and scheduler', () => {
   it('builds a chain where the scheduler says, keeps the intermediate output on the builder, and brings the root home', async () => {
     const { executor, hosts } = setup({ deps: { a: [], b: ['a'] }, slots: { ruby: 1 } });
@@ -93,15 +105,9 @@ describe('Executor with fake hosts and scheduler', () => {
 
   it('closes the build channel when the copy back over it fails', async () => {
     const { executor, hosts, statusOf } = setup({ deps: { a: [] }, slots: { ruby: 1, kana: 1 }, pins: { a: ['ruby'] } });
-    let killed = false;
-    hosts.onExport = (host) => {
-      if (host !== 'ruby' || killed) return;
-      killed = true;
-      hosts.kill('ruby');
-      executor.hostDown('ruby', new ConnectionLostError('ruby', 'connection reset'));
-    };
+    const ruby = dropOnFirstExport(hosts, executor, 'ruby');
     const result = await executor.run();
-    expect(killed).toBe(true);
+    expect(ruby.dropped).toBe(true);
     expect(statusOf(result, 'a')).not.toBe('built');
     expect(hosts.openChannels.get('ruby')).toBe(0);
   });
@@ -150,13 +156,7 @@ describe('Executor with fake hosts and scheduler', () => {
       pins: { b: ['kana'] },
     });
     // a is built on ruby; when kana starts fetching it, ruby dies.
-    let killed = false;
-    hosts.onExport = (host) => {
-      if (host !== 'ruby' || killed) return;
-      killed = true;
-      hosts.kill('ruby');
-      executor.hostDown('ruby', new ConnectionLostError('ruby', 'connection reset'));
-    };
+    dropOnFirstExport(hosts, executor, 'ruby');
     const result = await executor.run();
     expect(eventsOf('hostDown')).toEqual(['ruby']);
     expect(log).toContain("offload: the only copy of a's outputs was lost with ruby; building it again");
