@@ -52,8 +52,9 @@ export interface ExecutorOptions {
    * Builders whose post-build-hook may sign what they build. The
    * `nix-store --serve` that built a path keeps the path's info as it was
    * registered, before the hook signed it (Nix caches path infos per
-   * process), so its channel is closed after the build: the copy back, and
-   * every later question, go to a process that reads the signatures.
+   * process), so the copy back asks another channel, and the build's is
+   * closed once the outputs are home: every later question goes to a
+   * process that reads the signatures.
    */
   signsAfterBuild?: (host: string) => boolean;
 }
