@@ -1,5 +1,6 @@
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { NarHashCheck, PathInfo } from '../remote/serveClient.js';
+import { keepFreedHeap } from '../remote/freedHeap.js';
 import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import type { PathLocations } from './pathLocations.js';
@@ -48,6 +49,8 @@ export interface PathTransferOptions {
 
 /** Progress events per transfer at most this often. */
 const PROGRESS_INTERVAL_S = 0.25;
+/** A transfer this large streams enough short-lived buffers for glibc's heap trimming to cost (keepFreedHeap). */
+const KEEP_FREED_HEAP_FROM = 8 * 1024 * 1024;
 
 /**
  * Moves store paths (with the part of their closure the target lacks) to
@@ -225,6 +228,8 @@ export class PathTransfers {
     if (t.source !== LOCAL_HOST) checkInfos(t.source, paths, infos, new Set(t.closure));
     const ordered = referenceOrder(infos);
     const total = ordered.reduce((sum, info) => sum + info.narSize, 0);
+    // 1 GiB copied back: 5.1-5.5 -> 3.3-4.1 s CPU of this process (page faults, brk calls 1065 -> 323).
+    if (total >= KEEP_FREED_HEAP_FROM) keepFreedHeap();
     const progress = this.progress(t, ordered.length, total);
     try {
       await t.targetChannel.addNars(t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.source, t.target) }), { onBytes: progress.add });
