@@ -23,6 +23,23 @@ export function parseCpuCount(text: string): number | undefined {
   return n > 0 ? n : undefined;
 }
 
+/**
+ * A CPU list as the kernel writes it (`Cpus_allowed_list` in /proc/PID/status:
+ * `0-3,8-11`): how many CPUs it names, which is what `nproc` counts.
+ */
+export function parseCpuList(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*$/.test(trimmed)) return undefined;
+  let count = 0;
+  for (const range of trimmed.split(',')) {
+    const [first, last = first] = range.split('-').map(Number) as [number, number?];
+    if (last < first) return undefined;
+    count += last - first + 1;
+  }
+  // The kernel's limit is 8192 CPUs; a larger count is not a CPU list.
+  return count <= 8192 ? count : undefined;
+}
+
 export interface StoreSpace {
   /** Filesystem holding the store, as df names it. */
   filesystem: string;

@@ -1,5 +1,5 @@
 import type { PressureLimitOverrides } from '../config/machineSpec.js';
-import { parseCpuCount, parseDfStore, parseLoadavg } from './builderMetrics.js';
+import { parseCpuList, parseDfStore, parseLoadavg } from './builderMetrics.js';
 
 /**
  * How loaded a builder is, from one fixed command over its SSH connection:
@@ -9,15 +9,26 @@ import { parseCpuCount, parseDfStore, parseLoadavg } from './builderMetrics.js';
  * builder offload does not coordinate with; a builder over a limit gets no
  * new job until it recovers (what guix offload and Hydra's queue runner do).
  * Pure: parsing and limits.
+ *
+ * The /proc files are read with the shell's own `read`, and one `df` names
+ * both filesystems: every run looks at every builder at its start (and then
+ * every few seconds while jobs wait), on machines whose cores the builds
+ * share, and a process per file made a look 8 processes (7 besides the
+ * shell); it is 2 now. The CPU count is the shell's own affinity
+ * (`Cpus_allowed_list`), which is what `nproc` counts.
  */
 export const PRESSURE_COMMAND = [
-  "echo '@cpu'; cat /proc/pressure/cpu 2>/dev/null",
-  "echo '@memory'; cat /proc/pressure/memory 2>/dev/null",
-  "echo '@io'; cat /proc/pressure/io 2>/dev/null",
-  "echo '@loadavg'; cat /proc/loadavg",
-  "echo '@nproc'; nproc",
-  "echo '@store'; df -Pk /nix/store 2>/dev/null || df -Pk /nix",
-  `echo '@build'; df -Pk "\${TMPDIR:-/tmp}"`,
+  // Prints each line of a file that can be read; nothing (and no error) for one that cannot.
+  `p() { [ -r "$1" ] && while IFS= read -r l; do printf '%s\\n' "$l"; done < "$1"; }`,
+  "echo '@cpu'; p /proc/pressure/cpu",
+  "echo '@memory'; p /proc/pressure/memory",
+  "echo '@io'; p /proc/pressure/io",
+  "echo '@loadavg'; p /proc/loadavg",
+  // /proc/self is the shell itself, whose affinity is what nproc would have counted.
+  "echo '@cpus'; while IFS= read -r l; do case $l in Cpus_allowed_list:*) printf '%s\\n' \"${l#*:}\";; esac; done < /proc/self/status",
+  // A store that has never held a path has no /nix/store yet; Nix will create it on /nix.
+  's=/nix/store; [ -d $s ] || s=/nix',
+  "echo '@df'; df -Pk \"$s\" \"${TMPDIR:-/tmp}\"",
 ].join('; ');
 
 export interface BuilderPressure {
@@ -83,15 +94,19 @@ export function parsePressure(text: string): BuilderPressure {
   set('memoryFullAvg10', psi('memory', 'full'));
   set('ioSomeAvg10', psi('io', 'some'));
   set('load1', parseLoadavg(sections.get('loadavg') ?? '')?.one);
-  set('cpus', parseCpuCount(sections.get('nproc') ?? ''));
-  for (const [section, percent, kib] of [
-    ['store', 'storeFreePercent', 'storeFreeKiB'],
-    ['build', 'buildDirFreePercent', 'buildDirFreeKiB'],
-  ] as const) {
-    const df = parseDfStore(sections.get(section) ?? '');
-    if (df && df.totalKiB > 0) {
-      set(percent, Math.round((df.availableKiB / df.totalKiB) * 1000) / 10);
-      set(kib, df.availableKiB);
+  set('cpus', parseCpuList(sections.get('cpus') ?? ''));
+  // One df for both: the store's row, then the build directory's (missing when that directory is).
+  const [header, ...rows] = (sections.get('df') ?? '').split('\n').filter((line) => line.trim() !== '');
+  if (header !== undefined && rows.length <= 2) {
+    for (const [row, percent, kib] of [
+      [rows[0], 'storeFreePercent', 'storeFreeKiB'],
+      [rows[1], 'buildDirFreePercent', 'buildDirFreeKiB'],
+    ] as const) {
+      const df = row === undefined ? undefined : parseDfStore(`${header}\n${row}`);
+      if (df && df.totalKiB > 0) {
+        set(percent, Math.round((df.availableKiB / df.totalKiB) * 1000) / 10);
+        set(kib, df.availableKiB);
+      }
     }
   }
   return out;

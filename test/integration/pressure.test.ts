@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
@@ -61,7 +62,7 @@ describe.runIf(integrationPrereqs())(
 
     it('machines check shows each builder\'s pressure and warns about a nearly full store', async () => {
       const r = await offload(['machines', 'check', ...machinesWith('check', (h) => (h === 'kana' ? SPACE_ONLY : NEVER)), '--json']);
-      const json = JSON.parse(r.stdout) as { machines: Array<{ hostName: string; verdict: string; pressure: { cpuSomeAvg10?: number; storeFreePercent: number; reasons: string[] } }> };
+      const json = JSON.parse(r.stdout) as { machines: Array<{ hostName: string; verdict: string; pressure: { cpuSomeAvg10?: number; cpus?: number; storeFreePercent: number; buildDirFreePercent?: number; reasons: string[] } }> };
       expect(json.machines.map((m) => m.hostName)).toEqual(['aquamarine', 'ruby', 'kana']);
       const kana = json.machines.find((m) => m.hostName === 'kana')!;
       expect(kana.pressure.storeFreePercent).toBeLessThan(10);
@@ -71,6 +72,10 @@ describe.runIf(integrationPrereqs())(
       const ruby = json.machines.find((m) => m.hostName === 'ruby')!;
       expect(ruby.pressure.reasons).toEqual([]);
       expect(ruby.pressure.cpuSomeAvg10).toBeGreaterThanOrEqual(0);
+      // Read by the shell itself (its affinity, one df for both filesystems): what nproc and two dfs said.
+      expect(ruby.pressure.cpus).toBe(availableParallelism());
+      expect(ruby.pressure.storeFreePercent).toBeGreaterThan(0);
+      expect(ruby.pressure.buildDirFreePercent).toBeGreaterThan(0);
       const text = await offload(['machines', 'check', ...machinesWith('check', (h) => (h === 'kana' ? SPACE_ONLY : NEVER))]);
       expect(text.stdout).toMatch(/kana: warning: loaded \(store [\d.]+% free < 10%\): offload sends it no new job until it recovers/);
     });

@@ -14,13 +14,11 @@ const psiOutput = [
   'full avg10=2.00 avg60=0.00 avg300=0.00 total=9',
   '@loadavg',
   '9.50 4.00 2.00 3/345 6789',
-  '@nproc',
-  '4',
-  '@store',
+  '@cpus',
+  '\t0-1,4-5',
+  '@df',
   'Filesystem     1024-blocks    Used Available Capacity Mounted on',
   'tmpfs                65536   61440      4096      94% /nix/store',
-  '@build',
-  'Filesystem     1024-blocks    Used Available Capacity Mounted on',
   '/dev/sda1          1000000  100000    900000      10% /tmp',
 ].join('\n');
 
@@ -56,8 +54,19 @@ describe('builder pressure', () => {
   });
 
   it('ignores output that is not what the commands print', () => {
-    expect(parsePressure('@cpu\nsome avg10=abc\n@loadavg\nnonsense\n@store\nno df here')).toEqual({});
+    expect(parsePressure('@cpu\nsome avg10=abc\n@loadavg\nnonsense\n@df\nno df here')).toEqual({});
     expect(parsePressure('some avg10=50.00 avg60=0 avg300=0 total=1')).toEqual({});
+    // A CPU list is ranges of CPU numbers, each low to high, at most the kernel's 8192 CPUs.
+    for (const cpus of ['0-', '3-1', 'all', '0-99999', '4 cores', '']) expect(parsePressure(`@cpus\n${cpus}`).cpus).toBeUndefined();
+    // df names the store's filesystem, then the build directory's; more rows than that is not its answer.
+    const df = psiOutput.slice(psiOutput.indexOf('@df'));
+    expect(parsePressure(`${df}\n/dev/sdb 10 5 5 50% /x`)).toEqual({});
+    expect(parsePressure(df.replace(/Filesystem.*\n/, ''))).toEqual({});
+  });
+
+  it('reads the store row alone when the build directory is missing (df names only what exists)', () => {
+    const storeOnly = psiOutput.slice(psiOutput.indexOf('@df')).split('\n').slice(0, 3).join('\n');
+    expect(parsePressure(storeOnly)).toEqual({ storeFreePercent: 6.3, storeFreeKiB: 4096 });
   });
 
   it('formats for the live view and machines check', () => {
