@@ -185,7 +185,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     return await buildWith(workload, config, state, output, { links: await reach!, localStore, localInfos, sampledEarly, interruption, setExecutor: (e) => (executor = e) }, opts);
   } finally {
     stopListening();
-    // What a run that stopped early (bad input, nothing to build) opened closes now; closing twice is harmless.
+    // The one place the builders' links close: after the report of a run, and for a run that stopped early (bad input, nothing to build).
     const reached = await reach?.catch(() => undefined);
     if (reached) {
       reached.channels.closeAll();
@@ -330,8 +330,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
       localPaths = new Set(await localValid([...localPaths, ...jobs.flatMap((j) => j.transfer?.paths ?? []), ...missingOutputs({ set, localPaths })]));
     }
   } finally {
-    channels.closeAll();
-    await ssh.closeAll();
+    // The builders' links are buildAction's to close (it made them), after the report.
     await leases.close();
     caches?.close();
     fetcher?.close();

@@ -136,6 +136,8 @@ export class ServeClient {
   private readonly serverLog: ServerLog;
   /** Settles when the last queued command is done: the next one starts after it. */
   private queueEnd: Promise<void> = Promise.resolve();
+  /** Commands asked for and not yet answered (queued or running). */
+  private pending = 0;
   private broken: Error | undefined;
   private writeError: Error | undefined;
   private built = false;
@@ -490,9 +492,15 @@ export class ServeClient {
     });
   }
 
-  /** Ends the server: stdin closes, the transport stops it. Pending calls fail with ServeConnectionLostError. */
+  /**
+   * Ends the server: stdin closes, the transport stops it. Pending calls fail
+   * with ServeConnectionLostError. A server with no command in progress has
+   * nothing left to finish, so offload's exit does not wait for it to go.
+   */
   close(): void {
+    const idle = this.pending === 0;
     this.markBroken(new ServeConnectionLostError(`The connection to ${this.host} was closed by offload.`, this.host));
+    if (idle) this.transport.detach?.();
   }
 
   /** The server's last stderr lines, for error messages. */
@@ -540,6 +548,7 @@ export class ServeClient {
   }
 
   private async run<T>(what: string, body: () => Promise<T>): Promise<T> {
+    this.pending++;
     const release = await this.acquire();
     try {
       this.assertUsable(what);
@@ -547,6 +556,7 @@ export class ServeClient {
     } catch (error) {
       throw await this.fail(what, error);
     } finally {
+      this.pending--;
       release();
     }
   }

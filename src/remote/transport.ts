@@ -22,4 +22,10 @@ export interface ServeTransport {
   readonly packetPerWrite?: boolean;
   /** Ends the server process (closes the channel / kills the child). */
   close(): void;
+  /**
+   * After close, when the server has no command in progress: offload may
+   * exit before the process has gone (a local child's own exit takes
+   * 15-40 ms, measured, with nothing left to write).
+   */
+  detach?(): void;
 }

@@ -65,5 +65,10 @@ export async function spawnServe(options: SpawnServeOptions = {}): Promise<Child
       killer.unref();
       void exited.then(() => clearTimeout(killer));
     },
+    detach() {
+      // Told to stop and with nothing in progress, it ends on its own: Node need not stay for its exit or its last words.
+      child.unref();
+      child.stderr.destroy();
+    },
   };
 }
