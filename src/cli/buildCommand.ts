@@ -26,7 +26,7 @@ import { linkBuilders, type BuilderLinks } from '../run/builderLinks.js';
 import { mayReachBuildersEarly } from '../schedule/earlyReach.js';
 import type { DerivationSet } from '../drv/derivation.js';
 import { LocalPathInfos } from '../run/localPathInfos.js';
-import { nixStateDirWritable, opensStoreInProcess } from '../store/storeInProcess.js';
+import { nixStateDirWritable, opensStoreInProcess, storeFilesReadable } from '../store/storeInProcess.js';
 import { SlotGate } from '../run/slotGate.js';
 import type { PressureSample } from '../run/pressureGate.js';
 import { localRootOutputs, runExitCode, runFailed, type RunResult } from '../run/runResult.js';
@@ -295,6 +295,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
     let localPaths: ReadonlySet<string> = workload.localPaths;
     const refused = new Set<string>();
     const estimates = transferEstimates(output.transferRate, (p) => holdings.narSize.get(p));
+    const readLocalFiles = storeFilesReadable(config.local.store, storeDir, nixStateDirWritable);
     for (;;) {
       const work = await missingWork({ set, localPaths }, { ...(substitutes ? { substitutes } : {}), known, held, refused, localValid });
       caches?.reportUnsigned();
@@ -308,7 +309,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host) });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host), readLocalFiles });
       run.setExecutor(executor);
       for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
       await (firstLook ?? pressure.look());

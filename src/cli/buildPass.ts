@@ -35,6 +35,8 @@ export interface PassInput {
   fetcher: LocalFetcher | undefined;
   /** See ExecutorOptions.signsAfterBuild. */
   signsAfterBuild: (host: string) => boolean;
+  /** See ExecutorOptions.readLocalFiles. */
+  readLocalFiles: boolean;
 }
 
 /**
@@ -69,6 +71,7 @@ export async function startPass(p: PassInput): Promise<Executor> {
       buildLimits: { maxSilentTime: p.config.local.maxSilentTime, buildTimeout: p.config.local.buildTimeout },
       hostHealth: { ...defaultHostHealthOptions, backoffSeconds: p.opts.hostBackoff },
       signsAfterBuild: p.signsAfterBuild,
+      readLocalFiles: p.readLocalFiles,
     },
     log: p.log,
     now: p.now,

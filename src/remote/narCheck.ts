@@ -22,6 +22,12 @@ export interface NarStream {
    * cannot), and its refusal of the hash is this host's lie.
    */
   unhashedFrom?: string;
+  /**
+   * Written by this process from the local store's files rather than by
+   * Nix (run/localNars.ts): a receiver's refusal of its hash or size means
+   * the files differ from what the local store recorded (LocalNarError).
+   */
+  fromLocalFiles?: boolean;
 }
 
 /**

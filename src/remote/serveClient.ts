@@ -3,6 +3,7 @@ import type { Derivation } from '../drv/derivation.js';
 import { buildResultFromExitStatus, type BuildResult } from './buildResult.js';
 import { exportStreamFrom, scanExportStream, type ExportedPath } from './exportStream.js';
 import { checkedNar, expectedDigest, type NarHashCheck, type NarStream } from './narCheck.js';
+import { LocalNarError } from './localNarError.js';
 import { NarScanner } from './narScanner.js';
 import { ServeProtocolError, ServeStreamEndedError } from './serveCodec/errors.js';
 import {
@@ -409,7 +410,7 @@ export class ServeClient {
         if (unhashedFrom !== undefined) {
           if (legacy) chunks = checkedNar(chunks, info, unhashedFrom, { hash: true });
           else unhashed.set(info.path, nar);
-        }
+        } else if (nar.fromLocalFiles && !legacy) unhashed.set(info.path, nar);
         out.push(legacy ? encodeExportItem() : encodeAddToStoreNar(info));
         const batches = chunks[Symbol.asyncIterator]();
         for (let batch = await fromSource(batches); !batch.done; batch = await fromSource(batches)) {
@@ -438,16 +439,21 @@ export class ServeClient {
 
   /**
    * The server died refusing a NAR's hash or size (`hash mismatch importing
-   * path '…'`, LocalStore::addToStore): for a NAR that came unhashed from an
-   * untrusted host, that host lied, and the store registered nothing.
+   * path '…'`, LocalStore::addToStore), and the store registered nothing.
+   * For a NAR that came unhashed from an untrusted host, that host lied; for
+   * one this process wrote from the local store's files, those files are
+   * not what the local store recorded.
    */
-  private async refusedLie(error: unknown, unhashed: ReadonlyMap<string, NarStream>): Promise<UntrustedReplyError | undefined> {
+  private async refusedLie(error: unknown, unhashed: ReadonlyMap<string, NarStream>): Promise<UntrustedReplyError | LocalNarError | undefined> {
     if (unhashed.size === 0 || error instanceof SourceFailure || error instanceof UntrustedReplyError) return undefined;
     await this.serverLog.ended(LAST_WORDS_MS);
     const refusal = /^(hash|size) mismatch importing path '([^']*)'/.exec(this.serverLog.lastError() ?? '');
     const nar = refusal ? unhashed.get(refusal[2]!) : undefined;
-    if (!refusal || nar?.unhashedFrom === undefined) return undefined;
+    if (!refusal || nar === undefined) return undefined;
     const { info } = nar;
+    if (nar.unhashedFrom === undefined) {
+      return new LocalNarError(info.path, `${this.host} refused the NAR written from its files, whose ${refusal[1]} differs from the recorded one (${refusal[1] === 'hash' ? info.narHash : `${info.narSize} bytes`})`);
+    }
     const problem = refusal[1] === 'hash' ? `its NAR does not have the hash ${info.narHash} its path info gives` : `its NAR does not have the ${info.narSize} bytes its path info gives`;
     return new UntrustedReplyError(nar.unhashedFrom, info.path, problem);
   }

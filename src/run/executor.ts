@@ -57,6 +57,8 @@ export interface ExecutorOptions {
    * process that reads the signatures.
    */
   signsAfterBuild?: (host: string) => boolean;
+  /** Uploads write NARs from the local store's files (PathTransferOptions.readLocalFiles). */
+  readLocalFiles?: boolean;
 }
 
 export interface ExecutorInput {
@@ -165,6 +167,7 @@ export class Executor {
       expected: (path) => runPaths.has(path) || this.locations.known(path),
       now: input.now,
       ...(input.onEvent ? { onEvent: input.onEvent } : {}),
+      ...(input.options.readLocalFiles ? { readLocalFiles: true } : {}),
     });
     for (const job of [...input.jobs, ...(input.fetchesOnBuilders ?? [])]) {
       const transfer = job.transfer ? { transfer: { paths: job.transfer.paths, bytes: job.transfer.bytes, from: job.transfer.from } } : {};

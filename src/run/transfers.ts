@@ -4,6 +4,7 @@ import { keepFreedHeap } from '../remote/freedHeap.js';
 import { UntrustedReplyError } from '../remote/untrustedReplyError.js';
 import { LOCAL_HOST } from '../schedule/types.js';
 import type { PathLocations } from './pathLocations.js';
+import { localNars } from './localNars.js';
 import { referenceOrder } from './referenceOrder.js';
 import type { RunEventListener } from './runEvents.js';
 import type { ChannelSource, StoreChannel } from './storeChannel.js';
@@ -45,6 +46,8 @@ export interface PathTransferOptions {
   /** Transfer events (live view, NDJSON) and the clock they are stamped with. */
   onEvent?: RunEventListener;
   now?: () => number;
+  /** The local store's files can be read here (store/storeInProcess.ts storeFilesReadable): uploads write NARs from them (localNars.ts). */
+  readLocalFiles?: boolean;
 }
 
 /** Progress events per transfer at most this often. */
@@ -232,7 +235,8 @@ export class PathTransfers {
     if (total >= KEEP_FREED_HEAP_FROM) keepFreedHeap();
     const progress = this.progress(t, ordered.length, total);
     try {
-      await t.targetChannel.addNars(t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.source, t.target) }), { onBytes: progress.add });
+      const nars = t.source === LOCAL_HOST ? localNars(t.sourceChannel, ordered, this.opts.readLocalFiles === true) : t.sourceChannel.dumpNars(ordered, { hash: narHashCheck(t.target) });
+      await t.targetChannel.addNars(nars, { onBytes: progress.add });
     } catch (error) {
       progress.finish(error);
       throw error;
@@ -267,9 +271,8 @@ export class PathTransfers {
   }
 }
 
-/** Who checks the hash of a NAR from `source` on its way to `target` (see Transfers.stream). */
-function narHashCheck(source: string, target: string): NarHashCheck {
-  if (source === LOCAL_HOST) return 'none';
+/** Who checks the hash of a builder's NAR on its way to `target` (see Transfers.stream; the local store's are not hashed). */
+function narHashCheck(target: string): NarHashCheck {
   return target === LOCAL_HOST ? 'receiver' : 'here';
 }
 

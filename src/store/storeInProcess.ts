@@ -1,4 +1,5 @@
 import { accessSync, constants } from 'node:fs';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 
 /**
  * Does a local Nix command (`nix-store --serve`) open the store in its own
@@ -28,4 +29,22 @@ export function nixStateDirWritable(env: NodeJS.ProcessEnv = process.env): boole
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether the files of the local store's paths are where their store paths
+ * say, readable in this process, so a path's NAR can be written from them
+ * (store/narFromFiles.ts) as Nix's build-remote does in its own process:
+ * the store is opened in-process (`local`, or `auto` with a writable state
+ * directory) without parameters, and Nix's store directory is `storeDir`.
+ * Not so for a chroot store (`local?root=…`, or `auto` falling back to one),
+ * a `real=` or `store=` parameter, or a daemon or remote store, whose files
+ * may lie elsewhere or belong to another user: their NARs come from
+ * `nix-store --serve`. Pure given `stateDirWritable` and `env`.
+ */
+export function storeFilesReadable(store: string, storeDir: string, stateDirWritable: () => boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = store.trim();
+  if (value !== 'local' && value !== 'auto' && value !== '') return false;
+  if (storeDir !== (env.NIX_STORE_DIR || DEFAULT_STORE_DIR)) return false;
+  return value === 'local' || stateDirWritable();
 }

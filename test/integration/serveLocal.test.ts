@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BuildStatus, isSuccess } from '../../src/remote/buildResult.js';
 import type { ExportedPath } from '../../src/remote/exportStream.js';
+import { LocalNarError } from '../../src/remote/localNarError.js';
 import { checkedNar } from '../../src/remote/narCheck.js';
 import { ServeClient, ServeConnectionLostError, type NarStream, type PathInfo } from '../../src/remote/serveClient.js';
 import { spawnServe, type ChildServeTransport } from '../../src/store/spawnServe.js';
@@ -20,13 +21,20 @@ async function connect(onLog?: (line: string) => void): Promise<{ client: ServeC
   return { client, transport };
 }
 
-/** NARs from memory, checked against their infos the way a builder's are: hashed here, or left to the receiving store. */
-async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memory', hash: 'here' | 'receiver' = 'here'): AsyncGenerator<NarStream> {
+/**
+ * NARs from memory, checked against their infos the way a builder's are: hashed here, or left to the receiving
+ * store; or marked as written from the local store's files (`files`), whose hash only the receiver checks.
+ */
+async function* narsOf(items: { info: PathInfo; bytes: Buffer }[], host = 'memory', hash: 'here' | 'receiver' | 'files' = 'here'): AsyncGenerator<NarStream> {
   for (const { info, bytes } of items) {
     const parts = (async function* () {
-      yield bytes.subarray(0, 7);
-      yield bytes.subarray(7);
+      yield [bytes.subarray(0, 7)];
+      yield [bytes.subarray(7)];
     })();
+    if (hash === 'files') {
+      yield { info, chunks: parts, fromLocalFiles: true };
+      continue;
+    }
     const chunks = checkedNar(parts, info, host, { hash: hash === 'here' });
     yield hash === 'here' ? { info, chunks } : { info, chunks, unhashedFrom: host };
   }
@@ -184,22 +192,31 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
     expect(await nixStore(['--verify-path', item.outPath])).toBe('');
   });
 
+  /**
+   * A path's info as the store recorded it (the path itself deleted again, so a receiver would add it) and the
+   * NAR of another path of the same size: `the truth` and `other` must have the same length.
+   */
+  async function recordedAndAnotherNar(name: string, other: string): Promise<{ item: TestDerivation; info: PathInfo; otherNar: Buffer }> {
+    const item = await instantiate({ name, script: 'echo the truth > $out' });
+    const source = await connect();
+    expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
+    const [info] = await source.client.queryPathInfos([item.outPath]);
+    const otherItem = await instantiate({ name, script: `echo ${other} > $out` });
+    expect((await source.client.buildDerivation(otherItem.drvPath, otherItem.drv)).status).toBe(BuildStatus.Built);
+    const [otherInfo] = await source.client.queryPathInfos([otherItem.outPath]);
+    const otherNar = await narOf(source.client, otherInfo!);
+    source.client.close();
+    await source.transport.exited;
+    await nixStore(['--delete', item.outPath]);
+    return { item, info: info!, otherNar };
+  }
+
   for (const hash of ['here', 'receiver'] as const) {
     it(`stops a NAR whose hash differs from its path info before the receiving store registers it (hashed ${hash === 'here' ? 'as it streams' : 'by the receiving store'})`, async () => {
-      const item = await instantiate({ name: 'serve-liar', script: 'echo the truth > $out' });
-      const source = await connect();
-      expect((await source.client.buildDerivation(item.drvPath, item.drv)).status).toBe(BuildStatus.Built);
-      const [info] = await source.client.queryPathInfos([item.outPath]);
-      const other = await instantiate({ name: 'serve-liar', script: 'echo a lie!!!! > $out' });
-      expect((await source.client.buildDerivation(other.drvPath, other.drv)).status).toBe(BuildStatus.Built);
-      const [otherInfo] = await source.client.queryPathInfos([other.outPath]);
-      const otherNar = await narOf(source.client, otherInfo!);
-      source.client.close();
-      await source.transport.exited;
-      await nixStore(['--delete', item.outPath]);
+      const { item, info, otherNar } = await recordedAndAnotherNar('serve-liar', 'a lie!!!!');
       // The lie: the other path's NAR (same size) under this path's info, as a builder could send it.
       const target = await connect();
-      const lie = narsOf([{ info: info!, bytes: otherNar }], 'liar', hash);
+      const lie = narsOf([{ info, bytes: otherNar }], 'liar', hash);
       const error = await target.client.addNars(lie).catch((e: unknown) => e);
       // The receiver's refusal ("hash mismatch importing path") is the sender's lie, named as such.
       expect(error).toBeInstanceOf(UntrustedReplyError);
@@ -210,6 +227,19 @@ describe.runIf(requireNix())('serve protocol against the local nix-store --serve
       expect(await client.queryValidPaths([item.outPath])).toEqual([]);
     });
   }
+
+  it('names the local store, not the receiver, when a NAR written from its files does not have the recorded hash', async () => {
+    const { item, info, otherNar } = await recordedAndAnotherNar('serve-changed', 'changed!!');
+    // Files that changed behind Nix's back: another NAR of the same size under the path's recorded info.
+    const target = await connect();
+    const error = await target.client.addNars(narsOf([{ info, bytes: otherNar }], 'local', 'files')).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LocalNarError);
+    expect(error).toMatchObject({ path: item.outPath, exitCode: 1 });
+    expect((error as Error).message).toMatch(/^The local store's \S+-serve-changed does not match what the store recorded for it: local refused the NAR written from its files, whose hash differs .*nix-store --verify --check-contents/);
+    expect(target.client.usable).toBe(false);
+    const { client } = await connect();
+    expect(await client.queryValidPaths([item.outPath])).toEqual([]);
+  });
 
   it('fails the pending build with ServeConnectionLostError when the server dies mid-build', async () => {
     const slow = await instantiate({ name: 'serve-slow', script: 'echo started; /bin/sleep 5; echo x > $out' });

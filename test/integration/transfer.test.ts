@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -84,6 +84,26 @@ describe.runIf(integrationPrereqs())('transfers on the test cluster', () => {
       expect(r.code, r.stderr).toBe(0);
       expect((await readFile(r.stdout.trim(), 'utf8')).trim()).toBe(String(512 * MiB));
       expect(peak).toBeLessThan(400 * MiB);
+    } finally {
+      await run('nix-store', ['--delete', input], { env: NIX_ENV }).catch(() => undefined);
+    }
+  });
+
+  it('refuses to upload a local path whose files changed behind Nix\'s back, as the local store\'s fault, not the builder\'s', async () => {
+    const nonce = randomBytes(6).toString('hex');
+    const file = join(tmpdir(), `offload-changed-${nonce}`);
+    await writeFile(file, `recorded ${nonce}\n`);
+    const input = (await run('nix-store', ['--add', file], { env: NIX_ENV })).stdout.trim();
+    await rm(file, { force: true });
+    try {
+      // Same size, other bytes: only the hash the builder's store checks can tell.
+      await chmod(input, 0o644);
+      await writeFile(input, `modified ${nonce}\n`);
+      const { stdout } = await run('nix-instantiate', [join(ROOT, 'fixtures', 'nix', 'transfer.nix'), '-A', 'upload', '--argstr', 'nonce', nonce, '--arg', 'input', input], { env: NIX_ENV });
+      const r = await offload(['build', stdout.trim(), ...machines, '--hosts', 'honest', '--no-out-link']);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/The local store's \/nix\/store\/[a-z0-9]{32}-offload-changed-\w+ does not match what the store recorded for it: honest refused the NAR written from its files, whose hash differs .*nix-store --verify --check-contents/);
+      expect(r.stderr).not.toMatch(/cannot be trusted|honest is down/);
     } finally {
       await run('nix-store', ['--delete', input], { env: NIX_ENV }).catch(() => undefined);
     }

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { nixStateDirWritable, opensStoreInProcess } from '../../src/store/storeInProcess.js';
+import { nixStateDirWritable, opensStoreInProcess, storeFilesReadable } from '../../src/store/storeInProcess.js';
 
 describe('which store local Nix commands open', () => {
   const writable = () => true;
@@ -34,5 +34,29 @@ describe('which store local Nix commands open', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('whether the local store’s files can be read where their store paths say', () => {
+  const writable = () => true;
+  const readOnly = () => false;
+  const env = {};
+
+  it('reads them for a plain `local` store, or `auto` opened in-process, at the default store directory', () => {
+    expect(storeFilesReadable('local', '/nix/store', readOnly, env)).toBe(true);
+    expect(storeFilesReadable(' local ', '/nix/store', readOnly, env)).toBe(true);
+    expect(storeFilesReadable('auto', '/nix/store', writable, env)).toBe(true);
+    expect(storeFilesReadable('', '/nix/store', writable, env)).toBe(true);
+    expect(storeFilesReadable('local', '/opt/store', readOnly, { NIX_STORE_DIR: '/opt/store' })).toBe(true);
+  });
+
+  it('leaves them to nix-store for a chroot or relocated store, a daemon, a remote store, or another store directory', () => {
+    for (const store of ['local?root=/tmp/r', 'local?real=/elsewhere', 'local?store=/opt/store', 'auto?root=/x', 'daemon', 'unix:///nix/var/nix/daemon-socket/socket', 'ssh-ng://ruby', '/tmp/root']) {
+      expect(storeFilesReadable(store, '/nix/store', writable, env), store).toBe(false);
+    }
+    // `auto` for a user who cannot write the state directory is the daemon (or a chroot store under ~/.local/share/nix/root).
+    expect(storeFilesReadable('auto', '/nix/store', readOnly, env)).toBe(false);
+    expect(storeFilesReadable('local', '/nix/store', writable, { NIX_STORE_DIR: '/opt/store' })).toBe(false);
+    expect(storeFilesReadable('local', '/opt/store', writable, env)).toBe(false);
   });
 });
