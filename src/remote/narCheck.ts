@@ -28,6 +28,12 @@ export interface NarStream {
    * the files differ from what the local store recorded (LocalNarError).
    */
   fromLocalFiles?: boolean;
+  /**
+   * Takes back a chunk of this NAR once the receiver's input has taken it
+   * (its write completed), for the source to fill again; never called for
+   * a chunk whose write failed.
+   */
+  recycle?: (chunk: Buffer) => void;
 }
 
 /**

@@ -106,6 +106,20 @@ function sourceError(error: unknown): unknown {
   return error instanceof ServeStreamEndedError && error.cause instanceof Error ? error.cause : error;
 }
 
+/** Chunks of a NAR written in a batch, and how their source takes them back. */
+interface Recycled {
+  chunks: readonly Buffer[];
+  recycle: (chunk: Buffer) => void;
+}
+
+/** What to do once a batch is written: its recycled chunks go back to their sources. */
+function written(recycled: Recycled[]): (() => void) | undefined {
+  if (recycled.length === 0) return undefined;
+  return () => {
+    for (const { chunks, recycle } of recycled) for (const chunk of chunks) recycle(chunk);
+  };
+}
+
 class SourceFailure extends Error {
   constructor(readonly error: unknown) {
     super('the source of an upload failed', { cause: error });
@@ -401,6 +415,8 @@ export class ServeClient {
     if (legacy) out.push(encodeImportPaths());
     let added = 0;
     let acks: Promise<void> = Promise.resolve();
+    /** Chunks in `out` whose sources take them back once written (NarStream.recycle). */
+    const recycling: Recycled[] = [];
     const source = nars[Symbol.asyncIterator]();
     try {
       for (let next = await fromSource(source); !next.done; next = await fromSource(source)) {
@@ -416,16 +432,17 @@ export class ServeClient {
         for (let batch = await fromSource(batches); !batch.done; batch = await fromSource(batches)) {
           const before = out.bytes;
           for (const chunk of batch.value) out.push(chunk);
+          if (nar.recycle) recycling.push({ chunks: batch.value, recycle: nar.recycle });
           const size = out.bytes - before;
           onBytes?.(size);
-          if (out.bytes >= WRITE_BATCH || (size >= IDLE_WRITE && this.receiverIdle())) await this.write(out.take());
+          if (out.bytes >= WRITE_BATCH || (size >= IDLE_WRITE && this.receiverIdle())) await this.write(out.take(), written(recycling.splice(0)));
         }
         if (legacy) out.push(encodeExportTrailer(info));
         else acks = acks.then(() => decodeImportAck(this.reader));
         added++;
       }
       if (legacy) out.push(encodeExportEnd());
-      await this.write(out.take());
+      await this.write(out.take(), written(recycling.splice(0)));
     } catch (error) {
       // The failure to report is the one that stopped the stream, not an acknowledgement that never came.
       acks.catch(() => undefined);
@@ -646,19 +663,25 @@ export class ServeClient {
    * one system call per 32 KiB SSH packet into the local nix-store's
    * socket cost about 1.2 s CPU per GiB, the most of any step of a copy back.
    */
-  private write(bytes: Buffer | readonly Buffer[]): Promise<void> {
+  private write(bytes: Buffer | readonly Buffer[], onWritten?: () => void): Promise<void> {
     const stdin = this.transport.stdin;
     if (this.writeError) return Promise.reject(this.writeError);
     if (stdin.destroyed || stdin.writableEnded) {
       return Promise.reject(new ServeStreamEndedError(`The input of nix-store --serve on ${this.host} is closed.`));
     }
+    // Called once the stream has taken the last chunk, so every chunk before it too (callbacks come in order).
+    const done =
+      onWritten &&
+      ((error?: Error | null) => {
+        if (!error) onWritten();
+      });
     let below = true;
-    if (Buffer.isBuffer(bytes)) below = stdin.write(bytes);
+    if (Buffer.isBuffer(bytes)) below = stdin.write(bytes, done);
     else if (bytes.length > 0) {
       stdin.cork();
-      for (const chunk of bytes) below = stdin.write(chunk);
+      for (let i = 0; i < bytes.length; i++) below = stdin.write(bytes[i]!, i === bytes.length - 1 ? done : undefined);
       stdin.uncork();
-    }
+    } else done?.();
     if (below || stdin.writableLength < WRITE_AHEAD) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const cleanup = () => {

@@ -1,6 +1,6 @@
 import { lstatSync } from 'node:fs';
 import type { NarStream, PathInfo } from '../remote/serveClient.js';
-import { narFromFiles } from '../store/narFromFiles.js';
+import { NarBufferPool, narFromFiles } from '../store/narFromFiles.js';
 import type { StoreChannel } from './storeChannel.js';
 
 /**
@@ -20,6 +20,9 @@ import type { StoreChannel } from './storeChannel.js';
  * LocalNarError (`fromLocalFiles`, ServeClient.addNars), not the builder's
  * fault.
  */
+/** Shared by every upload of the process: a buffer written into one channel is read full again for the next. */
+const buffers = new NarBufferPool();
+
 export async function* localNars(channel: StoreChannel, infos: readonly PathInfo[], readFiles: boolean): AsyncGenerator<NarStream> {
   if (!readFiles) {
     yield* channel.dumpNars(infos, { hash: 'none' });
@@ -34,7 +37,7 @@ export async function* localNars(channel: StoreChannel, infos: readonly PathInfo
     // Consecutive paths the channel sends go in one request, in order.
     if (fallback.length > 0) yield* channel.dumpNars(fallback, { hash: 'none' });
     fallback = [];
-    yield { info, chunks: batches(narFromFiles(info.path, info.path, info.narSize)), fromLocalFiles: true };
+    yield { info, chunks: batches(narFromFiles(info.path, info.path, info.narSize, buffers)), fromLocalFiles: true, recycle: (chunk) => buffers.give(chunk) };
   }
   if (fallback.length > 0) yield* channel.dumpNars(fallback, { hash: 'none' });
 }

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LocalNarError } from '../../src/remote/localNarError.js';
-import { NAR_CHUNK, narFromFiles } from '../../src/store/narFromFiles.js';
+import { NAR_CHUNK, NarBufferPool, narFromFiles } from '../../src/store/narFromFiles.js';
 
 /** File bytes narFromFiles has read so far. */
 const read = vi.hoisted(() => ({ bytes: 0 }));
@@ -166,5 +166,33 @@ describe('narFromFiles', () => {
     }
     expect({ digest: hash.digest('hex'), size }).toEqual(expected);
     expect(read.bytes).toBe(32 * 1024 * 1024);
+  });
+
+  it('fills buffers given back to its pool again, and the NAR stays exact', async () => {
+    const path = tree((d) => writeFileSync(d, random(5 * NAR_CHUNK + 77)));
+    const expected = nixDump(path);
+    const pool = new NarBufferPool();
+    const seen = new Set<ArrayBufferLike>();
+    const parts: Buffer[] = [];
+    for (const chunk of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', expected.length, pool)) {
+      if (chunk.length === NAR_CHUNK) seen.add(chunk.buffer);
+      parts.push(Buffer.from(chunk));
+      // Written: the consumer gives it back at once, so two full buffers take turns (the last, shorter one is its own).
+      pool.give(chunk);
+    }
+    expect(Buffer.concat(parts).equals(expected)).toBe(true);
+    expect(seen.size).toBeLessThanOrEqual(2);
+  });
+
+  it('keeps only buffers of its own size, and only as many as it was told', () => {
+    const pool = new NarBufferPool(1);
+    const a = pool.take();
+    const b = pool.take();
+    expect(a.length).toBe(NAR_CHUNK);
+    pool.give(Buffer.alloc(100));
+    pool.give(a.subarray(0, 10));
+    pool.give(b);
+    expect(pool.take().buffer).toBe(a.buffer);
+    expect(pool.take().buffer).not.toBe(b.buffer);
   });
 });

@@ -330,6 +330,23 @@ describe('ServeClient.addNars', () => {
     expect(counted.reduce((a, b) => a + b, 0)).toBe(300 * 700);
   });
 
+  it("gives a NAR's chunks back to their source only once the server's input has taken them, each once", async () => {
+    const s = scriptedTransport([greeting(0x207), ack]);
+    const client = await ServeClient.open(s.transport);
+    const chunks: Buffer[] = [0, 1, 2].map((i) => Buffer.alloc(300 * 1024, i + 1));
+    const info: PathInfo = { ...infos[0]!, references: [], narSize: 900 * 1024 };
+    const end = (chunk: Buffer) => 16 + encodeAddToStoreNar(info).length + (chunks.indexOf(chunk) + 1) * chunk.length;
+    const given: { chunk: number; taken: boolean }[] = [];
+    const recycle = (chunk: Buffer) => given.push({ chunk: chunks.indexOf(chunk), taken: s.written().length >= end(chunk) });
+    async function* one(): AsyncGenerator<NarStream> {
+      yield { info, chunks: (async function* () { for (const chunk of chunks) yield [chunk]; })(), recycle };
+    }
+    expect(await client.addNars(one())).toBe(1);
+    // The input takes the last chunk when its reader has read it, which may be after the acknowledgement.
+    for (let i = 0; i < 100 && given.length < 3; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(given).toEqual([0, 1, 2].map((chunk) => ({ chunk, taken: true })));
+  });
+
   it('sends the same paths to a server older than add-to-store-NAR as one import-paths export stream', async () => {
     const s = scriptedTransport([greeting(0x204), ack]);
     const client = await ServeClient.open(s.transport);
