@@ -11,7 +11,7 @@
  * lose 10-20 % on the small cases to the first side's writeback.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostSystem } from '../scripts/cluster/builderSpec.js';
@@ -205,20 +205,6 @@ async function settle(): Promise<void> {
   await run('sync', []);
 }
 
-/**
- * Offload's side runs without the builders' free-disk limits. Nix's hook
- * never looks at free space, and the builders' stores share this machine's
- * disk with everything else on it: below 10 % available (df's Avail), which
- * other work or this bench's own GiB can reach, offload's pressure gate
- * held its side's first job back for minutes while Nix's went ahead. The
- * bench compares transfers, not that gate (tested on its own).
- */
-async function withoutDiskLimits(machinesFile: string): Promise<void> {
-  const machines = JSON.parse(await readFile(machinesFile, 'utf8')) as Array<Record<string, unknown>>;
-  for (const machine of machines) machine.pressure = { ...(machine.pressure as object | undefined), storeFreePercent: null, buildDirFreePercent: null };
-  await writeFile(machinesFile, JSON.stringify(machines, null, 2));
-}
-
 function row(cells: string[], widths: number[]): string {
   return cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
 }
@@ -235,7 +221,6 @@ export async function runTransferBench(only?: string): Promise<void> {
   });
   const widths = [28, 10, 9, 9, 7, 16, 9, 9];
   try {
-    await withoutDiskLimits(cluster.machinesFile);
     console.log('\ntransfer: Nix build-remote vs offload, same two builders, fresh paths per side; peak RSS = largest single process');
     console.log(`${ROUNDS} rounds per case, the side going first alternating; walls are medians, then each round's ratio`);
     console.log(row(['case', 'bytes', 'nix', 'offload', 'ratio', 'rounds', 'nix RSS', 'off. RSS'], widths));

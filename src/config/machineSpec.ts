@@ -22,7 +22,7 @@ export interface MachineSpec {
   pressure?: PressureLimitOverrides;
 }
 
-/** Percentages, except load1 (a load average); null turns a check off. */
+/** Percentages, except load1 (a load average) and the *FreeMiB floors (MiB); null turns a check off. */
 export interface PressureLimitOverrides {
   cpuSomeAvg10?: number | null;
   memoryFullAvg10?: number | null;
@@ -30,6 +30,8 @@ export interface PressureLimitOverrides {
   load1?: number | null;
   storeFreePercent?: number | null;
   buildDirFreePercent?: number | null;
+  storeFreeMiB?: number | null;
+  buildDirFreeMiB?: number | null;
 }
 
 /**

@@ -68,6 +68,8 @@ const publicHostKey = z.string({ invalid_type_error: HOST_KEY }).superRefine((va
 
 const PERCENT = 'expected a percentage from 0 to 100';
 const percent = () => z.number({ invalid_type_error: PERCENT }).min(0, PERCENT).max(100, PERCENT);
+const MEBIBYTES = 'expected a size in MiB (a number ≥ 0)';
+const mebibytes = () => z.number({ invalid_type_error: MEBIBYTES }).min(0, MEBIBYTES).finite(MEBIBYTES);
 
 /** Per-machine overrides of the pressure limits (remote/builderPressure.ts has the defaults and meanings). */
 const pressureLimitsSchema = z
@@ -79,8 +81,10 @@ const pressureLimitsSchema = z
       load1: z.number({ invalid_type_error: 'expected a load average (a number ≥ 0)' }).min(0, 'expected a load average (a number ≥ 0)').nullable().optional(),
       storeFreePercent: percent().nullable().optional(),
       buildDirFreePercent: percent().nullable().optional(),
+      storeFreeMiB: mebibytes().nullable().optional(),
+      buildDirFreeMiB: mebibytes().nullable().optional(),
     },
-    { invalid_type_error: 'expected an object with cpuSomeAvg10, memoryFullAvg10, ioSomeAvg10, load1, storeFreePercent, buildDirFreePercent' },
+    { invalid_type_error: 'expected an object with cpuSomeAvg10, memoryFullAvg10, ioSomeAvg10, load1, storeFreePercent, buildDirFreePercent, storeFreeMiB, buildDirFreeMiB' },
   )
   .strict();
 

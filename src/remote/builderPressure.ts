@@ -52,18 +52,33 @@ export interface PressureLimits {
   ioSomeAvg10: number | null;
   /** Load average over one minute. Default: the builder's CPU count, used only without PSI; a number is always used. */
   load1: number | null | 'cpus';
+  /** Free space as a share of the filesystem, percent: off by default (see DEFAULT_PRESSURE_LIMITS). */
   storeFreePercent: number | null;
   buildDirFreePercent: number | null;
+  /** Free space in MiB, as df's "Available" (what a build running as a user can still write). */
+  storeFreeMiB: number | null;
+  buildDirFreeMiB: number | null;
 }
 
-/** Hydra's queue runner defaults: CPU some > 75 %, memory full > 80 %, load1 > cores, < 10 % free. */
+/**
+ * CPU some > 75 %, memory full > 80 %, load1 > cores (Hydra's queue runner),
+ * and under 1 GiB free. Free space is an absolute floor by default, not a
+ * share: a share says nothing about what fits (10 % of a 4 TB disk is
+ * 400 GB, and a disk whose root-reserved blocks df leaves out of "Available"
+ * shows 9 % free with tens of GB to spare), and a builder over a limit waits
+ * for space that may never come, so a share would stall runs that Nix would
+ * build. guix offload's floor is 100 MiB; 1 GiB leaves room for a build's
+ * outputs and temporaries. A share can still be asked for per machine.
+ */
 export const DEFAULT_PRESSURE_LIMITS: PressureLimits = {
   cpuSomeAvg10: 75,
   memoryFullAvg10: 80,
   ioSomeAvg10: null,
   load1: 'cpus',
-  storeFreePercent: 10,
-  buildDirFreePercent: 10,
+  storeFreePercent: null,
+  buildDirFreePercent: null,
+  storeFreeMiB: 1024,
+  buildDirFreeMiB: 1024,
 };
 
 export function pressureLimits(overrides: PressureLimitOverrides | undefined): PressureLimits {
@@ -131,8 +146,13 @@ export function pressureReasons(p: BuilderPressure, limits: PressureLimits): str
   const under = (value: number | undefined, limit: number | null, what: string) => {
     if (value !== undefined && limit !== null && value < limit) reasons.push(`${what} ${value}% free < ${limit}%`);
   };
+  const underMiB = (kib: number | undefined, limit: number | null, what: string) => {
+    if (kib !== undefined && limit !== null && kib < limit * 1024) reasons.push(`${what} ${Math.floor(kib / 1024)} MiB free < ${limit} MiB`);
+  };
   under(p.storeFreePercent, limits.storeFreePercent, 'store');
+  underMiB(p.storeFreeKiB, limits.storeFreeMiB, 'store');
   under(p.buildDirFreePercent, limits.buildDirFreePercent, 'build dir');
+  underMiB(p.buildDirFreeKiB, limits.buildDirFreeMiB, 'build dir');
   return reasons;
 }
 

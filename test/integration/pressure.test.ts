@@ -17,7 +17,7 @@ function load1(): number {
 const RUBY_ONLY = 'ruby-only';
 
 /** Limits a builder never reaches: only the builder under test may count as loaded. */
-const NEVER = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null, storeFreePercent: null, buildDirFreePercent: null };
+const NEVER = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null, storeFreePercent: null, buildDirFreePercent: null, storeFreeMiB: null, buildDirFreeMiB: null };
 /** Only the free-space limits: the machine's CPU pressure (shared by every builder) must not count. */
 const SPACE_ONLY = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null };
 
@@ -41,7 +41,7 @@ describe.runIf(integrationPrereqs())(
         { name: 'ruby', maxJobs: 2, features: [RUBY_ONLY], pressure: 'shared' },
         { name: 'kana', maxJobs: 2, storeSizeMiB: 64 },
       ]);
-      // 61 of 64 MiB taken: under 10 % of kana's store is free.
+      // 61 of 64 MiB taken: 3 MiB free, under the 1 GiB floor.
       const filled = await cluster.runOnBuilder('kana', ['sh', '-c', 'head -c 63963136 /dev/zero > /nix/store/.filler && df -Pk /nix/store']);
       expect(filled.code, filled.stderr).toBe(0);
     });
@@ -66,7 +66,7 @@ describe.runIf(integrationPrereqs())(
       expect(json.machines.map((m) => m.hostName)).toEqual(['aquamarine', 'ruby', 'kana']);
       const kana = json.machines.find((m) => m.hostName === 'kana')!;
       expect(kana.pressure.storeFreePercent).toBeLessThan(10);
-      expect(kana.pressure.reasons).toEqual([expect.stringMatching(/^store [\d.]+% free < 10%$/)]);
+      expect(kana.pressure.reasons).toEqual([expect.stringMatching(/^store \d+ MiB free < 1024 MiB$/)]);
       // Under 100 MiB free is also the older store-space finding: nothing fits there.
       expect(kana.verdict).toBe('unusable');
       const ruby = json.machines.find((m) => m.hostName === 'ruby')!;
@@ -77,7 +77,7 @@ describe.runIf(integrationPrereqs())(
       expect(ruby.pressure.storeFreePercent).toBeGreaterThan(0);
       expect(ruby.pressure.buildDirFreePercent).toBeGreaterThan(0);
       const text = await offload(['machines', 'check', ...machinesWith('check', (h) => (h === 'kana' ? SPACE_ONLY : NEVER))]);
-      expect(text.stdout).toMatch(/kana: warning: loaded \(store [\d.]+% free < 10%\): offload sends it no new job until it recovers/);
+      expect(text.stdout).toMatch(/kana: warning: loaded \(store \d+ MiB free < 1024 MiB\): offload sends it no new job until it recovers/);
     });
 
     it('a builder whose store is nearly full gets no jobs', async () => {
@@ -86,7 +86,7 @@ describe.runIf(integrationPrereqs())(
       expect(r.code, r.stderr).toBe(0);
       const json = parseJson(r);
       expect(json.jobs.map((j) => j.host)).not.toContain('kana');
-      expect(r.stderr).toMatch(/kana: loaded \(store [\d.]+% free < 10%\); no new jobs until it recovers/);
+      expect(r.stderr).toMatch(/kana: loaded \(store \d+ MiB free < 1024 MiB\); no new jobs until it recovers/);
     });
 
     it('a builder loaded by a CPU hog outside offload gets no jobs while the hog runs, and does again once it stops', async () => {

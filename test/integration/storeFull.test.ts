@@ -39,7 +39,7 @@ describe.runIf(integrationPrereqs())('a full store', () => {
       `mk { name = "too-big"; extra = { big = builtins.path { path = ${input}; name = "offload-store-full-input"; }; }; script = "/bin/cat $big > /dev/null"; }`,
     );
     // No pressure limits: the empty tmpfs is all free, and the machine's load must not hold the job back.
-    const noLimits = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null, storeFreePercent: null, buildDirFreePercent: null };
+    const noLimits = { cpuSomeAvg10: null, memoryFullAvg10: null, ioSomeAvg10: null, load1: null, storeFreePercent: null, buildDirFreePercent: null, storeFreeMiB: null, buildDirFreeMiB: null };
     const machines = editedMachines(cluster, 'nopressure', (ms) => ms.map((m) => ({ ...m, pressure: noLimits })));
     const r = await offload(['build', drv!, '--machines', machines, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--no-out-link']);
     expect(r.code, r.stderr).toBe(1);

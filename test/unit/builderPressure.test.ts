@@ -19,7 +19,7 @@ const psiOutput = [
   '@df',
   'Filesystem     1024-blocks    Used Available Capacity Mounted on',
   'tmpfs                65536   61440      4096      94% /nix/store',
-  '/dev/sda1          1000000  100000    900000      10% /tmp',
+  '/dev/sda1         10000000 1000000   9000000      10% /tmp',
 ].join('\n');
 
 describe('builder pressure', () => {
@@ -33,24 +33,34 @@ describe('builder pressure', () => {
       storeFreePercent: 6.3,
       storeFreeKiB: 4096,
       buildDirFreePercent: 90,
-      buildDirFreeKiB: 900000,
+      buildDirFreeKiB: 9000000,
     });
   });
 
-  it('uses Hydra\'s queue runner limits by default, and the load average only where PSI is missing', () => {
+  it('uses Hydra\'s queue runner limits by default, the load average only where PSI is missing, and a 1 GiB floor of free space', () => {
     const p = parsePressure(psiOutput);
-    expect(pressureReasons(p, DEFAULT_PRESSURE_LIMITS)).toEqual(['CPU pressure 81.5% > 75%', 'store 6.3% free < 10%']);
+    expect(pressureReasons(p, DEFAULT_PRESSURE_LIMITS)).toEqual(['CPU pressure 81.5% > 75%', 'store 4 MiB free < 1024 MiB']);
     const noPsi = parsePressure(psiOutput.replace(/@cpu[\s\S]*?@loadavg/, '@cpu\n@memory\n@io\n@loadavg'));
     expect(noPsi.cpuSomeAvg10).toBeUndefined();
-    expect(pressureReasons(noPsi, DEFAULT_PRESSURE_LIMITS)).toEqual(['load 9.5 > 4', 'store 6.3% free < 10%']);
+    expect(pressureReasons(noPsi, DEFAULT_PRESSURE_LIMITS)).toEqual(['load 9.5 > 4', 'store 4 MiB free < 1024 MiB']);
+  });
+
+  it('holds no builder back for a small share of a big disk free: the free-space default is a size, not a share', () => {
+    // 9 % of a 252 GiB disk (df's Available leaves root's reserved blocks out): tens of GiB to build in.
+    const bigDisk = { storeFreePercent: 9, storeFreeKiB: 23 * 1024 * 1024, buildDirFreePercent: 9, buildDirFreeKiB: 23 * 1024 * 1024 };
+    expect(pressureReasons(bigDisk, DEFAULT_PRESSURE_LIMITS)).toEqual([]);
+    // A share is there for a machine that asks for it.
+    expect(pressureReasons(bigDisk, pressureLimits({ storeFreePercent: 10 }))).toEqual(['store 9% free < 10%']);
+    expect(pressureReasons({ buildDirFreeKiB: 512 * 1024 }, DEFAULT_PRESSURE_LIMITS)).toEqual(['build dir 512 MiB free < 1024 MiB']);
   });
 
   it('takes per-machine overrides; null turns a check off', () => {
     const p = parsePressure(psiOutput);
-    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: 90, storeFreePercent: null, ioSomeAvg10: 10 }))).toEqual(['I/O pressure 12% > 10%']);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: 90, storeFreeMiB: null, ioSomeAvg10: 10 }))).toEqual(['I/O pressure 12% > 10%']);
     // A load limit of the machine's own counts next to PSI; the default (its CPU count) does not.
-    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreePercent: null, load1: 8 }))).toEqual(['load 9.5 > 8']);
-    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreePercent: null }))).toEqual([]);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreeMiB: null, load1: 8 }))).toEqual(['load 9.5 > 8']);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreeMiB: null }))).toEqual([]);
+    expect(pressureReasons(p, pressureLimits({ cpuSomeAvg10: null, storeFreeMiB: 2, buildDirFreeMiB: 10_000 }))).toEqual(['build dir 8789 MiB free < 10000 MiB']);
   });
 
   it('ignores output that is not what the commands print', () => {

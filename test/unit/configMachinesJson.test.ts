@@ -91,6 +91,7 @@ describe('JSON machines file: every error is one line naming file, machine and f
     [[{ ...ok, sshKey: 42 }], 'machines.json: machine 1 (ruby): field "sshKey": expected the path of a private key file, got 42'],
     [[{ ...ok, maxjobs: 2 }], 'machines.json: machine 1 (ruby): unknown field "maxjobs" (did you mean "maxJobs"?)'],
     [[{ ...ok, colour: 'red' }], 'machines.json: machine 1 (ruby): unknown field "colour" (known fields: hostName, sshUser, sshKey, systems, supportedFeatures, mandatoryFeatures, maxJobs, speedFactor, publicHostKey, port, pressure)'],
+    [[{ ...ok, pressure: { storeFreeMiB: -1 } }], 'machines.json: machine 1 (ruby): field "pressure.storeFreeMiB": expected a size in MiB (a number ≥ 0), got -1'],
     [[ok, { ...ok }], 'machines.json: machine 2 (ruby): field "hostName": same host as machine 1; each machine needs its own hostName (use an ssh_config alias to reach one host twice)'],
   ])('array form %#', (list, message) => {
     const error = errorOf(JSON.stringify(list));
