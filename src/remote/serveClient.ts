@@ -610,7 +610,8 @@ export class ServeClient {
   }
 
   private connectionError(what: string, error: unknown): Error {
-    if (error instanceof ServeConnectionLostError || error instanceof UntrustedReplyError) return error;
+    // A refusal already named (a builder's lie, the local store's changed files) stays what it is, even once the transport is gone.
+    if (error instanceof ServeConnectionLostError || error instanceof UntrustedReplyError || error instanceof LocalNarError) return error;
     if (error instanceof ServeStreamEndedError || this.writeError !== undefined || this.broken !== undefined) {
       const recent = this.serverLog.recentLines();
       const stderr = recent.length > 0 ? ` Its last messages: ${recent.slice(-5).map(stripColours).join(' | ')}` : '';
