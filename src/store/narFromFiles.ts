@@ -1,5 +1,6 @@
 import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import { LocalNarError } from '../remote/localNarError.js';
+import { paddingFor, Serializer } from '../remote/serveCodec/serializer.js';
 
 /**
  * NAR bytes per buffer handed on: one write into the channel (ServeClient's
@@ -37,21 +38,11 @@ export class NarBufferPool {
   }
 }
 
-/** A NAR string: u64 little-endian length, the bytes, zeros to the next multiple of 8. */
-function narString(text: string | Buffer): Buffer {
-  const bytes = typeof text === 'string' ? Buffer.from(text, 'latin1') : text;
-  const out = Buffer.alloc(8 + bytes.length + padding(bytes.length));
-  out.writeUInt32LE(bytes.length, 0);
-  bytes.copy(out, 8);
-  return out;
-}
-
+/** NAR tokens, each a serve-protocol string (a NAR uses the same framing). */
 function tokens(...words: string[]): Buffer {
-  return Buffer.concat(words.map((w) => narString(w)));
-}
-
-function padding(length: number): number {
-  return (8 - (length % 8)) % 8;
+  const out = new Serializer(128);
+  for (const word of words) out.string(word);
+  return out.flush();
 }
 
 const MAGIC = tokens('nix-archive-1');
@@ -125,7 +116,7 @@ export function* narFromFiles(realPath: string, storePath: string, narSize: numb
   const putString = (bytes: Buffer): void => {
     putLength(bytes.length);
     put(bytes);
-    put(ZEROS.subarray(0, padding(bytes.length)));
+    put(ZEROS.subarray(0, paddingFor(bytes.length)));
   };
   const putLength = (length: number): void => {
     if (buffer.length - at >= 8) {
@@ -220,7 +211,7 @@ export function* narFromFiles(realPath: string, storePath: string, narSize: numb
       }
       if (at === buffer.length) yield full();
     }
-    put(ZEROS.subarray(0, padding(size)));
+    put(ZEROS.subarray(0, paddingFor(size)));
     yield* ready.splice(0);
   };
 
