@@ -43,8 +43,7 @@ export function nixStateDirWritable(env: NodeJS.ProcessEnv = process.env): boole
  * `nix-store --serve`. Pure given `stateDirWritable` and `env`.
  */
 export function storeFilesReadable(store: string, storeDir: string, stateDirWritable: () => boolean, env: NodeJS.ProcessEnv = process.env): boolean {
-  const value = store.trim();
-  if (value !== 'local' && value !== 'auto' && value !== '') return false;
-  if (storeDir !== (env.NIX_STORE_DIR || DEFAULT_STORE_DIR)) return false;
-  return value === 'local' || stateDirWritable();
+  // Any parameter (root=, real=, store=, …) may put the files elsewhere.
+  if (store.includes('?')) return false;
+  return storeDir === (env.NIX_STORE_DIR || DEFAULT_STORE_DIR) && opensStoreInProcess(store, stateDirWritable);
 }
