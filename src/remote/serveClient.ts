@@ -151,7 +151,11 @@ export class ServeClient {
   private readonly serverLog: ServerLog;
   /** Settles when the last queued command is done: the next one starts after it. */
   private queueEnd: Promise<void> = Promise.resolve();
-  /** Commands asked for and not yet answered (queued or running). */
+  /**
+   * Commands asked for and not yet answered (queued or running), streams
+   * (dumpNars, exportPaths) from their first read to their end included:
+   * close() detaches only from a server with none.
+   */
   private pending = 0;
   private broken: Error | undefined;
   private writeError: Error | undefined;
@@ -310,6 +314,7 @@ export class ServeClient {
     const abandoned = () =>
       self.markBroken(new ServeConnectionLostError(`The export from ${self.host} was abandoned midway.`, self.host));
     async function* generate(): AsyncGenerator<Buffer> {
+      self.pending++;
       const release = await self.acquire();
       started = true;
       try {
@@ -321,6 +326,7 @@ export class ServeClient {
         throw await self.fail('exporting paths', error);
       } finally {
         if (!finished) abandoned();
+        self.pending--;
         release();
       }
     }
@@ -352,6 +358,7 @@ export class ServeClient {
     const check = { hash: options.hash === 'here' };
     const blame = options.hash === 'receiver' ? { unhashedFrom: this.host } : {};
     async function* generate(): AsyncGenerator<NarStream> {
+      self.pending++;
       const release = await self.acquire();
       let finished = false;
       try {
@@ -374,6 +381,7 @@ export class ServeClient {
         finished = true;
       } finally {
         if (!finished) self.markBroken(new ServeConnectionLostError(`Sending paths from ${self.host} stopped midway.`, self.host));
+        self.pending--;
         release();
       }
     }
@@ -517,8 +525,10 @@ export class ServeClient {
 
   /**
    * Ends the server: stdin closes, the transport stops it. Pending calls fail
-   * with ServeConnectionLostError. A server with no command in progress has
-   * nothing left to finish, so offload's exit does not wait for it to go.
+   * with ServeConnectionLostError. A server with no command or stream in
+   * progress has nothing left to finish, so offload's exit does not wait for
+   * it to go; one stopped mid-stream is waited for like one stopped
+   * mid-command, so it never outlives offload still writing a dump.
    */
   close(): void {
     const idle = this.pending === 0;

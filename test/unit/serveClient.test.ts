@@ -9,6 +9,7 @@ import { ServeClient, ServeConnectionLostError, type NarStream, type PathInfo } 
 import { encodeAddToStoreNar, encodeExportEnd, encodeExportItem, encodeExportTrailer, encodeImportPaths } from '../../src/remote/serveCodec/messages.js';
 import type { ServeTransport } from '../../src/remote/transport.js';
 import { probePath, probeUnsignedImports } from '../../src/remote/unsignedImportProbe.js';
+import { narBytes } from '../support/narBytes.js';
 import { testDerivation } from './drvFixtures.js';
 
 /**
@@ -353,6 +354,59 @@ describe('ServeClient.addNars', () => {
     expect(await client.addNars(nars())).toBe(300);
     const expected = Buffer.concat([encodeImportPaths(), ...infos.flatMap((info, i) => [encodeExportItem(), narOf(i), encodeExportTrailer(info)]), encodeExportEnd()]);
     expect(s.written().subarray(16).equals(expected)).toBe(true);
+  });
+});
+
+describe('ServeClient.close', () => {
+  const info: PathInfo = { path: out, references: [], downloadSize: 0, narSize: 1024 * 1024, narHash: `sha256:${'0'.repeat(52)}`, sigs: [] };
+  /** A scripted server whose transport records whether the client detached from it. */
+  async function opened(replies: Buffer[]) {
+    const s = scriptedTransport([greeting(0x207), ...replies]);
+    let detached = false;
+    s.transport.detach = () => (detached = true);
+    return { client: await ServeClient.open(s.transport), detached: () => detached, stdout: s.stdout };
+  }
+  // The first bytes of a NAR, in two writes (a NAR's last batch is held back until its end): the server is still writing the rest.
+  const narStart = [
+    new Serializer().string('nix-archive-1').string('(').string('type').string('regular').flush(),
+    Buffer.concat([new Serializer().string('contents').u64(512 * 1024).flush(), Buffer.alloc(128 * 1024)]),
+  ];
+
+  it('detaches from a server with nothing in progress, also once a dump was read to its end', async () => {
+    const nar = narBytes({ type: 'regular', contents: Buffer.from('hello') });
+    const { client, detached } = await opened([nar]);
+    for await (const stream of client.dumpNars([{ ...info, narSize: nar.length }], { hash: 'none' })) for await (const _ of stream.chunks);
+    client.close();
+    expect(detached()).toBe(true);
+  });
+
+  it('does not detach from a server in the middle of a dump, and fails the dump', async () => {
+    const { client, detached, stdout } = await opened([narStart[0]!]);
+    const dump = client.dumpNars([info], { hash: 'none' });
+    const nar = (await dump.next()).value as NarStream;
+    const batches = nar.chunks[Symbol.asyncIterator]();
+    const first = batches.next();
+    setImmediate(() => stdout.write(narStart[1]));
+    await first;
+    client.close();
+    expect(detached()).toBe(false);
+    await expect(batches.next()).rejects.toThrow(ServeConnectionLostError);
+    await expect(dump.next()).rejects.toThrow();
+  });
+
+  it('does not detach from a server in the middle of an export', async () => {
+    const exportStart = new Serializer().u64(1).flush();
+    const { client, detached, stdout } = await opened([exportStart, narStart[0]!]);
+    const stream = client.exportPaths([out]);
+    const ended = new Promise((resolve) => stream.once('close', resolve));
+    stream.on('error', () => undefined);
+    const data = new Promise((resolve) => stream.once('data', resolve));
+    setTimeout(() => stdout.write(narStart[1]), 20);
+    await data;
+    client.close();
+    expect(detached()).toBe(false);
+    stream.destroy();
+    await ended;
   });
 });
 
