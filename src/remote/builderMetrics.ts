@@ -3,8 +3,6 @@
  * Pure; `undefined` means the output was not what the command prints.
  */
 
-export const LOADAVG_COMMAND = 'cat /proc/loadavg';
-export const NPROC_COMMAND = 'nproc';
 /** A store that has never held a path has no /nix/store yet; Nix will create it on /nix. */
 export const STORE_DF_COMMAND = 'df -Pk /nix/store 2>/dev/null || df -Pk /nix';
 
@@ -13,14 +11,6 @@ export function parseLoadavg(text: string): { one: number; five: number; fifteen
   const match = /^\s*(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)(?:\s|$)/.exec(text);
   if (!match) return undefined;
   return { one: Number(match[1]), five: Number(match[2]), fifteen: Number(match[3]) };
-}
-
-/** `nproc`: CPUs this process may use. */
-export function parseCpuCount(text: string): number | undefined {
-  const trimmed = text.trim();
-  if (!/^\d+$/.test(trimmed)) return undefined;
-  const n = Number(trimmed);
-  return n > 0 ? n : undefined;
 }
 
 /**

@@ -4,7 +4,7 @@ import { KeyFileError } from '../config/errors.js';
 import type { Machine } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { compareClaims, type Finding, type MachineClaims } from './builderClaims.js';
-import { LOADAVG_COMMAND, NPROC_COMMAND, parseCpuCount, parseDfStore, parseLoadavg, STORE_DF_COMMAND, type StoreSpace } from './builderMetrics.js';
+import { parseDfStore, STORE_DF_COMMAND, type StoreSpace } from './builderMetrics.js';
 import { parsePressure, pressureLimits, pressureReasons, PRESSURE_COMMAND, type BuilderPressure } from './builderPressure.js';
 import { loadFindings, storeSpaceFindings, verdictOf, type StoreSpaceLimits, type Verdict } from './builderVerdict.js';
 import { expectedHostKey, knownHostsFilesFor } from './expectedHostKey.js';
@@ -162,9 +162,8 @@ async function probe(pool: SshPool, machine: Machine, draft: Draft, options: Che
       await step(draft, 'nix show-config', () => nixSettings(pool, machine, draft));
       await step(draft, 'signing keys', () => signingKeys(pool, machine, draft, options.localTrust));
     })(),
-    step(draft, 'load', () => load(pool, machine, draft)),
+    loadAndPressure(pool, machine, draft),
     step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
-    step(draft, 'pressure', () => pressure(pool, machine, draft)),
   ]);
 }
 
@@ -285,23 +284,33 @@ async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promi
   draft.findings.push(...compareClaims(draft.claims, parsed.config));
 }
 
-async function load(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const [loadavg, nproc] = await Promise.all([probeCommand(pool, machine, LOADAVG_COMMAND), probeCommand(pool, machine, NPROC_COMMAND)]);
-  const average = loadavg.code === 0 ? parseLoadavg(loadavg.stdout) : undefined;
-  const cpus = nproc.code === 0 ? parseCpuCount(nproc.stdout) : undefined;
-  if (average === undefined || cpus === undefined) {
-    const why = average === undefined ? failure(LOADAVG_COMMAND, loadavg) : failure(NPROC_COMMAND, nproc);
+/**
+ * The load average and CPU count come from the pressure probe's one remote
+ * command (the shell reads /proc/loadavg and its own affinity, which is
+ * what `nproc` counts), not from a `cat` and an `nproc` of their own: two
+ * processes fewer on every builder checked. Each step still reports on its
+ * own.
+ */
+async function loadAndPressure(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
+  const look = pool.exec(machine, PRESSURE_COMMAND).then((result) => parsePressure(result.stdout));
+  // Each step reports the probe's failure; the other one's copy of it must not go unhandled meanwhile.
+  look.catch(() => undefined);
+  await Promise.all([step(draft, 'load', async () => load(await look, draft)), step(draft, 'pressure', async () => pressure(await look, machine, draft))]);
+}
+
+function load(read: BuilderPressure, draft: Draft): void {
+  const { load1, cpus } = read;
+  if (load1 === undefined || cpus === undefined) {
+    const why = load1 === undefined ? '/proc/loadavg could not be read' : 'its CPU count (Cpus_allowed_list in /proc/self/status) could not be read';
     draft.findings.push({ severity: 'note', message: `load unknown (${why})` });
     return;
   }
-  const perCpu = Math.round((average.one / cpus) * 100) / 100;
-  draft.load = { oneMinute: average.one, cpus, perCpu };
+  const perCpu = Math.round((load1 / cpus) * 100) / 100;
+  draft.load = { oneMinute: load1, cpus, perCpu };
   draft.findings.push(...loadFindings(perCpu));
 }
 
-async function pressure(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const result = await pool.exec(machine, PRESSURE_COMMAND);
-  const read = parsePressure(result.stdout);
+function pressure(read: BuilderPressure, machine: Machine, draft: Draft): void {
   const reasons = pressureReasons(read, pressureLimits(machine.pressure));
   draft.pressure = { ...read, reasons };
   if (reasons.length > 0) {

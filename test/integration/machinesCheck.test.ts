@@ -1,12 +1,15 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { machinesCheckAction, type MachinesCheckOptions } from '../../src/cli/machinesCommand.js';
 import { ExitCode } from '../../src/errors/offloadError.js';
 import { sha256Fingerprint } from '../../src/remote/hostKey.js';
+import { PRESSURE_COMMAND } from '../../src/remote/builderPressure.js';
 import { parseNixVersion } from '../../src/remote/nixConfigProbe.js';
+import { SshPool } from '../../src/remote/sshPool.js';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 
@@ -70,8 +73,14 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
   };
 
   it('all three builders are ok, with their real Nix, serve protocol, systems and features', async () => {
+    const exec = vi.spyOn(SshPool.prototype, 'exec');
     const { code, byHost } = await check();
+    const commands = exec.mock.calls.map(([, command]) => command);
+    exec.mockRestore();
     expect(code).toBe(ExitCode.ok);
+    // Load and pressure come from one remote command per builder: no `cat /proc/loadavg` or `nproc` of their own.
+    expect(commands.filter((command) => command === PRESSURE_COMMAND)).toHaveLength(3);
+    expect(commands.filter((command) => /^(nproc|cat \/proc\/loadavg)$/.test(command))).toEqual([]);
     expect([...byHost.keys()]).toEqual(['aquamarine', 'ruby', 'kana']);
     for (const m of byHost.values()) {
       expect(m.verdict, `${m.hostName}: ${m.reason}`).toBe('ok');
@@ -79,7 +88,7 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
       expect(m.hostKey).toEqual({ status: 'pinned', fingerprints: [realFingerprint(m.hostName)] });
       expect(m.serveProtocol).toMatch(/^2\.\d+$/);
       expect(m.connectMs).toBeGreaterThan(0);
-      expect(m.load?.cpus).toBeGreaterThan(0);
+      expect(m.load?.cpus).toBe(availableParallelism());
       expect(m.store?.availableKiB).toBeGreaterThan(0);
     }
     const kana = byHost.get('kana')!;

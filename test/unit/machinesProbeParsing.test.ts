@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCpuCount, parseDfStore, parseLoadavg } from '../../src/remote/builderMetrics.js';
+import { parseDfStore, parseLoadavg } from '../../src/remote/builderMetrics.js';
 import { parseNixVersion, parseShowConfigJson, parseShowConfigText } from '../../src/remote/nixConfigProbe.js';
 
 /** Trimmed from `nix --extra-experimental-features nix-command show-config --json` of Nix 2.8.0 (descriptions cut). */
@@ -82,19 +82,12 @@ describe('nix show-config', () => {
   });
 });
 
-describe('load and cpus', () => {
+describe('load', () => {
   it('reads /proc/loadavg', () => {
     expect(parseLoadavg('12.81 10.97 6.84 10/390 370\n')).toEqual({ one: 12.81, five: 10.97, fifteen: 6.84 });
     expect(parseLoadavg('0 0.00 1\n')).toEqual({ one: 0, five: 0, fifteen: 1 });
     expect(parseLoadavg('cat: /proc/loadavg: No such file or directory')).toBeUndefined();
     expect(parseLoadavg('')).toBeUndefined();
-  });
-
-  it('reads nproc', () => {
-    expect(parseCpuCount('16\n')).toBe(16);
-    expect(parseCpuCount('0\n')).toBeUndefined();
-    expect(parseCpuCount('sixteen')).toBeUndefined();
-    expect(parseCpuCount('4 cores')).toBeUndefined();
   });
 });
 
