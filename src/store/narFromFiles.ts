@@ -56,6 +56,13 @@ const CLOSE = tokens(')');
 const ZEROS = Buffer.alloc(8);
 const SLASH = Buffer.from('/');
 
+export interface NarFromFilesOptions {
+  /** Where full-size buffers come from, for the consumer to give back once written. */
+  pool?: NarBufferPool;
+  /** `realPath`'s lstat, when the caller already made it (run/localNars.ts, to choose between the files and the local channel). */
+  rootStat?: Stats;
+}
+
 /** A directory being serialized: its entries in NAR order and the next one to write. */
 interface Frame {
   path: Buffer;
@@ -86,7 +93,8 @@ interface Frame {
  * size. A file that cannot be read or shrank while being read is a
  * LocalNarError for `storePath`, as is a size that differs.
  */
-export function* narFromFiles(realPath: string, storePath: string, narSize: number, pool?: NarBufferPool): Generator<Buffer> {
+export function* narFromFiles(realPath: string, storePath: string, narSize: number, options: NarFromFilesOptions = {}): Generator<Buffer> {
+  const { pool, rootStat } = options;
   // A NAR smaller than a chunk gets a buffer of its size: 300 small inputs must not take 300 chunks.
   const allocate = (size: number): Buffer => (size === NAR_CHUNK && pool ? pool.take() : Buffer.allocUnsafe(size));
   let buffer = allocate(Math.min(NAR_CHUNK, Math.max(narSize, 8)));
@@ -140,8 +148,8 @@ export function* narFromFiles(realPath: string, storePath: string, narSize: numb
   };
 
   /** Writes the node at `path` up to its entries (directory) or all of it (file, symlink); a directory's frame is returned. */
-  const begin = function* (path: Buffer): Generator<Buffer, Frame | undefined> {
-    const st = stat(path);
+  const begin = function* (path: Buffer, known?: Stats): Generator<Buffer, Frame | undefined> {
+    const st = known ?? stat(path);
     if (st.isFile()) {
       // S_IXUSR, as Nix's dump decides.
       put(st.mode & 0o100 ? EXECUTABLE : REGULAR);
@@ -217,7 +225,7 @@ export function* narFromFiles(realPath: string, storePath: string, narSize: numb
 
   put(MAGIC);
   const stack: Frame[] = [];
-  const root = yield* begin(Buffer.from(realPath));
+  const root = yield* begin(Buffer.from(realPath), rootStat);
   if (root) stack.push(root);
   while (stack.length > 0) {
     yield* ready.splice(0);

@@ -174,7 +174,7 @@ describe('narFromFiles', () => {
     const pool = new NarBufferPool();
     const seen = new Set<ArrayBufferLike>();
     const parts: Buffer[] = [];
-    for (const chunk of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', expected.length, pool)) {
+    for (const chunk of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', expected.length, { pool })) {
       if (chunk.length === NAR_CHUNK) seen.add(chunk.buffer);
       parts.push(Buffer.from(chunk));
       // Written: the consumer gives it back at once, so two full buffers take turns (the last, shorter one is its own).

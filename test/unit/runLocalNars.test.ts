@@ -2,10 +2,22 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import type * as NodeFs from 'node:fs';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { NarStream, PathInfo } from '../../src/remote/serveClient.js';
 import { localNars } from '../../src/run/localNars.js';
 import type { StoreChannel } from '../../src/run/storeChannel.js';
+
+/** Every path lstat'd, in order. */
+const lstats = vi.hoisted(() => [] as string[]);
+vi.mock('node:fs', async (original) => {
+  const fs = await original<typeof NodeFs>();
+  const lstatSync = ((path: NodeFs.PathLike, ...rest: never[]) => {
+    lstats.push(path.toString());
+    return fs.lstatSync(path, ...rest);
+  }) as typeof fs.lstatSync;
+  return { ...fs, default: { ...fs, lstatSync }, lstatSync };
+});
 
 const root = mkdtempSync(join(tmpdir(), 'offload-localnars-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -74,6 +86,13 @@ describe('localNars', () => {
     expect(nars[1]!.bytes.toString()).toBe('channel!');
     // Neighbours the channel sends go in one request.
     expect(requests).toEqual([[b.path, c.path], [e.path]]);
+  });
+
+  it('lstats a path once: the look that chose its files is its NAR root', async () => {
+    const a = onDisk('g');
+    lstats.length = 0;
+    await drain(localNars(channel().channel, [a], true));
+    expect(lstats).toEqual([a.path, join(a.path, 'file')]);
   });
 
   it('asks the channel for every path when the store’s files are not readable here', async () => {
