@@ -29,19 +29,28 @@ export async function* localNars(channel: StoreChannel, infos: readonly PathInfo
     return;
   }
   let fallback: PathInfo[] = [];
-  for (const info of infos) {
-    const rootStat = lstatOrMissing(info.path);
-    if (rootStat === undefined) {
-      fallback.push(info);
-      continue;
+  // The NAR being written from files holds its file open across yields: one its consumer left unfinished
+  // (moved on, stopped or failed, which returns this generator) is returned here, which closes that file.
+  let current: AsyncGenerator<readonly Buffer[]> | undefined;
+  try {
+    for (const info of infos) {
+      const rootStat = lstatOrMissing(info.path);
+      if (rootStat === undefined) {
+        fallback.push(info);
+        continue;
+      }
+      // Consecutive paths the channel sends go in one request, in order.
+      if (fallback.length > 0) yield* channel.dumpNars(fallback, { hash: 'none' });
+      fallback = [];
+      await current?.return(undefined);
+      // The lstat that found the files is the NAR's root: one system call per path, not two.
+      current = batches(narFromFiles(info.path, info.path, info.narSize, { pool: buffers, rootStat }));
+      yield { info, chunks: current, fromLocalFiles: true, recycle: (chunk) => buffers.give(chunk) };
     }
-    // Consecutive paths the channel sends go in one request, in order.
     if (fallback.length > 0) yield* channel.dumpNars(fallback, { hash: 'none' });
-    fallback = [];
-    // The lstat that found the files is the NAR's root: one system call per path, not two.
-    yield { info, chunks: batches(narFromFiles(info.path, info.path, info.narSize, { pool: buffers, rootStat })), fromLocalFiles: true, recycle: (chunk) => buffers.give(chunk) };
+  } finally {
+    await current?.return(undefined);
   }
-  if (fallback.length > 0) yield* channel.dumpNars(fallback, { hash: 'none' });
 }
 
 function lstatOrMissing(path: string): Stats | undefined {

@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { LocalNarError } from '../../src/remote/localNarError.js';
 import { NAR_CHUNK, NarBufferPool, narFromFiles } from '../../src/store/narFromFiles.js';
+import { openOn } from '../support/openDescriptors.js';
 
-/** File bytes narFromFiles has read so far. */
-const read = vi.hoisted(() => ({ bytes: 0 }));
+/** File bytes narFromFiles has read so far, and the files it opened. */
+const read = vi.hoisted(() => ({ bytes: 0, opened: [] as string[] }));
 vi.mock('node:fs', async (original) => {
   const fs = await original<typeof NodeFs>();
   const readSync = (...args: Parameters<typeof fs.readSync>) => {
@@ -17,7 +18,11 @@ vi.mock('node:fs', async (original) => {
     read.bytes += n;
     return n;
   };
-  return { ...fs, default: { ...fs, readSync }, readSync };
+  const openSync = (...args: Parameters<typeof fs.openSync>) => {
+    read.opened.push(args[0].toString());
+    return fs.openSync(...args);
+  };
+  return { ...fs, default: { ...fs, readSync, openSync }, readSync, openSync };
 });
 
 const root = mkdtempSync(join(tmpdir(), 'offload-narfiles-'));
@@ -182,6 +187,39 @@ describe('narFromFiles', () => {
     }
     expect(Buffer.concat(parts).equals(expected)).toBe(true);
     expect(seen.size).toBeLessThanOrEqual(2);
+  });
+
+  it('opens each file once, and closes it when the consumer stops early or a read fails', () => {
+    const path = tree((d) => {
+      mkdirSync(d);
+      writeFileSync(join(d, 'big'), random(5 * NAR_CHUNK + 77));
+      writeFileSync(join(d, 'small'), 'small');
+    });
+    const big = join(path, 'big');
+    const size = nixDump(path).length;
+    read.opened.length = 0;
+    for (const _ of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', size));
+    expect(read.opened).toEqual([big, join(path, 'small')]);
+
+    // Stopped after two buffers, while the big file was half read: for-of's break returns the generator.
+    let handed = 0;
+    for (const _ of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', size)) {
+      expect(openOn(big)).toBe(1);
+      if (++handed === 2) break;
+    }
+    expect(openOn(big)).toBe(0);
+
+    // A consumer that throws midway.
+    expect(() => {
+      for (const _ of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', size)) throw new Error('consumer failed');
+    }).toThrow('consumer failed');
+    expect(openOn(big)).toBe(0);
+
+    // A read that fails: the tree is larger than the recorded size.
+    expect(() => {
+      for (const _ of narFromFiles(path, '/nix/store/00000000000000000000000000000000-x', 2 * NAR_CHUNK));
+    }).toThrow(LocalNarError);
+    expect(openOn(big)).toBe(0);
   });
 
   it('keeps only buffers of its own size, and only as many as it was told', () => {

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { NarStream, PathInfo } from '../../src/remote/serveClient.js';
 import { localNars } from '../../src/run/localNars.js';
 import type { StoreChannel } from '../../src/run/storeChannel.js';
+import { openOn } from '../support/openDescriptors.js';
 
 /** Every path lstat'd, in order. */
 const lstats = vi.hoisted(() => [] as string[]);
@@ -93,6 +94,28 @@ describe('localNars', () => {
     lstats.length = 0;
     await drain(localNars(channel().channel, [a], true));
     expect(lstats).toEqual([a.path, join(a.path, 'file')]);
+  });
+
+  it('leaves no file open when its consumer abandons a NAR midway: moves on to the next, or stops the upload', async () => {
+    const big = (name: string): PathInfo => {
+      const path = join(root, name);
+      mkdirSync(path);
+      writeFileSync(join(path, 'big'), Buffer.alloc(2 * 1024 * 1024, 7));
+      return { path, deriver: undefined, references: [], narSize: execFileSync('nix-store', ['--dump', path], { maxBuffer: 8 * 1024 * 1024 }).length, narHash: 'sha256:unused' } as unknown as PathInfo;
+    };
+    const [a, b] = [big('h'), big('i')];
+    const nars = localNars(channel().channel, [a, b], true);
+    const first = (await nars.next()).value as NarStream;
+    await first.chunks[Symbol.asyncIterator]().next();
+    expect(openOn(join(a.path, 'big'))).toBe(1);
+    // The consumer takes the next NAR with the first unfinished.
+    const second = (await nars.next()).value as NarStream;
+    expect(openOn(join(a.path, 'big'))).toBe(0);
+    await second.chunks[Symbol.asyncIterator]().next();
+    expect(openOn(join(b.path, 'big'))).toBe(1);
+    // The consumer stops (ServeClient.sendNars returns its source when a write fails).
+    await nars.return(undefined);
+    expect(openOn(join(b.path, 'big'))).toBe(0);
   });
 
   it('asks the channel for every path when the store’s files are not readable here', async () => {
