@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Client, ConnectConfig, NegotiatedAlgorithms } from 'ssh2';
 import type { SshEndpoint } from '../config/machine.js';
@@ -32,10 +33,13 @@ export interface LoginSettings {
 
 /**
  * Handshake, host key check and login on `client`, over `sock` when the
- * route gave one (else ssh2 opens the TCP connection). `onClose` hears of
- * the connection ending after login.
+ * route gave one, else over a TCP connection opened here as ssh2 would open
+ * it. Resolves with the stream the connection runs over: closing waits for
+ * our side of it to finish (remote/sshPool.ts closeConnection), which ssh2
+ * has no public way to say. `onClose` hears of the connection ending after
+ * login.
  */
-export async function sshLogin(endpoint: SshEndpoint, label: string, client: Client, sock: Duplex | undefined, settings: LoginSettings): Promise<void> {
+export async function sshLogin(endpoint: SshEndpoint, label: string, client: Client, sock: Duplex | undefined, settings: LoginSettings): Promise<Duplex> {
 const { debug, warn } = settings;
   // The machines file's own sshKey is what the user asked for: a bad one is
   // bad input, refused before any connection, not an identity to skip.
@@ -51,7 +55,6 @@ const { debug, warn } = settings;
   const config: ConnectConfig = {
     host: policy.address,
     port: policy.port,
-    ...(sock !== undefined && { sock }),
     username: auth.user,
     authHandler: auth.methods,
     readyTimeout: timeoutMs,
@@ -82,6 +85,7 @@ const { debug, warn } = settings;
     }
     return connectFailure(error, label, policy.address, policy.port, auth, timeoutMs);
   };
+  let stream: Duplex | undefined = sock;
   await new Promise<void>((resolve, reject) => {
     let ready = false;
     let lastError: Error | undefined;
@@ -105,8 +109,11 @@ const { debug, warn } = settings;
       }
       settings.onClose(lastError);
     });
-    client.connect(config);
+    // A socket still connecting is one ssh2 waits for (its 'connect'), within readyTimeout as for its own.
+    stream ??= connect({ host: policy.address, port: policy.port });
+    client.connect({ ...config, sock: stream });
   });
+  return stream!;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Duplex, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine, SshEndpoint } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
@@ -53,6 +53,8 @@ interface Connection {
   negotiated?: NegotiatedAlgorithms;
   /** Connections to the jump hosts on the way, first hop first. */
   hops: Client[];
+  /** The stream the connection runs over (TCP socket, jump host channel, ProxyCommand's stdio), once logged in. */
+  sock?: Duplex;
   /** The ProxyCommand carrying the connection (of the host or of its first jump host). */
   proxyProcess?: ProxyProcess;
   /** Why the route under an established connection went away (a jump host lost), for the 'down' event. */
@@ -201,7 +203,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
     const sock = await this.route(machine, machine.hostName, connection);
-    await sshLogin(
+    connection.sock = await sshLogin(
       machine,
       machine.hostName,
       connection.client,
@@ -365,21 +367,24 @@ async function closeConnection(connection: Connection): Promise<void> {
     await connection.ready.catch(() => undefined);
     return;
   }
-  const closed = new Promise<void>((resolve) => {
-    connection.client.once('close', () => resolve());
-    // A connection whose peer is hung never answers the disconnect.
-    setTimeout(() => {
-      connection.client.destroy();
-      resolve();
-    }, 2_000).unref();
-  });
   // Our side is done once the disconnect (after every channel's close) has left: waiting for the peer
   // to close too held every exit for 25-50 ms (measured), and nothing it sends then is read. The kernel
   // still delivers what was written; sshd ends the sessions as it would after `ssh` was killed.
-  const sock = (connection.client as unknown as { _sock?: Writable })._sock;
+  // The stream is destroyed through our own handle (sshLogin's): ssh2's Client.destroy() skips a socket
+  // that is no longer writable, which after end() it never is, so it left every close to the peer.
+  const sock = connection.sock;
+  const destroy = () => (sock ?? connection.client).destroy();
+  const closed = new Promise<void>((resolve) => {
+    connection.client.once('close', () => resolve());
+    // Not even our side's end may finish when the peer stopped reading and the kernel's buffer is full.
+    setTimeout(() => {
+      destroy();
+      resolve();
+    }, 2_000).unref();
+  });
   connection.client.end();
-  if (sock && !sock.writableFinished) sock.once('finish', () => connection.client.destroy());
-  else connection.client.destroy();
+  if (sock && !sock.writableFinished) sock.once('finish', destroy);
+  else destroy();
   await closed;
   closeRoute(connection);
 }

@@ -126,14 +126,20 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
     });
   }
 
-  it('a second interrupt exits at once with 130 while the first interrupt still cleans up after a hung builder', async () => {
-    const roots = await instantiateExpr('[ (mk { name = "hung-cleanup"; sleep = "120"; }) ]');
-    const cli = startOffload(['build', ...roots, ...machines, '--hosts', 'ruby', '--keepalive-interval', '20']);
+  it('a second interrupt exits at once with 130 while the first interrupt still cleans up after a hung local nix-store', async () => {
+    // ~150 MB output, so the copy back to the local store takes a moment.
+    const [drv] = await instantiateExpr(
+      'derivation { name = "hung-cleanup"; inherit nonce; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "/usr/bin/head -c 150000000 /dev/zero > $out" ]; }',
+    );
+    const cli = startOffload(['build', drv!, ...machines, '--hosts', 'ruby']);
+    let hung: number | undefined;
     try {
-      expect(await eventually(() => buildCount(cluster, 'ruby') === 1, 20_000)).toBe(true);
-      // A hung builder: the first interrupt's channel close and disconnect get no answer (the
-      // pool gives a hung peer 2 s before it drops the socket).
-      cluster.pause('ruby');
+      const pid = cli.child.pid!;
+      expect(await eventually(() => serveChildren(pid).some((c) => c.read > 50_000_000), 60_000, 20)).toBe(true);
+      // A hung local store mid-import: the first interrupt stops it, and offload's exit waits for it to go
+      // (SIGKILL after 5 s). A hung builder no longer holds the exit: its connection closes without an answer.
+      hung = serveChildren(pid).find((c) => c.read > 50_000_000)!.pid;
+      process.kill(hung, 'SIGSTOP');
       cli.child.kill('SIGINT');
       const first = await Promise.race([cli.result, sleep(500).then(() => undefined)]);
       expect(first, 'the first interrupt should still be cleaning up, so the second one has something to cut short').toBeUndefined();
@@ -145,7 +151,13 @@ describe.runIf(integrationPrereqs())('offload build when interrupted or run twic
       // Cut short: the summary the first interrupt would have printed never came.
       expect(r!.stderr).not.toMatch(/interrupted in [\d.]+ s/);
     } finally {
-      cluster.resume('ruby');
+      if (hung !== undefined) {
+        try {
+          process.kill(hung, 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
       cli.child.kill('SIGKILL');
     }
   });

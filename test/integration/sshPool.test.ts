@@ -341,6 +341,21 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
     expect(downs).toEqual([]);
   });
 
+  it('closeAll does not wait for a builder to answer: one that stopped answering closes as fast as the others', async () => {
+    const pool = newPool();
+    await Promise.all(['aquamarine', 'ruby'].map((name) => pool.connect(machine(name))));
+    cluster.pause('ruby');
+    try {
+      const start = performance.now();
+      await pool.closeAll();
+      // A peer that never answers the disconnect is given up on after 2 s; closing our side needed no answer at all.
+      expect(performance.now() - start).toBeLessThan(1_500);
+      expect(pool.isConnected('ruby')).toBe(false);
+    } finally {
+      cluster.resume('ruby');
+    }
+  });
+
   it('closeAll ends every connection without down events', async () => {
     const pool = newPool();
     const downs: string[] = [];
