@@ -7,6 +7,7 @@ import { planToJson, planToText } from '../report/planReport.js';
 import { addMachineOptions, addOutputOptions, terminalWidth, useColor, type MachineOptions, type OutputOptions } from './sharedOptions.js';
 import { estimateKeys, hostsFromConfig, loadWorkload, missingOutputs, missingWork, type Workload } from './workload.js';
 import { resolveState } from './sharedState.js';
+import { cacheFilePath } from '../cache/cacheDatabase.js';
 import type { MachinesConfig } from '../config/machine.js';
 import { queryBuilderHoldings, type BuilderHoldings } from '../run/builderHoldings.js';
 import { ChannelPool } from '../run/channelPool.js';
@@ -119,6 +120,9 @@ async function askBuilders(config: MachinesConfig, workload: Workload, opts: Pla
   }
 }
 
+/** Nix's machine defaults, kept between runs beside offload's other per-user files. */
+const MACHINE_DEFAULTS_FILE = 'nix-machine-defaults.json';
+
 export function machineLoadOptions(opts: MachineOptions) {
   return {
     machinesFile: opts.machines,
@@ -129,5 +133,6 @@ export function machineLoadOptions(opts: MachineOptions) {
     excludeHosts: opts.excludeHosts,
     buildersUseSubstitutes: opts.buildersUseSubstitutes,
     env: process.env,
+    machineDefaultsCache: cacheFilePath(MACHINE_DEFAULTS_FILE),
   };
 }

@@ -35,6 +35,8 @@ export interface LoadMachinesOptions {
   excludeHosts?: string[];
   /** What Nix defaults to on this machine (system, extra-platforms, …); by default the installed Nix is asked. */
   nixMachineDefaults?: MachineDefaults;
+  /** Where Nix's machine defaults are kept between runs (see machineDefaultsCache.ts). */
+  machineDefaultsCache?: string;
   /** Defaults to /etc/ssh/ssh_config. */
   systemSshConfigFile?: string;
   /** Base of relative @file includes; defaults to process.cwd(). */
@@ -67,7 +69,12 @@ interface Loaded {
 export async function loadMachinesConfig(options: LoadMachinesOptions, onMachines?: (machines: readonly Machine[]) => void): Promise<MachinesConfig> {
   const env = options.env ?? process.env;
   const homeDir = options.homeDir ?? env.HOME ?? homedir();
-  const reading = readNixConfig({ env, homeDir, ...(options.nixMachineDefaults !== undefined && { machineDefaults: options.nixMachineDefaults }) });
+  const reading = readNixConfig({
+    env,
+    homeDir,
+    ...(options.nixMachineDefaults !== undefined && { machineDefaults: options.nixMachineDefaults }),
+    ...(options.machineDefaultsCache !== undefined && { machineDefaultsCache: options.machineDefaultsCache }),
+  });
   reading.catch(() => undefined);
   const given = attempt(() => {
     const loaded = givenMachines(options, env, homeDir);

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { cpus } from 'node:os';
 import type { MachineDefaults } from './knownSettings.js';
+import { machineDefaultsKey, machineSources, readCachedDefaults, writeCachedDefaults } from './machineDefaultsCache.js';
 
 /** Nix's name for the platform this process runs on (what `nix` calls builtins.currentSystem). */
 export function nixSystemOf(arch: string, platform: string): string {
@@ -29,11 +29,37 @@ export function nixSystemOf(arch: string, platform: string): string {
  * nix.conf cannot get in the way). Without a working Nix, offload computes
  * what Nix 2.8 would on Linux, minus the micro-architecture levels.
  */
-export async function machineDefaults(): Promise<MachineDefaults> {
-  cached ??= askNix().catch((error: unknown) => computed(error instanceof Error ? error.message : String(error)));
+export async function machineDefaults(options: MachineDefaultsOptions = {}): Promise<MachineDefaults> {
+  cached ??= options.cacheFile === undefined ? askNixOrCompute() : cachedOrAsked(options.cacheFile);
   return cached;
 }
 let cached: Promise<MachineDefaults> | undefined;
+
+const ASKED = 'nix show-config';
+
+export interface MachineDefaultsOptions {
+  /**
+   * Where Nix's answer is kept between runs (see machineDefaultsCache.ts):
+   * `nix show-config` is a ~100 ms CPU start of Nix, on the same cores as
+   * the start of the build it configures.
+   */
+  cacheFile?: string;
+}
+
+function askNixOrCompute(): Promise<MachineDefaults> {
+  return askNix().catch((error: unknown) => computed(error instanceof Error ? error.message : String(error)));
+}
+
+/** Nix's answer kept from an earlier run for this same Nix on this same machine, else asked (and kept). */
+async function cachedOrAsked(cacheFile: string): Promise<MachineDefaults> {
+  const key = machineDefaultsKey(process.env);
+  const kept = key === undefined ? undefined : readCachedDefaults(cacheFile, key);
+  if (kept) return { ...kept, cpus: onlineCpus(), source: ASKED };
+  const answer = await askNixOrCompute();
+  // What offload computes without a working Nix is never kept: a Nix that works next time is asked then.
+  if (key !== undefined && answer.source === ASKED) writeCachedDefaults(cacheFile, key, answer);
+  return answer;
+}
 
 const ASK_TIMEOUT_MS = 10_000;
 
@@ -72,7 +98,7 @@ export function parseDefaults(json: string): MachineDefaults {
   };
   const system = settings.system?.defaultValue;
   if (typeof system !== 'string') throw new Error('nix show-config --json has no default for system');
-  return { system, extraPlatforms: strings('extra-platforms'), systemFeatures: strings('system-features'), cpus: onlineCpus(), source: 'nix show-config' };
+  return { system, extraPlatforms: strings('extra-platforms'), systemFeatures: strings('system-features'), cpus: onlineCpus(), source: ASKED };
 }
 
 function computed(why: string): MachineDefaults {
@@ -80,20 +106,10 @@ function computed(why: string): MachineDefaults {
   return {
     system,
     extraPlatforms: system === 'x86_64-linux' ? ['i686-linux'] : [],
-    systemFeatures: ['benchmark', 'big-parallel', 'nixos-test', ...(kvmUsable() ? ['kvm'] : [])],
+    systemFeatures: ['benchmark', 'big-parallel', 'nixos-test', ...(machineSources.kvmUsable() ? ['kvm'] : [])],
     cpus: onlineCpus(),
     source: `computed by offload (${why})`,
   };
-}
-
-/** Nix adds `kvm` when /dev/kvm can be opened for reading and writing. */
-function kvmUsable(): boolean {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function onlineCpus(): number {

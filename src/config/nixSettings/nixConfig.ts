@@ -51,6 +51,8 @@ export interface ReadNixConfigOptions {
   readFile?: ConfFileReader;
   /** Defaults to asking the installed Nix (see machineDefaults). */
   machineDefaults?: MachineDefaults;
+  /** Where the installed Nix's answer is kept between runs (machineDefaultsCache.ts); asked every time without. */
+  machineDefaultsCache?: string;
 }
 
 /**
@@ -68,7 +70,7 @@ export interface ReadNixConfigOptions {
 export async function readNixConfig(options: ReadNixConfigOptions = {}): Promise<NixConfig> {
   const env = options.env ?? process.env;
   const locations = nixConfLocations(env, options.homeDir ?? homedir());
-  return applyNixConfig(locations, options.readFile ?? readIfExists, options.machineDefaults ?? (await machineDefaults()));
+  return applyNixConfig(locations, options.readFile ?? readIfExists, options.machineDefaults ?? (await machineDefaults(options.machineDefaultsCache !== undefined ? { cacheFile: options.machineDefaultsCache } : {})));
 }
 
 /** Pure given its reader: the settings that `locations` produce on a machine with these defaults. */
