@@ -160,6 +160,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
       ssh: { connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3, warn: early.warn, debug: early.debug, compress: opts.compress === true },
       channels: { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos },
       onDown: (host, error) => executor?.hostDown(host, error),
+      onCompression: (host, change) => executor?.compressionSwitched(host, change),
       // The first look overlaps the start-up: what it found reaches the executor once there is one.
       onSample: (host, sample, changed) => (executor ? executor.pressureSampled(host, sample, changed) : sampledEarly.push([host, sample, changed])),
     });

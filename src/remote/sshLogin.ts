@@ -3,6 +3,8 @@ import type { Duplex } from 'node:stream';
 import type { Client, ConnectConfig, NegotiatedAlgorithms } from 'ssh2';
 import type { SshEndpoint } from '../config/machine.js';
 import { checkKeyFile } from '../config/keyFile.js';
+import { describeCompressionSwitch, watchCompression, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
+import { compressionAlgorithms } from './compressionRule.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
 import { checkHostKey, expectedKeyTypes, hostKeyAlgorithms, keyTypeOfBlob, sha256Fingerprint } from './hostKey.js';
@@ -28,6 +30,8 @@ export interface LoginSettings {
   /** The ProxyCommand carrying `sock`: its exit explains a failed login. */
   proxyProcess?: ProxyProcess;
   onHandshake?: (negotiated: NegotiatedAlgorithms) => void;
+  /** Compression asked for (`compress` or the endpoint's Compression yes) is kept only where it pays, from login on (adaptiveCompression.ts). */
+  compressionWatch?: { limits: CompressionLimits; onSwitch: (change: CompressionSwitch) => void };
   onClose: (error: Error | undefined) => void;
 }
 
@@ -89,11 +93,20 @@ const { debug, warn } = settings;
   await new Promise<void>((resolve, reject) => {
     let ready = false;
     let lastError: Error | undefined;
-    client.on('handshake', (negotiated) => {
-      settings.onHandshake?.(negotiated);
+    let negotiated: NegotiatedAlgorithms | undefined;
+    client.on('handshake', (algorithms) => {
+      negotiated = algorithms;
+      settings.onHandshake?.(algorithms);
     });
     client.on('ready', () => {
       ready = true;
+      const watch = settings.compressionWatch;
+      if (watch && negotiated && (settings.compress || endpoint.compression === true)) {
+        watchCompression(client, negotiated, watch.limits, (change) => {
+          debug(`${label}: ${describeCompressionSwitch(change)}`);
+          watch.onSwitch(change);
+        });
+      }
       resolve();
     });
     client.on('error', (error: Error & { level?: string }) => {
@@ -133,14 +146,4 @@ async function recordNewKey(endpoint: SshEndpoint, label: string, key: Buffer, {
   } catch (error) {
     warn(`${label}: could not add ${name} (${print}) to ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
   }
-}
-
-/**
- * OpenSSH's offer (kex.c compression_alg_list): with compression on, zlib
- * first; off, `none` first. The client's order decides, so a server that
- * allows zlib compresses only when asked to. On a fast link zlib costs far
- * more CPU than it saves (see the transfer benchmark), hence off by default.
- */
-export function compressionAlgorithms(on: boolean): ('none' | 'zlib@openssh.com' | 'zlib')[] {
-  return on ? ['zlib@openssh.com', 'zlib', 'none'] : ['none', 'zlib@openssh.com', 'zlib'];
 }

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine, SshEndpoint } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
+import { DEFAULT_COMPRESSION_LIMITS, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
 import { startProxyCommand, type ProxyProcess } from './proxyCommand.js';
@@ -30,8 +31,9 @@ export interface SshPoolOptions {
   debug?: (message: string) => void;
   /** Receives warnings: a host key recorded, host keys not checked strictly. */
   warn?: (message: string) => void;
-  /** Compress every connection (`--compress`), as ssh_config Compression yes does for one host. */
+  /** Compress every connection (`--compress`), as ssh_config Compression yes does for one host; `compressionLimits`: when a direction stops and tries again. */
   compress?: boolean;
+  compressionLimits?: CompressionLimits;
 }
 
 export const SERVE_COMMAND = 'nix-store --serve --write';
@@ -63,7 +65,7 @@ interface Connection {
   keepalive: { intervalMs: number; countMax: number };
 }
 
-type PoolEvents = { down: [host: string, error: OffloadError] };
+type PoolEvents = { down: [host: string, error: OffloadError]; compression: [host: string, change: CompressionSwitch] };
 
 /**
  * One SSH connection per builder, opened on first use and shared by every job
@@ -94,6 +96,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       knownHostsFiles: options.knownHostsFiles ?? defaultUserKnownHostsFiles(),
       globalKnownHostsFiles: options.globalKnownHostsFiles ?? [...DEFAULT_GLOBAL_KNOWN_HOSTS_FILES],
       compress: options.compress ?? false,
+      compressionLimits: options.compressionLimits ?? DEFAULT_COMPRESSION_LIMITS,
     };
     this.debug = options.debug ?? (() => undefined);
     this.warn = options.warn ?? (() => undefined);
@@ -211,6 +214,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       this.loginSettings(machine, connection, {
         compress: this.options.compress,
         onHandshake: (negotiated) => (connection.negotiated = negotiated),
+        compressionWatch: { limits: this.options.compressionLimits, onSwitch: (change) => this.emit('compression', machine.hostName, change) },
         onClose: (error) => this.lost(machine.hostName, connection, error),
       }),
     );

@@ -1,3 +1,4 @@
+import { describeCompressionSwitch } from '../remote/adaptiveCompression.js';
 import type { RunEvent } from '../run/runEvents.js';
 import { formatBytes, formatRate } from './byteSize.js';
 import { formatDuration } from './duration.js';
@@ -50,6 +51,8 @@ export function eventText(event: RunEvent, estimateOn: EstimateOn = () => undefi
     case 'hostPressure':
       if (!event.changed) return undefined;
       return event.reasons.length > 0 ? `${event.host}: loaded (${event.reasons.join(', ')}); no new jobs until it recovers` : `${event.host}: no longer loaded; takes jobs again`;
+    case 'linkCompression':
+      return `${event.host}: ${describeCompressionSwitch(event)}`;
     case 'buildLog':
       return undefined;
     case 'transferStarted':

@@ -1,4 +1,5 @@
 import type { Machine } from '../config/machine.js';
+import type { CompressionSwitch } from '../remote/adaptiveCompression.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
 import type * as SshPoolModule from '../remote/sshPool.js';
@@ -31,6 +32,8 @@ export interface BuilderLinkOptions {
   /** A connection was lost: the executor's, once there is one. */
   onDown: (host: string, error: OffloadError) => void;
   onSample: (host: string, sample: PressureSample, changed: boolean) => void;
+  /** A compressed link stopped or resumed compressing a direction. */
+  onCompression?: (host: string, change: CompressionSwitch) => void;
 }
 
 /**
@@ -40,6 +43,7 @@ export interface BuilderLinkOptions {
 export async function linkBuilders(machines: readonly Machine[], options: BuilderLinkOptions): Promise<BuilderLinks> {
   const ssh = new (await options.sshModule).SshPool(options.ssh);
   ssh.on('down', options.onDown);
+  if (options.onCompression) ssh.on('compression', options.onCompression);
   const channels = new ChannelPool(serveChannelOpener(ssh, machines, options.channels));
   const byName = new Map(machines.map((m) => [m.hostName, m]));
   const pressure = new PressureGate({

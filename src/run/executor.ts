@@ -1,5 +1,6 @@
 import type { Derivation } from '../drv/derivation.js';
 import type { BuildFailureKind } from '../remote/buildResult.js';
+import type { CompressionSwitch } from '../remote/adaptiveCompression.js';
 import { wantedOutputs } from '../graph/outputPaths.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { LOCAL_HOST, TRANSFER_LANE, type Job } from '../schedule/types.js';
@@ -242,6 +243,10 @@ export class Executor {
    */
   hostDown(host: string, error: unknown): void {
     this.rotation.hostDown(host, error);
+  }
+
+  compressionSwitched(host: string, change: CompressionSwitch): void {
+    this.input.onEvent?.({ type: 'linkCompression', time: this.input.now(), host, ...change });
   }
 
   /** Start nothing new; running jobs end on their own (or when their channels close). */

@@ -1,4 +1,5 @@
 import type { JobAction } from '../schedule/types.js';
+import type { CompressionSwitch } from '../remote/adaptiveCompression.js';
 import type { BuilderPressure } from '../remote/builderPressure.js';
 
 /**
@@ -39,6 +40,8 @@ export type RunEvent =
    * (then it gets no new job); `changed` when it became loaded or recovered.
    */
   | { type: 'hostPressure'; time: number; host: string; pressure: BuilderPressure; reasons: string[]; changed: boolean }
+  /** A link compressed on request stopped compressing one direction (it saved nothing), or compresses it again to look at new data. */
+  | ({ type: 'linkCompression'; time: number; host: string } & CompressionSwitch)
   /** Store paths start moving `from` one store `to` another; `bytes`: their NAR size in total. */
   | { type: 'transferStarted'; time: number; transferId: number; from: string; to: string; paths: number; bytes: number; jobId?: string }
   /** Bytes moved so far, a few times a second while a transfer runs. */
