@@ -41,7 +41,7 @@ export class SqliteBuildHistory implements BuildHistory {
 
   constructor(path: string = defaultHistoryPath()) {
     this.location = path;
-    this.db = openCacheDatabase(path, 'the build history', (message, cause) => new HistoryError(message, { cause }), (db) => this.migrate(db));
+    this.db = openCacheDatabase(path, 'the build history', (message, cause) => new HistoryError(message, { cause }), { version: SCHEMA_VERSION, migrate: (db) => this.migrate(db) });
   }
 
   async record(samples: readonly BuildSample[], source: SampleSource = 'offload'): Promise<void> {

@@ -56,7 +56,7 @@ export class SqliteSlotLeases implements SlotLeases {
 
   constructor(options: SqliteSlotLeasesOptions = {}) {
     this.location = options.file ?? defaultSlotLeasesPath();
-    this.db = openCacheDatabase(this.location, 'the build slot leases', (message, cause) => new SlotLeaseError(message, { cause }), (db) => this.migrate(db));
+    this.db = openCacheDatabase(this.location, 'the build slot leases', (message, cause) => new SlotLeaseError(message, { cause }), { version: SCHEMA_VERSION, migrate: (db) => this.migrate(db) });
     if (openInstances.size === 0) process.on('exit', releaseAllAtExit);
     openInstances.add(this);
   }

@@ -1,7 +1,8 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openCacheDatabase } from '../../src/cache/cacheDatabase.js';
 import { ExitCode, OffloadError } from '../../src/errors/offloadError.js';
 
@@ -17,7 +18,7 @@ describe('openCacheDatabase', () => {
     const path = join(dir, 'cache', 'offload', 'history.sqlite');
     const old = process.umask(0o022);
     try {
-      const db = openCacheDatabase(path, 'a test file', (message) => new OffloadError(message, ExitCode.badInput), () => undefined);
+      const db = openCacheDatabase(path, 'a test file', (message) => new OffloadError(message, ExitCode.badInput), { version: 1, migrate: () => undefined });
       db.close();
     } finally {
       process.umask(old);
@@ -25,5 +26,32 @@ describe('openCacheDatabase', () => {
     expect(statSync(join(dir, 'cache', 'offload')).mode & 0o777).toBe(0o700);
     expect(statSync(join(dir, 'cache')).mode & 0o777).toBe(0o700);
     expect(statSync(dir).mode & 0o777).toBe(0o700); // mkdtemp's own, untouched
+  });
+
+  it('migrates a file at another version, and only reads one at its own: no write lock, nothing written', () => {
+    dir = mkdtempSync(join(tmpdir(), 'offload-cache-'));
+    const path = join(dir, 'offload', 'test.sqlite');
+    const fail = (message: string) => new OffloadError(message, ExitCode.badInput);
+    const migrate = vi.fn((db: Database.Database) => {
+      db.exec('CREATE TABLE IF NOT EXISTS t (x)');
+      db.pragma('user_version = 3');
+    });
+    openCacheDatabase(path, 'a test file', fail, { version: 3, migrate }).close();
+    expect(migrate).toHaveBeenCalledTimes(1);
+
+    // Another process in the middle of a write transaction: an open that wrote anything would wait for it.
+    const writer = new Database(path);
+    writer.exec('BEGIN IMMEDIATE; INSERT INTO t VALUES (1)');
+    try {
+      const db = openCacheDatabase(path, 'a test file', fail, { version: 3, migrate });
+      expect(migrate).toHaveBeenCalledTimes(1);
+      expect(db.pragma('user_version', { simple: true })).toBe(3);
+      db.close();
+    } finally {
+      writer.exec('ROLLBACK');
+      writer.close();
+    }
+    openCacheDatabase(path, 'a test file', fail, { version: 4, migrate }).close();
+    expect(migrate).toHaveBeenCalledTimes(2);
   });
 });
