@@ -7,7 +7,7 @@ import { DEFAULT_COMPRESSION_LIMITS, type CompressionLimits, type CompressionSwi
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
 import { startProxyCommand, type ProxyProcess } from './proxyCommand.js';
-import { sshLogin, type LoginSettings } from './sshLogin.js';
+import { sshLogin, sshLogout, type LoginSettings } from './sshLogin.js';
 import { ChannelOpenError, ConnectionLostError, HostUnreachableError, JumpHostError, ProbeTimeoutError } from './sshErrors.js';
 import type { ServeTransport } from './transport.js';
 
@@ -53,8 +53,8 @@ interface Connection {
   closing: boolean;
   /** What the key exchange settled on (cipher, MAC, compression each way). */
   negotiated?: NegotiatedAlgorithms;
-  /** Connections to the jump hosts on the way, first hop first. */
-  hops: Client[];
+  /** Connections to the jump hosts on the way, first hop first, each with its stream once logged in. */
+  hops: { client: Client; sock?: Duplex }[];
   /** The stream the connection runs over (TCP socket, jump host channel, ProxyCommand's stdio), once logged in. */
   sock?: Duplex;
   /** The ProxyCommand carrying the connection (of the host or of its first jump host). */
@@ -241,10 +241,11 @@ export class SshPool extends EventEmitter<PoolEvents> {
     const hop = proxy.jump;
     const hopLabel = `jump host ${hop.hostName} of ${label}`;
     const hopClient = new Client();
-    connection.hops.push(hopClient);
+    const hopLink: Connection['hops'][number] = { client: hopClient };
+    connection.hops.push(hopLink);
     try {
       const hopSock = await this.route(hop, hopLabel, connection);
-      await sshLogin(
+      hopLink.sock = await sshLogin(
         hop,
         hopLabel,
         hopClient,
@@ -360,7 +361,6 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 }
 
-
 async function closeConnection(connection: Connection): Promise<void> {
   connection.closing = true;
   clearTimeout(connection.idleTimer);
@@ -371,13 +371,9 @@ async function closeConnection(connection: Connection): Promise<void> {
     await connection.ready.catch(() => undefined);
     return;
   }
-  // Our side is done once the disconnect (after every channel's close) has left: waiting for the peer
-  // to close too held every exit for 25-50 ms (measured), and nothing it sends then is read. The kernel
-  // still delivers what was written; sshd ends the sessions as it would after `ssh` was killed.
-  // The stream is destroyed through our own handle (sshLogin's): ssh2's Client.destroy() skips a socket
-  // that is no longer writable, which after end() it never is, so it left every close to the peer.
-  const sock = connection.sock;
-  const destroy = () => (sock ?? connection.client).destroy();
+  // Our side is done once the disconnect (after every channel's close) has left (sshLogout): waiting for
+  // the peer to close too held every exit, and nothing it sends then is read.
+  const destroy = () => (connection.sock ?? connection.client).destroy();
   const closed = new Promise<void>((resolve) => {
     connection.client.once('close', () => resolve());
     // Not even our side's end may finish when the peer stopped reading and the kernel's buffer is full.
@@ -386,15 +382,13 @@ async function closeConnection(connection: Connection): Promise<void> {
       resolve();
     }, 2_000).unref();
   });
-  connection.client.end();
-  if (sock && !sock.writableFinished) sock.once('finish', destroy);
-  else destroy();
+  sshLogout(connection.client, connection.sock);
   await closed;
   closeRoute(connection);
 }
 
-/** The jump hosts' connections, last hop first, and the ProxyCommand: nothing of a route outlives its connection. */
+/** The jump hosts' connections, last hop first, and the ProxyCommand: nothing of a route outlives its connection, nor waits for a jump host's answer. */
 function closeRoute(connection: Connection): void {
-  for (const hop of [...connection.hops].reverse()) hop.end();
+  for (const hop of [...connection.hops].reverse()) sshLogout(hop.client, hop.sock);
   connection.proxyProcess?.stop();
 }

@@ -35,6 +35,26 @@ function portOwnedBy(port: number, pids: number[]): boolean {
   });
 }
 
+/** TCP sockets of this process connected to 127.0.0.1:`port`. */
+function connectionsTo(port: number): number {
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const inodes = new Set(
+    readFileSync('/proc/net/tcp', 'utf8')
+      .split('\n')
+      .slice(1)
+      .map((line) => line.trim().split(/\s+/))
+      .filter((fields) => fields[2] === remote)
+      .map((fields) => `socket:[${fields[9]}]`),
+  );
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return inodes.has(readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 describe.runIf(integrationPrereqs())('getting to a builder like OpenSSH: ProxyJump, ProxyCommand, NIX_SSHOPTS', () => {
   let cluster: TestCluster & { dispose(): Promise<void> };
   let dir: string;
@@ -108,6 +128,24 @@ describe.runIf(integrationPrereqs())('getting to a builder like OpenSSH: ProxyJu
     expect(portOwnedBy(port, [process.pid])).toBe(false);
     const listing = await offload(['machines', '--machines', machinesFile(), '--ssh-config', config], NIX_ENV);
     expect(listing.stdout).toContain(`127.0.0.1:${ruby().port} via root@127.0.0.1:${cluster.builder('jump1').port}`);
+  });
+
+  it('closes its TCP connection to a jump host that stopped answering, without waiting for the jump host', async () => {
+    const pool = newPool();
+    const machine = await load(sshConfig('hung_hop', ['ProxyJump jump1']));
+    const jumpPort = cluster.builder('jump1').port;
+    // Other tests' pools stay open until the end.
+    const others = connectionsTo(jumpPort);
+    await pool.exec(machine, 'true');
+    expect(connectionsTo(jumpPort)).toBe(others + 1);
+    cluster.pause('jump1');
+    try {
+      await pool.closeAll();
+      // Our end is closed once the disconnect has left; a paused jump host never closes its own.
+      await expect.poll(() => connectionsTo(jumpPort), { timeout: 1_000 }).toBe(others);
+    } finally {
+      cluster.resume('jump1');
+    }
   });
 
   it('goes through two hops in order, each with its own Host block: jump1 forwards to jump2, jump2 to ruby', async () => {
