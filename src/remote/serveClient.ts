@@ -158,6 +158,8 @@ export class ServeClient {
    */
   private pending = 0;
   private broken: Error | undefined;
+  /** Told to stop in the middle of a command or stream: it may have work to undo (an import to roll back). */
+  private stoppedBusy = false;
   private writeError: Error | undefined;
   private built = false;
 
@@ -527,11 +529,12 @@ export class ServeClient {
    * Ends the server: stdin closes, the transport stops it. Pending calls fail
    * with ServeConnectionLostError. A server with no command or stream in
    * progress has nothing left to finish, so offload's exit does not wait for
-   * it to go; one stopped mid-stream is waited for like one stopped
-   * mid-command, so it never outlives offload still writing a dump.
+   * it to go; one stopped mid-stream or mid-command, now or when that
+   * command failed, is waited for: it may still be writing a dump or
+   * rolling back an import.
    */
   close(): void {
-    const idle = this.pending === 0;
+    const idle = this.pending === 0 && !this.stoppedBusy;
     this.markBroken(new ServeConnectionLostError(`The connection to ${this.host} was closed by offload.`, this.host));
     if (idle) this.transport.detach?.();
   }
@@ -639,6 +642,7 @@ export class ServeClient {
   private markBroken(reason: Error): void {
     if (this.broken) return;
     this.broken = reason;
+    if (this.pending > 0) this.stoppedBusy = true;
     this.transport.close();
   }
 

@@ -394,6 +394,22 @@ describe('ServeClient.close', () => {
     await expect(dump.next()).rejects.toThrow();
   });
 
+  it('does not detach from a server stopped by a command that failed midway', async () => {
+    const { client, detached } = await opened([]);
+    async function* failing(): AsyncGenerator<NarStream> {
+      yield {
+        info,
+        chunks: (async function* () {
+          yield [Buffer.alloc(1024)];
+          throw new Error('the source went away');
+        })(),
+      };
+    }
+    await expect(client.addNars(failing())).rejects.toThrow('the source went away');
+    client.close();
+    expect(detached()).toBe(false);
+  });
+
   it('does not detach from a server in the middle of an export', async () => {
     const exportStart = new Serializer().u64(1).flush();
     const { client, detached, stdout } = await opened([exportStart, narStart[0]!]);
