@@ -25,8 +25,10 @@ export async function instantiateExpr(expr: string): Promise<string[]> {
     const { stdout } = await run('nix-instantiate', ['-E', full], { env: NIX_ENV });
     return stdout.trim().split('\n');
   } catch (error) {
-    // execFile's message is only the command line; what Nix said is on stderr.
-    throw new Error(`nix-instantiate failed: ${String((error as { stderr?: string }).stderr ?? error).trim().slice(-2000)}`, { cause: error });
+    // execFile's message is only the command line; what Nix said is on stderr. A Nix killed by a signal says nothing.
+    const { stderr, code, signal } = error as { stderr?: string; code?: number | string; signal?: string | null };
+    const said = stderr?.trim() ? stderr.trim().slice(-2000) : `no output (exit ${String(code)}, signal ${String(signal)})`;
+    throw new Error(`nix-instantiate failed: ${said}`, { cause: error });
   }
 }
 
