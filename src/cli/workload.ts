@@ -61,7 +61,7 @@ export async function loadWorkload(installables: string[], opts: WorkloadOptions
     set = { ...loadJsonClosure(await readJsonSource(opts.fromJson), source, roots.length > 0 ? roots : undefined, storeDir), rootOutputs };
     checkWantedOutputs(set, wanted);
   } else {
-    const wanted = await resolveInstallables(installables, { expression: opts.expression ?? noExpressionOptions, storeDir, gcRootDir: evaluationRootDir() });
+    const wanted = await resolveInstallables(installables, { expression: opts.expression ?? noExpressionOptions, storeDir, gcRootDir: evaluationRootDir });
     const { roots, rootOutputs } = rootsFromWanted(wanted);
     set = { ...(await loadDrvClosure(roots, { storeDir })), rootOutputs };
     checkWantedOutputs(set, wanted);
@@ -133,7 +133,9 @@ let rootDir: string | undefined;
 /**
  * nix-instantiate's GC roots for this process: they keep the evaluated .drv
  * files from a garbage collection until offload is done with them, and go
- * when it exits.
+ * when it exits. Made on the first evaluation: a build of `.drv` paths
+ * evaluates nothing, and removing a folder at exit loaded Node's rimraf
+ * (~5-15 ms of every exit).
  */
 function evaluationRootDir(): string {
   if (rootDir === undefined) {

@@ -11,8 +11,8 @@ import { storePathBehind } from './storePathBehind.js';
 export interface ResolveOptions {
   expression: ExpressionOptions;
   storeDir: string;
-  /** Folder for nix-instantiate's GC roots: they keep the .drv files alive while offload works on them. */
-  gcRootDir: string;
+  /** Folder for nix-instantiate's GC roots (they keep the .drv files alive while offload works on them), asked only when something is evaluated. */
+  gcRootDir: () => string;
   cwd?: string;
   env?: NodeJS.ProcessEnv;
 }
@@ -137,7 +137,7 @@ function expressionArgs(expression: ExpressionOptions): string[] {
 async function instantiate(text: string, path: string, options: ResolveOptions, cwd: string, rootName: string): Promise<WantedDerivation[]> {
   const attrs = options.expression.attrs.length > 0 ? ` -A ${options.expression.attrs.join(' -A ')}` : '';
   const what = `evaluating ${text}${attrs}`;
-  const root = join(options.gcRootDir, rootName);
+  const root = join(options.gcRootDir(), rootName);
   const stdout = await runNixCommand('nix-instantiate', ['--add-root', root, ...expressionArgs(options.expression), '--', path], { what, cwd, env: options.env });
   const wanted: WantedDerivation[] = [];
   for (const line of stdout.split('\n').filter((l) => l !== '')) {

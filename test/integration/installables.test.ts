@@ -1,6 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -59,8 +59,11 @@ describe.runIf(integrationPrereqs())('offload build and plan take what Nix users
   it('FILE.nix -A ATTR --arg --argstr: Nix evaluates it, offload builds what nix-instantiate gives', async () => {
     const n = nonce();
     const nixArgs = ['-A', 'greet', '--arg', 'copies', '2', '--argstr', 'greeting', 'hi', '--argstr', 'nonce', n];
-    const r = await offloadIn(dir, ['build', FILE, ...nixArgs, ...remote, '--json']);
+    const temp = mkdtempSync(join(dir, 'tmp-'));
+    const r = await offloadIn(dir, ['build', FILE, ...nixArgs, ...remote, '--json'], { ...NIX_ENV, TMPDIR: temp });
     expect(r.code, r.stderr).toBe(0);
+    // nix-instantiate's GC roots lived in a folder of this process, gone with it.
+    expect(readdirSync(temp).filter((name) => name.startsWith('offload-eval-'))).toEqual([]);
     const json = parseJson(r);
     const [expected] = (await exec('nix-instantiate', [FILE, ...nixArgs], { env: NIX_ENV })).stdout.trim().split('\n');
     expect(Object.keys(json.outputs)).toEqual([expected]);
@@ -152,8 +155,13 @@ describe.runIf(integrationPrereqs())('offload build and plan take what Nix users
 
   it('DRV^dev builds the derivation once and brings back, prints and reports only dev', async () => {
     const [drv] = (await exec('nix-instantiate', [FILE, '-A', 'split', '--argstr', 'nonce', nonce()], { env: NIX_ENV })).stdout.trim().split('\n');
-    const r = await offloadIn(dir, ['build', `${drv}^dev`, ...remote, '--json']);
+    const temp = mkdtempSync(join(dir, 'tmp-'));
+    const roots: string[] = [];
+    const watching = setInterval(() => roots.push(...readdirSync(temp).filter((name) => name.startsWith('offload-eval-'))), 5);
+    const r = await offloadIn(dir, ['build', `${drv}^dev`, ...remote, '--json'], { ...NIX_ENV, TMPDIR: temp }).finally(() => clearInterval(watching));
     expect(r.code, r.stderr).toBe(0);
+    // Nothing is evaluated, so no folder for evaluation roots is made (nor removed at exit).
+    expect(roots).toEqual([]);
     const json = parseJson(r);
     const [out, dev] = (await outputsOf(drv!)).sort((a, b) => Number(a.endsWith('-dev')) - Number(b.endsWith('-dev')));
     expect(json.outputs).toEqual({ [drv!]: { dev } });
