@@ -3,6 +3,9 @@ import type { NarStream, PathInfo } from '../remote/serveClient.js';
 import { NarBufferPool, narFromFiles } from '../store/narFromFiles.js';
 import type { StoreChannel } from './storeChannel.js';
 
+/** Shared by every upload of the process: a buffer written into one channel is read full again for the next. */
+const buffers = new NarBufferPool();
+
 /**
  * The NARs of local store paths, in order, for an upload. Where the store's
  * files are readable in this process (`readFiles`, store/storeInProcess.ts
@@ -20,9 +23,6 @@ import type { StoreChannel } from './storeChannel.js';
  * LocalNarError (`fromLocalFiles`, ServeClient.addNars), not the builder's
  * fault.
  */
-/** Shared by every upload of the process: a buffer written into one channel is read full again for the next. */
-const buffers = new NarBufferPool();
-
 export async function* localNars(channel: StoreChannel, infos: readonly PathInfo[], readFiles: boolean): AsyncGenerator<NarStream> {
   if (!readFiles) {
     yield* channel.dumpNars(infos, { hash: 'none' });
