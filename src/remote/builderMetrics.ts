@@ -1,10 +1,8 @@
 /**
- * Load and free store space of a builder, parsed from fixed probe commands.
+ * Load and free store space of a builder, parsed from the pressure probe's
+ * command (builderPressure.ts).
  * Pure; `undefined` means the output was not what the command prints.
  */
-
-/** A store that has never held a path has no /nix/store yet; Nix will create it on /nix. */
-export const STORE_DF_COMMAND = 'df -Pk /nix/store 2>/dev/null || df -Pk /nix';
 
 /** `/proc/loadavg`: `0.52 0.61 0.70 2/345 6789`. */
 export function parseLoadavg(text: string): { one: number; five: number; fifteen: number } | undefined {

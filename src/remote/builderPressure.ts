@@ -1,5 +1,5 @@
 import type { PressureLimitOverrides } from '../config/machineSpec.js';
-import { parseCpuList, parseDfStore, parseLoadavg } from './builderMetrics.js';
+import { parseCpuList, parseDfStore, parseLoadavg, type StoreSpace } from './builderMetrics.js';
 
 /**
  * How loaded a builder is, from one fixed command over its SSH connection:
@@ -15,7 +15,9 @@ import { parseCpuList, parseDfStore, parseLoadavg } from './builderMetrics.js';
  * every few seconds while jobs wait), on machines whose cores the builds
  * share, and a process per file made a look 8 processes (7 besides the
  * shell); it is 2 now. The CPU count is the shell's own affinity
- * (`Cpus_allowed_list`), which is what `nproc` counts.
+ * (`Cpus_allowed_list`), which is what `nproc` counts. `machines check`
+ * runs the same command and reads the store's whole df row from it (see
+ * parsePressureLook), so it too needs no `df` of its own.
  */
 export const PRESSURE_COMMAND = [
   // Prints each line of a file that can be read; nothing (and no error) for one that cannot.
@@ -28,7 +30,8 @@ export const PRESSURE_COMMAND = [
   "echo '@cpus'; while IFS= read -r l; do case $l in Cpus_allowed_list:*) printf '%s\\n' \"${l#*:}\";; esac; done < /proc/self/status",
   // A store that has never held a path has no /nix/store yet; Nix will create it on /nix.
   's=/nix/store; [ -d $s ] || s=/nix',
-  "echo '@df'; df -Pk \"$s\" \"${TMPDIR:-/tmp}\"",
+  // df leaves out a name it cannot stat: without /nix its one row would pass for the store's.
+  "if [ -d $s ]; then echo '@df'; df -Pk \"$s\" \"${TMPDIR:-/tmp}\"; else echo '@buildDf'; df -Pk \"${TMPDIR:-/tmp}\"; fi",
 ].join('; ');
 
 export interface BuilderPressure {
@@ -85,8 +88,19 @@ export function pressureLimits(overrides: PressureLimitOverrides | undefined): P
   return { ...DEFAULT_PRESSURE_LIMITS, ...(overrides ?? {}) };
 }
 
+/** What one look at a builder says. */
+export interface PressureLook {
+  pressure: BuilderPressure;
+  /** The store's filesystem as df names it; only `machines check` shows it, a run's samples keep the free space alone. */
+  store?: StoreSpace;
+}
+
 /** Parses PRESSURE_COMMAND's output; whatever a section lacks stays undefined. */
 export function parsePressure(text: string): BuilderPressure {
+  return parsePressureLook(text).pressure;
+}
+
+export function parsePressureLook(text: string): PressureLook {
   const sections = new Map<string, string>();
   let current = '';
   for (const line of text.split('\n')) {
@@ -111,20 +125,25 @@ export function parsePressure(text: string): BuilderPressure {
   set('load1', parseLoadavg(sections.get('loadavg') ?? '')?.one);
   set('cpus', parseCpuList(sections.get('cpus') ?? ''));
   // One df for both: the store's row, then the build directory's (missing when that directory is).
-  const [header, ...rows] = (sections.get('df') ?? '').split('\n').filter((line) => line.trim() !== '');
-  if (header !== undefined && rows.length <= 2) {
-    for (const [row, percent, kib] of [
-      [rows[0], 'storeFreePercent', 'storeFreeKiB'],
-      [rows[1], 'buildDirFreePercent', 'buildDirFreeKiB'],
-    ] as const) {
-      const df = row === undefined ? undefined : parseDfStore(`${header}\n${row}`);
-      if (df && df.totalKiB > 0) {
-        set(percent, Math.round((df.availableKiB / df.totalKiB) * 1000) / 10);
-        set(kib, df.availableKiB);
-      }
+  // Without a store directory df was asked about the build directory alone.
+  const [store, buildDir] = sections.has('df') ? dfRows(sections.get('df')!, 2) : [undefined, dfRows(sections.get('buildDf') ?? '', 1)[0]];
+  for (const [df, percent, kib] of [
+    [store, 'storeFreePercent', 'storeFreeKiB'],
+    [buildDir, 'buildDirFreePercent', 'buildDirFreeKiB'],
+  ] as const) {
+    if (df && df.totalKiB > 0) {
+      set(percent, Math.round((df.availableKiB / df.totalKiB) * 1000) / 10);
+      set(kib, df.availableKiB);
     }
   }
-  return out;
+  return { pressure: out, ...(store && { store }) };
+}
+
+/** The rows of `df -Pk` asked about `most` names, in their order; none when its output is not that. */
+function dfRows(text: string, most: number): Array<StoreSpace | undefined> {
+  const [header, ...rows] = text.split('\n').filter((line) => line.trim() !== '');
+  if (header === undefined || rows.length > most) return [];
+  return rows.map((row) => parseDfStore(`${header}\n${row}`));
 }
 
 /** Why the builder counts as loaded: one phrase per limit it is over; empty when it is not. */

@@ -4,8 +4,8 @@ import { KeyFileError } from '../config/errors.js';
 import type { Machine } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
 import { compareClaims, type Finding, type MachineClaims } from './builderClaims.js';
-import { parseDfStore, STORE_DF_COMMAND, type StoreSpace } from './builderMetrics.js';
-import { parsePressure, pressureLimits, pressureReasons, PRESSURE_COMMAND, type BuilderPressure } from './builderPressure.js';
+import type { StoreSpace } from './builderMetrics.js';
+import { parsePressureLook, pressureLimits, pressureReasons, PRESSURE_COMMAND, type BuilderPressure, type PressureLook } from './builderPressure.js';
 import { loadFindings, storeSpaceFindings, verdictOf, type StoreSpaceLimits, type Verdict } from './builderVerdict.js';
 import { expectedHostKey, knownHostsFilesFor } from './expectedHostKey.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles, loadKnownHosts } from './knownHosts.js';
@@ -162,8 +162,7 @@ async function probe(pool: SshPool, machine: Machine, draft: Draft, options: Che
       await step(draft, 'nix show-config', () => nixSettings(pool, machine, draft));
       await step(draft, 'signing keys', () => signingKeys(pool, machine, draft, options.localTrust));
     })(),
-    loadAndPressure(pool, machine, draft),
-    step(draft, STORE_DF_COMMAND, () => storeSpace(pool, machine, draft, options.storeSpaceLimits)),
+    pressureLook(pool, machine, draft, options.storeSpaceLimits),
   ]);
 }
 
@@ -285,17 +284,22 @@ async function nixSettings(pool: SshPool, machine: Machine, draft: Draft): Promi
 }
 
 /**
- * The load average and CPU count come from the pressure probe's one remote
+ * Load, pressure and store space come from the pressure probe's one remote
  * command (the shell reads /proc/loadavg and its own affinity, which is
- * what `nproc` counts), not from a `cat` and an `nproc` of their own: two
- * processes fewer on every builder checked. Each step still reports on its
- * own.
+ * what `nproc` counts, and one `df` names the store's filesystem), not from
+ * a `cat`, an `nproc` and a `df` of their own: three processes fewer on
+ * every builder checked. Each step still reports on its own. Through
+ * probeCommand: df's filesystem and mount point are shown.
  */
-async function loadAndPressure(pool: SshPool, machine: Machine, draft: Draft): Promise<void> {
-  const look = pool.exec(machine, PRESSURE_COMMAND).then((result) => parsePressure(result.stdout));
-  // Each step reports the probe's failure; the other one's copy of it must not go unhandled meanwhile.
+async function pressureLook(pool: SshPool, machine: Machine, draft: Draft, limits: StoreSpaceLimits | undefined): Promise<void> {
+  const look = probeCommand(pool, machine, PRESSURE_COMMAND).then((result) => ({ result, ...parsePressureLook(result.stdout) }));
+  // Each step reports the probe's failure; the others' copies of it must not go unhandled meanwhile.
   look.catch(() => undefined);
-  await Promise.all([step(draft, 'load', async () => load(await look, draft)), step(draft, 'pressure', async () => pressure(await look, machine, draft))]);
+  await Promise.all([
+    step(draft, 'load', async () => load((await look).pressure, draft)),
+    step(draft, 'pressure', async () => pressure((await look).pressure, machine, draft)),
+    step(draft, 'store space', async () => storeSpace(await look, draft, limits)),
+  ]);
 }
 
 function load(read: BuilderPressure, draft: Draft): void {
@@ -318,15 +322,14 @@ function pressure(read: BuilderPressure, machine: Machine, draft: Draft): void {
   }
 }
 
-async function storeSpace(pool: SshPool, machine: Machine, draft: Draft, limits: StoreSpaceLimits | undefined): Promise<void> {
-  const result = await probeCommand(pool, machine, STORE_DF_COMMAND);
-  const space = result.code === 0 ? parseDfStore(result.stdout) : undefined;
-  if (space === undefined) {
-    draft.findings.push({ severity: 'note', message: `free store space unknown (${failure(STORE_DF_COMMAND, result)})` });
+function storeSpace(read: PressureLook & { result: ExecResult }, draft: Draft, limits: StoreSpaceLimits | undefined): void {
+  if (read.store === undefined) {
+    const line = read.result.stderr.split('\n').map((l) => l.trim()).find((l) => /\bdf\b/.test(l));
+    draft.findings.push({ severity: 'note', message: `free store space unknown (df named no filesystem for /nix/store or /nix${line ? `: ${line.slice(0, 300)}` : ''})` });
     return;
   }
-  draft.store = space;
-  draft.findings.push(...storeSpaceFindings(space, limits));
+  draft.store = read.store;
+  draft.findings.push(...storeSpaceFindings(read.store, limits));
 }
 
 async function signingKeys(pool: SshPool, machine: Machine, draft: Draft, local: LocalTrust | undefined): Promise<void> {

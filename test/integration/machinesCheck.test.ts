@@ -25,7 +25,7 @@ interface CheckedMachine {
   serveProtocol: string | null;
   nix: { system: string; extraPlatforms: string[]; systemFeatures: string[] } | null;
   load: { perCpu: number; cpus: number } | null;
-  store: { availableKiB: number } | null;
+  store: { filesystem: string; mountPoint: string; totalKiB: number; availableKiB: number; usedPercent: number } | null;
   findings: Array<{ severity: string; message: string }>;
 }
 
@@ -78,9 +78,9 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
     const commands = exec.mock.calls.map(([, command]) => command);
     exec.mockRestore();
     expect(code).toBe(ExitCode.ok);
-    // Load and pressure come from one remote command per builder: no `cat /proc/loadavg` or `nproc` of their own.
+    // Load, pressure and store space come from one remote command per builder: no `cat /proc/loadavg`, `nproc` or `df` of their own.
     expect(commands.filter((command) => command === PRESSURE_COMMAND)).toHaveLength(3);
-    expect(commands.filter((command) => /^(nproc|cat \/proc\/loadavg)$/.test(command))).toEqual([]);
+    expect(commands.filter((command) => command !== PRESSURE_COMMAND && /\b(nproc|loadavg|df)\b/.test(command))).toEqual([]);
     expect([...byHost.keys()]).toEqual(['aquamarine', 'ruby', 'kana']);
     for (const m of byHost.values()) {
       expect(m.verdict, `${m.hostName}: ${m.reason}`).toBe('ok');
@@ -90,6 +90,10 @@ describe.runIf(integrationPrereqs())('offload machines check against the test cl
       expect(m.connectMs).toBeGreaterThan(0);
       expect(m.load?.cpus).toBe(availableParallelism());
       expect(m.store?.availableKiB).toBeGreaterThan(0);
+      // The store's whole df row: each builder's store is its own mount in its namespace.
+      expect(m.store).toMatchObject({ mountPoint: expect.stringMatching(/^\/nix/), usedPercent: expect.any(Number) });
+      expect(m.store!.filesystem).not.toBe('');
+      expect(m.store!.totalKiB).toBeGreaterThanOrEqual(m.store!.availableKiB);
     }
     const kana = byHost.get('kana')!;
     expect(kana.nix?.extraPlatforms).toContain('aarch64-linux');

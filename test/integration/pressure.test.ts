@@ -62,13 +62,17 @@ describe.runIf(integrationPrereqs())(
 
     it('machines check shows each builder\'s pressure and warns about a nearly full store', async () => {
       const r = await offload(['machines', 'check', ...machinesWith('check', (h) => (h === 'kana' ? SPACE_ONLY : NEVER)), '--json']);
-      const json = JSON.parse(r.stdout) as { machines: Array<{ hostName: string; verdict: string; pressure: { cpuSomeAvg10?: number; cpus?: number; storeFreePercent: number; buildDirFreePercent?: number; reasons: string[] } }> };
+      const json = JSON.parse(r.stdout) as { machines: Array<{ hostName: string; verdict: string; store: { filesystem: string; mountPoint: string; usedPercent: number }; findings: Array<{ severity: string; message: string }>; pressure: { cpuSomeAvg10?: number; cpus?: number; storeFreePercent: number; buildDirFreePercent?: number; reasons: string[] } }> };
       expect(json.machines.map((m) => m.hostName)).toEqual(['aquamarine', 'ruby', 'kana']);
       const kana = json.machines.find((m) => m.hostName === 'kana')!;
       expect(kana.pressure.storeFreePercent).toBeLessThan(10);
       expect(kana.pressure.reasons).toEqual([expect.stringMatching(/^store \d+ MiB free < 1024 MiB$/)]);
-      // Under 100 MiB free is also the older store-space finding: nothing fits there.
+      // Under 100 MiB free is also the older store-space finding: nothing fits there. It reads the
+      // store's df row from the same look (its own tmpfs, mounted on /nix/store), not from a df of its own.
       expect(kana.verdict).toBe('unusable');
+      expect(kana.store).toMatchObject({ filesystem: 'tmpfs', mountPoint: '/nix/store' });
+      expect(kana.store.usedPercent).toBeGreaterThan(90);
+      expect(kana.findings).toContainEqual({ severity: 'unusable', message: expect.stringMatching(/^only \d+(\.\d)? MiB free in the store \(\/nix\/store, \d+% used\): inputs and outputs cannot be stored there$/) });
       const ruby = json.machines.find((m) => m.hostName === 'ruby')!;
       expect(ruby.pressure.reasons).toEqual([]);
       expect(ruby.pressure.cpuSomeAvg10).toBeGreaterThanOrEqual(0);

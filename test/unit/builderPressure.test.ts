@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { DEFAULT_PRESSURE_LIMITS, formatPressure, parsePressure, pressureLimits, pressureReasons } from '../../src/remote/builderPressure.js';
+import { DEFAULT_PRESSURE_LIMITS, formatPressure, parsePressure, parsePressureLook, pressureLimits, pressureReasons } from '../../src/remote/builderPressure.js';
 import { PressureGate } from '../../src/run/pressureGate.js';
 
 const psiOutput = [
@@ -77,6 +77,23 @@ describe('builder pressure', () => {
   it('reads the store row alone when the build directory is missing (df names only what exists)', () => {
     const storeOnly = psiOutput.slice(psiOutput.indexOf('@df')).split('\n').slice(0, 3).join('\n');
     expect(parsePressure(storeOnly)).toEqual({ storeFreePercent: 6.3, storeFreeKiB: 4096 });
+  });
+
+  it('without a store directory df names the build directory alone, and its row is not taken for the store\'s', () => {
+    const buildOnly = '@buildDf\nFilesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda1 10000000 1000000 9000000 10% /tmp\n';
+    expect(parsePressureLook(buildOnly)).toEqual({ pressure: { buildDirFreePercent: 90, buildDirFreeKiB: 9000000 } });
+    expect(parsePressureLook(`${buildOnly}/dev/sdb 10 5 5 50% /x\n`)).toEqual({ pressure: {} });
+  });
+
+  it('gives machines check the store\'s whole df row from the same look, and the run\'s sample stays the free space alone', () => {
+    const look = parsePressureLook(psiOutput);
+    expect(look.store).toEqual({ filesystem: 'tmpfs', mountPoint: '/nix/store', totalKiB: 65536, availableKiB: 4096, usedPercent: 94 });
+    expect(look.pressure).toEqual(parsePressure(psiOutput));
+    expect(Object.keys(look.pressure)).not.toContain('store');
+    // A filesystem name with spaces, as df prints it (numbers matched from the right).
+    const spaced = psiOutput.replace('tmpfs       ', 'map auto home');
+    expect(parsePressureLook(spaced).store).toMatchObject({ filesystem: 'map auto home', mountPoint: '/nix/store' });
+    expect(parsePressureLook(psiOutput.replace(/@df[\s\S]*/, '@df\n')).store).toBeUndefined();
   });
 
   it('formats for the live view and machines check', () => {
