@@ -1,5 +1,5 @@
 import type { Client, NegotiatedAlgorithms } from 'ssh2';
-import { compressionAlgorithms, judgeDirection, type CompressionLimits, type DirectionWatch, type FlowBytes } from './compressionRule.js';
+import { afterSwitch, compressionAlgorithms, judgeDirection, startWatch, type CompressionLimits, type DirectionWatch, type FlowBytes } from './compressionRule.js';
 
 export { DEFAULT_COMPRESSION_LIMITS, type CompressionLimits } from './compressionRule.js';
 
@@ -45,8 +45,8 @@ export function watchCompression(client: Client, negotiated: NegotiatedAlgorithm
   const counts = proto.payloadBytes;
   // Only a direction that compresses now is watched: one the server would not compress never is.
   const watched: Record<CompressionSwitch['direction'], DirectionWatch | undefined> = {
-    download: compresses(negotiated.sc.compress) ? { compressing: true, since: { ...counts.in }, sinceMs: performance.now() } : undefined,
-    upload: compresses(negotiated.cs.compress) ? { compressing: true, since: { ...counts.out }, sinceMs: performance.now() } : undefined,
+    download: compresses(negotiated.sc.compress) ? startWatch(true, counts.in, performance.now()) : undefined,
+    upload: compresses(negotiated.cs.compress) ? startWatch(true, counts.out, performance.now()) : undefined,
   };
   if (!watched.download && !watched.upload) return () => undefined;
   const countsOf = (direction: CompressionSwitch['direction']): FlowBytes => (direction === 'download' ? counts.in : counts.out);
@@ -61,9 +61,8 @@ export function watchCompression(client: Client, negotiated: NegotiatedAlgorithm
       if (!watch) continue;
       const now = performance.now();
       const verdict = judgeDirection(watch, countsOf(direction), now, limits);
-      if (verdict.change === 'none') {
-        if (verdict.since !== watch.since) Object.assign(watch, { since: verdict.since, sinceMs: now });
-      } else if (verdict.change === 'stop') switches.push({ direction, compressing: false, plainBytes: verdict.plainBytes, saving: verdict.saving });
+      if (verdict.change === 'none') watched[direction] = verdict.watch;
+      else if (verdict.change === 'stop') switches.push({ direction, compressing: false, plainBytes: verdict.plainBytes, saving: verdict.saving });
       else switches.push({ direction, compressing: true, plainBytes: verdict.plainBytes });
     }
     if (switches.length === 0) return;
@@ -81,8 +80,7 @@ export function watchCompression(client: Client, negotiated: NegotiatedAlgorithm
       if (!watch) continue;
       const compressing = compresses(direction === 'download' ? now.sc.compress : now.cs.compress);
       if (compressing !== watch.compressing) {
-        // A fresh window (or a fresh count towards the next look) starts with the new keys.
-        Object.assign(watch, { since: { ...countsOf(direction) }, sinceMs: performance.now(), compressing });
+        watched[direction] = afterSwitch(watch, compressing, countsOf(direction), performance.now());
         const asked = done.find((s) => s.direction === direction);
         onSwitch(asked?.compressing === compressing ? asked : { direction, compressing, plainBytes: 0 });
       }

@@ -12,7 +12,11 @@
  * window's worth, it compresses again for one more window, so that later
  * compressible data (a source tarball after a video) is compressed again.
  * The time bound is for a slow link, where a GiB takes many minutes; on a
- * fast one the byte bound comes first.
+ * fast one the byte bound comes first. A look that finds nothing to
+ * compress doubles the distance to the next (up to `maxBackoff` times the
+ * first), and one that finds data worth compressing resets it: a long
+ * incompressible copy (a 50 GiB disk image) deflates a window at its
+ * sender every 1, 2, 4, 8, 8… GiB instead of every GiB.
  */
 
 /** Payload bytes one direction has carried since the connection began: `wire` as sent, `plain` as the application sees them. */
@@ -26,6 +30,10 @@ export interface DirectionWatch {
   compressing: boolean;
   since: FlowBytes;
   sinceMs: number;
+  /** Compressing again to look at new data: the window now filling says whether the look found any. */
+  probing: boolean;
+  /** Looks in a row that found nothing to compress. */
+  failedProbes: number;
 }
 
 export interface CompressionLimits {
@@ -37,6 +45,8 @@ export interface CompressionLimits {
   probeAfterBytes: number;
   /** Or this long uncompressed, once at least a window's worth went by. */
   probeAfterMs: number;
+  /** Each look that found nothing doubles both distances to the next, up to this many times the first. */
+  maxBackoff: number;
 }
 
 export const DEFAULT_COMPRESSION_LIMITS: CompressionLimits = {
@@ -44,28 +54,46 @@ export const DEFAULT_COMPRESSION_LIMITS: CompressionLimits = {
   minSaving: 0.03,
   probeAfterBytes: 1024 * 1024 * 1024,
   probeAfterMs: 60_000,
+  maxBackoff: 8,
 };
 
 export type CompressionVerdict =
-  /** Nothing to change; `since` is where the direction's next window starts (unchanged while one fills). */
-  | { change: 'none'; since: FlowBytes }
+  /** Nothing to change; `watch` is what the rule knows of the direction from now on (the same object while a window fills). */
+  | { change: 'none'; watch: DirectionWatch }
   /** Stop compressing: over `plainBytes` of payload compression saved only `saving` (a share, may be negative). */
   | { change: 'stop'; plainBytes: number; saving: number }
   /** Compress again: `plainBytes` went uncompressed since compression stopped. */
   | { change: 'probe'; plainBytes: number };
 
+/** A direction as the connection's first key exchange left it. */
+export function startWatch(compressing: boolean, now: FlowBytes, nowMs: number): DirectionWatch {
+  return { compressing, since: { ...now }, sinceMs: nowMs, probing: false, failedProbes: 0 };
+}
+
 /** The verdict on one direction, given its counts now. */
 export function judgeDirection(watch: DirectionWatch, now: FlowBytes, nowMs: number, limits: CompressionLimits = DEFAULT_COMPRESSION_LIMITS): CompressionVerdict {
   const plainBytes = now.plain - watch.since.plain;
   if (!watch.compressing) {
-    const due = plainBytes >= limits.probeAfterBytes || (plainBytes >= limits.windowBytes && nowMs - watch.sinceMs >= limits.probeAfterMs);
-    return due ? { change: 'probe', plainBytes } : { change: 'none', since: watch.since };
+    const backoff = Math.min(2 ** watch.failedProbes, Math.max(1, limits.maxBackoff));
+    const due = plainBytes >= limits.probeAfterBytes * backoff || (plainBytes >= limits.windowBytes && nowMs - watch.sinceMs >= limits.probeAfterMs * backoff);
+    return due ? { change: 'probe', plainBytes } : { change: 'none', watch };
   }
-  if (plainBytes < limits.windowBytes) return { change: 'none', since: watch.since };
+  if (plainBytes < limits.windowBytes) return { change: 'none', watch };
   const saving = 1 - (now.wire - watch.since.wire) / plainBytes;
   if (saving < limits.minSaving) return { change: 'stop', plainBytes, saving };
-  // Worth it over this window: the next window starts here, so a later run of incompressible data is judged on its own.
-  return { change: 'none', since: { ...now } };
+  // Worth it over this window (a look that found data to compress ends the back-off): the next window
+  // starts here, so a later run of incompressible data is judged on its own.
+  return { change: 'none', watch: { ...watch, since: { ...now }, sinceMs: nowMs, probing: false, failedProbes: 0 } };
+}
+
+/**
+ * A direction after a key exchange turned its compression on or off: a
+ * fresh window (or a fresh count towards the next look) starts with the new
+ * keys. Stopping within a look's window counts that look as found nothing.
+ */
+export function afterSwitch(watch: DirectionWatch, compressing: boolean, now: FlowBytes, nowMs: number): DirectionWatch {
+  const failedProbes = !compressing && watch.probing ? watch.failedProbes + 1 : watch.failedProbes;
+  return { compressing, since: { ...now }, sinceMs: nowMs, probing: compressing, failedProbes };
 }
 
 /**

@@ -42,7 +42,7 @@ describe.runIf(integrationPrereqs())('adaptive compression on the test cluster',
 
   it('stops compressing downloads of random bytes, only that direction, and compresses again for data that compresses', async () => {
     // Small limits, and data paced at ~20 MiB/s, so each switch falls inside its part of the stream.
-    const pool = new SshPool({ knownHostsFiles: [join(cluster.dir, 'empty_known_hosts')], compress: true, compressionLimits: { windowBytes: 2 * MiB, minSaving: 0.03, probeAfterBytes: 8 * MiB, probeAfterMs: 60_000 } });
+    const pool = new SshPool({ knownHostsFiles: [join(cluster.dir, 'empty_known_hosts')], compress: true, compressionLimits: { windowBytes: 2 * MiB, minSaving: 0.03, probeAfterBytes: 8 * MiB, probeAfterMs: 60_000, maxBackoff: 8 } });
     pools.push(pool);
     const switches: CompressionSwitch[] = [];
     pool.on('compression', (host, change) => switches.push(change));
@@ -63,6 +63,24 @@ describe.runIf(integrationPrereqs())('adaptive compression on the test cluster',
     expect(pool.negotiated('garnet')).toMatchObject({ cs: { compress: 'zlib@openssh.com' }, sc: { compress: 'zlib@openssh.com' } });
     // The rekeyed link still carries exact bytes both ways.
     expect((await pool.exec(m, 'head -c 3000000 /dev/zero | wc -c')).stdout.trim()).toBe('3000000');
+  });
+
+  it('backs off between looks that find nothing to compress: each waits twice as long as the one before', async () => {
+    const pool = new SshPool({ knownHostsFiles: [join(cluster.dir, 'empty_known_hosts')], compress: true, compressionLimits: { windowBytes: 2 * MiB, minSaving: 0.03, probeAfterBytes: 4 * MiB, probeAfterMs: 60_000, maxBackoff: 4 } });
+    pools.push(pool);
+    const switches: CompressionSwitch[] = [];
+    pool.on('compression', (host, change) => switches.push(change));
+    await pool.connect(garnet);
+    // Stops after 2 MiB; looks after 4 MiB, 8 MiB, then 16 MiB uncompressed (maxBackoff 4), each failing within its window.
+    const result = await pool.exec(garnet, 'for i in $(seq 40); do head -c 1M /dev/urandom; sleep 0.05; done', { maxReplyBytes: 64 * MiB, timeoutMs: 60_000 });
+    expect(result.code).toBe(0);
+    const looks = switches.filter((s) => s.compressing);
+    expect(switches.filter((s) => !s.compressing).length).toBeGreaterThanOrEqual(looks.length);
+    expect(looks.length, JSON.stringify(switches)).toBeGreaterThanOrEqual(2);
+    expect(looks[0]!.plainBytes).toBeGreaterThanOrEqual(4 * MiB);
+    // Without the back-off every look would come 4 MiB after the last stop.
+    expect(looks[1]!.plainBytes).toBeGreaterThanOrEqual(8 * MiB);
+    if (looks[2]) expect(looks[2].plainBytes).toBeGreaterThanOrEqual(16 * MiB);
   });
 
   async function buildOutput(attr: string, args: string[]): Promise<{ out: string; events: Array<Record<string, unknown> & { type: string }> }> {
