@@ -19,6 +19,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SSH_CRYPTO_BINDING = 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.node';
+// Where better-sqlite3's install puts its addon (prebuild-install, or `node-gyp rebuild --release`).
+const SQLITE_BINDING = 'better-sqlite3/build/Release/better_sqlite3.node';
 // Relative to dist/cli/main.cjs: the launcher compiles a bundle's relative requires with their caches too.
 const SSH2_FILE = '../vendor/ssh2.cjs';
 
@@ -46,8 +48,8 @@ const results = await Promise.all([
     entryPoints: { 'cli/main': 'src/cli/main.ts' },
     outdir: 'dist',
     // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
-    external: ['better-sqlite3', 'pg', 'cpu-features'],
-    plugins: [sshCryptoBinding(), ssh2File(), lazySegmenter()],
+    external: ['pg', 'cpu-features'],
+    plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter()],
     define: { 'import.meta.url': '__offloadModuleUrl' },
     banner: { js: 'var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
@@ -84,6 +86,29 @@ function sshCryptoBinding() {
     name: 'ssh2-native-binding',
     setup(b) {
       b.onResolve({ filter: /\/sshcrypto\.node$/ }, () => ({ path: SSH_CRYPTO_BINDING, external: true }));
+    },
+  };
+}
+
+/**
+ * better-sqlite3's JavaScript is bundled (so it loads with the bundle's code
+ * cache), its addon stays in node_modules. Left to Node, every start
+ * resolved, read and compiled its dozen files and then let `bindings` search
+ * for the addon by stack trace and stat: ~10-15 ms of CPU, measured, of
+ * every command. The build fails if a new better-sqlite3 no longer loads its
+ * addon with the line this replaces.
+ */
+function sqliteBinding() {
+  const searched = "require('bindings')('better_sqlite3.node')";
+  return {
+    name: 'better-sqlite3-native-binding',
+    setup(b) {
+      b.onLoad({ filter: /[\\/]better-sqlite3[\\/]lib[\\/]database\.js$/ }, ({ path }) => {
+        const source = readFileSync(path, 'utf8');
+        if (source.split(searched).length !== 2) throw new Error(`${path} no longer reads "${searched}": check how it finds its addon`);
+        return { contents: source.replace(searched, `require(${JSON.stringify(SQLITE_BINDING)})`), loader: 'js' };
+      });
+      b.onResolve({ filter: /\/better_sqlite3\.node$/ }, () => ({ path: SQLITE_BINDING, external: true }));
     },
   };
 }
@@ -146,6 +171,8 @@ function ssh2File() {
 // Where ssh2 has its native binding, the bundle must find it too (else ssh2 would fall back to JavaScript silently).
 const fromBundle = createRequire(join(root, 'dist', 'vendor', 'ssh2.cjs'));
 if (fromBundle('ssh2/lib/protocol/crypto.js').bindingAvailable) fromBundle.resolve(SSH_CRYPTO_BINDING);
+// better-sqlite3 has no fallback: its addon must be where the bundle looks for it.
+createRequire(join(root, 'dist', 'cli', 'main.cjs')).resolve(SQLITE_BINDING);
 
 // The caches come from a plain `node`: V8 refuses a cache made under other flags.
 execFileSync(process.execPath, [join(root, 'bin', 'write-code-caches.js')], { stdio: 'inherit', env: { ...process.env, NODE_OPTIONS: '' } });

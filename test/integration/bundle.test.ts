@@ -56,7 +56,7 @@ describe('the bundle', () => {
     expect(await cacheUse(packed)).toEqual(all);
   });
 
-  it('runs from the packed copy: version, help, a table of display widths, and ssh2 with its native cipher loaded on demand', async () => {
+  it('runs from the packed copy: version, help, a table of display widths, a SQLite history, and ssh2 with its native cipher loaded on demand', async () => {
     const bin = join(packed, 'bin', 'offload.js');
     const before = listing(packed);
     expect((await run(process.execPath, [bin, '--version'], { env: plainNode })).stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
@@ -78,6 +78,10 @@ describe('the bundle', () => {
       return stringWidth(line.slice(0, line.search(/ 1 +1 /)));
     };
     expect(jobsColumn('wide')).toBe(jobsColumn('narrow'));
+    // SQLite (better-sqlite3's JavaScript is in the bundle, its addon in node_modules): a history file is made and read.
+    const historyFile = join(dirname(packed), 'history.sqlite');
+    const history = (await run(process.execPath, [bin, 'history', '--history-file', historyFile, '--json'], { env: plainNode })).stdout;
+    expect(JSON.parse(history)).toMatchObject({ path: historyFile, estimates: [], hosts: [] });
     // Nothing was written into the package (root could have, read-only or not).
     expect(listing(packed)).toEqual(before);
   });
