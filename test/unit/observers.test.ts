@@ -224,7 +224,8 @@ describe('BuildObservers colours', () => {
 
   it('colour messages by level on a terminal', async () => {
     vi.stubEnv('NO_COLOR', '');
-    expect(await warnedOnTerminal(true)).toContain('\x1b[33moffload: ruby is down (connection lost)');
+    // The bytes pino-pretty printed for it: level colour inside a reset.
+    expect(await warnedOnTerminal(true)).toContain('\x1b[0m\x1b[33moffload: ruby is down (connection lost)\x1b[39m\x1b[0m\n');
   });
 
   it('never with --no-color or NO_COLOR, nor when stderr is not a terminal', async () => {
