@@ -14,7 +14,7 @@ import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -49,7 +49,7 @@ const results = await Promise.all([
     outdir: 'dist',
     // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
     external: ['pg', 'cpu-features'],
-    plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter()],
+    plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter(), lazyPinoTransport()],
     define: { 'import.meta.url': '__offloadModuleUrl' },
     banner: { js: 'var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
   }),
@@ -130,6 +130,37 @@ function lazySegmenter() {
         const source = readFileSync(path, 'utf8');
         if (source.split(eager).length !== 2) throw new Error(`${path} no longer reads "${eager}": check what it builds when loaded`);
         return { contents: source.replace(eager, lazy), loader: 'js' };
+      });
+    },
+  };
+}
+
+/**
+ * pino loads its transports (a worker thread per transport: thread-stream,
+ * worker_threads) when it is loaded, for every command; offload's logger
+ * writes to its own destination and never starts one. The bundle loads
+ * them on first use instead. The build fails if a new pino no longer has
+ * the lines this replaces.
+ */
+function lazyPinoTransport() {
+  const edits = {
+    'pino.js': [["module.exports.transport = require('./lib/transport')\n", "Object.defineProperty(module.exports, 'transport', { enumerable: true, get: () => require('./lib/transport') })\n"]],
+    'tools.js': [
+      ["const { isMainThread } = require('worker_threads')\n", ''],
+      ["const transport = require('./transport')\n", "const transport = (options) => require('./transport')(options)\n"],
+      ['if (!opts.sync && isMainThread) {', "if (!opts.sync && require('worker_threads').isMainThread) {"],
+    ],
+  };
+  return {
+    name: 'lazy-pino-transport',
+    setup(b) {
+      b.onLoad({ filter: /[\\/]pino[\\/](pino|lib[\\/]tools)\.js$/ }, ({ path }) => {
+        let source = readFileSync(path, 'utf8');
+        for (const [eager, lazy] of edits[basename(path)]) {
+          if (source.split(eager).length !== 2) throw new Error(`${path} no longer reads "${eager.trim()}": check what pino loads`);
+          source = source.replace(eager, lazy);
+        }
+        return { contents: source, loader: 'js' };
       });
     },
   };
