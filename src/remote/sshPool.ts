@@ -2,13 +2,13 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine, SshEndpoint } from '../config/machine.js';
-import { OffloadError } from '../errors/offloadError.js';
+import type { OffloadError } from '../errors/offloadError.js';
 import { DEFAULT_COMPRESSION_LIMITS, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
-import { startProxyCommand, type ProxyProcess } from './proxyCommand.js';
 import { sshLogin, sshLogout, type LoginSettings } from './sshLogin.js';
-import { ChannelOpenError, ConnectionLostError, HostUnreachableError, JumpHostError, ProbeTimeoutError } from './sshErrors.js';
+import { ChannelOpenError, ConnectionLostError, ProbeTimeoutError } from './sshErrors.js';
+import { closeRoute, openRoute, type Route } from './sshRoute.js';
 import type { ServeTransport } from './transport.js';
 
 export type { ExecResult } from './probeReply.js';
@@ -53,12 +53,10 @@ interface Connection {
   closing: boolean;
   /** What the key exchange settled on (cipher, MAC, compression each way). */
   negotiated?: NegotiatedAlgorithms;
-  /** Connections to the jump hosts on the way, first hop first, each with its stream once logged in. */
-  hops: { client: Client; sock?: Duplex }[];
+  /** Its jump hosts' connections and ProxyCommand, if ssh_config routes it (sshRoute.ts). */
+  route: Route;
   /** The stream the connection runs over (TCP socket, jump host channel, ProxyCommand's stdio), once logged in. */
   sock?: Duplex;
-  /** The ProxyCommand carrying the connection (of the host or of its first jump host). */
-  proxyProcess?: ProxyProcess;
   /** Why the route under an established connection went away (a jump host lost), for the 'down' event. */
   routeLost?: string;
   /** The keep-alive settings in force, for the message when they go unanswered. */
@@ -75,10 +73,8 @@ type PoolEvents = { down: [host: string, error: OffloadError]; compression: [hos
  * A dead connection (closed, reset, or keep-alives unanswered) is dropped and
  * reported with a 'down' event; the next use connects again.
  *
- * A host behind ProxyJump is reached over a direct-tcpip channel of a
- * connection to its jump host (itself reached the same way, hop by hop);
- * behind ProxyCommand, over the command's stdin and stdout. Those belong to
- * the host's connection and end with it.
+ * A host behind ProxyJump or ProxyCommand is reached over the route
+ * sshRoute.ts opens, which belongs to the host's connection and ends with it.
  */
 export class SshPool extends EventEmitter<PoolEvents> {
   private readonly connections = new Map<string, Connection>();
@@ -193,7 +189,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       channels: 0,
       open: new Set(),
       closing: false,
-      hops: [],
+      route: { hops: [] },
       keepalive: { intervalMs: this.options.keepaliveIntervalMs, countMax: this.options.keepaliveCountMax },
     };
     connection.ready = this.establish(machine, connection);
@@ -205,7 +201,18 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
-    const sock = await this.route(machine, machine.hostName, connection);
+    const sock = await openRoute(machine, machine.hostName, {
+      route: connection.route,
+      loginSettings: (hop, extra) => this.loginSettings(hop, connection, extra),
+      connectTimeoutMs: this.options.connectTimeoutMs,
+      debug: this.debug,
+      closing: () => connection.closing,
+      hopLost: (reason) => {
+        // The jump host went away under a working connection: the host's own connection goes with it.
+        connection.routeLost ??= reason;
+        connection.client.destroy();
+      },
+    });
     connection.sock = await sshLogin(
       machine,
       machine.hostName,
@@ -224,65 +231,6 @@ export class SshPool extends EventEmitter<PoolEvents> {
     this.scheduleIdleClose(machine.hostName, connection);
   }
 
-  /**
-   * The stream the SSH connection to `endpoint` runs over: a channel from
-   * its jump host (connected first, through its own route), a ProxyCommand's
-   * stdio, or none (ssh2 opens the TCP connection itself). `label` names the
-   * endpoint in messages.
-   */
-  private async route(endpoint: SshEndpoint, label: string, connection: Connection): Promise<Duplex | undefined> {
-    const proxy = endpoint.proxy;
-    if (proxy === undefined) return undefined;
-    if ('command' in proxy) {
-      const command = startProxyCommand(proxy.command, (line) => this.debug(`${label}: ProxyCommand: ${line}`));
-      connection.proxyProcess = command;
-      return command.sock;
-    }
-    const hop = proxy.jump;
-    const hopLabel = `jump host ${hop.hostName} of ${label}`;
-    const hopClient = new Client();
-    const hopLink: Connection['hops'][number] = { client: hopClient };
-    connection.hops.push(hopLink);
-    try {
-      const hopSock = await this.route(hop, hopLabel, connection);
-      hopLink.sock = await sshLogin(
-        hop,
-        hopLabel,
-        hopClient,
-        hopSock,
-        this.loginSettings(hop, connection, {
-          // --compress is for the builder's link; a jump host's compresses only when its own Compression says so.
-          compress: false,
-          onClose: (error) => {
-            // The jump host went away under a working connection: the host's own connection goes with it.
-            const reason = error?.message === 'Keepalive timeout' ? 'no answer to keep-alives' : (error?.message ?? 'closed');
-            connection.routeLost ??= `jump host ${hop.hostName} lost (${reason})`;
-            connection.client.destroy();
-          },
-        }),
-      );
-      if (connection.closing) throw new ConnectionLostError(label, 'the pool was closed while connecting');
-      return await this.forward(hopClient, hop, endpoint, label);
-    } catch (error) {
-      if (error instanceof OffloadError && !(error instanceof ConnectionLostError)) throw new JumpHostError(label, hop.hostName, error);
-      throw error;
-    }
-  }
-
-  /** A direct-tcpip channel from the jump host to `target`, as `ssh -W host:port` asks for; bounded by the target's connect timeout. */
-  private async forward(hopClient: Client, hop: SshEndpoint, target: SshEndpoint, label: string): Promise<Duplex> {
-    const address = target.address || target.hostName;
-    const port = target.port || 22;
-    const timeoutMs = target.connectTimeoutMs ?? this.options.connectTimeoutMs;
-    const opening = new Promise<ClientChannel>((resolve, reject) =>
-      hopClient.forwardOut('127.0.0.1', 0, address, port, (error, channel) => {
-        if (error) reject(new HostUnreachableError(label, address, port, `jump host ${hop.hostName} could not open a connection to it: ${error.message}`, { cause: error }));
-        else resolve(channel);
-      }),
-    );
-    return openedWithin(opening, timeoutMs, () => new HostUnreachableError(label, address, port, `jump host ${hop.hostName} opened no connection to it within ${timeoutMs / 1000} s`));
-  }
-
   private keepaliveOf(endpoint: SshEndpoint): { intervalMs: number; countMax: number } {
     return { intervalMs: endpoint.keepaliveIntervalMs ?? this.options.keepaliveIntervalMs, countMax: endpoint.keepaliveCountMax ?? this.options.keepaliveCountMax };
   }
@@ -297,7 +245,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       debug: this.debug,
       warn: this.warn,
       closing: () => connection.closing,
-      ...(connection.proxyProcess !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy && { proxyProcess: connection.proxyProcess }),
+      ...(connection.route.proxyProcess !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy && { proxyProcess: connection.route.proxyProcess }),
       ...extra,
     };
   }
@@ -367,7 +315,7 @@ async function closeConnection(connection: Connection): Promise<void> {
   if (!connection.established) {
     // Waiting for a hung handshake would hold the caller (an interrupted run) for the whole connect timeout.
     connection.client.destroy();
-    closeRoute(connection);
+    closeRoute(connection.route);
     await connection.ready.catch(() => undefined);
     return;
   }
@@ -384,11 +332,5 @@ async function closeConnection(connection: Connection): Promise<void> {
   });
   sshLogout(connection.client, connection.sock);
   await closed;
-  closeRoute(connection);
-}
-
-/** The jump hosts' connections, last hop first, and the ProxyCommand: nothing of a route outlives its connection, nor waits for a jump host's answer. */
-function closeRoute(connection: Connection): void {
-  for (const hop of [...connection.hops].reverse()) sshLogout(hop.client, hop.sock);
-  connection.proxyProcess?.stop();
+  closeRoute(connection.route);
 }
