@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Client, ConnectConfig, NegotiatedAlgorithms } from 'ssh2';
 import type { SshEndpoint } from '../config/machine.js';
 import { checkKeyFile } from '../config/keyFile.js';
-import { describeCompressionSwitch, watchCompression, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
+import { watchCompression, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { compressionAlgorithms } from './compressionRule.js';
 import type { OffloadError } from '../errors/offloadError.js';
 import { hostKeyPolicy, knownHostsNamesFor, userKnownHostsFilesFor } from './expectedHostKey.js';
@@ -102,10 +102,7 @@ const { debug, warn } = settings;
       ready = true;
       const watch = settings.compressionWatch;
       if (watch && negotiated && (settings.compress || endpoint.compression === true)) {
-        watchCompression(client, negotiated, watch.limits, (change) => {
-          debug(`${label}: ${describeCompressionSwitch(change)}`);
-          watch.onSwitch(change);
-        });
+        watchCompression(client, negotiated, watch.limits, watch.onSwitch);
       }
       resolve();
     });

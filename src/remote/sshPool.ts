@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel, type NegotiatedAlgorithms } from 'ssh2';
 import type { Machine, SshEndpoint } from '../config/machine.js';
 import type { OffloadError } from '../errors/offloadError.js';
-import { DEFAULT_COMPRESSION_LIMITS, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
+import { DEFAULT_COMPRESSION_LIMITS, describeCompressionSwitch, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
 import { sshLogin, sshLogout, type LoginSettings } from './sshLogin.js';
@@ -221,7 +221,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       this.loginSettings(machine, connection, {
         compress: this.options.compress,
         onHandshake: (negotiated) => (connection.negotiated = negotiated),
-        compressionWatch: { limits: this.options.compressionLimits, onSwitch: (change) => this.emit('compression', machine.hostName, change) },
+        compressionWatch: { limits: this.options.compressionLimits, onSwitch: (change) => this.compressionSwitched(machine.hostName, change) },
         onClose: (error) => this.lost(machine.hostName, connection, error),
       }),
     );
@@ -248,6 +248,12 @@ export class SshPool extends EventEmitter<PoolEvents> {
       ...(connection.route.proxyProcess !== undefined && endpoint.proxy !== undefined && 'command' in endpoint.proxy && { proxyProcess: connection.route.proxyProcess }),
       ...extra,
     };
+  }
+
+  /** Told once: to whoever listens (a run's `linkCompression` event and its log line), else in the debug log. */
+  private compressionSwitched(host: string, change: CompressionSwitch): void {
+    if (this.listenerCount('compression') > 0) this.emit('compression', host, change);
+    else this.debug(`${host}: ${describeCompressionSwitch(change)}`);
   }
 
   private lost(host: string, connection: Connection, error: Error | undefined): void {
