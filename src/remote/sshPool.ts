@@ -205,6 +205,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       route: connection.route,
       loginSettings: (hop, extra) => this.loginSettings(hop, connection, extra),
       connectTimeoutMs: this.options.connectTimeoutMs,
+      compressionLimits: this.options.compressionLimits,
       debug: this.debug,
       closing: () => connection.closing,
       hopLost: (reason) => {

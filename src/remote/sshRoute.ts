@@ -2,6 +2,7 @@ import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel } from 'ssh2';
 import type { SshEndpoint } from '../config/machine.js';
 import { OffloadError } from '../errors/offloadError.js';
+import { describeCompressionSwitch, type CompressionLimits } from './adaptiveCompression.js';
 import { openedWithin } from './probeReply.js';
 import { startProxyCommand, type ProxyProcess } from './proxyCommand.js';
 import { sshLogin, sshLogout, type LoginSettings } from './sshLogin.js';
@@ -28,6 +29,8 @@ export interface RouteContext {
   loginSettings: (hop: SshEndpoint, extra: Pick<LoginSettings, 'compress' | 'onClose'> & Partial<LoginSettings>) => LoginSettings;
   /** For a target without its own ConnectTimeout. */
   connectTimeoutMs: number;
+  /** For a jump host's own `Compression yes` link. */
+  compressionLimits: CompressionLimits;
   debug: (message: string) => void;
   /** The pool was closed meanwhile: give up. */
   closing: () => boolean;
@@ -64,6 +67,9 @@ export async function openRoute(endpoint: SshEndpoint, label: string, context: R
       context.loginSettings(hop, {
         // --compress is for the builder's link; a jump host's compresses only when its own Compression says so.
         compress: false,
+        // It carries the builder's link, encrypted: its own compression shrinks nothing of that, and is
+        // watched like the builder's. A switch is only logged: events name builders, not their routes.
+        compressionWatch: { limits: context.compressionLimits, onSwitch: (change) => context.debug(`${hopLabel}: ${describeCompressionSwitch(change)}`) },
         onClose: (error) => {
           const reason = error?.message === 'Keepalive timeout' ? 'no answer to keep-alives' : (error?.message ?? 'closed');
           context.hopLost(`jump host ${hop.hostName} lost (${reason})`);

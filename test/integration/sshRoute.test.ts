@@ -160,6 +160,30 @@ describe.runIf(integrationPrereqs())('getting to a builder like OpenSSH: ProxyJu
     await pool.closeAll();
   });
 
+  it("stops a jump host's own Compression yes link from compressing the builder's encrypted link, which it cannot shrink", async () => {
+    const config = sshConfig('compressed_hop', ['ProxyJump jump1']);
+    // jump1's block first: the first value obtained wins.
+    writeFileSync(config, readFileSync(config, 'utf8').replace('Host ruby', 'Host jump1\n  Compression yes\n\nHost ruby'));
+    const debug: string[] = [];
+    const pool = newPool({ compressionLimits: { windowBytes: 2 * 1024 * 1024, minSaving: 0.03, probeAfterBytes: 1024 ** 3, probeAfterMs: 600_000, maxBackoff: 8 }, debug: (m) => debug.push(m) });
+    const builderSwitches: unknown[] = [];
+    pool.on('compression', (...event) => builderSwitches.push(event));
+    const machine = await load(config);
+    expect(machine.proxy).toMatchObject({ jump: { hostName: 'jump1', compression: true } });
+    // Zeros, which the builder's link (not compressed) encrypts before they reach the jump host's.
+    const result = await pool.exec(machine, 'head -c 8388608 /dev/zero', { maxReplyBytes: 16 * 1024 * 1024 });
+    expect(result.stdout.length).toBe(8 * 1024 * 1024);
+    expect(pool.negotiated('ruby')).toMatchObject({ cs: { compress: 'none' }, sc: { compress: 'none' } });
+    await expect.poll(() => debug.filter((line) => line.includes('compressing')), { timeout: 10_000 }).toEqual([
+      expect.stringMatching(/^jump host jump1 of ruby: stopped compressing downloads: zlib saved \d+\.\d % of \d+\.\d MiB, not worth its CPU$/),
+    ]);
+    // A jump host is no builder: the pool's events are the builders' links' only.
+    expect(builderSwitches).toEqual([]);
+    // The rekeyed hop still carries the builder's link.
+    expect((await pool.exec(machine, 'echo still there')).stdout).toBe('still there\n');
+    await pool.closeAll();
+  });
+
   it('runs a ProxyCommand (ssh -W through jump1) as the transport, and ends it with the connection', async () => {
     const config = sshConfig('proxy_command', [`ProxyCommand ssh -F ${cluster.sshConfigFile} -W %h:%p jump1`]);
     const pool = newPool();
