@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -53,5 +53,20 @@ describe('openCacheDatabase', () => {
     }
     openCacheDatabase(path, 'a test file', fail, { version: 4, migrate }).close();
     expect(migrate).toHaveBeenCalledTimes(2);
+  });
+
+  it('never waits for an fsync (its rows are what offload learns again), and says a damaged file can go', () => {
+    dir = mkdtempSync(join(tmpdir(), 'offload-cache-'));
+    const fail = (message: string) => new OffloadError(message, ExitCode.badInput);
+    const db = openCacheDatabase(join(dir, 'ok.sqlite'), 'a test file', fail, { version: 0, migrate: () => undefined });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(db.pragma('synchronous', { simple: true })).toBe(0);
+    db.close();
+    mkdirSync(join(dir, 'offload'));
+    const path = join(dir, 'offload', 'damaged.sqlite');
+    writeFileSync(path, 'not a database, but as long as a SQLite header: 0123456789abcdefghijklmnopqrstuvwxyz'.repeat(64));
+    expect(() => openCacheDatabase(path, 'a test file', fail, { version: 1, migrate: () => undefined })).toThrow(
+      `cannot use a test file at ${path}: file is not a database; it holds only what offload learns again, so delete it`,
+    );
   });
 });
