@@ -58,13 +58,15 @@ export const machineSources: KeySources = {
     }
   },
   cpu() {
-    let flags = '';
+    let info = '';
     try {
-      flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'latin1'))?.[1]?.trim() ?? '';
+      info = readFileSync('/proc/cpuinfo', 'latin1');
     } catch {
       // No /proc/cpuinfo: the model alone.
     }
-    return `${cpus()[0]?.model ?? ''} ${flags}`;
+    const field = (name: string) => new RegExp(`^${name}\\s*:(.*)$`, 'm').exec(info)?.[1]?.trim();
+    // The model from the text just read where it has one (os.cpus() would read /proc/cpuinfo again, and more).
+    return `${field('model name') ?? cpus()[0]?.model ?? ''} ${field('flags') ?? ''}`;
   },
 };
 
