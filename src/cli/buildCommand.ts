@@ -11,6 +11,7 @@ import type { Substitute } from '../graph/queryMissing.js';
 import { assertEveryJobFits, fits } from '../schedule/fit.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
 import { markFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
+import { firstWaveHosts } from '../schedule/firstWaveHosts.js';
 import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import type { LocalStoreAccess } from '../run/copyBackCheck.js';
 import { queryValidLocalPaths } from '../store/localStore.js';
@@ -225,8 +226,8 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
   const { ssh, channels, pressure } = reach;
   if (!workload.localPaths) throw new OffloadError('offload build needs Nix on this machine (nix-store was not found on PATH).', ExitCode.badInput);
   const { set } = workload;
-  // Logged in early, each builder's first channel is warm (or on its way): the question goes out as soon as it is.
-  const holdingsAsked = reach.connected ? askBuilderHoldings(channels, config.machines, missingOutputs(workload)) : undefined;
+  // Logged in early (or on the way): the question goes out as soon as it is known.
+  const holdingsAsked = reach.connected ? askBuilderHoldings(reach.holdings, config.machines, missingOutputs(workload)) : undefined;
   const storeDir = opts.storeDir ?? DEFAULT_STORE_DIR;
   const settings = await substitutionSettings(opts);
   // Links follow the wanted outputs (drv^dev, -A pkg.dev, a flake's outputName); a bare .drv links out, as nix-build does.
@@ -271,6 +272,8 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
   // Interrupted before the run began: it begins interrupted.
   if (run.interruption.signal) shutdown(run.interruption.signal);
   const hosts = (transfers: boolean) => hostsFromConfig(config, transfers ? settings.maxSubstitutionJobs : undefined);
+  const machineNamed = new Map(config.machines.map((m) => [m.hostName, m]));
+  const login = (host: string) => ssh.connect(machineNamed.get(host)!);
   const slots = new SlotGate({
     leases,
     keys: new Map([[LOCAL_HOST, `${LOCAL_HOST}:${hostname()}`], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
@@ -290,6 +293,8 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
     assertEveryJobFits(firstJobs, hosts(true));
     // Still before anything is built: a local store that would refuse what builders send back refuses the run now.
     const builders = hosts(false).filter((h) => !h.isLocal && !h.transferLane && firstJobs.some((j) => fits(h, j)));
+    // A `nix-store --serve` starts now only on the builders the first jobs are planned on; on the others when a job asks.
+    reach.warm(firstWaveHosts(firstJobs, hosts(firstJobs.some((j) => j.transfer))));
     const holdings = await startRun({ ssh, links: reach, machines: config.machines, channels, builders: builders.map((h) => h.id), holdings: holdingsAsked, missing: missingOutputs(workload), work: firstJobs.length > 0, uploads: { paths: firstUploads(firstJobs, set.drvs, workload.localPaths), localInfos }, ...(workload.localServe ? { localServe: workload.localServe } : {}), ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), storeInProcess: opensStoreInProcess(config.local.store, nixStateDirWritable), log, onAccess: (access) => Object.assign(localStore, access) });
     let firstLook = reach.connected ? reach.connect() : undefined;
     let held: ReadonlyMap<string, string> = holdings.held;
@@ -310,7 +315,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host), readLocalFiles });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, login, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host), readLocalFiles });
       run.setExecutor(executor);
       for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
       await (firstLook ?? pressure.look());

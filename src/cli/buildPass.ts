@@ -11,6 +11,7 @@ import type { LocalFetcher } from '../run/localFetcher.js';
 import type { PressureGate } from '../run/pressureGate.js';
 import type { SlotGate } from '../run/slotGate.js';
 import { splitFetchesOnBuilders } from '../schedule/fetchOnBuilders.js';
+import { firstWave } from '../schedule/firstWaveHosts.js';
 import { planBuild } from '../schedule/planBuild.js';
 import { TRANSFER_LANE, type Host, type Job } from '../schedule/types.js';
 import type { BuildObservers } from './buildObservers.js';
@@ -20,6 +21,8 @@ export interface PassInput {
   hosts: Host[];
   config: MachinesConfig;
   channels: ChannelPool;
+  /** Logs in to a builder (or waits for the login in progress): rejects with the classified SSH error. */
+  login: (host: string) => Promise<void>;
   slots: SlotGate;
   pressure: PressureGate;
   log: (line: string) => void;
@@ -80,7 +83,8 @@ export async function startPass(p: PassInput): Promise<Executor> {
     pressure: p.pressure,
     ...(p.fetcher ? { fetcher: p.fetcher } : {}),
   });
-  await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), (host, error) => executor.hostDown(host, error));
+  const reach = { firstWave: firstWave(plan), login: p.login };
+  await openPlannedHosts(p.channels, placement.planned.filter((h) => h !== TRANSFER_LANE), reach, (host, error) => executor.hostDown(host, error));
   return executor;
 }
 

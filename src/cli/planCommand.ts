@@ -12,6 +12,8 @@ import type { MachinesConfig } from '../config/machine.js';
 import { queryBuilderHoldings, type BuilderHoldings } from '../run/builderHoldings.js';
 import { ChannelPool } from '../run/channelPool.js';
 import { serveChannelOpener } from '../run/openChannel.js';
+import { presenceOverSsh } from '../run/builderPresence.js';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { addSubstitutionOptions, substitutionSettings, type SubstitutionOptions } from './substitutionSettings.js';
 import { openSubstituters, transferEstimates } from './substitution.js';
 import { jobsForWork } from '../schedule/transferJobs.js';
@@ -106,14 +108,15 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
   return ExitCode.ok;
 }
 
-/** The same batched validity query build makes at its start, one per builder. */
+/** The same question build asks at its start: what each builder has on disk, then Nix about those. */
 async function askBuilders(config: MachinesConfig, workload: Workload, opts: PlanOptions): Promise<BuilderHoldings> {
   // Loaded when needed: ssh2 is a tenth of what every start would load (see scripts/bundle.mjs).
   const { SshPool } = await import('../remote/sshPool.js');
   const ssh = new SshPool({ connectTimeoutMs: 10_000, keepaliveIntervalMs: 5_000, keepaliveCountMax: 3, warn: (m) => process.stderr.write(`offload: ${m}\n`) });
   const channels = new ChannelPool(serveChannelOpener(ssh, config.machines, opts.storeDir ? { storeDir: opts.storeDir } : {}));
   try {
-    return await queryBuilderHoldings(channels, config.machines.map((m) => m.hostName), missingOutputs(workload));
+    const present = presenceOverSsh(ssh, config.machines, opts.storeDir ?? DEFAULT_STORE_DIR);
+    return await queryBuilderHoldings({ channels, present }, config.machines.map((m) => m.hostName), missingOutputs(workload));
   } finally {
     channels.closeAll();
     await ssh.closeAll();

@@ -17,6 +17,8 @@ export interface ProbeLimits {
   /** The bound of the whole exchange, as the error names it, and what is left of it once the channel is open. */
   timeoutMs?: number;
   msLeft?: number;
+  /** What the command reads on its stdin (then end of file); nothing by default. */
+  input?: Buffer;
 }
 
 /**
@@ -77,7 +79,7 @@ export function probeReply(channel: ClientChannel, exit: () => { code: number | 
         ...(signal ? { signal } : {}),
       });
     });
-    channel.end();
+    channel.end(limits.input);
   });
 }
 

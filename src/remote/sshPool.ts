@@ -130,7 +130,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
    * output, at most `maxReplyBytes` on each of stdout and stderr: a builder
    * that sends more is not answering a probe, and its reply is never buffered.
    */
-  async exec(machine: Machine, command: string, { maxReplyBytes = MAX_PROBE_REPLY_BYTES, timeoutMs }: { maxReplyBytes?: number; timeoutMs?: number } = {}): Promise<ExecResult> {
+  async exec(machine: Machine, command: string, { maxReplyBytes = MAX_PROBE_REPLY_BYTES, timeoutMs, input }: { maxReplyBytes?: number; timeoutMs?: number; input?: Buffer } = {}): Promise<ExecResult> {
     let code: number | null = null;
     let signal: string | undefined;
     // ssh2 parses every packet of a TCP read in one go: a fast command's exit
@@ -149,6 +149,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
       host: machine.hostName,
       command,
       maxReplyBytes,
+      ...(input ? { input } : {}),
       ...(timeoutMs !== undefined ? { msLeft: Math.max(0, timeoutMs - (performance.now() - started)), timeoutMs } : {}),
     });
   }

@@ -1,9 +1,12 @@
 import type { Machine } from '../config/machine.js';
 import type { CompressionSwitch } from '../remote/adaptiveCompression.js';
 import type { OffloadError } from '../errors/offloadError.js';
+import { DEFAULT_STORE_DIR } from '../storePath/storePath.js';
 import { parsePressure, pressureLimits, PRESSURE_COMMAND } from '../remote/builderPressure.js';
 import type * as SshPoolModule from '../remote/sshPool.js';
 import type { SshPool, SshPoolOptions } from '../remote/sshPool.js';
+import type { HoldingsSources } from './builderHoldings.js';
+import { presenceOverSsh } from './builderPresence.js';
 import { ChannelPool } from './channelPool.js';
 import { serveChannelOpener } from './openChannel.js';
 import { PRESSURE_INTERVAL_MS, PRESSURE_PROBE_TIMEOUT_MS, PressureGate, type PressureSample } from './pressureGate.js';
@@ -13,6 +16,8 @@ export interface BuilderLinks {
   ssh: SshPool;
   channels: ChannelPool;
   pressure: PressureGate;
+  /** Where the builders' holdings are asked: their disks first, then Nix about what is there. */
+  holdings: HoldingsSources;
   /**
    * Logs in to every builder, once (connectBuilders); resolves with the
    * first pressure look, which the first pass waits for before it
@@ -21,6 +26,12 @@ export interface BuilderLinks {
   connect(): Promise<void> | undefined;
   /** connect was called. */
   readonly connected: boolean;
+  /**
+   * Starts each host's first serve channel (once per host) as soon as its
+   * login allows: for the builders the first jobs are planned on, whose
+   * `nix-store --serve` would otherwise start only when a job asks.
+   */
+  warm(hosts: readonly string[]): void;
 }
 
 export interface BuilderLinkOptions {
@@ -61,34 +72,43 @@ export async function linkBuilders(machines: readonly Machine[], options: Builde
   });
   let firstLook: Promise<void> | undefined;
   let connected = false;
+  const warmed = new Set<string>();
   return {
     ssh,
     channels,
     pressure,
+    holdings: { channels, present: presenceOverSsh(ssh, machines, options.channels?.storeDir ?? DEFAULT_STORE_DIR) },
     connect() {
-      if (!connected && machines.length > 0) firstLook = connectBuilders(ssh, machines, channels, pressure);
+      if (!connected && machines.length > 0) firstLook = connectBuilders(ssh, machines, pressure);
       connected = true;
       return firstLook;
     },
     get connected() {
       return connected;
     },
+    warm(hosts) {
+      for (const host of hosts) {
+        if (warmed.has(host) || !byName.has(host)) continue;
+        warmed.add(host);
+        channels.warm(host);
+      }
+    },
   };
 }
 
 /**
  * Reaches the builders as soon as the machines are known, before the
- * workload is: per builder the SSH login, then at once its first serve
- * channel (warm in the pool, for the holdings query and then the first job)
- * and the first pressure look, which the first pass waits for before it
- * dispatches. Failures are not reported here: they stay with the host's
- * connection and channel, for the holdings query or the job that meets them.
+ * workload is: per builder the SSH login, then at once the first pressure
+ * look, which the first pass waits for before it dispatches. No
+ * `nix-store --serve` starts here: only the builders the first jobs are
+ * planned on need one before a job asks (BuilderLinks.warm). Failures are
+ * not reported here: they stay with the host's connection, for the holdings
+ * query or the job that meets them.
  */
-export function connectBuilders(ssh: SshPool, machines: readonly Machine[], channels: ChannelPool, pressure: PressureGate): Promise<void> {
+export function connectBuilders(ssh: SshPool, machines: readonly Machine[], pressure: PressureGate): Promise<void> {
   for (const m of machines) {
     // Connecting first lets the pressure probe (which never connects by itself) use the connection being made.
     ssh.connect(m).catch(() => undefined);
-    channels.warm(m.hostName);
   }
   return pressure.look();
 }

@@ -3,7 +3,7 @@ import type { Derivation } from '../drv/derivation.js';
 import type { SshPool } from '../remote/sshPool.js';
 import { LOCAL_HOST, type Job } from '../schedule/types.js';
 import { buildInputs } from './buildInputs.js';
-import { queryBuilderHoldings, type BuilderHoldings } from './builderHoldings.js';
+import { queryBuilderHoldings, type BuilderHoldings, type HoldingsSources } from './builderHoldings.js';
 import type { BuilderLinks } from './builderLinks.js';
 import { closeQuietly, type ChannelPool } from './channelPool.js';
 import type { ServeClient } from '../remote/serveClient.js';
@@ -16,8 +16,8 @@ export interface RunStartInput {
   channels: ChannelPool;
   /** Remote builders the first pass may use: the copy-back check asks about them. */
   builders: readonly string[];
-  /** The builders' links: logged in to here (if not yet) when the first pass has jobs. */
-  links: Pick<BuilderLinks, 'connect'>;
+  /** The builders' links: logged in to here (if not yet) when the first pass has jobs; asked what they hold. */
+  links: Pick<BuilderLinks, 'connect' | 'holdings'>;
   /** What the builders hold, asked already (see askBuilderHoldings); else asked here. */
   holdings?: Promise<BuilderHoldings>;
   /** Outputs the local store lacks: what the builders are asked whether they hold. */
@@ -43,12 +43,12 @@ export interface RunStartInput {
 }
 
 /**
- * What the builders already hold, asked over each one's first channel (warm
- * since connectBuilders) as soon as the outputs the local store lacks are
- * known; the run plans with the answer.
+ * What the builders already hold, asked as soon as the outputs the local
+ * store lacks are known (over the logins connectBuilders started); the run
+ * plans with the answer.
  */
-export function askBuilderHoldings(channels: ChannelPool, machines: readonly Machine[], missing: readonly string[]): Promise<BuilderHoldings> {
-  return queryBuilderHoldings(channels, machines.map((m) => m.hostName), missing);
+export function askBuilderHoldings(sources: HoldingsSources, machines: readonly Machine[], missing: readonly string[]): Promise<BuilderHoldings> {
+  return queryBuilderHoldings(sources, machines.map((m) => m.hostName), missing);
 }
 
 /**
@@ -76,7 +76,7 @@ export async function startRun(input: RunStartInput): Promise<BuilderHoldings> {
   );
   // Connecting first lets the holdings query and the pressure probe use the connection being made.
   if (work) void input.links.connect();
-  const [, holdings] = await Promise.all([access, input.holdings ?? askBuilderHoldings(channels, machines, input.missing)]);
+  const [, holdings] = await Promise.all([access, input.holdings ?? askBuilderHoldings(input.links.holdings, machines, input.missing)]);
   return holdings;
 }
 
