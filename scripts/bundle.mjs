@@ -23,6 +23,11 @@ const SSH_CRYPTO_BINDING = 'ssh2/lib/protocol/crypto/build/Release/sshcrypto.nod
 const SQLITE_BINDING = 'better-sqlite3/build/Release/better_sqlite3.node';
 // Relative to dist/cli/main.cjs: the launcher compiles a bundle's relative requires with their caches too.
 const SSH2_FILE = '../vendor/ssh2.cjs';
+// The files the launcher compiles come wrapped in their module function, so it compiles them as read
+// (src/launch/cachedScripts.ts SELF_WRAPPED_HEAD, which bundle.test.ts checks this against).
+const SELF_WRAPPED_HEAD =
+  "(function (run) { return this === globalThis ? run : run.call(this, exports, require, module, __filename, __dirname); }).call(this, function (exports, require, module, __filename, __dirname) {";
+const SELF_WRAPPED_TAIL = '});';
 
 // Nothing else in dist/ (such as files an older build left) is loaded; none stays to mislead.
 rmSync(join(root, 'dist'), { recursive: true, force: true });
@@ -51,7 +56,8 @@ const results = await Promise.all([
     external: ['pg', 'cpu-features'],
     plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter(), lazyPinoTransport()],
     define: { 'import.meta.url': '__offloadModuleUrl' },
-    banner: { js: 'var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+    banner: { js: `${SELF_WRAPPED_HEAD}var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;` },
+    footer: { js: SELF_WRAPPED_TAIL },
   }),
   build({
     ...common,
@@ -59,6 +65,8 @@ const results = await Promise.all([
     outdir: 'dist',
     external: ['cpu-features'],
     plugins: [sshCryptoBinding(), lazyHttpAgents()],
+    banner: { js: SELF_WRAPPED_HEAD },
+    footer: { js: SELF_WRAPPED_TAIL },
   }),
   build({ ...common, entryPoints: { launch: 'src/launch/launch.ts' }, outdir: 'dist' }),
 ]);

@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import stringWidth from 'string-width';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SELF_WRAPPED_HEAD } from '../../src/launch/cachedScripts.js';
 import { ROOT } from './buildSupport.js';
 
 /**
@@ -52,6 +53,8 @@ async function cacheUse(root: string): Promise<Record<string, string>> {
 describe('the bundle', () => {
   it('compiles from its code caches in a plain node, in the checkout and in a read-only copy of what npm pack ships', async () => {
     const all = { 'dist/cli/main.cjs': 'used', 'dist/vendor/ssh2.cjs': 'used' };
+    // Wrapped in their module function by the bundler, as the launcher expects, so it compiles them as read.
+    for (const file of Object.keys(all)) expect(readFileSync(join(ROOT, file), 'latin1').startsWith(SELF_WRAPPED_HEAD)).toBe(true);
     expect(await cacheUse(ROOT)).toEqual(all);
     expect(await cacheUse(packed)).toEqual(all);
   });
