@@ -24,7 +24,7 @@ import type { Executor, CopyBack } from '../run/executor.js';
 import { startPass } from './buildPass.js';
 import { askBuilderHoldings, firstUploads, startRun } from '../run/runStart.js';
 import { linkBuilders, type BuilderLinks } from '../run/builderLinks.js';
-import { mayReachBuildersEarly } from '../schedule/earlyReach.js';
+import { likelyFirstBuilders, mayReachBuildersEarly } from '../schedule/earlyReach.js';
 import type { DerivationSet } from '../drv/derivation.js';
 import { LocalPathInfos } from '../run/localPathInfos.js';
 import { nixStateDirWritable, opensStoreInProcess, storeFilesReadable } from '../store/storeInProcess.js';
@@ -152,7 +152,10 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     Object.assign(known, learnt);
     reachNow ||= known.closure !== undefined && known.machines !== undefined && mayReachBuildersEarly(known.closure.drvs.values(), known.machines);
     // At once, not on a later tick: the local store's process spawned right after the closure would hold the login up.
-    if (reachNow) void linked?.connect();
+    if (reachNow && linked && !linked.connected) {
+      void linked.connect();
+      linked.warm(likelyFirstBuilders(known.closure!.drvs.values(), known.machines!));
+    }
   };
   // Machines given on the command line (or in offload's file) are known before Nix's configuration is read.
   const linkTo = (machines: readonly Machine[]) => {

@@ -25,3 +25,31 @@ export function mayReachBuildersEarly(drvs: Iterable<Pick<Derivation, 'drvPath' 
   }
   return true;
 }
+
+/**
+ * The builders the first jobs will most likely go to, guessed from the
+ * closure alone as soon as it is read (as if none of it were built yet):
+ * their first `nix-store --serve` starts with the login rather than once
+ * the local store has answered. Its leaves go, one per slot, to the
+ * fastest builders that fit them, in the machines file's order among
+ * equals, as the plan's earliest-finish placement does with jobs alike.
+ * The run's own first-wave plan (firstWaveHosts.ts) adds any it missed.
+ */
+export function likelyFirstBuilders(drvs: Iterable<Pick<Derivation, 'drvPath' | 'system' | 'requiredSystemFeatures' | 'isBuiltin' | 'inputDrvs'>>, builders: readonly (BuilderFacts & { speedFactor: number })[]): string[] {
+  const built = [...drvs].filter((d) => !d.isBuiltin);
+  const inClosure = new Set(built.map((d) => d.drvPath));
+  let leaves = built
+    .filter((d) => !Object.keys(d.inputDrvs).some((p) => inClosure.has(p)))
+    .map((d) => ({ id: d.drvPath, system: d.system, requiredFeatures: d.requiredSystemFeatures, isBuiltin: false }));
+  const ranked = builders.filter((b) => b.maxJobs > 0).sort((a, b) => b.speedFactor - a.speedFactor);
+  const chosen: string[] = [];
+  for (const b of ranked) {
+    if (leaves.length === 0) break;
+    const host: Host = { id: b.hostName, systems: b.systems, supportedFeatures: b.supportedFeatures, mandatoryFeatures: b.mandatoryFeatures, maxJobs: b.maxJobs, speedFactor: b.speedFactor, isLocal: false };
+    const taken = leaves.filter((job) => fits(host, job)).slice(0, b.maxJobs);
+    if (taken.length === 0) continue;
+    chosen.push(b.hostName);
+    leaves = leaves.filter((job) => !taken.includes(job));
+  }
+  return chosen;
+}

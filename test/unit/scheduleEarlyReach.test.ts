@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mayReachBuildersEarly, type BuilderFacts } from '../../src/schedule/earlyReach.js';
+import { likelyFirstBuilders, mayReachBuildersEarly, type BuilderFacts } from '../../src/schedule/earlyReach.js';
 
 const builder = (hostName: string, over: Partial<BuilderFacts> = {}): BuilderFacts => ({ hostName, systems: ['x86_64-linux'], supportedFeatures: [], mandatoryFeatures: [], maxJobs: 2, ...over });
 const drv = (name: string, over: { system?: string; requiredSystemFeatures?: string[]; isBuiltin?: boolean } = {}) => ({
@@ -31,5 +31,34 @@ describe('mayReachBuildersEarly', () => {
 
   it('waits for a builder whose systems Nix has not said yet (a Nix-format line without systems)', () => {
     expect(mayReachBuildersEarly([drv('a')], [builder('ruby', { systems: [] })])).toBe(false);
+  });
+});
+
+describe('likelyFirstBuilders', () => {
+  const fast = (hostName: string, speedFactor: number, over: Partial<BuilderFacts> = {}) => ({ ...builder(hostName, over), speedFactor });
+  const node = (name: string, deps: string[] = [], over: Parameters<typeof drv>[1] = {}) => ({ ...drv(name, over), inputDrvs: Object.fromEntries(deps.map((d) => [drv(d).drvPath, ['out']])) });
+
+  it('names the first builder in the machines file for one derivation among equals', () => {
+    expect(likelyFirstBuilders([node('only')], [fast('aquamarine', 1), fast('ruby', 1)])).toEqual(['aquamarine']);
+  });
+
+  it('counts only the leaves of the closure: a chain needs one builder', () => {
+    expect(likelyFirstBuilders([node('a'), node('b', ['a']), node('c', ['b'])], [fast('aquamarine', 1), fast('ruby', 1)])).toEqual(['aquamarine']);
+  });
+
+  it('takes more builders when the leaves outnumber the first one\'s slots, fastest first', () => {
+    const leaves = ['a', 'b', 'c'].map((n) => node(n));
+    expect(likelyFirstBuilders(leaves, [fast('slow', 1), fast('quick', 4), fast('spare', 1)])).toEqual(['quick', 'slow']);
+  });
+
+  it('takes a builder for each system the leaves need, and none for builtins', () => {
+    const closure = [node('x86'), node('arm', [], { system: 'aarch64-linux' }), node('fetch', [], { isBuiltin: true })];
+    const builders = [fast('aquamarine', 1), fast('ruby', 1), fast('graviton', 1, { systems: ['aarch64-linux'] })];
+    expect(likelyFirstBuilders(closure, builders)).toEqual(['aquamarine', 'graviton']);
+  });
+
+  it('names none for a closure of builtins only, or builders without slots', () => {
+    expect(likelyFirstBuilders([node('fetch', [], { isBuiltin: true })], [fast('aquamarine', 1)])).toEqual([]);
+    expect(likelyFirstBuilders([node('a')], [fast('aquamarine', 1, { maxJobs: 0 })])).toEqual([]);
   });
 });
