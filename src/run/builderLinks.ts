@@ -73,11 +73,13 @@ export async function linkBuilders(machines: readonly Machine[], options: Builde
   let firstLook: Promise<void> | undefined;
   let connected = false;
   const warmed = new Set<string>();
+  const present = presenceOverSsh(ssh, machines, options.channels?.storeDir ?? DEFAULT_STORE_DIR);
   return {
     ssh,
     channels,
     pressure,
-    holdings: { channels, present: presenceOverSsh(ssh, machines, options.channels?.storeDir ?? DEFAULT_STORE_DIR) },
+    // A builder whose nix-store is starting anyway (warm) is asked over it; the others about their disks first.
+    holdings: { channels, present: (host, paths) => (warmed.has(host) ? Promise.resolve(undefined) : present(host, paths)) },
     connect() {
       if (!connected && machines.length > 0) firstLook = connectBuilders(ssh, machines, pressure);
       connected = true;
