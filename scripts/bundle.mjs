@@ -54,7 +54,7 @@ const results = await Promise.all([
     outdir: 'dist',
     // Native addons, and `pg`, which only a shared state loads (src/cli/sharedState.ts): from node_modules at run time.
     external: ['pg', 'cpu-features'],
-    plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter(), lazyPinoTransport()],
+    plugins: [sshCryptoBinding(), sqliteBinding(), ssh2File(), lazySegmenter(), lazyPinoParts()],
     define: { 'import.meta.url': '__offloadModuleUrl' },
     banner: { js: `${SELF_WRAPPED_HEAD}var __offloadModuleUrl = require("node:url").pathToFileURL(__filename).href;` },
     footer: { js: SELF_WRAPPED_TAIL },
@@ -146,12 +146,15 @@ function lazySegmenter() {
 /**
  * pino loads its transports (a worker thread per transport: thread-stream,
  * worker_threads) when it is loaded, for every command; offload's logger
- * writes to its own destination and never starts one. The bundle loads
- * them on first use instead. The build fails if a new pino no longer has
- * the lines this replaces.
+ * writes to its own destination and never starts one. sonic-boom (pino's
+ * file destination, offload's --log-file) loads node:assert for one check
+ * when a file is opened. The bundle loads each on first use instead. The
+ * build fails if a new pino or sonic-boom no longer has the lines this
+ * replaces.
  */
-function lazyPinoTransport() {
+function lazyPinoParts() {
   const edits = {
+    'index.js': [["const assert = require('assert')\n", "const assert = (...args) => require('assert')(...args)\n"]],
     'pino.js': [["module.exports.transport = require('./lib/transport')\n", "Object.defineProperty(module.exports, 'transport', { enumerable: true, get: () => require('./lib/transport') })\n"]],
     'tools.js': [
       ["const { isMainThread } = require('worker_threads')\n", ''],
@@ -160,9 +163,9 @@ function lazyPinoTransport() {
     ],
   };
   return {
-    name: 'lazy-pino-transport',
+    name: 'lazy-pino-parts',
     setup(b) {
-      b.onLoad({ filter: /[\\/]pino[\\/](pino|lib[\\/]tools)\.js$/ }, ({ path }) => {
+      b.onLoad({ filter: /[\\/](pino[\\/](pino|lib[\\/]tools)|sonic-boom[\\/]index)\.js$/ }, ({ path }) => {
         let source = readFileSync(path, 'utf8');
         for (const [eager, lazy] of edits[basename(path)]) {
           if (source.split(eager).length !== 2) throw new Error(`${path} no longer reads "${eager.trim()}": check what pino loads`);
