@@ -275,8 +275,6 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
   // Interrupted before the run began: it begins interrupted.
   if (run.interruption.signal) shutdown(run.interruption.signal);
   const hosts = (transfers: boolean) => hostsFromConfig(config, transfers ? settings.maxSubstitutionJobs : undefined);
-  const machineNamed = new Map(config.machines.map((m) => [m.hostName, m]));
-  const login = (host: string) => ssh.connect(machineNamed.get(host)!);
   const slots = new SlotGate({
     leases,
     keys: new Map([[LOCAL_HOST, `${LOCAL_HOST}:${hostname()}`], ...config.machines.map((m) => [m.hostName, `${m.address}:${m.port}`] as const)]),
@@ -318,7 +316,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
         result = await withOutLinks(nothing, links);
         break;
       }
-      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, login, slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host), readLocalFiles });
+      executor = await startPass({ jobs, hosts: hosts(jobs.some((j) => j.transfer)), config, channels, login: (host) => reach.login(host), slots, pressure, log, now, output, opts, held, localPaths, drvs: set.drvs, roots: set.roots, rootOutputs: set.rootOutputs, fetcher, signsAfterBuild: (host) => localStore.signsAfterBuild.includes(host), readLocalFiles });
       run.setExecutor(executor);
       for (const early of sampledEarly.splice(0)) executor.pressureSampled(...early);
       await (firstLook ?? pressure.look());

@@ -32,6 +32,8 @@ export interface BuilderLinks {
    * `nix-store --serve` would otherwise start only when a job asks.
    */
   warm(hosts: readonly string[]): void;
+  /** Logs in to a builder (or waits for the login in progress): rejects with the classified SSH error. */
+  login(host: string): Promise<void>;
 }
 
 export interface BuilderLinkOptions {
@@ -88,6 +90,7 @@ export async function linkBuilders(machines: readonly Machine[], options: Builde
     get connected() {
       return connected;
     },
+    login: (host) => ssh.connect(byName.get(host)!),
     warm(hosts) {
       for (const host of hosts) {
         if (warmed.has(host) || !byName.has(host)) continue;
