@@ -16,7 +16,9 @@ const PLANNED_JOB_LIMIT = 100;
  * to them, which the live run may still decide otherwise.
  */
 export function firstWave(plan: Pick<Plan, 'assignments'>): Set<string> {
-  const firstEnd = Math.min(...plan.assignments.map((a) => a.end));
+  // A loop, not Math.min(...ends): a pass's plan may hold 100,000 jobs, more arguments than a call takes.
+  let firstEnd = Infinity;
+  for (const a of plan.assignments) firstEnd = Math.min(firstEnd, a.end);
   return new Set(plan.assignments.filter((a) => a.start < firstEnd).map((a) => a.host));
 }
 

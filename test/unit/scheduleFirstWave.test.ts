@@ -50,6 +50,11 @@ describe('firstWave', () => {
     expect([...firstWave({ assignments })].sort()).toEqual(['x', 'y']);
   });
 
+  it('takes a plan of more jobs than a call takes arguments', () => {
+    const assignments = Array.from({ length: 200_000 }, (_, i) => ({ jobId: `j${i}`, host: i === 0 ? 'x' : 'y', start: i, end: i + 1 }));
+    expect([...firstWave({ assignments })]).toEqual(['x']);
+  });
+
   it('is empty for a plan with no assignments', () => {
     expect(firstWave({ assignments: [] }).size).toBe(0);
   });
