@@ -8,9 +8,10 @@ const PRESENCE_TIMEOUT_MS = 30_000;
 
 /**
  * HoldingsSources.present over each builder's SSH connection: one short
- * command with the paths on its stdin. An answer that is not complete (no
- * store directory, a shell that did not run it) is "cannot tell", and Nix
- * is asked; an SSH error is the host's, as Nix's question would have met it.
+ * command, the paths in it or on its stdin (storePresence.ts). An answer
+ * that is not complete (a command that failed midway, a shell that did not
+ * run it) is "cannot tell", and Nix is asked; an SSH error is the host's,
+ * as Nix's question would have met it.
  */
 export function presenceOverSsh(ssh: Pick<SshPool, 'exec'>, machines: readonly Machine[], storeDir: string): NonNullable<HoldingsSources['present']> {
   const byName = new Map(machines.map((m) => [m.hostName, m]));

@@ -17,7 +17,7 @@ export type BuilderFacts = Pick<Host, 'systems' | 'supportedFeatures' | 'mandato
  */
 export function mayReachBuildersEarly(drvs: Iterable<Pick<Derivation, 'drvPath' | 'system' | 'requiredSystemFeatures' | 'isBuiltin'>>, builders: readonly BuilderFacts[]): boolean {
   if (builders.length === 0) return false;
-  const hosts = builders.map<Host>((b) => ({ id: b.hostName, systems: b.systems, supportedFeatures: b.supportedFeatures, mandatoryFeatures: b.mandatoryFeatures, maxJobs: b.maxJobs, speedFactor: 1, isLocal: false }));
+  const hosts = builders.map((b) => builderHost(b, 1));
   for (const drv of drvs) {
     if (drv.isBuiltin) continue;
     const job = { id: drv.drvPath, system: drv.system, requiredFeatures: drv.requiredSystemFeatures, isBuiltin: false };
@@ -45,11 +45,16 @@ export function likelyFirstBuilders(drvs: Iterable<Pick<Derivation, 'drvPath' | 
   const chosen: string[] = [];
   for (const b of ranked) {
     if (leaves.length === 0) break;
-    const host: Host = { id: b.hostName, systems: b.systems, supportedFeatures: b.supportedFeatures, mandatoryFeatures: b.mandatoryFeatures, maxJobs: b.maxJobs, speedFactor: b.speedFactor, isLocal: false };
+    const host = builderHost(b, b.speedFactor);
     const taken = leaves.filter((job) => fits(host, job)).slice(0, b.maxJobs);
     if (taken.length === 0) continue;
     chosen.push(b.hostName);
     leaves = leaves.filter((job) => !taken.includes(job));
   }
   return chosen;
+}
+
+/** A builder as the fit checks see it. */
+function builderHost(b: BuilderFacts, speedFactor: number): Host {
+  return { id: b.hostName, systems: b.systems, supportedFeatures: b.supportedFeatures, mandatoryFeatures: b.mandatoryFeatures, maxJobs: b.maxJobs, speedFactor, isLocal: false };
 }
