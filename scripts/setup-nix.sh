@@ -4,6 +4,9 @@
 #   - /nix and /etc/nix exist (Nix running as root creates /nix/store itself);
 #   - the build users exist: group nixbld with members nixbld1..nixbld32,
 #     which Nix uses by default when it builds as root (build-users-group);
+#   - the store's state (/nix/var/nix: database, gcroots) exists: Nix makes it
+#     on first use, but not atomically, so two Nix commands starting at once
+#     on an empty /nix can fail ("creating symlink ... File exists");
 #   - /etc/nix/nix.conf exists, naming that group; an existing file is never
 #     touched, whatever it says.
 # Nothing else about the user's Nix changes: substituters, sandbox and the rest
@@ -31,6 +34,11 @@ for i in $(seq 1 "$BUILD_USERS"); do
   created=$((created + 1))
 done
 [ "$created" -eq 0 ] || echo "setup-nix: created $created Nix build users (${BUILD_GROUP}1..${BUILD_GROUP}${BUILD_USERS})"
+
+if [ ! -e /nix/var/nix/gcroots ]; then
+  $sudo env NIX_REMOTE=local nix-store --init
+  echo "setup-nix: initialised the Nix store's state in /nix/var/nix"
+fi
 
 if [ ! -e /etc/nix/nix.conf ]; then
   printf '%s\n' \

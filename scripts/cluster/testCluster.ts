@@ -153,10 +153,7 @@ export class TestCluster {
   /** Runs a command inside the builder's mount namespace (its /nix, its nix.conf). */
   runOnBuilder(name: string, command: string[], input?: string): Promise<CommandResult> {
     const state = this.state(name);
-    // The builder's own nix.conf (its /etc/nix), not the settings of the local Nix.
-    const env: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local' };
-    for (const name of ['NIX_CONFIG', 'NIX_CONF_DIR', 'NIX_USER_CONF_FILES']) delete env[name];
-    return runCommand('nsenter', ['-t', String(state.holder.pid), '-m', '--', ...command], env, input);
+    return runCommand('nsenter', ['-t', String(state.holder.pid), '-m', '--', ...command], builderEnv(), input);
   }
 
   /** Live processes of the builder (holder included); empty after stop(). */
@@ -184,6 +181,13 @@ async function stopBuilder(state: BuilderState): Promise<void> {
   state.info.pid = undefined;
 }
 
+/** The builder's own nix.conf (its /etc/nix), not the settings of the local Nix. */
+function builderEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NIX_REMOTE: 'local' };
+  for (const name of ['NIX_CONFIG', 'NIX_CONF_DIR', 'NIX_USER_CONF_FILES']) delete env[name];
+  return env;
+}
+
 function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<CommandResult> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -195,6 +199,18 @@ function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, input?
     child.once('close', (code, signal) => resolvePromise({ stdout, stderr, code: code ?? (signal ? 128 : 1) }));
     child.stdin.end(input ?? '');
   });
+}
+
+/**
+ * Sets up the builder's /nix/var/nix as an installed Nix has it. A store's
+ * first opening creates gcroots/profiles non-atomically: two Nix processes
+ * starting at once on an empty /nix (a probe's nix-store --serve beside
+ * another command) made one fail with "creating symlink ... File exists".
+ * No real builder is in that state, so the test builders are not either.
+ */
+async function initialiseStore(holderPid: number, name: string): Promise<void> {
+  const result = await runCommand('nsenter', ['-t', String(holderPid), '-m', '--', 'nix-store', '--init'], builderEnv());
+  if (result.code !== 0) throw new Error(`could not initialise ${name}'s Nix store (nix-store --init): ${result.stderr.trim()}`);
 }
 
 /** Starts sshd inside the builder's namespace and waits until its port accepts connections. */
@@ -267,6 +283,7 @@ async function prepareBuilder(dir: string, spec: ResolvedBuilderSpec, paths: Clu
     const mounted = await runCommand('nsenter', ['-t', String(holder.pid), '-m', '--', 'mount', '-t', 'tmpfs', '-o', `size=${spec.storeSizeMiB}m,mode=1775`, 'tmpfs', '/nix/store'], process.env);
     if (mounted.code !== 0) throw new Error(`could not mount a ${spec.storeSizeMiB} MiB tmpfs on ${spec.name}'s /nix/store: ${mounted.stderr.trim()}`);
   }
+  await initialiseStore(holder.pid, spec.name);
   if (spec.pressure === 'idle') await showIdlePressure(holder.pid, join(root, 'idle-proc'), spec.name);
   const info: ClusterBuilder = {
     name: spec.name,
