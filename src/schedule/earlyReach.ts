@@ -46,10 +46,10 @@ export function likelyFirstBuilders(drvs: Iterable<Pick<Derivation, 'drvPath' | 
   for (const b of ranked) {
     if (leaves.length === 0) break;
     const host = builderHost(b, b.speedFactor);
-    const taken = leaves.filter((job) => fits(host, job)).slice(0, b.maxJobs);
-    if (taken.length === 0) continue;
+    const taken = new Set(leaves.filter((job) => fits(host, job)).slice(0, b.maxJobs));
+    if (taken.size === 0) continue;
     chosen.push(b.hostName);
-    leaves = leaves.filter((job) => !taken.includes(job));
+    leaves = leaves.filter((job) => !taken.has(job));
   }
   return chosen;
 }
