@@ -127,9 +127,13 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   sshModule.catch(() => undefined);
   // Independent: `nix show-config` (machines) runs while the closure is read and the local store asked.
   // A machines error still wins, as when they ran one after the other.
-  const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, keepLocalServe: true, expression: expressionOptions(opts), onClosure: (set) => reachEarly({ closure: set }) });
-  loading.catch(() => undefined);
   const early = new EarlyOutput();
+  // Nix's `store` setting, from the configuration read meanwhile: an in-process store's database answers the local questions.
+  let localStoreSetting: string | undefined;
+  let storeSettingKnown!: (store: string | undefined) => void;
+  const storeSetting = new Promise<string | undefined>((resolve) => (storeSettingKnown = resolve));
+  const loading = loadWorkload(installables, { storeDir: opts.storeDir, askLocalStore: true, keepLocalServe: true, expression: expressionOptions(opts), onClosure: (set) => reachEarly({ closure: set }), localStore: storeSetting, debug: early.debug });
+  loading.catch(() => undefined);
   // Listening from the start: a builder may be logged in to long before the run begins, and Ctrl-C then must still end it cleanly (exit 130).
   const interruption: Interruption = {};
   const stopListening = onTerminationSignals((signal) => {
@@ -162,7 +166,7 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
     reach = linkBuilders(machines, {
       sshModule,
       ssh: { connectTimeoutMs: opts.connectTimeout * 1000, keepaliveIntervalMs: opts.keepaliveInterval * 1000, keepaliveCountMax: 3, warn: early.warn, debug: early.debug, compress: opts.compress === true },
-      channels: { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos },
+      channels: { ...(opts.storeDir ? { storeDir: opts.storeDir } : {}), localBuildsFromStoreDerivations: () => localStore.untrusted, localInfos, localStore: () => localStoreSetting, debug: early.debug },
       onDown: (host, error) => executor?.hostDown(host, error),
       onCompression: (host, change) => executor?.compressionSwitched(host, change),
       // The first look overlaps the start-up: what it found reaches the executor once there is one.
@@ -179,7 +183,12 @@ export async function buildAction(installables: string[], opts: BuildOptions): P
   };
   let workload: Workload | undefined;
   try {
-    const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout }, linkTo);
+    const config = await loadMachinesConfig({ ...machineLoadOptions(opts), maxSilentTime: opts.maxSilentTime, buildTimeout: opts.timeout }, linkTo).catch((error: unknown) => {
+      storeSettingKnown(undefined);
+      throw error;
+    });
+    localStoreSetting = config.local.store;
+    storeSettingKnown(localStoreSetting);
     // A Nix-format machine without a systems column builds the local system, which Nix has said by now.
     reachEarly({ machines: config.machines });
     const state = resolveState(opts, config);
@@ -283,7 +292,7 @@ async function buildWith(workload: Workload, config: MachinesConfig, state: Retu
     priority: opts.slotPriority,
   });
   const known = new Map<string, Substitute | null>();
-  const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths)) ?? [];
+  const localValid = async (paths: string[]) => (await queryValidLocalPaths(paths, { store: config.local.store, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}) })) ?? [];
   const substitutes = caches ? (paths: string[]) => caches.query(paths) : undefined;
   const records = new Map<string, JobRecord>();
   let result: LinkedResult | undefined;

@@ -69,6 +69,7 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
     fromJson: opts.fromJson,
     storeDir: opts.storeDir,
     askLocalStore: !opts.assumeNothingBuilt,
+    localStore: config.local.store,
     expression: expressionOptions(opts),
   });
   const rules = opts.durations ? loadDurationRules(opts.durations) : defaultDurationRules;
@@ -82,7 +83,7 @@ export async function planAction(installables: string[], opts: PlanOptions): Pro
     work = await missingWork(workload, {
       ...(holdings ? { held: holdings.held } : {}),
       ...(caches ? { substitutes: (paths: string[]) => caches.query(paths) } : {}),
-      localValid: async (paths) => (await queryValidLocalPaths(paths)) ?? [],
+      localValid: async (paths) => (await queryValidLocalPaths(paths, { store: config.local.store, ...(opts.storeDir ? { storeDir: opts.storeDir } : {}) })) ?? [],
     });
     caches?.reportUnsigned();
   } finally {

@@ -31,6 +31,14 @@ export interface WorkloadOptions {
   onClosure?: (set: DerivationSet) => void;
   /** nix-build's `-A`, `--arg`, `--argstr`, `-I` for expression files among the installables. */
   expression?: ExpressionOptions;
+  /**
+   * Nix's `store` setting (MachinesConfig local.store), awaited before the
+   * local store is asked: where Nix opens it in-process, its database
+   * answers and no `nix-store --serve` starts (store/localStore.ts).
+   */
+  localStore?: string | Promise<string | undefined>;
+  /** Debug lines (why Nix's database was not read). */
+  debug?: (message: string) => void;
 }
 
 export interface Workload {
@@ -41,7 +49,7 @@ export interface Workload {
    * null when it was not asked (or Nix is not installed).
    */
   localPaths: ReadonlySet<string> | null;
-  /** With `keepLocalServe`: the local store's server that answered, still open; the caller closes it or hands it on. */
+  /** With `keepLocalServe`, when a server answered (not Nix's database): still open; the caller closes it or hands it on. */
   localServe?: ServeClient;
 }
 
@@ -70,7 +78,10 @@ export async function loadWorkload(installables: string[], opts: WorkloadOptions
   // One question to the store serves both the graph (outputs) and the executor (input sources too).
   if (!opts.askLocalStore) return { set, graph: buildGraph(set, new Set()), localPaths: null };
   const paths = pathsTheClosureUses(set);
-  const asked = opts.keepLocalServe ? await queryValidLocalPathsKeepingServe(paths, { storeDir }) : { valid: await queryValidLocalPaths(paths, { storeDir }), serve: undefined };
+  // A configuration that failed to load is reported by its caller; the store is asked as before.
+  const store = await Promise.resolve(opts.localStore).catch(() => undefined);
+  const asking = { storeDir, ...(store !== undefined ? { store } : {}), ...(opts.debug ? { debug: opts.debug } : {}) };
+  const asked = opts.keepLocalServe ? await queryValidLocalPathsKeepingServe(paths, { ...asking, decisive: rootOutputPaths(set) }) : { valid: await queryValidLocalPaths(paths, asking), serve: undefined };
   const localServe = asked?.serve;
   try {
     return { set, graph: buildGraph(set, asked?.valid ?? new Set()), localPaths: asked?.valid ?? null, ...(localServe ? { localServe } : {}) };
@@ -144,6 +155,11 @@ function evaluationRootDir(): string {
     process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   }
   return rootDir;
+}
+
+/** Every output of the roots: all valid, and the run has nothing to build. */
+function rootOutputPaths(set: DerivationSet): string[] {
+  return set.roots.flatMap((root) => Object.values(set.drvs.get(root)?.outputs ?? {}).map((o) => o.path)).filter((p) => p !== '');
 }
 
 function pathsTheClosureUses(set: DerivationSet): string[] {

@@ -75,6 +75,34 @@ export class ChannelPool implements ChannelSource {
     );
   }
 
+  /**
+   * The next acquire of `host` gets a channel ready for work: an idle one
+   * that is ready already goes last in line (acquire takes the last), else
+   * the last usable idle one is readied, else the next one being opened
+   * ahead. None is opened for it: with every channel busy, the next acquire
+   * may well find one free.
+   */
+  prepare(host: string): void {
+    if (this.closed) return;
+    const idle = this.idle.get(host) ?? [];
+    const usable = idle.filter((c) => c.usable !== false);
+    const ready = usable.filter((c) => c.ready !== false).at(-1);
+    if (ready) {
+      idle.splice(idle.indexOf(ready), 1);
+      idle.push(ready);
+      return;
+    }
+    const next = usable.at(-1);
+    if (next) {
+      next.prepare?.();
+      return;
+    }
+    void this.warming.get(host)?.[0]?.then(
+      (channel) => channel.prepare?.(),
+      () => undefined,
+    );
+  }
+
   /** A channel opened elsewhere (a local store's first `nix-store --serve`) joins the pool, idle. */
   adopt(host: string, channel: StoreChannel): void {
     if (this.closed) {

@@ -418,6 +418,8 @@ export class Executor {
         log.write(`${line}\n`);
         onEvent?.({ type: 'buildLog', time: this.input.now(), jobId, host, line });
       };
+      // The copy back's local nix-store starts while the builder builds, rather than after (store/localStoreChannel.ts).
+      if (this.copiesBack(drv, host)) this.input.channels.prepare?.(LOCAL_HOST);
       const buildFrom = now();
       const result = await channel.buildDerivation(jobId, basicDerivation(drv, this.input.drvs), { onLog, ...this.input.options.buildLimits });
       timing.buildSeconds = now() - buildFrom;
@@ -527,6 +529,11 @@ export class Executor {
   /** Where this run left outputs on builders (path → one host holding it): what a next pass can copy. */
   heldOnBuilders(): Map<string, string> {
     return this.locations.remoteHolders();
+  }
+
+  /** Whether a build of `drv` on `host` brings outputs home (placeOutputs). */
+  private copiesBack(drv: Derivation, host: string): boolean {
+    return host !== LOCAL_HOST && (this.input.options.copyBack === 'all' || this.roots.has(drv.drvPath));
   }
 
   /** Outputs stay on the builder unless they are wanted outputs of a root (or `--copy-back all`). */

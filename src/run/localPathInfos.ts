@@ -123,6 +123,14 @@ class CachingChannel implements StoreChannel {
     return this.channel.buildDerivation(...args);
   }
 
+  get ready(): boolean | undefined {
+    return this.channel.ready;
+  }
+
+  prepare(): void {
+    this.channel.prepare?.();
+  }
+
   close(): void | Promise<void> {
     return this.channel.close();
   }

@@ -25,6 +25,14 @@ export interface StoreChannel {
    */
   addNars(nars: AsyncIterable<NarStream>, opts?: { onBytes?: (bytes: number) => void }): Promise<unknown>;
   buildDerivation(drvPath: string, drv: Derivation, opts: BuildRequestOptions): Promise<BuildResult>;
+  /** False while the channel's next NAR or build would first wait for a process to start (see prepare). */
+  readonly ready?: boolean;
+  /**
+   * Starts ahead what the channel's next NAR or build would wait for, where
+   * it starts that lazily (the local channel's `nix-store --serve` where
+   * Nix's database answers the questions: store/localStoreChannel.ts).
+   */
+  prepare?(): void;
   close(): void | Promise<void>;
 }
 
@@ -47,4 +55,6 @@ export interface ChannelSource {
   discard(host: string, channel: StoreChannel): void;
   /** The host's connection failed: its idle channels are dead, the next acquire opens new ones. */
   dropHost?(host: string): void;
+  /** The channel the next acquire of `host` gets is made ready for work ahead of it (StoreChannel.prepare). */
+  prepare?(host: string): void;
 }

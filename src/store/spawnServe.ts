@@ -1,4 +1,6 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
 import type { ServeTransport } from '../remote/transport.js';
 
@@ -7,6 +9,25 @@ export class NixStoreNotFoundError extends OffloadError {
   constructor(readonly bin: string, options?: { cause?: unknown }) {
     super(`Could not run ${bin}: is Nix installed and on PATH?`, ExitCode.badInput, options);
   }
+}
+
+/**
+ * Whether spawnServe could start `bin` with `env`: a file this user may run,
+ * found as execvp finds it (a name with a slash as it is, else along the
+ * environment's PATH, else along the system's default). Where the local
+ * store is answered without starting one, this is what still tells that Nix
+ * is not installed.
+ */
+export function nixStoreRunnable(bin = 'nix-store', env: NodeJS.ProcessEnv = process.env): boolean {
+  const candidates = bin.includes('/') ? [bin] : (env.PATH ?? '/bin:/usr/bin').split(delimiter).map((dir) => join(dir === '' ? '.' : dir, bin));
+  return candidates.some((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return statSync(file).isFile();
+    } catch {
+      return false;
+    }
+  });
 }
 
 export interface SpawnServeOptions {

@@ -20,6 +20,8 @@ export interface CommandResult {
 export interface PrivateStore {
   /** The folder mounted on /nix. */
   nixDir: string;
+  /** The process holding the mount namespace: `nsenter -t <pid> -m` runs a command there. */
+  holderPid: number;
   run(command: string[], options?: { env?: NodeJS.ProcessEnv; cwd?: string }): Promise<CommandResult>;
   /** Starts a long-running command there (e.g. nix-daemon); dispose() ends it with everything else. */
   start(command: string[], env?: NodeJS.ProcessEnv): ChildProcess;
@@ -35,6 +37,7 @@ export async function startPrivateStore(label: string): Promise<PrivateStore> {
   const started: ChildProcess[] = [];
   return {
     nixDir,
+    holderPid: holder.pid,
     run: (command, options = {}) =>
       new Promise((resolve, reject) => {
         // Entering a mount namespace resets the working directory to its root; --wd sets it again.

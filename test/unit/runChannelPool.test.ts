@@ -155,6 +155,40 @@ describe('ChannelPool', () => {
     expect(attempts).toBe(2);
   });
 
+  it('gives the next acquire an idle channel that is ready already, without readying another', async () => {
+    const prepared: number[] = [];
+    const lazy = Object.assign(channel(1), { ready: false, prepare: () => void prepared.push(1) });
+    const ready = channel(2);
+    const p = new ChannelPool(async () => channel(9));
+    p.adopt('local', ready);
+    p.adopt('local', lazy);
+    p.prepare('local');
+    expect(prepared).toEqual([]);
+    expect(await p.acquire('local')).toBe(ready);
+  });
+
+  it('readies the channel the next acquire gets (the last usable idle one, else the next warm one), and opens none for it', async () => {
+    const prepared: number[] = [];
+    const preparing = (id: number) => Object.assign(channel(id), { ready: false, prepare: () => void prepared.push(id) });
+    let opened = 0;
+    const p = new ChannelPool(async () => preparing(++opened));
+    p.prepare('local');
+    expect(opened).toBe(0);
+    const [a, b] = [await p.acquire('local'), await p.acquire('local')];
+    p.release('local', a);
+    p.release('local', b);
+    (a as { usable: boolean }).usable = true;
+    (b as { usable: boolean }).usable = false;
+    p.prepare('local');
+    expect(prepared).toEqual([1]);
+    expect(await p.acquire('local')).toBe(a);
+    p.warm('local');
+    p.prepare('local');
+    expect(await p.acquire('local')).toMatchObject({ id: 3 });
+    expect(prepared).toEqual([1, 3]);
+    expect(opened).toBe(3);
+  });
+
   it('takes in a channel opened elsewhere (adopt) as an idle one, and closes it at once when the pool is closed', async () => {
     const { p, opened } = pool();
     const given = channel(7);
