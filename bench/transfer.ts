@@ -215,13 +215,15 @@ let manyFilesDeletedAt: number | undefined;
  * passes over every free inode deleted in the last dirty_expire_centisecs
  * (+5 s while its inode-table block is dirty) each time it allocates one
  * (recently_deleted() in fs/ext4/ialloc.c, a search from the start of the
- * block group). A shell loop creating 20,000 files took 0.4-0.6 s of
- * system time with no such inodes in its way and 1.7-6.2 s with them, over
- * half of it in recently_deleted() and its buffer lookups (perf); the
- * other side's clean-up had just deleted 40,000, so the side after it
- * paid that in the build on the builder and in the import alike, whichever
- * tool it was. Both sides wait the same, outside the measured wall, and
- * nothing a tool does itself is left out.
+ * block group). The other side's clean-up has just deleted 40,000, so
+ * without the wait the side after it pays for that in the build on the
+ * builder and in the import alike, whichever tool it is. Both sides wait
+ * the same, outside the measured wall, and nothing a tool does itself is
+ * left out. This removes only that part of the noise: a shell loop
+ * creating 20,000 files here takes anywhere from 0.45 to 4.7 s of system
+ * time, most of the slow ones in recently_deleted() and its buffer
+ * lookups (perf), even two minutes after this process last deleted
+ * anything, so rounds of this case still swing (0.46-2.41x, 2026-11-29).
  */
 async function settle(): Promise<void> {
   await run('sync', []);
