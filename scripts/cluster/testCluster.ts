@@ -197,6 +197,9 @@ function runCommand(file: string, args: string[], env: NodeJS.ProcessEnv, input?
     child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
     child.once('error', reject);
     child.once('close', (code, signal) => resolvePromise({ stdout, stderr, code: code ?? (signal ? 128 : 1) }));
+    // A command that exits without reading its input (nix-store --init, mount) closes the pipe first:
+    // EPIPE here is no failure of the command, whose exit code says how it went.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }
