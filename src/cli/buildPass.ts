@@ -52,7 +52,7 @@ export async function startPass(p: PassInput): Promise<Executor> {
   const { scheduled, onBuilders } = splitFetchesOnBuilders(p.jobs);
   const placement = livePlacement(plan, p.hosts);
   for (const m of p.config.machines) {
-    if (placement.planned.includes(m.hostName) && m.sshKey) await checkKeyFile(m.sshKey, m.hostName);
+    if (placement.planned.includes(m.hostName) && m.sshKey) checkKeyFile(m.sshKey, m.hostName);
   }
   const reserves = await usableReserves(p.config.machines, placement.reserves, p.log);
   const scheduler = liveScheduler(plan, scheduled, p.hosts, placement);
@@ -95,7 +95,7 @@ async function usableReserves(machines: Machine[], reserves: string[], log: (lin
   for (const name of reserves) {
     const m = machines.find((x) => x.hostName === name);
     try {
-      if (m?.sshKey) await checkKeyFile(m.sshKey, m.hostName);
+      if (m?.sshKey) checkKeyFile(m.sshKey, m.hostName);
       usable.push(name);
     } catch (error) {
       if (!(error instanceof OffloadError)) throw error;

@@ -139,13 +139,13 @@ export async function machinesAction(opts: MachinesOptions, out: Output): Promis
 async function listing(machine: Machine): Promise<MachineListing> {
   const files = knownHostsFilesFor(machine);
   const hostKey = expectedHostKey(machine, await loadKnownHosts(files), files);
-  const keyFileProblem = machine.sshKey === undefined ? undefined : await keyProblem(machine.sshKey, machine.hostName);
+  const keyFileProblem = machine.sshKey === undefined ? undefined : keyProblem(machine.sshKey, machine.hostName);
   return { machine, hostKey, ...(keyFileProblem !== undefined && { keyFileProblem }) };
 }
 
-async function keyProblem(path: string, hostName: string): Promise<string | undefined> {
+function keyProblem(path: string, hostName: string): string | undefined {
   try {
-    await checkKeyFile(path, hostName);
+    checkKeyFile(path, hostName);
     return undefined;
   } catch (error) {
     if (error instanceof KeyFileError) return error.message;

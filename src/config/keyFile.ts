@@ -1,5 +1,4 @@
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { accessSync, constants, statSync } from 'node:fs';
 import { KeyFileError } from './errors.js';
 
 /**
@@ -7,14 +6,17 @@ import { KeyFileError } from './errors.js';
  * it must exist, be a readable regular file, and not be readable by group or
  * others (ssh ignores such a key: "UNPROTECTED PRIVATE KEY FILE"). Only the
  * file's metadata is looked at; its contents are never read here.
+ * Synchronous (a stat and an access, microseconds): a login checks its key
+ * and opens its TCP connection in the same tick, before the rest of a start
+ * takes the thread (remote/sshRoute.ts).
  */
-export async function checkKeyFile(path: string, hostName: string): Promise<void> {
+export function checkKeyFile(path: string, hostName: string): void {
   let mode: number;
   try {
-    const info = await stat(path);
+    const info = statSync(path);
     if (!info.isFile()) throw new KeyFileError(`SSH key ${path} for host ${hostName} is not a regular file`);
     mode = info.mode;
-    await access(path, constants.R_OK);
+    accessSync(path, constants.R_OK);
   } catch (error) {
     if (error instanceof KeyFileError) throw error;
     const code = (error as NodeJS.ErrnoException).code;

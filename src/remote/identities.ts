@@ -96,7 +96,7 @@ export async function clientAuth(machine: SshEndpoint, options: IdentityOptions 
 
 async function readIdentity(file: string, hostName: string): Promise<IdentityFile> {
   try {
-    await checkKeyFile(file, hostName);
+    checkKeyFile(file, hostName);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // checkKeyFile names the file and host; here only the reason is wanted.

@@ -1,8 +1,6 @@
-import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Client, ConnectConfig, NegotiatedAlgorithms } from 'ssh2';
 import type { SshEndpoint } from '../config/machine.js';
-import { checkKeyFile } from '../config/keyFile.js';
 import { watchCompression, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { compressionAlgorithms } from './compressionRule.js';
 import type { OffloadError } from '../errors/offloadError.js';
@@ -36,20 +34,29 @@ export interface LoginSettings {
 }
 
 /**
- * Handshake, host key check and login on `client`, over `sock` when the
- * route gave one, else over a TCP connection opened here as ssh2 would open
- * it. Resolves with the stream the connection runs over: closing waits for
+ * Handshake, host key check and login on `client`, over `sock`, the
+ * stream its route opened (remote/sshRoute.ts); a failure before the
+ * handshake destroys it. Resolves with that stream: closing waits for
  * our side of it to finish (remote/sshPool.ts closeConnection), which ssh2
  * has no public way to say. `onClose` hears of the connection ending after
  * login.
  */
-export async function sshLogin(endpoint: SshEndpoint, label: string, client: Client, sock: Duplex | undefined, settings: LoginSettings): Promise<Duplex> {
-const { debug, warn } = settings;
-  // The machines file's own sshKey is what the user asked for: a bad one is
-  // bad input, refused before any connection, not an identity to skip.
-  if (endpoint.sshKey !== undefined) await checkKeyFile(endpoint.sshKey, label);
-  const [auth, policy] = await Promise.all([clientAuth(endpoint, { debug }), hostKeyPolicy(endpoint, settings.knownHostsFiles, settings.globalKnownHostsFiles, label)]);
-  if (settings.closing()) throw new ConnectionLostError(label, 'the pool was closed while connecting');
+export async function sshLogin(endpoint: SshEndpoint, label: string, client: Client, sock: Duplex, settings: LoginSettings): Promise<Duplex> {
+  const { debug, warn } = settings;
+  // The route is open already (a TCP connection may still be connecting): an error it has before ssh2
+  // listens, such as a refused connection while the keys are read, is kept for the failure below.
+  let routeError: Error | undefined;
+  const onRouteError = (error: Error) => (routeError ??= error);
+  sock.on('error', onRouteError);
+  let auth: Awaited<ReturnType<typeof clientAuth>>;
+  let policy: Awaited<ReturnType<typeof hostKeyPolicy>>;
+  try {
+    [auth, policy] = await Promise.all([clientAuth(endpoint, { debug }), hostKeyPolicy(endpoint, settings.knownHostsFiles, settings.globalKnownHostsFiles, label)]);
+    if (settings.closing()) throw new ConnectionLostError(label, 'the pool was closed while connecting');
+  } catch (error) {
+    sock.destroy();
+    throw error;
+  }
   if (endpoint.strictHostKeyChecking === 'no' && !policy.pinned) {
     warn(`${label}: StrictHostKeyChecking no: a host key nothing knows is accepted without a check; use accept-new or pin publicHostKey`);
   }
@@ -89,7 +96,6 @@ const { debug, warn } = settings;
     }
     return connectFailure(error, label, policy.address, policy.port, auth, timeoutMs);
   };
-  let stream: Duplex | undefined = sock;
   await new Promise<void>((resolve, reject) => {
     let ready = false;
     let lastError: Error | undefined;
@@ -119,11 +125,16 @@ const { debug, warn } = settings;
       }
       settings.onClose(lastError);
     });
+    sock.off('error', onRouteError);
+    if (routeError) {
+      sock.destroy();
+      void failure(routeError).then(reject);
+      return;
+    }
     // A socket still connecting is one ssh2 waits for (its 'connect'), within readyTimeout as for its own.
-    stream ??= connect({ host: policy.address, port: policy.port });
-    client.connect({ ...config, sock: stream });
+    client.connect({ ...config, sock });
   });
-  return stream!;
+  return sock;
 }
 
 /**
