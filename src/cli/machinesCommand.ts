@@ -138,7 +138,7 @@ export async function machinesAction(opts: MachinesOptions, out: Output): Promis
 /** Local facts only: key file metadata and the expected host key; nothing is sent anywhere. */
 async function listing(machine: Machine): Promise<MachineListing> {
   const files = knownHostsFilesFor(machine);
-  const hostKey = expectedHostKey(machine, await loadKnownHosts(files), files);
+  const hostKey = expectedHostKey(machine, loadKnownHosts(files), files);
   const keyFileProblem = machine.sshKey === undefined ? undefined : keyProblem(machine.sshKey, machine.hostName);
   return { machine, hostKey, ...(keyFileProblem !== undefined && { keyFileProblem }) };
 }

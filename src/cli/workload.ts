@@ -74,7 +74,12 @@ export async function loadWorkload(installables: string[], opts: WorkloadOptions
     set = { ...(await loadDrvClosure(roots, { storeDir })), rootOutputs };
     checkWantedOutputs(set, wanted);
   }
-  opts.onClosure?.(set);
+  if (opts.onClosure) {
+    opts.onClosure(set);
+    // The logins it started reach their connect (a few promise turns) before the local store's process
+    // is spawned below: a fork that holds the thread for 10-20 ms, during which no handshake moves.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
   // One question to the store serves both the graph (outputs) and the executor (input sources too).
   if (!opts.askLocalStore) return { set, graph: buildGraph(set, new Set()), localPaths: null };
   const paths = pathsTheClosureUses(set);

@@ -152,7 +152,7 @@ function finish(draft: Draft): BuilderCheck {
 
 async function probe(pool: SshPool, machine: Machine, draft: Draft, options: CheckOptions & { knownHostsFiles: string[]; globalKnownHostsFiles: string[] }): Promise<void> {
   const files = knownHostsFilesFor(machine, options.knownHostsFiles, options.globalKnownHostsFiles);
-  const expected = await step(draft, 'known_hosts', async () => expectedHostKey(machine, await loadKnownHosts(files), files));
+  const expected = await step(draft, 'known_hosts', async () => expectedHostKey(machine, loadKnownHosts(files), files));
   if (!expected) return;
   if (!(await connect(pool, machine, draft, expected))) return;
   await Promise.all([

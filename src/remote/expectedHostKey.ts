@@ -74,11 +74,11 @@ export function expectedHostKey(machine: SshEndpoint, entries: KnownHostsEntry[]
 }
 
 /** What SshPool checks the offered host key against: the pinned key, else the known_hosts entries for the machine's names. */
-export async function hostKeyPolicy(machine: SshEndpoint, userDefaults: string[], globalDefaults: string[], label = machine.hostName): Promise<HostKeyPolicy> {
+export function hostKeyPolicy(machine: SshEndpoint, userDefaults: string[], globalDefaults: string[], label = machine.hostName): HostKeyPolicy {
   const address = machine.address || machine.hostName;
   const port = machine.port || 22;
   const knownHostsFiles = knownHostsFilesFor(machine, userDefaults, globalDefaults);
-  const entries = await loadKnownHosts(knownHostsFiles);
+  const entries = loadKnownHosts(knownHostsFiles);
   const names = knownHostsNamesFor(machine);
   return {
     host: label,

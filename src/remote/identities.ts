@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import ssh2, { type AnyAuthMethod, type BaseAgent, type ParsedKey } from 'ssh2';
@@ -60,9 +59,7 @@ export async function clientAuth(machine: SshEndpoint, options: IdentityOptions 
   const user = machine.sshUser ?? userInfo().username;
   const debug = options.debug ?? (() => undefined);
   const configured = machine.identityFiles ?? (machine.sshKey ? [machine.sshKey] : undefined);
-  const files = await Promise.all(
-    (configured ?? defaultIdentityFiles(options.homeDir)).filter((file) => configured !== undefined || existsSync(file)).map((file) => readIdentity(file, machine.hostName)),
-  );
+  const files = (configured ?? defaultIdentityFiles(options.homeDir)).filter((file) => configured !== undefined || existsSync(file)).map((file) => readIdentity(file, machine.hostName));
   const agentSocket = machine.identityAgent === 'none' ? undefined : (machine.identityAgent ?? options.agentSocket ?? process.env.SSH_AUTH_SOCK);
   const agentKeys = agentSocket ? await listAgentKeys(agentSocket, machine.hostName, debug) : [];
 
@@ -94,17 +91,18 @@ export async function clientAuth(machine: SshEndpoint, options: IdentityOptions 
   return { user, keyFiles, methods, offered, skipped };
 }
 
-async function readIdentity(file: string, hostName: string): Promise<IdentityFile> {
+/** Read synchronously, as ssh reads it: a small file, read as a login is prepared (remote/sshLogin.ts prepareLogin). */
+function readIdentity(file: string, hostName: string): IdentityFile {
   try {
     checkKeyFile(file, hostName);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // checkKeyFile names the file and host; here only the reason is wanted.
-    return { file, problem: message.replace(`SSH key ${file} for host ${hostName} `, ''), ...(await publicBlobBeside(file)) };
+    return { file, problem: message.replace(`SSH key ${file} for host ${hostName} `, ''), ...publicBlobBeside(file) };
   }
   let bytes: Buffer;
   try {
-    bytes = await readFile(file);
+    bytes = readFileSync(file);
   } catch (error) {
     return { file, problem: `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})` };
   }
@@ -116,7 +114,7 @@ async function readIdentity(file: string, hostName: string): Promise<IdentityFil
     return { file, key, publicBlob: key.getPublicSSH() };
   }
   const encrypted = /encrypted|passphrase/i.test(parsed.message);
-  const publicBlob = openSshPublicBlob(bytes) ?? (await publicBlobBeside(file)).publicBlob;
+  const publicBlob = openSshPublicBlob(bytes) ?? publicBlobBeside(file).publicBlob;
   return {
     file,
     problem: encrypted ? 'passphrase-protected and not loaded in ssh-agent (offload cannot ask for a passphrase)' : `not a key ssh2 can use: ${parsed.message}`,
@@ -125,9 +123,9 @@ async function readIdentity(file: string, hostName: string): Promise<IdentityFil
 }
 
 /** `<file>.pub`, as ssh reads it to match an identity file with an agent key. */
-async function publicBlobBeside(file: string): Promise<{ publicBlob?: Buffer }> {
+function publicBlobBeside(file: string): { publicBlob?: Buffer } {
   try {
-    const parsed = utils.parseKey(await readFile(`${file}.pub`));
+    const parsed = utils.parseKey(readFileSync(`${file}.pub`));
     if (parsed instanceof Error) return {};
     const key = Array.isArray(parsed) ? (parsed as ParsedKey[])[0]! : parsed;
     return { publicBlob: key.getPublicSSH() };

@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ExitCode, OffloadError } from '../errors/offloadError.js';
@@ -111,18 +111,20 @@ export class KnownHostsFileError extends OffloadError {
   }
 }
 
-/** Every entry of the files that exist; a missing file is simply empty, as for ssh. */
-export async function loadKnownHosts(files: string[]): Promise<KnownHostsEntry[]> {
-  const texts = await Promise.all(
-    files.map(async (file) => {
-      try {
-        return parseKnownHosts(await readFile(file, 'utf8'), file);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT' || code === 'ENOTDIR') return [];
-        throw new KnownHostsFileError(file, code ?? String(error), { cause: error });
-      }
-    }),
-  );
-  return texts.flat();
+/**
+ * Every entry of the files that exist; a missing file is simply empty, as for ssh.
+ * Read synchronously, as ssh reads them: a few small files, and a login
+ * that waited for their completions behind the rest of a start connected
+ * tens of milliseconds later (remote/sshLogin.ts prepareLogin).
+ */
+export function loadKnownHosts(files: string[]): KnownHostsEntry[] {
+  return files.flatMap((file) => {
+    try {
+      return parseKnownHosts(readFileSync(file, 'utf8'), file);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return [];
+      throw new KnownHostsFileError(file, code ?? String(error), { cause: error });
+    }
+  });
 }

@@ -6,7 +6,7 @@ import type { OffloadError } from '../errors/offloadError.js';
 import { DEFAULT_COMPRESSION_LIMITS, describeCompressionSwitch, type CompressionLimits, type CompressionSwitch } from './adaptiveCompression.js';
 import { DEFAULT_GLOBAL_KNOWN_HOSTS_FILES, defaultUserKnownHostsFiles } from './knownHosts.js';
 import { openedWithin, probeReply, type ExecResult } from './probeReply.js';
-import { sshLogin, sshLogout, type LoginSettings } from './sshLogin.js';
+import { prepareLogin, sshLogin, sshLogout, type LoginPreparation, type LoginSettings } from './sshLogin.js';
 import { ChannelOpenError, ConnectionLostError, ProbeTimeoutError } from './sshErrors.js';
 import { closeRoute, openRoute, type Route } from './sshRoute.js';
 import type { ServeTransport } from './transport.js';
@@ -78,6 +78,8 @@ type PoolEvents = { down: [host: string, error: OffloadError]; compression: [hos
  */
 export class SshPool extends EventEmitter<PoolEvents> {
   private readonly connections = new Map<string, Connection>();
+  /** Reads for each host's next login, started by prepare(). */
+  private readonly prepared = new Map<string, Promise<LoginPreparation>>();
   private readonly options: Required<Omit<SshPoolOptions, 'debug' | 'warn'>>;
   private readonly debug: (message: string) => void;
   private readonly warn: (message: string) => void;
@@ -96,6 +98,19 @@ export class SshPool extends EventEmitter<PoolEvents> {
     };
     this.debug = options.debug ?? (() => undefined);
     this.warn = options.warn ?? (() => undefined);
+  }
+
+  /**
+   * Starts reading what logging in to `machine` needs (identity files,
+   * ssh-agent's keys, known_hosts) before the login is due; its next
+   * connect uses what was read. Nothing is sent to the host.
+   */
+  prepare(machine: Machine): void {
+    if (this.prepared.has(machine.hostName) || this.connections.has(machine.hostName)) return;
+    const reading = prepareLogin(machine, machine.hostName, { debug: this.debug, knownHostsFiles: this.options.knownHostsFiles, globalKnownHostsFiles: this.options.globalKnownHostsFiles });
+    // A failure is the login's to report, when it comes.
+    reading.catch(() => undefined);
+    this.prepared.set(machine.hostName, reading);
   }
 
   /** Connects (or waits for the connection in progress); rejects with a classified SSH error. */
@@ -202,6 +217,9 @@ export class SshPool extends EventEmitter<PoolEvents> {
   }
 
   private async establish(machine: Machine, connection: Connection): Promise<void> {
+    // Once: a later login (after the host was lost) reads keys and known_hosts as they are then.
+    const prepared = this.prepared.get(machine.hostName);
+    this.prepared.delete(machine.hostName);
     const sock = await openRoute(machine, machine.hostName, {
       route: connection.route,
       loginSettings: (hop, extra) => this.loginSettings(hop, connection, extra),
@@ -225,6 +243,7 @@ export class SshPool extends EventEmitter<PoolEvents> {
         onHandshake: (negotiated) => (connection.negotiated = negotiated),
         compressionWatch: { limits: this.options.compressionLimits, onSwitch: (change) => this.compressionSwitched(machine.hostName, change) },
         onClose: (error) => this.lost(machine.hostName, connection, error),
+        ...(prepared ? { prepared } : {}),
       }),
     );
     connection.established = true;

@@ -55,6 +55,8 @@ export interface BuilderLinkOptions {
  */
 export async function linkBuilders(machines: readonly Machine[], options: BuilderLinkOptions): Promise<BuilderLinks> {
   const ssh = new (await options.sshModule).SshPool(options.ssh);
+  // Keys and known_hosts are read now, while the closure is: the logins can then connect as soon as it is known.
+  for (const m of machines) ssh.prepare(m);
   ssh.on('down', options.onDown);
   if (options.onCompression) ssh.on('compression', options.onCompression);
   const channels = new ChannelPool(serveChannelOpener(ssh, machines, options.channels));
