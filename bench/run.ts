@@ -1,5 +1,5 @@
 /**
- * `npm run bench [plan [DAG folder]|build|failover|cache|transfer [case]]`: plan quality and speed
+ * `npm run bench [plan [DAG folder]|build|failover|cache|transfer [case|case…]]`: plan quality and speed
  * on the nixpkgs DAGs in fixtures/dags (or the folder given, or
  * `$OFFLOAD_BENCH_DAGS`), then
  * real builds side by side with Nix's own build-remote on the test cluster,

@@ -8,9 +8,9 @@
  * single process of each side's process tree (each one's VmHWM, sampled).
  * Each case runs in rounds whose first side alternates, each side after a
  * `sync`, and the medians are compared: the side that went second used to
- * lose 10-20 % on the small cases to the first side's writeback. After a
- * clean-up that deleted many files, the next side also waits until the
- * file system would reuse their inodes without a search (settle).
+ * lose 10-20 % on the small cases to the first side's writeback. The cases
+ * of many small files are cleaned up only after the last measurement, so
+ * no side allocates inodes another side has just deleted (settle).
  */
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -47,8 +47,10 @@ interface TransferCase {
   offloadArgs?: string[];
   /** Extra ssh options for Nix's side (e.g. -C), after the cluster's own. */
   nixSshOpts?: string;
-  /** Each side creates (and its clean-up deletes) tens of thousands of files, locally and on a builder: see settle. */
-  manyFiles?: boolean;
+  /** Each side creates hundreds or thousands of inodes, locally and on a builder: cleaned up after the last case (see settle). */
+  manyInodes?: boolean;
+  /** Needs both builders (left builds, right reads); every other case is given only left, as the issue measured (one builder). */
+  bothBuilders?: boolean;
 }
 
 interface Measured {
@@ -92,12 +94,13 @@ const cases: TransferCase[] = [
     bytes: 1024 * MiB,
     nixNote: 'Nix: through the local store',
     prepare: (nonce) => instantiate(nonce, 'builderToBuilder', { mib: 1024 }),
+    bothBuilders: true,
   },
   {
     label: '20,000 files (copy back)',
     bytes: 20_000 * 200,
     prepare: (nonce) => instantiate(nonce, 'manyFiles', { files: 20_000 }),
-    manyFiles: true,
+    manyInodes: true,
   },
   {
     label: '300 paths (upload)',
@@ -109,6 +112,7 @@ const cases: TransferCase[] = [
       await Promise.all(files.map((f) => rm(f, { force: true })));
       return { ...(await instantiate(nonce, 'upload', { inputs: paths })), created: paths };
     },
+    manyInodes: true,
   },
 ];
 
@@ -153,15 +157,41 @@ async function measure(cwd: string, cmd: string, args: string[], env: NodeJS.Pro
   return { wall: (performance.now() - start) / 1000, peakRssMB: peak / 1e6 };
 }
 
-function nixBuild(cluster: TestCluster, dir: string, drv: string, sshOpts?: string): Promise<Measured> {
-  return measure(dir, 'nix-build', ['--max-jobs', '0', '--builders', `@${cluster.nixMachinesFile}`, '--no-out-link', drv], {
+/** Both tools' machines files: the cluster's, and ones naming only `left`. */
+interface MachinesFiles {
+  nix: string;
+  offload: string;
+}
+
+/**
+ * Machines files naming only `left`. A case that needs one builder is run
+ * with one, as the issue's figures were: with two, offload logs in to both
+ * and asks each what it already holds before it plans (Nix asks none and
+ * logs in to the one it picks), which on 2 cores held the 300 paths' first
+ * upload up by about 50 ms (measured with a one-builder machines file).
+ * That is a cost of the start, not of moving bytes, and builder → builder
+ * keeps both.
+ */
+async function leftOnly(cluster: TestCluster, dir: string): Promise<MachinesFiles> {
+  const nix = join(dir, 'machines-left.nix');
+  const offload = join(dir, 'machines-left.json');
+  const nixLines = (await readFile(cluster.nixMachinesFile, 'utf8')).split('\n').filter((line) => line.startsWith('ssh://root@left '));
+  const machines = (JSON.parse(await readFile(cluster.machinesFile, 'utf8')) as Array<{ hostName: string }>).filter((m) => m.hostName === 'left');
+  if (nixLines.length !== 1 || machines.length !== 1) throw new Error(`the cluster's machines files name no single builder "left"`);
+  await writeFile(nix, `${nixLines[0]}\n`);
+  await writeFile(offload, JSON.stringify(machines, null, 2));
+  return { nix, offload };
+}
+
+function nixBuild(cluster: TestCluster, dir: string, machinesFile: string, drv: string, sshOpts?: string): Promise<Measured> {
+  return measure(dir, 'nix-build', ['--max-jobs', '0', '--builders', `@${machinesFile}`, '--no-out-link', drv], {
     ...nixEnv,
     NIX_SSHOPTS: sshOpts === undefined ? cluster.nixSshOpts : `${cluster.nixSshOpts} ${sshOpts}`,
   });
 }
 
-function offloadBuild(cluster: TestCluster, dir: string, drv: string, extra: string[] = []): Promise<Measured> {
-  const args = [join(ROOT, 'bin/offload.js'), 'build', '--machines', cluster.machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--no-out-link', ...extra, drv];
+function offloadBuild(cluster: TestCluster, dir: string, machinesFile: string, drv: string, extra: string[] = []): Promise<Measured> {
+  const args = [join(ROOT, 'bin/offload.js'), 'build', '--machines', machinesFile, '--ssh-config', cluster.sshConfigFile, '--max-jobs', '0', '--no-out-link', ...extra, drv];
   return measure(dir, process.execPath, args, nixEnv);
 }
 
@@ -192,51 +222,36 @@ async function retried(what: string, attempt: () => Promise<{ code: number; stde
   throw new Error(`cleaning ${what} failed: ${last.slice(-500)}`);
 }
 
-/** Prepares one side's paths, measures its build from a settled machine, and deletes what it made. */
-async function side(cluster: TestCluster, dir: string, c: TransferCase, nonce: string, build: (drv: string) => Promise<Measured>, into: Measured[]): Promise<void> {
+/** Prepares one side's paths, measures its build from a settled machine, and deletes what it made (or leaves that for the end). */
+async function side(cluster: TestCluster, dir: string, c: TransferCase, nonce: string, build: (drv: string) => Promise<Measured>, into: Measured[], later: Side[]): Promise<void> {
   const made = await c.prepare(nonce, dir);
   await settle();
   into.push(await build(made.drv));
-  await cleanUp(cluster, made);
-  if (c.manyFiles) manyFilesDeletedAt = performance.now();
+  if (c.manyInodes) later.push(made);
+  else await cleanUp(cluster, made);
 }
-
-/** When the last clean-up that deleted many files ended (performance.now()). */
-let manyFilesDeletedAt: number | undefined;
 
 /**
  * Each side starts with no dirty pages of its own preparation or of the
  * other side's run and clean-up: otherwise the kernel writes back the first
- * side's GiB or 20,000 files (and the journal of their deletion) while the
- * second side is measured.
+ * side's GiB or 20,000 files while the second side is measured.
  *
- * And, after a clean-up that deleted many files, only once the file system
- * would reuse their inodes: ext4 without a journal (as on this machine)
- * passes over every free inode deleted in the last dirty_expire_centisecs
- * (+5 s while its inode-table block is dirty) each time it allocates one
- * (recently_deleted() in fs/ext4/ialloc.c, a search from the start of the
- * block group). The other side's clean-up has just deleted 40,000, so
- * without the wait the side after it pays for that in the build on the
- * builder and in the import alike, whichever tool it is. Both sides wait
- * the same, outside the measured wall, and nothing a tool does itself is
- * left out. This removes only that part of the noise: a shell loop
- * creating 20,000 files here takes anywhere from 0.45 to 4.7 s of system
+ * Deleting many files would also slow whatever creates files after it, and
+ * by chance: ext4 without a journal (as on this machine) passes over every
+ * free inode deleted in the last 60 s, or 360 s while its inode-table
+ * block is dirty, each time it allocates one (recently_deleted() in
+ * fs/ext4/ialloc.c, RECENTCY_MIN and RECENTCY_DIRTY; a search from the
+ * start of the block group), and creating files dirties those blocks
+ * again. A side after another side's clean-up of 40,000 files paid for it
+ * in the build on the builder and in the import alike, whichever tool it
+ * was: the same loop of 20,000 creations took 0.45 to 4.7 s of system
  * time, most of the slow ones in recently_deleted() and its buffer
- * lookups (perf), even two minutes after this process last deleted
- * anything, so rounds of this case still swing (0.46-2.41x, 2026-11-29).
+ * lookups (perf). Waiting six minutes per side is too long, so the cases
+ * of many small files (last in the list) keep what they made until the
+ * end of the bench, and the big ones delete only a few inodes each.
  */
 async function settle(): Promise<void> {
   await run('sync', []);
-  if (manyFilesDeletedAt === undefined) return;
-  const window = (await recentlyDeletedSeconds()) * 1000;
-  const left = manyFilesDeletedAt + window - performance.now();
-  if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
-}
-
-/** How long ext4 counts an inode as recently deleted: vm.dirty_expire_centisecs, plus 5 s for a dirty block, plus a margin. */
-async function recentlyDeletedSeconds(): Promise<number> {
-  const centisecs = Number((await readFile('/proc/sys/vm/dirty_expire_centisecs', 'utf8').catch(() => '3000')).trim());
-  return (Number.isFinite(centisecs) ? centisecs / 100 : 30) + 5 + 1;
 }
 
 function row(cells: string[], widths: number[]): string {
@@ -254,17 +269,21 @@ export async function runTransferBench(only?: string): Promise<void> {
     ],
   });
   const widths = [28, 10, 9, 9, 7, 16, 9, 9];
+  // What the cases of many small files made, deleted after the last measurement (settle).
+  const later: Side[] = [];
   try {
-    console.log('\ntransfer: Nix build-remote vs offload, same two builders, fresh paths per side; peak RSS = largest single process');
+    const left = await leftOnly(cluster, dir);
+    console.log('\ntransfer: Nix build-remote vs offload, same builder (both builders for builder → builder), fresh paths per side; peak RSS = largest single process');
     console.log(`${ROUNDS} rounds per case, the side going first alternating; walls are medians, then each round's ratio`);
     console.log(row(['case', 'bytes', 'nix', 'offload', 'ratio', 'rounds', 'nix RSS', 'off. RSS'], widths));
-    for (const c of cases.filter((c) => !only || c.label.includes(only))) {
+    for (const c of cases.filter((c) => !only || only.split('|').some((part) => c.label.includes(part)))) {
       const nix: Measured[] = [];
       const ours: Measured[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         const nonce = freshNonce();
-        const nixSide = () => side(cluster, dir, c, `nix-${nonce}`, (drv) => nixBuild(cluster, dir, drv, c.nixSshOpts), nix);
-        const ourSide = () => side(cluster, dir, c, `offload-${nonce}`, (drv) => offloadBuild(cluster, dir, drv, c.offloadArgs), ours);
+        const files = c.bothBuilders ? { nix: cluster.nixMachinesFile, offload: cluster.machinesFile } : left;
+        const nixSide = () => side(cluster, dir, c, `nix-${nonce}`, (drv) => nixBuild(cluster, dir, files.nix, drv, c.nixSshOpts), nix, later);
+        const ourSide = () => side(cluster, dir, c, `offload-${nonce}`, (drv) => offloadBuild(cluster, dir, files.offload, drv, c.offloadArgs), ours, later);
         // Whichever side goes second runs on a cluster the first one warmed and dirtied: the order alternates.
         if (round % 2 === 0) {
           await nixSide();
@@ -293,6 +312,7 @@ export async function runTransferBench(only?: string): Promise<void> {
       );
     }
   } finally {
+    for (const made of later) await cleanUp(cluster, made).catch((error: unknown) => console.error(error instanceof Error ? error.message : error));
     await cluster.stop();
     await rm(dir, { recursive: true, force: true });
   }
