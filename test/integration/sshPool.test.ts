@@ -1,7 +1,9 @@
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Client } from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/cluster/ports.js';
 import { loadMachinesConfig } from '../../src/config/loadMachines.js';
@@ -18,6 +20,7 @@ import {
   UnknownHostKeyError,
 } from '../../src/remote/sshErrors.js';
 import { SshPool } from '../../src/remote/sshPool.js';
+import { prepareLogin, sshLogin } from '../../src/remote/sshLogin.js';
 import { startTempCluster, type TestCluster } from '../support/cluster.js';
 import { integrationPrereqs } from '../support/requireIntegration.js';
 
@@ -232,6 +235,30 @@ describe.runIf(integrationPrereqs())('SshPool against the test cluster', () => {
     const error = await newPool()
       .connect(machine('ruby', { port }))
       .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HostUnreachableError);
+    expect((error as Error).message).toBe(`cannot reach ruby at 127.0.0.1:${port}: connection refused (no sshd listening on that port)`);
+  });
+
+  it('reports a refusal that came before the login was ready to listen the same way', async () => {
+    // The route's TCP connection is opened before the keys are read (remote/sshRoute.ts): here the refusal
+    // arrives while they are still being read, before ssh2 has a listener on the socket.
+    const port = await freePort();
+    const target = machine('ruby', { port });
+    const sock = connect({ host: '127.0.0.1', port });
+    const refused = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+    const settings = {
+      connectTimeoutMs: 5_000,
+      keepalive: { intervalMs: 5_000, countMax: 3 },
+      compress: false,
+      knownHostsFiles: [join(cluster.dir, 'empty_known_hosts')],
+      globalKnownHostsFiles: [],
+      debug: () => undefined,
+      warn: () => undefined,
+      closing: () => false,
+      onClose: () => undefined,
+    };
+    const prepared = refused.then(() => prepareLogin(target, 'ruby', settings));
+    const error = await sshLogin(target, 'ruby', new Client(), sock, { ...settings, prepared }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HostUnreachableError);
     expect((error as Error).message).toBe(`cannot reach ruby at 127.0.0.1:${port}: connection refused (no sshd listening on that port)`);
   });
