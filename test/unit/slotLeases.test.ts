@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -117,7 +117,11 @@ describe('SqliteSlotLeases', () => {
     const zombie = Number(await firstLine(parent));
     const startTime = processStartTime(zombie)!;
     expect(startTime).toMatch(/^\d+$/);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Wait until the child has exited and is a zombie; on a loaded machine that can take a while.
+    for (const until = Date.now() + 10_000; !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')); ) {
+      if (Date.now() > until) throw new Error(`${zombie} never became a zombie`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     expect(isProcessAlive({ pid: zombie, startTime, bootId: currentBootId() })).toBe(false);
     const slots = leases();
     insertForeignLease('h', 0, zombie, startTime, currentBootId());
