@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { HostKeyMismatchError } from '../../src/remote/sshErrors.js';
 import { HostRotation } from '../../src/run/hostRotation.js';
 import type { RunEvent } from '../../src/run/runEvents.js';
+import { waitFor } from '../support/waitFor.js';
 import { FakeHosts } from './runFakes.js';
 
 function rotation(options = { failureThreshold: 2, backoffSeconds: 0.1, maxBackoffSeconds: 1 }, reserves: string[] = []) {
@@ -26,14 +27,6 @@ function rotation(options = { failureThreshold: 2, backoffSeconds: 0.1, maxBacko
     onInternalError: (e) => errors.push(e),
   });
   return { r, hosts, available, log, events, takenOut, errors, resumes: () => resumes };
-}
-
-/** Waits for what the back-off timers and reconnects lead to; the bound only ends a broken test. */
-async function waitFor(done: () => boolean): Promise<void> {
-  for (const until = Date.now() + 10_000; !done(); ) {
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 describe('HostRotation', () => {

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { currentBootId, isProcessAlive, processStartTime } from '../../src/slots/processAlive.js';
 import { defaultSlotLeasesPath, SqliteSlotLeases } from '../../src/slots/sqliteSlotLeases.js';
 import { describeSlotLeasesContract } from '../support/slotLeasesContract.js';
+import { waitFor } from '../support/waitFor.js';
 
 let dir: string;
 let file: string;
@@ -118,10 +119,7 @@ describe('SqliteSlotLeases', () => {
     const startTime = processStartTime(zombie)!;
     expect(startTime).toMatch(/^\d+$/);
     // Wait until the child has exited and is a zombie; on a loaded machine that can take a while.
-    for (const until = Date.now() + 10_000; !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')); ) {
-      if (Date.now() > until) throw new Error(`${zombie} never became a zombie`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitFor(() => /^\S+ \(.*\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')), `${zombie} never became a zombie`, 20);
     expect(isProcessAlive({ pid: zombie, startTime, bootId: currentBootId() })).toBe(false);
     const slots = leases();
     insertForeignLease('h', 0, zombie, startTime, currentBootId());
