@@ -128,7 +128,7 @@ async function localStoreTrust(): Promise<LocalTrust> {
 
 export async function machinesAction(opts: MachinesOptions, out: Output): Promise<number> {
   const config = await loadMachinesConfig(machineLoadOptions(opts));
-  const machines = await Promise.all(config.machines.map((m) => listing(m)));
+  const machines = config.machines.map((m) => listing(m));
   const input = { source: config.source, warnings: config.warnings ?? [], machines, local: config.local };
   if (opts.json) out.write(`${JSON.stringify(machinesListToJson(input), null, 2)}\n`);
   else out.write(`${machinesListToText(input, { color: useColor(opts, out as NodeJS.WriteStream), width: terminalWidth(out as NodeJS.WriteStream) })}\n`);
@@ -136,7 +136,7 @@ export async function machinesAction(opts: MachinesOptions, out: Output): Promis
 }
 
 /** Local facts only: key file metadata and the expected host key; nothing is sent anywhere. */
-async function listing(machine: Machine): Promise<MachineListing> {
+function listing(machine: Machine): MachineListing {
   const files = knownHostsFilesFor(machine);
   const hostKey = expectedHostKey(machine, loadKnownHosts(files), files);
   const keyFileProblem = machine.sshKey === undefined ? undefined : keyProblem(machine.sshKey, machine.hostName);
